@@ -1,0 +1,305 @@
+// Package config holds verneuil's configuration: the one JSON document shared
+// by the Go library, the loadable SQLite extension and verneuilctl.
+//
+// A configuration is supplied through the VERNEUIL_CONFIG environment variable
+// (inline JSON, or "@/path/to/file.json"; see FromEnv) or through verneuilctl's
+// --config flag (see Load). With no configuration at all, Default gives a
+// local-directory target with the spool under the user's data directory.
+//
+// Parsing is strict: unknown keys, duplicate keys, values of the wrong type and
+// values out of range are errors, and every error names the offending key, as in
+//
+//	config: unknown key "spool_dirr" (did you mean "spool_dir"?)
+//	config: targets[1].url: unsupported scheme "ftp" (want file or s3)
+//	config: chunk_size: 1000 is not a power of two ≥ 65536
+//
+// Credentials never live in the configuration: S3 credentials come only from
+// the standard AWS chain (environment, shared profile, instance metadata), and
+// URLs carrying user information are rejected.
+//
+// The package uses the standard library only and builds with CGO_ENABLED=0.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Default values of the tunables. A zero value in a parsed configuration is
+// replaced by the corresponding default.
+const (
+	DefaultChunkSize      = 64 << 10 // bytes
+	MinChunkSize          = 64 << 10 // bytes
+	MaxChunkSize          = 16 << 20 // bytes
+	DefaultUploadInterval = Duration(time.Second)
+	DefaultScanInterval   = Duration(30 * time.Second)
+	DefaultCopierWorkers  = 4
+	MaxCopierWorkers      = 256
+	DefaultRateLimit      = 100.0 // requests per second
+	DefaultRateBurst      = 100
+	DefaultFlushTimeout   = Duration(60 * time.Second)
+	DefaultLogLevel       = "warn"
+	DefaultLogFormat      = "text"
+)
+
+// EnvConfig is the environment variable read by FromEnv.
+const EnvConfig = "VERNEUIL_CONFIG"
+
+// EnvHome, when set, overrides the data directory (see DataDir).
+const EnvHome = "VERNEUIL_HOME"
+
+// Target is one blob store that replicas are written to.
+type Target struct {
+	URL       string `json:"url"`                  // "file:///ABS/DIR" or "s3://BUCKET/PREFIX"
+	Endpoint  string `json:"endpoint,omitempty"`   // s3 only
+	Region    string `json:"region,omitempty"`     // s3 only
+	PathStyle bool   `json:"path_style,omitempty"` // s3 only
+}
+
+// Config is the effective configuration. Obtain one with Parse, Load, FromEnv
+// or Default; a Config built in code should go through ApplyDefaults and
+// Validate before use.
+type Config struct {
+	SpoolDir       string            `json:"spool_dir"`
+	MakeDefault    bool              `json:"make_default"`
+	Targets        []Target          `json:"targets"`
+	CacheDir       string            `json:"cache_dir"`
+	ChunkSize      int               `json:"chunk_size"`      // bytes; power of two, 65536 ≤ x ≤ 16 MiB; default 65536
+	UploadInterval Duration          `json:"upload_interval"` // min time between two manifest uploads of one database; default 1s
+	ScanInterval   Duration          `json:"scan_interval"`   // background spool scan period; default 30s
+	CopierWorkers  int               `json:"copier_workers"`  // default 4, 1..256
+	RateLimit      float64           `json:"rate_limit"`      // blob-store requests per second per process; default 100; 0 < x
+	RateBurst      int               `json:"rate_burst"`      // default 100
+	FlushTimeout   Duration          `json:"flush_timeout"`   // default 60s
+	FlushOnClose   bool              `json:"flush_on_close"`  // upload synchronously when the last connection to a db closes
+	Hostname       string            `json:"hostname"`        // default os.Hostname()
+	Names          map[string]string `json:"names"`           // absolute db path → replica name override
+	LogLevel       string            `json:"log_level"`       // debug|info|warn|error; default "warn"
+	LogFormat      string            `json:"log_format"`      // text|json; default "text"
+	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
+}
+
+// Duration is a time.Duration that unmarshals from a Go duration string
+// ("1s", "250ms", "1m30s") or from a JSON number of seconds (1, 0.25), and
+// marshals as a duration string.
+type Duration time.Duration
+
+// Duration returns d as a time.Duration.
+func (d Duration) Duration() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.String.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON encodes d as a duration string such as "1.5s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON accepts a duration string or a number of seconds. null leaves
+// d unchanged.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. \"1s\", \"250ms\" or a number of seconds)", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("invalid duration %s (want e.g. \"1s\", \"250ms\" or a number of seconds)", describe(b))
+	}
+	ns := math.Round(f * 1e9)
+	if math.IsNaN(ns) || ns >= math.MaxInt64 || ns <= math.MinInt64 {
+		return fmt.Errorf("duration %s seconds is out of range", b)
+	}
+	if ns == 0 && f != 0 {
+		return fmt.Errorf("duration %s seconds is shorter than 1ns", b)
+	}
+	*d = Duration(int64(ns))
+	return nil
+}
+
+// Default returns the embedded default configuration: one local-directory
+// target at DataDir()/store, the spool at DataDir()/spool, the chunk cache at
+// CacheDir(), and the default tunables.
+func Default() *Config {
+	c := &Config{}
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults replaces every zero-valued field of c by its default. It is
+// called by Parse before Validate; call it on a Config built in code.
+// Targets is defaulted only when nil: an explicit empty list stays empty and
+// fails Validate.
+func (c *Config) ApplyDefaults() {
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(DataDir(), "spool")
+	}
+	if c.Targets == nil {
+		c.Targets = []Target{{URL: FileURL(filepath.Join(DataDir(), "store"))}}
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = CacheDir()
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = DefaultChunkSize
+	}
+	if c.UploadInterval == 0 {
+		c.UploadInterval = DefaultUploadInterval
+	}
+	if c.ScanInterval == 0 {
+		c.ScanInterval = DefaultScanInterval
+	}
+	if c.CopierWorkers == 0 {
+		c.CopierWorkers = DefaultCopierWorkers
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = DefaultRateBurst
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = DefaultFlushTimeout
+	}
+	if c.Hostname == "" {
+		c.Hostname = defaultHostname()
+	}
+	if c.Names == nil {
+		c.Names = map[string]string{}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = DefaultLogFormat
+	}
+	if c.Replicate == nil {
+		t := true
+		c.Replicate = &t
+	}
+}
+
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" || strings.ContainsAny(h, "/\x00") {
+		return "localhost"
+	}
+	return h
+}
+
+// ReplicateEnabled reports whether the replicating VFS should capture writes
+// (the "replicate" key; true when unset).
+func (c *Config) ReplicateEnabled() bool {
+	return c.Replicate == nil || *c.Replicate
+}
+
+// SlogLevel returns LogLevel as a slog.Level (slog.LevelWarn if unset or
+// unknown).
+func (c *Config) SlogLevel() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "info":
+		return slog.LevelInfo
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelWarn
+	}
+}
+
+// ReplicaName returns the replica name override configured in Names for the
+// database at the absolute path dbPath, if any.
+func (c *Config) ReplicaName(dbPath string) (string, bool) {
+	n, ok := c.Names[filepath.Clean(dbPath)]
+	return n, ok
+}
+
+// JSON returns the configuration as indented JSON, in the form Parse accepts.
+// The configuration holds no credentials and no environment variables, so
+// nothing is redacted.
+func (c *Config) JSON() []byte {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err == nil {
+		return append(b, '\n')
+	}
+	// The only unencodable value is a non-finite rate_limit, which Validate
+	// rejects; show it as a string rather than failing.
+	cp := *c
+	cp.RateLimit = 0
+	b, err = json.MarshalIndent(&cp, "", "  ")
+	if err != nil {
+		return fmt.Appendf(nil, "{\"error\": %q}\n", err.Error())
+	}
+	old := []byte("\n  \"rate_limit\": 0,")
+	repl := fmt.Appendf(nil, "\n  \"rate_limit\": %q,", fmt.Sprint(c.RateLimit))
+	return append(bytes.Replace(b, old, repl, 1), '\n')
+}
+
+// String returns the configuration as indented JSON (see JSON).
+func (c *Config) String() string { return string(c.JSON()) }
+
+// Kind returns the target's scheme: "file", "s3", or "" if the URL does not
+// parse.
+func (t Target) Kind() string {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme
+}
+
+// Dir returns the local directory of a file:// target (unescaped and
+// cleaned), or "" for other targets.
+func (t Target) Dir() string {
+	u, err := url.Parse(t.URL)
+	if err != nil || u.Scheme != "file" || u.Path == "" {
+		return ""
+	}
+	return filepath.Clean(filepath.FromSlash(u.Path))
+}
+
+// Bucket returns the bucket of an s3:// target, or "" for other targets.
+func (t Target) Bucket() string {
+	u, err := url.Parse(t.URL)
+	if err != nil || u.Scheme != "s3" {
+		return ""
+	}
+	return u.Host
+}
+
+// Prefix returns the key prefix of an s3:// target, without leading or
+// trailing "/" ("" for the bucket root and for other targets).
+func (t Target) Prefix() string {
+	u, err := url.Parse(t.URL)
+	if err != nil || u.Scheme != "s3" {
+		return ""
+	}
+	return strings.Trim(u.Path, "/")
+}
+
+// FileURL returns the file:// URL of the absolute directory dir, escaped as
+// needed.
+func FileURL(dir string) string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
+}

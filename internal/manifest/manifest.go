@@ -1,0 +1,261 @@
+// Package manifest owns the manifest format: the description of one complete
+// committed version of one replicated database (its ordered list of
+// content-addressed chunks, inline first chunk, identity and timestamps), and
+// its versioned, checksummed, zstd-compressed encoding. docs/FORMAT.md is the
+// specification; this package is the reference implementation.
+package manifest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// FormatVersion is the manifest format this package writes.
+const FormatVersion = 1
+
+// HashSize is the size of a chunk hash (SHA-256).
+const HashSize = sha256.Size
+
+// MaxEncodedSize bounds a decoded manifest (64 MiB of chunk hashes is a
+// 128 TiB database at 64 KiB chunks); larger inputs are rejected as corrupt.
+const MaxEncodedSize = 64 << 20
+
+const magic = "VERNEUIL"
+
+// ErrCorrupt is wrapped by every decoding error.
+var ErrCorrupt = errors.New("corrupt manifest")
+
+// Hash is a chunk's content address: SHA-256 of its bytes.
+type Hash [HashSize]byte
+
+// String returns the hash in lowercase hex, as used in object keys.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// HashOf returns the content address of data.
+func HashOf(data []byte) Hash { return sha256.Sum256(data) }
+
+// ParseHash parses a lowercase or uppercase hex hash.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	if len(s) != 2*HashSize {
+		return h, fmt.Errorf("chunk hash %q: want %d hex digits", s, 2*HashSize)
+	}
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, fmt.Errorf("chunk hash %q: %w", s, err)
+	}
+	return h, nil
+}
+
+// Manifest describes one committed version of a database.
+type Manifest struct {
+	// Name is the replica name of the database (see package names).
+	Name string
+	// Seq orders versions of one database: a newer commit has a larger Seq.
+	Seq uint64
+	// CommitTime is when the source committed this version.
+	CommitTime time.Time
+	// PageSize is the SQLite page size from the header (0 for an empty file).
+	PageSize uint32
+	// ChunkSize is the size of every chunk but possibly the last.
+	ChunkSize uint32
+	// Length is the database file length in bytes.
+	Length int64
+	// VersionID identifies the file state (version xattr + header bytes);
+	// trackers compare it to recognise writes that bypassed the VFS.
+	VersionID []byte
+	// HeaderHash is SHA-256 of the first 100 bytes of the file.
+	HeaderHash Hash
+	// Chunk0 holds the bytes of chunk 0 inline (it changes on every commit).
+	Chunk0 []byte
+	// Chunks lists the hash of every chunk, in file order, Chunk0 included.
+	Chunks []Hash
+}
+
+// ChunkCount returns how many chunks a file of length bytes has.
+func ChunkCount(length int64, chunkSize uint32) int {
+	if length <= 0 {
+		return 0
+	}
+	return int((length + int64(chunkSize) - 1) / int64(chunkSize))
+}
+
+// ChunkLen returns the length of chunk i of a file of length bytes.
+func ChunkLen(i int, length int64, chunkSize uint32) int {
+	start := int64(i) * int64(chunkSize)
+	n := length - start
+	if n > int64(chunkSize) {
+		n = int64(chunkSize)
+	}
+	if n < 0 {
+		n = 0
+	}
+	return int(n)
+}
+
+// Validate checks internal consistency (not chunk contents).
+func (m *Manifest) Validate() error {
+	if m.ChunkSize == 0 || m.ChunkSize&(m.ChunkSize-1) != 0 {
+		return fmt.Errorf("%w: chunk size %d is not a power of two", ErrCorrupt, m.ChunkSize)
+	}
+	if m.Length < 0 {
+		return fmt.Errorf("%w: negative length", ErrCorrupt)
+	}
+	if want := ChunkCount(m.Length, m.ChunkSize); len(m.Chunks) != want {
+		return fmt.Errorf("%w: %d chunks for length %d, want %d", ErrCorrupt, len(m.Chunks), m.Length, want)
+	}
+	if len(m.Chunks) > 0 {
+		if len(m.Chunk0) != ChunkLen(0, m.Length, m.ChunkSize) {
+			return fmt.Errorf("%w: inline chunk 0 has %d bytes, want %d", ErrCorrupt, len(m.Chunk0), ChunkLen(0, m.Length, m.ChunkSize))
+		}
+		if HashOf(m.Chunk0) != m.Chunks[0] {
+			return fmt.Errorf("%w: inline chunk 0 does not match its hash", ErrCorrupt)
+		}
+	} else if len(m.Chunk0) != 0 {
+		return fmt.Errorf("%w: inline chunk 0 in an empty database", ErrCorrupt)
+	}
+	return nil
+}
+
+// Encode returns the compressed, checksummed encoding of m (docs/FORMAT.md).
+func (m *Manifest) Encode() ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	var b bytes.Buffer
+	b.WriteString(magic)
+	w := func(v any) { _ = binary.Write(&b, binary.BigEndian, v) }
+	w(uint16(FormatVersion))
+	w(uint16(0)) // flags, reserved
+	w(m.Seq)
+	w(m.CommitTime.UnixNano())
+	w(m.PageSize)
+	w(m.ChunkSize)
+	w(m.Length)
+	writeBytes(&b, []byte(m.Name))
+	writeBytes(&b, m.VersionID)
+	b.Write(m.HeaderHash[:])
+	writeBytes(&b, m.Chunk0)
+	w(uint32(len(m.Chunks)))
+	for _, h := range m.Chunks {
+		b.Write(h[:])
+	}
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return encoder.EncodeAll(b.Bytes(), nil), nil
+}
+
+func writeBytes(b *bytes.Buffer, p []byte) {
+	_ = binary.Write(b, binary.BigEndian, uint32(len(p)))
+	b.Write(p)
+}
+
+var (
+	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxEncodedSize), zstd.WithDecoderConcurrency(1))
+)
+
+// Decode parses and verifies an encoded manifest. Every failure wraps
+// ErrCorrupt and says what is wrong.
+func Decode(data []byte) (*Manifest, error) {
+	raw, err := decoder.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+	}
+	if len(raw) > MaxEncodedSize {
+		return nil, fmt.Errorf("%w: %d bytes decoded, limit %d", ErrCorrupt, len(raw), MaxEncodedSize)
+	}
+	if len(raw) < len(magic)+HashSize || string(raw[:len(magic)]) != magic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	body, sum := raw[:len(raw)-HashSize], raw[len(raw)-HashSize:]
+	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	r := reader{b: body[len(magic):]}
+	m := &Manifest{}
+	if v := r.u16(); v != FormatVersion {
+		if r.err != nil {
+			return nil, r.err
+		}
+		return nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d)", ErrCorrupt, v, FormatVersion)
+	}
+	r.u16() // flags
+	m.Seq = r.u64()
+	m.CommitTime = time.Unix(0, int64(r.u64()))
+	m.PageSize = r.u32()
+	m.ChunkSize = r.u32()
+	m.Length = int64(r.u64())
+	m.Name = string(r.bytes())
+	m.VersionID = r.bytes()
+	copy(m.HeaderHash[:], r.take(HashSize))
+	m.Chunk0 = r.bytes()
+	n := int(r.u32())
+	if r.err == nil && n > len(r.b)/HashSize {
+		return nil, fmt.Errorf("%w: %d chunk hashes announced, %d bytes left", ErrCorrupt, n, len(r.b))
+	}
+	if r.err == nil {
+		m.Chunks = make([]Hash, n)
+		for i := range m.Chunks {
+			copy(m.Chunks[i][:], r.take(HashSize))
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b))
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return make([]byte, n)
+	}
+	if n < 0 || len(r.b) < n {
+		r.err = fmt.Errorf("%w: truncated", ErrCorrupt)
+		return make([]byte, max(n, 0))
+	}
+	p := r.b[:n]
+	r.b = r.b[n:]
+	return p
+}
+func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }
+func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
+func (r *reader) bytes() []byte {
+	n := r.u32()
+	if r.err == nil && int64(n) > int64(len(r.b)) {
+		r.err = fmt.Errorf("%w: truncated field of %d bytes", ErrCorrupt, n)
+		return nil
+	}
+	return append([]byte(nil), r.take(int(n))...)
+}
+
+// ZeroChunkHash returns the hash of an all-zero chunk of n bytes. Such
+// chunks are never stored: readers synthesise them.
+func ZeroChunkHash(n int) Hash {
+	zeroMu.Lock()
+	defer zeroMu.Unlock()
+	if h, ok := zeroHashes[n]; ok {
+		return h
+	}
+	h := HashOf(make([]byte, n))
+	zeroHashes[n] = h
+	return h
+}

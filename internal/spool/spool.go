@@ -1,0 +1,333 @@
+// Package spool owns the local spool: one directory per replicated database
+// holding the newest committed manifest and the chunks it references that
+// are not yet in the blob store. Files are written once to a temp file and
+// published with rename(2), so a crash leaves the old or the new state,
+// never a torn one; every file is self-verifying (manifests carry a
+// checksum, chunks are named by their hash), so damaged state is detected
+// and dropped rather than uploaded.
+//
+// Layout of a spool root (see docs/ARCHITECTURE.md):
+//
+//	ROOT/dbs/KEY/db.json        source path and replica name
+//	ROOT/dbs/KEY/manifest       newest committed manifest
+//	ROOT/dbs/KEY/uploaded       copy of the last manifest uploaded
+//	ROOT/dbs/KEY/chunks/HASH    staged chunks (raw bytes)
+//	ROOT/dbs/KEY/rescan         marker: staged data was lost, rescan the db
+//	ROOT/dbs/KEY/lock           flock(2) serialising publish and GC
+//	ROOT/dbs/KEY/tmp/           temp files
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// Info is the content of db.json.
+type Info struct {
+	Path string `json:"path"`
+	Name string `json:"name"`
+}
+
+// Dir is the spool directory of one database. Methods are safe for
+// concurrent use by goroutines and processes except where noted.
+type Dir struct {
+	Path string // ROOT/dbs/KEY
+	Key  string
+}
+
+// DBsDir returns the directory holding every database's spool.
+func DBsDir(root string) string { return filepath.Join(root, "dbs") }
+
+// Open creates (if needed) and returns the spool directory of a database.
+func Open(root, key string, info Info) (*Dir, error) {
+	d := &Dir{Path: filepath.Join(DBsDir(root), key), Key: key}
+	for _, sub := range []string{"chunks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(d.Path, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create spool %s: %w", d.Path, err)
+		}
+	}
+	infoPath := filepath.Join(d.Path, "db.json")
+	if _, err := os.Stat(infoPath); errors.Is(err, fs.ErrNotExist) {
+		data, _ := json.Marshal(info)
+		if err := d.writeAtomic("db.json", data); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Existing returns the spool directory of key without creating anything.
+func Existing(root, key string) (*Dir, error) {
+	d := &Dir{Path: filepath.Join(DBsDir(root), key), Key: key}
+	st, err := os.Stat(d.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", d.Path, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("open spool %s: not a directory", d.Path)
+	}
+	return d, nil
+}
+
+// List returns the keys of every database spooled under root.
+func List(root string) ([]string, error) {
+	ents, err := os.ReadDir(DBsDir(root))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list spool %s: %w", root, err)
+	}
+	var keys []string
+	for _, e := range ents {
+		if e.IsDir() {
+			keys = append(keys, e.Name())
+		}
+	}
+	return keys, nil
+}
+
+// Info reads db.json.
+func (d *Dir) Info() (Info, error) {
+	var info Info
+	data, err := os.ReadFile(filepath.Join(d.Path, "db.json"))
+	if err != nil {
+		return info, fmt.Errorf("read spool info: %w", err)
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		return info, fmt.Errorf("read spool info %s: %w", d.Path, err)
+	}
+	return info, nil
+}
+
+// writeAtomic writes data to name via a temp file and rename. It does not
+// fsync: the spool is a cache of the database file, verified on use.
+func (d *Dir) writeAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), name+".*")
+	if err != nil {
+		return fmt.Errorf("spool write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(d.Path, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool write %s/%s: %w", d.Path, name, err)
+	}
+	return nil
+}
+
+// Lock takes the spool's exclusive flock, blocking. flock locks belong to
+// the open file description, so they do not interact with SQLite's POSIX
+// locks on the database.
+func (d *Dir) Lock() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(d.Path, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// UploadLock takes the spool's upload flock. When wait is false and
+// another process holds it, it returns (nil, nil).
+func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(d.Path, "upload.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool upload lock %s: %w", d.Path, err)
+	}
+	how := syscall.LOCK_EX
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("spool upload lock %s: %w", d.Path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// ReadManifestFile reads and verifies one of the manifest files ("manifest"
+// or "uploaded"). A missing file returns (nil, nil, nil).
+func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) {
+	data, err := os.ReadFile(filepath.Join(d.Path, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
+	}
+	m, err := manifest.Decode(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
+	}
+	return m, data, nil
+}
+
+// Manifest reads the newest staged manifest.
+func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
+	return d.ReadManifestFile("manifest")
+}
+
+// Publish replaces the staged manifest with m if m is newer (larger Seq)
+// than the staged one, then deletes staged chunks that m does not
+// reference. The caller must hold Lock.
+func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
+	cur, _, err := d.Manifest()
+	if err == nil && cur != nil && cur.Seq >= m.Seq {
+		return false, nil
+	}
+	// A damaged staged manifest is simply replaced.
+	if err := d.writeAtomic("manifest", encoded); err != nil {
+		return false, err
+	}
+	return true, d.gc(m)
+}
+
+// gc removes staged chunks that m does not reference.
+func (d *Dir) gc(m *manifest.Manifest) error {
+	live := make(map[string]bool, len(m.Chunks))
+	for _, h := range m.Chunks {
+		live[h.String()] = true
+	}
+	names, err := d.StagedChunks()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !live[n] {
+			if err := os.Remove(d.ChunkPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("spool gc: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// ChunkPath is the staged file of a chunk.
+func (d *Dir) ChunkPath(hexHash string) string {
+	return filepath.Join(d.Path, "chunks", hexHash)
+}
+
+// HasChunk reports whether a chunk is staged.
+func (d *Dir) HasChunk(h manifest.Hash) bool {
+	_, err := os.Stat(d.ChunkPath(h.String()))
+	return err == nil
+}
+
+// StageChunk writes a chunk unless it is already staged.
+func (d *Dir) StageChunk(h manifest.Hash, data []byte) error {
+	if d.HasChunk(h) {
+		return nil
+	}
+	return d.writeAtomic(filepath.Join("chunks", h.String()), data)
+}
+
+// StagedChunks lists the hex hashes of staged chunks.
+func (d *Dir) StagedChunks() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(d.Path, "chunks"))
+	if err != nil {
+		return nil, fmt.Errorf("list staged chunks: %w", err)
+	}
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// ReadChunk returns a staged chunk after checking its hash. A damaged chunk
+// is removed and reported as an error wrapping manifest.ErrCorrupt.
+func (d *Dir) ReadChunk(h manifest.Hash) ([]byte, error) {
+	p := d.ChunkPath(h.String())
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read staged chunk: %w", err)
+	}
+	if manifest.HashOf(data) != h {
+		os.Remove(p)
+		return nil, fmt.Errorf("staged chunk %s: %w: content does not match its name", p, manifest.ErrCorrupt)
+	}
+	return data, nil
+}
+
+// RemoveChunk deletes a staged chunk (after upload).
+func (d *Dir) RemoveChunk(h manifest.Hash) error {
+	if err := os.Remove(d.ChunkPath(h.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove staged chunk: %w", err)
+	}
+	return nil
+}
+
+// WriteUploaded records the manifest that was last uploaded.
+func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeAtomic("uploaded", encoded) }
+
+// Uploaded reads the record of the last upload.
+func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
+	return d.ReadManifestFile("uploaded")
+}
+
+// MarkRescan asks the tracker to rescan the database from scratch.
+func (d *Dir) MarkRescan(reason string) error { return d.writeAtomic("rescan", []byte(reason)) }
+
+// TakeRescan reports whether the rescan marker was set, and clears it.
+func (d *Dir) TakeRescan() bool {
+	err := os.Remove(filepath.Join(d.Path, "rescan"))
+	return err == nil
+}
+
+// Usage returns the bytes used by staged chunks and manifests.
+func (d *Dir) Usage() (int64, error) {
+	var total int64
+	err := filepath.WalkDir(d.Path, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !e.IsDir() {
+			if info, err := e.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool usage %s: %w", d.Path, err)
+	}
+	return total, nil
+}

@@ -1,0 +1,107 @@
+//go:build cgo
+
+package sqlite3vfs
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"runtime/debug"
+	"unsafe"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// SQLite result codes returned to C.
+const (
+	sqliteOK       = 0
+	sqliteError    = 1
+	sqliteInternal = 2
+	sqliteNotFound = 12
+)
+
+func recovered(where string) {
+	if r := recover(); r != nil {
+		logger().Error("panic in verneuil VFS callback (recovered)", "where", where, "panic", r, "stack", string(debug.Stack()))
+	}
+}
+
+//export verneuilGoOpen
+func verneuilGoOpen(zPath *C.char) (h C.uint64_t) {
+	defer recovered("open")
+	hk := current()
+	if hk == nil {
+		return 0
+	}
+	return C.uint64_t(hk.Open(C.GoString(zPath)))
+}
+
+//export verneuilGoClose
+func verneuilGoClose(h C.uint64_t) {
+	defer recovered("close")
+	if hk := current(); hk != nil {
+		hk.Release(uint64(h))
+	}
+}
+
+//export verneuilGoCapture
+func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint32_t, n C.int,
+	preX *C.uchar, preXLen C.int, preHdr *C.uchar, postX *C.uchar, postXLen C.int, seq C.uint64_t) (want C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			logger().Error("panic in verneuil capture (recovered)", "panic", r, "stack", string(debug.Stack()))
+			want = 1
+		}
+	}()
+	hk := current()
+	if hk == nil {
+		return 0
+	}
+	ev := tracker.Event{Kind: tracker.Kind(kind), Seq: uint64(seq)}
+	if n > 0 {
+		ev.Dirty = append([]uint32(nil), unsafe.Slice((*uint32)(unsafe.Pointer(dirty)), int(n))...)
+	}
+	if preXLen > 0 {
+		ev.PreXattr = C.GoBytes(unsafe.Pointer(preX), preXLen)
+	}
+	if preHdr != nil {
+		ev.PreHeader = C.GoBytes(unsafe.Pointer(preHdr), tracker.HeaderLen)
+	}
+	if postXLen > 0 {
+		ev.PostXattr = C.GoBytes(unsafe.Pointer(postX), postXLen)
+	}
+	if hk.Capture(uint64(h), &source{f: f}, ev) {
+		return 1
+	}
+	return 0
+}
+
+//export verneuilGoPragma
+func verneuilGoPragma(h C.uint64_t, name, arg *C.char, out **C.char) (rc C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			logger().Error("panic in verneuil pragma (recovered)", "panic", r, "stack", string(debug.Stack()))
+			*out = C.CString("verneuil: internal error")
+			rc = sqliteInternal
+		}
+	}()
+	hk := current()
+	if hk == nil {
+		*out = C.CString("verneuil: replication is not configured")
+		return sqliteError
+	}
+	var a string
+	if arg != nil {
+		a = C.GoString(arg)
+	}
+	res, err := hk.Pragma(uint64(h), C.GoString(name), a)
+	if err != nil {
+		*out = C.CString(err.Error())
+		return sqliteError
+	}
+	*out = C.CString(res)
+	return sqliteOK
+}

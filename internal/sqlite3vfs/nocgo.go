@@ -1,0 +1,33 @@
+//go:build !cgo
+
+package sqlite3vfs
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// Hooks receives the VFS events; *tracker.Manager implements it.
+type Hooks interface {
+	Open(path string) uint64
+	Capture(h uint64, src tracker.Source, ev tracker.Event) (wantCheck bool)
+	Pragma(h uint64, name, arg string) (string, error)
+	Release(h uint64)
+}
+
+// ErrNoCgo is returned when the library is built without cgo.
+var ErrNoCgo = errors.New("verneuil: the replicating VFS needs cgo (built with CGO_ENABLED=0)")
+
+// SetHooks is a no-op without cgo.
+func SetHooks(Hooks, *slog.Logger) {}
+
+// Register fails without cgo.
+func Register(string, bool, int) error { return ErrNoCgo }
+
+// Stats are the shim's counters.
+type Stats struct{ Commits, Rollbacks, Checks, XattrErrors int64 }
+
+// ReadStats returns zeros without cgo.
+func ReadStats() Stats { return Stats{} }

@@ -1,0 +1,139 @@
+//go:build cgo
+
+package sqlite3vfs
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// Hooks receives the VFS events; *tracker.Manager implements it.
+type Hooks interface {
+	Open(path string) uint64
+	Capture(h uint64, src tracker.Source, ev tracker.Event) (wantCheck bool)
+	Pragma(h uint64, name, arg string) (string, error)
+	Release(h uint64)
+}
+
+type hooksBox struct{ h Hooks }
+
+var (
+	hooks   atomic.Pointer[hooksBox]
+	log     atomic.Pointer[slog.Logger]
+	regMu   sync.Mutex
+	regDone = map[string]bool{}
+)
+
+func current() Hooks {
+	if b := hooks.Load(); b != nil {
+		return b.h
+	}
+	return nil
+}
+
+func logger() *slog.Logger {
+	if l := log.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// SetHooks installs the receiver of VFS events (nil: pass-through only).
+func SetHooks(h Hooks, l *slog.Logger) {
+	if l != nil {
+		log.Store(l)
+	}
+	if h == nil {
+		hooks.Store(nil)
+		return
+	}
+	hooks.Store(&hooksBox{h})
+}
+
+// Register registers the replicating VFS under name, wrapping the "unix"
+// VFS, optionally as the default VFS. chunkSize must be a power of two of
+// at least 64 KiB and the same for every call in a process.
+func Register(name string, makeDefault bool, chunkSize int) error {
+	if chunkSize < 1<<16 || chunkSize&(chunkSize-1) != 0 {
+		return fmt.Errorf("register vfs %s: chunk size %d is not a power of two ≥ 65536", name, chunkSize)
+	}
+	regMu.Lock()
+	defer regMu.Unlock()
+	if regDone[name] && !makeDefault {
+		return nil
+	}
+	cname := C.CString(name) // lives as long as the VFS: never freed
+	def := C.int(0)
+	if makeDefault {
+		def = 1
+	}
+	rc := C.vshim_register(cname, def, C.int(bits.TrailingZeros(uint(chunkSize))))
+	if rc != sqliteOK {
+		C.free(unsafe.Pointer(cname))
+		return fmt.Errorf("register vfs %s: sqlite error %d", name, int(rc))
+	}
+	regDone[name] = true
+	return nil
+}
+
+// Stats are the shim's counters.
+type Stats struct {
+	Commits, Rollbacks, Checks, XattrErrors int64
+}
+
+// ReadStats returns the shim's counters.
+func ReadStats() Stats {
+	var s C.vshim_stats
+	C.vshim_get_stats(&s)
+	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors)}
+}
+
+// source reads the database through SQLite's unix file during a capture.
+type source struct{ f unsafe.Pointer }
+
+const sqliteIOErrShortRead = 10 | 2<<8
+
+func (s *source) ReadAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		n := min(len(p), 1<<30)
+		rc := C.vshim_read(s.f, unsafe.Pointer(&p[0]), C.int(n), C.int64_t(off))
+		if rc != sqliteOK && rc != sqliteIOErrShortRead {
+			return fmt.Errorf("read %d bytes at %d: sqlite error %d", n, off, int(rc))
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (s *source) Size() (int64, error) {
+	n := int64(C.vshim_size(s.f))
+	if n < 0 {
+		return 0, errors.New("file size: sqlite I/O error")
+	}
+	return n, nil
+}
+
+func (s *source) Xattr() ([]byte, error) {
+	var buf [64]byte
+	n := C.vshim_get_xattr(s.f, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(len(buf)))
+	if n < 0 {
+		return nil, errors.New("version xattr unavailable")
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return append([]byte(nil), buf[:n]...), nil
+}

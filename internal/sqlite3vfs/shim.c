@@ -1,0 +1,592 @@
+/*
+** shim.c: the verneuil replicating VFS, a thin wrapper over SQLite's "unix"
+** VFS.
+**
+** Every VFS and io method delegates to the wrapped unix implementation, so the
+** bytes on disk, the POSIX advisory locks and the error behaviour are unix's.
+** Only the main database file of a connection (with a name, not nolock, not
+** immutable) gets capturing io methods:
+**
+**   - xWrite/xTruncate record which fixed-size chunks became dirty in a bitmap;
+**     no Go code runs per page.
+**   - Before the first write of a transaction, the file's version id (a user
+**     xattr) and its 100-byte header are remembered and a new version id is
+**     written, so that writers that bypass this VFS can be recognised later.
+**   - SQLITE_FCNTL_COMMIT_PHASETWO, which SQLite sends after the journal is
+**     finalised (the transaction is durable) and before it unlocks, marks the
+**     transaction as committed.
+**   - At xUnlock down to SHARED or NONE, the shim first downgrades the real
+**     lock to SHARED and then calls Go exactly once while SHARED is held: no
+**     other process can change the file, so Go reads one committed state.
+**   - With locking_mode=EXCLUSIVE there is no unlock between transactions:
+**     the capture then happens at COMMIT_PHASETWO itself (once the mode is
+**     known from PRAGMA locking_mode, or from seeing a committed transaction
+**     followed by another write without an unlock), or at close.
+**
+** Transactions that wrote but never reached COMMIT_PHASETWO (rollbacks, hot
+** journal playback, I/O errors) capture nothing; Go is told so that it
+** rescans from scratch next time.
+*/
+#ifdef VERNEUIL_EXTENSION
+# include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+#else
+# include "sqlite3.h"
+#endif
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "shim.h"
+#include "_cgo_export.h"
+
+#define VSHIM_XATTR_NAME "user.verneuil.version"
+
+typedef struct VFile VFile;
+struct VFile {
+  sqlite3_file base;        /* our io methods */
+  sqlite3_file *pReal;      /* the unix file, allocated right after VFile */
+  const char *zPath;        /* full path, owned by SQLite, valid until close */
+  uint64_t handle;          /* Go tracker handle; 0 = not replicated */
+  int fd;                   /* unix file descriptor if verified, else -1 */
+  int lockLevel;            /* lock level currently held */
+  int exclusiveMode;        /* locking_mode=EXCLUSIVE believed in force */
+  int wantCheck;            /* verify identity at the next read unlock */
+  int txnStarted;           /* first write of the transaction happened */
+  int committed;            /* COMMIT_PHASETWO seen for the current writes */
+  int xattrUnsupported;     /* the file system refused user xattrs */
+  /* dirty chunks: bitmap + list of indices */
+  unsigned char *aBits; int64_t nBitsBytes;
+  uint32_t *aDirty; int nDirty, nDirtyAlloc;
+  /* identity before the transaction, and the new version id */
+  unsigned char preXattr[VSHIM_XATTR_LEN]; int preXattrLen;
+  unsigned char preHeader[VSHIM_HEADER_LEN];
+  unsigned char postXattr[VSHIM_XATTR_LEN]; int postXattrLen;
+  uint64_t seq;             /* sequence number of the transaction */
+};
+
+static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
+static sqlite3_vfs gVfs;              /* the "verneuil" VFS */
+static int gChunkShift = 16;
+static uint64_t gProcessId[1];        /* random per-process part of version ids */
+static uint64_t gIdCounter = 0;
+static uint64_t gLastSeq = 0;
+static vshim_stats gStats;
+
+static const sqlite3_io_methods gPassIo;
+static const sqlite3_io_methods gTrackIo;
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t nowNanos(void){
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec*1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void putBE64(unsigned char *p, uint64_t v){
+  int i;
+  for(i=7; i>=0; i--){ p[i] = (unsigned char)(v & 0xff); v >>= 8; }
+}
+static uint64_t getBE64(const unsigned char *p){
+  uint64_t v = 0; int i;
+  for(i=0; i<8; i++) v = (v<<8) | p[i];
+  return v;
+}
+
+static int readXattr(VFile *p, unsigned char *buf, int cap){
+  ssize_t n;
+  if( p->xattrUnsupported ) return -1;
+  if( p->fd>=0 ){
+    n = fgetxattr(p->fd, VSHIM_XATTR_NAME, buf, cap);
+  }else{
+    n = getxattr(p->zPath, VSHIM_XATTR_NAME, buf, cap);
+  }
+  if( n<0 ){
+    if( errno==ENODATA ) return 0;
+    if( errno==ENOTSUP ) p->xattrUnsupported = 1;
+    return -1;
+  }
+  return (int)n;
+}
+
+static int writeXattr(VFile *p, const unsigned char *buf, int n){
+  int rc;
+  if( p->xattrUnsupported ) return -1;
+  if( p->fd>=0 ){
+    rc = fsetxattr(p->fd, VSHIM_XATTR_NAME, buf, n, 0);
+  }else{
+    rc = setxattr(p->zPath, VSHIM_XATTR_NAME, buf, n, 0);
+  }
+  if( rc!=0 ){
+    if( errno==ENOTSUP ) p->xattrUnsupported = 1;
+    __atomic_fetch_add(&gStats.xattrErrors, 1, __ATOMIC_RELAXED);
+  }
+  return rc;
+}
+
+static void markDirty(VFile *p, int64_t off, int64_t n){
+  int64_t first, last, c;
+  if( n<=0 || off<0 ) return;
+  first = off >> gChunkShift;
+  last = (off + n - 1) >> gChunkShift;
+  for(c=first; c<=last; c++){
+    int64_t byte = c >> 3;
+    int bit = 1 << (c & 7);
+    if( byte>=p->nBitsBytes ){
+      int64_t nNew = p->nBitsBytes ? p->nBitsBytes : 64;
+      unsigned char *aNew;
+      while( nNew<=byte ) nNew *= 2;
+      aNew = sqlite3_realloc64(p->aBits, nNew);
+      if( aNew==0 ){ p->wantCheck = 1; return; }  /* OOM: Go rescans */
+      memset(aNew + p->nBitsBytes, 0, nNew - p->nBitsBytes);
+      p->aBits = aNew; p->nBitsBytes = nNew;
+    }
+    if( p->aBits[byte] & bit ) continue;
+    if( p->nDirty>=p->nDirtyAlloc ){
+      int nNew = p->nDirtyAlloc ? p->nDirtyAlloc*2 : 64;
+      uint32_t *aNew = sqlite3_realloc64(p->aDirty, (sqlite3_uint64)nNew*sizeof(uint32_t));
+      if( aNew==0 ){ p->wantCheck = 1; return; }
+      p->aDirty = aNew; p->nDirtyAlloc = nNew;
+    }
+    p->aBits[byte] |= bit;
+    p->aDirty[p->nDirty++] = (uint32_t)c;
+  }
+}
+
+static void resetTxn(VFile *p){
+  int i;
+  for(i=0; i<p->nDirty; i++){
+    uint32_t c = p->aDirty[i];
+    p->aBits[c>>3] &= ~(1 << (c & 7));
+  }
+  p->nDirty = 0;
+  p->txnStarted = 0;
+  p->committed = 0;
+}
+
+/* Hand the transaction to Go. Called with at least SHARED held. */
+static void capture(VFile *p, int kind){
+  if( kind==VSHIM_COMMIT ){
+    __atomic_fetch_add(&gStats.commits, 1, __ATOMIC_RELAXED);
+  }else if( kind==VSHIM_ROLLBACK ){
+    __atomic_fetch_add(&gStats.rollbacks, 1, __ATOMIC_RELAXED);
+  }
+  verneuilGoCapture(p->handle, p, kind, p->aDirty, p->nDirty,
+      p->preXattr, p->preXattrLen, p->preHeader,
+      p->postXattr, p->postXattrLen, p->seq);
+  resetTxn(p);
+}
+
+/* First write of a transaction: remember the identity of the committed state
+** the transaction starts from, and stamp a new version id on the file. */
+static void beginTxn(VFile *p){
+  uint64_t seq, prevSeq = 0, last, ctr;
+  int rc;
+  if( p->committed ){
+    /* A committed transaction was never followed by an unlock: the
+    ** connection is in locking_mode=EXCLUSIVE. Capture it now (the file
+    ** holds that committed state), and capture at commit from now on. */
+    p->exclusiveMode = 1;
+    capture(p, VSHIM_COMMIT);
+  }
+  p->txnStarted = 1;
+  p->preXattrLen = readXattr(p, p->preXattr, VSHIM_XATTR_LEN);
+  if( p->preXattrLen<0 ) p->preXattrLen = 0;
+  memset(p->preHeader, 0, VSHIM_HEADER_LEN);
+  rc = p->pReal->pMethods->xRead(p->pReal, p->preHeader, VSHIM_HEADER_LEN, 0);
+  if( rc!=SQLITE_OK && rc!=SQLITE_IOERR_SHORT_READ ){
+    memset(p->preHeader, 0xff, VSHIM_HEADER_LEN);  /* matches nothing */
+  }
+  if( p->preXattrLen==VSHIM_XATTR_LEN ) prevSeq = getBE64(p->preXattr);
+  /* seq = max(prev+1, now, last+1): monotonic across processes through the
+  ** xattr, and across file replacement through the clock. */
+  seq = nowNanos();
+  if( prevSeq+1>seq ) seq = prevSeq+1;
+  last = __atomic_load_n(&gLastSeq, __ATOMIC_RELAXED);
+  if( last+1>seq ) seq = last+1;
+  __atomic_store_n(&gLastSeq, seq, __ATOMIC_RELAXED);
+  p->seq = seq;
+  ctr = __atomic_add_fetch(&gIdCounter, 1, __ATOMIC_RELAXED);
+  putBE64(p->postXattr, seq);
+  putBE64(p->postXattr+8, gProcessId[0]);
+  putBE64(p->postXattr+16, ctr);
+  p->postXattrLen = VSHIM_XATTR_LEN;
+  if( writeXattr(p, p->postXattr, VSHIM_XATTR_LEN)!=0 ){
+    p->postXattrLen = 0;
+  }
+}
+
+/* ------------------------------------------------------- Go-facing helpers */
+
+int vshim_read(void *pFile, void *buf, int n, int64_t off){
+  VFile *p = (VFile*)pFile;
+  return p->pReal->pMethods->xRead(p->pReal, buf, n, off);
+}
+
+int64_t vshim_size(void *pFile){
+  VFile *p = (VFile*)pFile;
+  sqlite3_int64 sz = 0;
+  if( p->pReal->pMethods->xFileSize(p->pReal, &sz)!=SQLITE_OK ) return -1;
+  return sz;
+}
+
+int vshim_get_xattr(void *pFile, unsigned char *buf, int cap){
+  return readXattr((VFile*)pFile, buf, cap);
+}
+
+void vshim_get_stats(vshim_stats *out){
+  out->commits = __atomic_load_n(&gStats.commits, __ATOMIC_RELAXED);
+  out->rollbacks = __atomic_load_n(&gStats.rollbacks, __ATOMIC_RELAXED);
+  out->checks = __atomic_load_n(&gStats.checks, __ATOMIC_RELAXED);
+  out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------- pass-through io */
+
+#define REAL(f) (((VFile*)(f))->pReal)
+
+static int vClose(sqlite3_file *f){
+  VFile *p = (VFile*)f;
+  int rc;
+  if( p->handle ){
+    if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
+      capture(p, VSHIM_COMMIT);
+    }
+    verneuilGoClose(p->handle);
+    p->handle = 0;
+  }
+  rc = p->pReal->pMethods->xClose(p->pReal);
+  sqlite3_free(p->aBits);
+  sqlite3_free(p->aDirty);
+  p->aBits = 0; p->aDirty = 0;
+  return rc;
+}
+static int vRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o){
+  return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int vWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int vTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  return REAL(f)->pMethods->xTruncate(REAL(f), sz);
+}
+static int vSync(sqlite3_file *f, int flags){
+  return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int vFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
+  return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
+}
+static int vLock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xLock(p->pReal, e);
+  if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
+  return rc;
+}
+static int vUnlock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xUnlock(p->pReal, e);
+  if( rc==SQLITE_OK ) p->lockLevel = e;
+  return rc;
+}
+static int vCheckReservedLock(sqlite3_file *f, int *pOut){
+  return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pOut);
+}
+static int vFileControl(sqlite3_file *f, int op, void *pArg){
+  int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
+  if( op==SQLITE_FCNTL_VFSNAME && rc==SQLITE_OK ){
+    *(char**)pArg = sqlite3_mprintf("verneuil/%z", *(char**)pArg);
+  }
+  return rc;
+}
+static int vSectorSize(sqlite3_file *f){
+  return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int vDeviceCharacteristics(sqlite3_file *f){
+  return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int vShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmMap==0 ) return SQLITE_IOERR_SHMMAP;
+  return r->pMethods->xShmMap(r, i, sz, w, pp);
+}
+static int vShmLock(sqlite3_file *f, int o, int n, int fl){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmLock==0 ) return SQLITE_IOERR_SHMLOCK;
+  return r->pMethods->xShmLock(r, o, n, fl);
+}
+static void vShmBarrier(sqlite3_file *f){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion>=2 && r->pMethods->xShmBarrier ) r->pMethods->xShmBarrier(r);
+}
+static int vShmUnmap(sqlite3_file *f, int del){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmUnmap==0 ) return SQLITE_OK;
+  return r->pMethods->xShmUnmap(r, del);
+}
+static int vFetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<3 || r->pMethods->xFetch==0 ){ *pp = 0; return SQLITE_OK; }
+  return r->pMethods->xFetch(r, o, n, pp);
+}
+static int vUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<3 || r->pMethods->xUnfetch==0 ) return SQLITE_OK;
+  return r->pMethods->xUnfetch(r, o, pp);
+}
+
+/* ------------------------------------------------------- capturing io */
+
+static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  VFile *p = (VFile*)f;
+  int rc;
+  if( !p->txnStarted ) beginTxn(p);
+  rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+  markDirty(p, o, n);  /* even on error: a partial write may have landed */
+  return rc;
+}
+
+static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  VFile *p = (VFile*)f;
+  sqlite3_int64 old = 0;
+  int rc;
+  if( !p->txnStarted ) beginTxn(p);
+  if( p->pReal->pMethods->xFileSize(p->pReal, &old)!=SQLITE_OK ) old = sz;
+  rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
+  if( old>sz ) markDirty(p, sz, old-sz); else markDirty(p, old, sz-old);
+  if( sz>0 ) markDirty(p, sz-1, 1);   /* the chunk holding the new end */
+  return rc;
+}
+
+static int tUnlock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  sqlite3_file *r = p->pReal;
+  int rc = SQLITE_OK;
+  int kind = 0;
+  if( e<=SQLITE_LOCK_SHARED && p->lockLevel>=SQLITE_LOCK_SHARED ){
+    if( p->committed ){
+      kind = VSHIM_COMMIT;
+    }else if( p->txnStarted || p->nDirty>0 ){
+      kind = VSHIM_ROLLBACK;
+    }else if( p->wantCheck ){
+      kind = VSHIM_CHECK;
+    }
+  }
+  if( kind==0 ){
+    rc = r->pMethods->xUnlock(r, e);
+    if( rc==SQLITE_OK ) p->lockLevel = e;
+    return rc;
+  }
+  /* Downgrade to SHARED first: other writers are now blocked from
+  ** committing, readers proceed, and the file holds one committed state. */
+  if( p->lockLevel>SQLITE_LOCK_SHARED ){
+    rc = r->pMethods->xUnlock(r, SQLITE_LOCK_SHARED);
+    if( rc==SQLITE_OK ) p->lockLevel = SQLITE_LOCK_SHARED;
+  }
+  if( rc==SQLITE_OK ){
+    if( kind==VSHIM_CHECK ){
+      __atomic_fetch_add(&gStats.checks, 1, __ATOMIC_RELAXED);
+      p->wantCheck = verneuilGoCapture(p->handle, p, VSHIM_CHECK, 0, 0,
+          0, 0, 0, 0, 0, 0)!=0;
+    }else{
+      capture(p, kind);
+    }
+  }else if( kind!=VSHIM_CHECK ){
+    /* Could not downgrade: the state is unknown, let Go rescan later. */
+    verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0);
+    resetTxn(p);
+  }
+  if( e<SQLITE_LOCK_SHARED ){
+    int rc2 = r->pMethods->xUnlock(r, e);
+    if( rc2==SQLITE_OK ) p->lockLevel = e;
+    if( rc==SQLITE_OK ) rc = rc2;
+  }
+  return rc;
+}
+
+static int isWal(const char *z){
+  return z && sqlite3_stricmp(z, "wal")==0;
+}
+
+static int tFileControl(sqlite3_file *f, int op, void *pArg){
+  VFile *p = (VFile*)f;
+  if( op==SQLITE_FCNTL_COMMIT_PHASETWO ){
+    if( p->txnStarted || p->nDirty>0 ){
+      p->committed = 1;
+      if( p->exclusiveMode ) capture(p, VSHIM_COMMIT);
+    }
+  }else if( op==SQLITE_FCNTL_PRAGMA ){
+    char **a = (char**)pArg;
+    const char *zName = a[1], *zVal = a[2];
+    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal) ){
+      a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
+          "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
+      return SQLITE_ERROR;
+    }
+    if( sqlite3_stricmp(zName, "locking_mode")==0 && zVal ){
+      if( sqlite3_stricmp(zVal, "exclusive")==0 ) p->exclusiveMode = 1;
+      if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
+    }
+    if( sqlite3_strnicmp(zName, "verneuil_", 9)==0 ){
+      char *zOut = 0;
+      int rc;
+      if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
+        capture(p, VSHIM_COMMIT);
+      }
+      rc = verneuilGoPragma(p->handle, (char*)zName, (char*)zVal, &zOut);
+      if( zOut ){
+        a[0] = sqlite3_mprintf("%s", zOut);
+        free(zOut);
+      }
+      return rc;
+    }
+  }
+  return vFileControl(f, op, pArg);
+}
+
+static const sqlite3_io_methods gPassIo = {
+  3, vClose, vRead, vWrite, vTruncate, vSync, vFileSize, vLock, vUnlock,
+  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
+  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+};
+
+static const sqlite3_io_methods gTrackIo = {
+  3, vClose, vRead, tWrite, tTruncate, vSync, vFileSize, vLock, tUnlock,
+  vCheckReservedLock, tFileControl, vSectorSize, vDeviceCharacteristics,
+  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+};
+
+/* ------------------------------------------------------- the VFS */
+
+/* unix keeps its file descriptor right after three pointers in unixFile
+** (pMethod, pVfs, pInode). Use it only when fstat proves it is this file. */
+static int findFd(sqlite3_file *pReal, const char *zPath){
+  int fd = *(int*)((char*)pReal + 3*sizeof(void*));
+  struct stat a, b;
+  if( fd<0 ) return -1;
+  if( fstat(fd, &a)!=0 || stat(zPath, &b)!=0 ) return -1;
+  if( a.st_dev!=b.st_dev || a.st_ino!=b.st_ino ) return -1;
+  return fd;
+}
+
+static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
+                 int flags, int *pOutFlags){
+  VFile *p = (VFile*)f;
+  int rc;
+  (void)pVfs;
+  memset(p, 0, sizeof(*p));
+  p->pReal = (sqlite3_file*)&p[1];
+  p->fd = -1;
+  rc = gOrig->xOpen(gOrig, zName, p->pReal, flags, pOutFlags);
+  if( p->pReal->pMethods==0 ){
+    p->base.pMethods = 0;
+    return rc;
+  }
+  p->base.pMethods = &gPassIo;
+  if( rc!=SQLITE_OK ) return rc;
+  if( zName && (flags & SQLITE_OPEN_MAIN_DB)
+   && !(flags & SQLITE_OPEN_DELETEONCLOSE)
+   && !sqlite3_uri_boolean(zName, "nolock", 0)
+   && !sqlite3_uri_boolean(zName, "immutable", 0) ){
+    uint64_t h = verneuilGoOpen((char*)zName);
+    if( h ){
+      p->handle = h;
+      p->zPath = zName;
+      p->fd = findFd(p->pReal, zName);
+      p->wantCheck = 1;
+      p->base.pMethods = &gTrackIo;
+    }
+  }
+  return rc;
+}
+
+static int vDelete(sqlite3_vfs *v, const char *z, int syncDir){
+  (void)v; return gOrig->xDelete(gOrig, z, syncDir);
+}
+static int vAccess(sqlite3_vfs *v, const char *z, int flags, int *pOut){
+  (void)v; return gOrig->xAccess(gOrig, z, flags, pOut);
+}
+static int vFullPathname(sqlite3_vfs *v, const char *z, int n, char *zOut){
+  (void)v; return gOrig->xFullPathname(gOrig, z, n, zOut);
+}
+static void *vDlOpen(sqlite3_vfs *v, const char *z){
+  (void)v; return gOrig->xDlOpen(gOrig, z);
+}
+static void vDlError(sqlite3_vfs *v, int n, char *z){
+  (void)v; gOrig->xDlError(gOrig, n, z);
+}
+static void (*vDlSym(sqlite3_vfs *v, void *h, const char *z))(void){
+  (void)v; return gOrig->xDlSym(gOrig, h, z);
+}
+static void vDlClose(sqlite3_vfs *v, void *h){
+  (void)v; gOrig->xDlClose(gOrig, h);
+}
+static int vRandomness(sqlite3_vfs *v, int n, char *z){
+  (void)v; return gOrig->xRandomness(gOrig, n, z);
+}
+static int vSleep(sqlite3_vfs *v, int us){
+  (void)v; return gOrig->xSleep(gOrig, us);
+}
+static int vCurrentTime(sqlite3_vfs *v, double *p){
+  (void)v; return gOrig->xCurrentTime(gOrig, p);
+}
+static int vGetLastError(sqlite3_vfs *v, int n, char *z){
+  (void)v; return gOrig->xGetLastError ? gOrig->xGetLastError(gOrig, n, z) : 0;
+}
+static int vCurrentTimeInt64(sqlite3_vfs *v, sqlite3_int64 *p){
+  (void)v; return gOrig->xCurrentTimeInt64(gOrig, p);
+}
+static int vSetSystemCall(sqlite3_vfs *v, const char *z, sqlite3_syscall_ptr f){
+  (void)v; return gOrig->xSetSystemCall(gOrig, z, f);
+}
+static sqlite3_syscall_ptr vGetSystemCall(sqlite3_vfs *v, const char *z){
+  (void)v; return gOrig->xGetSystemCall(gOrig, z);
+}
+static const char *vNextSystemCall(sqlite3_vfs *v, const char *z){
+  (void)v; return gOrig->xNextSystemCall(gOrig, z);
+}
+
+int vshim_register(const char *zName, int makeDefault, int chunkShift){
+  if( gOrig==0 ){
+    sqlite3_vfs *pUnix = sqlite3_vfs_find("unix");
+    if( pUnix==0 ) return SQLITE_ERROR;
+    if( pUnix->iVersion<3 ) return SQLITE_ERROR;
+    gOrig = pUnix;
+    if( getrandom(gProcessId, sizeof(gProcessId), GRND_NONBLOCK)!=sizeof(gProcessId) ){
+      gProcessId[0] = nowNanos() ^ ((uint64_t)getpid()<<32);
+    }
+    gChunkShift = chunkShift;
+    memset(&gVfs, 0, sizeof(gVfs));
+    gVfs.iVersion = 3;
+    gVfs.szOsFile = (int)sizeof(VFile) + gOrig->szOsFile;
+    gVfs.mxPathname = gOrig->mxPathname;
+    gVfs.zName = zName;
+    gVfs.xOpen = vOpen;
+    gVfs.xDelete = vDelete;
+    gVfs.xAccess = vAccess;
+    gVfs.xFullPathname = vFullPathname;
+    gVfs.xDlOpen = vDlOpen;
+    gVfs.xDlError = vDlError;
+    gVfs.xDlSym = vDlSym;
+    gVfs.xDlClose = vDlClose;
+    gVfs.xRandomness = vRandomness;
+    gVfs.xSleep = vSleep;
+    gVfs.xCurrentTime = vCurrentTime;
+    gVfs.xGetLastError = vGetLastError;
+    gVfs.xCurrentTimeInt64 = vCurrentTimeInt64;
+    gVfs.xSetSystemCall = vSetSystemCall;
+    gVfs.xGetSystemCall = vGetSystemCall;
+    gVfs.xNextSystemCall = vNextSystemCall;
+  }else if( chunkShift!=gChunkShift ){
+    return SQLITE_MISUSE;
+  }
+  return sqlite3_vfs_register(&gVfs, makeDefault);
+}

@@ -1,0 +1,46 @@
+/*
+** shim.h: the C half of the verneuil replicating VFS.
+**
+** The VFS wraps SQLite's "unix" VFS. Every method is delegated; the main
+** database file of a connection additionally records which chunks were
+** written, and calls Go once per committed write transaction (see shim.c).
+*/
+#ifndef VERNEUIL_SHIM_H
+#define VERNEUIL_SHIM_H
+
+#include <stdint.h>
+
+/* Length of the version id kept in the user.verneuil.version xattr:
+** 8 bytes big-endian sequence number + 16 bytes of unique id. */
+#define VSHIM_XATTR_LEN 24
+#define VSHIM_HEADER_LEN 100
+
+/* Capture kinds passed to Go. */
+#define VSHIM_COMMIT   1  /* a write transaction committed */
+#define VSHIM_ROLLBACK 2  /* writes happened but no commit was seen */
+#define VSHIM_CHECK    3  /* read transaction: verify the file identity */
+
+/* Register the replicating VFS under zName (normally "verneuil"). It wraps the
+** VFS that "unix" names at the time of the first call. chunkShift is log2 of
+** the chunk size (16 for 64 KiB). Returns an SQLite result code. */
+int vshim_register(const char *zName, int makeDefault, int chunkShift);
+
+/* Accessors that Go calls on the file handed to it during a capture. They use
+** the underlying unix file, so no extra file descriptor is opened (closing
+** one would drop this process's POSIX locks on the database). */
+int vshim_read(void *pFile, void *buf, int n, int64_t off);
+int64_t vshim_size(void *pFile);
+/* Returns the xattr length (0 when absent), or -1 when xattrs are unsupported
+** or unreadable. */
+int vshim_get_xattr(void *pFile, unsigned char *buf, int cap);
+
+/* Statistics (racy counters, for tests and benchmarks). */
+typedef struct vshim_stats {
+  int64_t commits;     /* captures of kind COMMIT handed to Go */
+  int64_t rollbacks;   /* transactions that wrote but did not commit */
+  int64_t checks;      /* identity checks of read transactions */
+  int64_t xattrErrors; /* failed xattr updates */
+} vshim_stats;
+void vshim_get_stats(vshim_stats *out);
+
+#endif

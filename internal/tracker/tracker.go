@@ -1,0 +1,376 @@
+// Package tracker owns change capture: for every database opened through the
+// replicating VFS it keeps the identity of the newest committed state it
+// captured, copies dirty chunks out of the file at commit (while the VFS
+// holds SHARED), and builds manifests from those copies in the background,
+// staging them in the spool and signalling the uploader.
+//
+// The package is pure Go. The VFS (internal/sqlite3vfs) calls it through
+// Manager.Open, Manager.Capture, Manager.Pragma and Manager.Release, and
+// hands it a Source that reads the database through SQLite's own file
+// descriptor.
+package tracker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/spool"
+)
+
+// Kind says why the VFS calls Capture.
+type Kind int
+
+const (
+	// Commit: a write transaction committed; Event lists the dirty chunks.
+	Commit Kind = 1
+	// Rollback: the file was written but no commit was seen.
+	Rollback Kind = 2
+	// Check: a read transaction ends; verify the file's identity.
+	Check Kind = 3
+)
+
+// HeaderLen is the length of the SQLite header that is part of a file's
+// identity.
+const HeaderLen = 100
+
+// DefaultMemoryBudget bounds the bytes of chunk copies waiting to be built
+// per database; past it, the capture is built synchronously.
+const DefaultMemoryBudget = 64 << 20
+
+// Source reads the database file during a capture. It must only be used
+// while the VFS holds at least SHARED, i.e. inside Capture.
+type Source interface {
+	// ReadAt fills p from offset off; bytes past the end read as zeros.
+	ReadAt(p []byte, off int64) error
+	// Size returns the file length.
+	Size() (int64, error)
+	// Xattr returns the version xattr (nil when absent); an error when
+	// xattrs are unsupported.
+	Xattr() ([]byte, error)
+}
+
+// Event describes one capture.
+type Event struct {
+	Kind      Kind
+	Dirty     []uint32 // dirty chunk indices (Commit)
+	PreXattr  []byte   // version xattr before the transaction
+	PreHeader []byte   // header before the transaction
+	PostXattr []byte   // version xattr written by the transaction
+	Seq       uint64   // sequence number of the transaction
+}
+
+// Uploader is the part of the copier the tracker uses.
+type Uploader interface {
+	// Notify signals (without blocking) that a spool has a new manifest.
+	Notify(key string)
+	// Upload synchronously uploads the spool of key.
+	Upload(ctx context.Context, key string) error
+}
+
+// Options configures a Manager.
+type Options struct {
+	SpoolDir     string
+	ChunkSize    int
+	Hostname     string
+	Names        map[string]string // canonical path → replica name
+	Uploader     Uploader          // may be nil (spool only)
+	Logger       *slog.Logger
+	MemoryBudget int64
+	Builders     int           // background manifest builders; default 2
+	FlushTimeout time.Duration // PRAGMA verneuil_flush; default 60s
+	FlushOnClose bool
+}
+
+// Manager tracks every replicated database of the process.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	dbs     map[string]*DB // by canonical path
+	handles map[uint64]*DB
+	next    uint64
+
+	work   chan *DB
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// New returns a Manager with defaults applied. Start launches its builders.
+func New(opts Options) *Manager {
+	if opts.ChunkSize == 0 {
+		opts.ChunkSize = 64 << 10
+	}
+	if opts.MemoryBudget == 0 {
+		opts.MemoryBudget = DefaultMemoryBudget
+	}
+	if opts.Builders <= 0 {
+		opts.Builders = 2
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Hostname = names.Hostname(opts.Hostname)
+	return &Manager{
+		opts:    opts,
+		log:     opts.Logger,
+		dbs:     map[string]*DB{},
+		handles: map[uint64]*DB{},
+		work:    make(chan *DB, 1024),
+		stop:    make(chan struct{}),
+	}
+}
+
+// Start launches the background builders.
+func (m *Manager) Start() {
+	for range m.opts.Builders {
+		m.wg.Add(1)
+		go m.builder()
+	}
+}
+
+// Close builds everything pending and stops the builders.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	dbs := make([]*DB, 0, len(m.dbs))
+	for _, db := range m.dbs {
+		dbs = append(dbs, db)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, db := range dbs {
+		if err := db.build(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	close(m.stop)
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) builder() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case db := <-m.work:
+			db.queued.Store(false)
+			if err := db.build(); err != nil {
+				db.log.Error("build manifest", "err", err)
+			}
+		}
+	}
+}
+
+func (m *Manager) schedule(db *DB) {
+	if db.queued.Swap(true) {
+		return
+	}
+	select {
+	case m.work <- db:
+	default:
+		// Queue full: build here rather than lose the signal.
+		db.queued.Store(false)
+		if err := db.build(); err != nil {
+			db.log.Error("build manifest", "err", err)
+		}
+	}
+}
+
+// Open registers a connection to the database at path and returns its
+// handle, or 0 (with the reason logged) when it cannot be replicated.
+func (m *Manager) Open(path string) uint64 {
+	canon, err := names.Canonical(path)
+	if err != nil {
+		m.log.Error("replication disabled for database", "db", path, "err", err)
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	db := m.dbs[canon]
+	if db == nil {
+		db, err = m.openDB(canon)
+		if err != nil {
+			m.log.Error("replication disabled for database", "db", canon, "err", err)
+			return 0
+		}
+		m.dbs[canon] = db
+	}
+	db.refs++
+	m.next++
+	m.handles[m.next] = db
+	return m.next
+}
+
+func (m *Manager) openDB(canon string) (*DB, error) {
+	name := m.opts.Names[canon]
+	if name == "" {
+		name = names.Replica(m.opts.Hostname, canon)
+	}
+	key := names.Key(name)
+	sp, err := spool.Open(m.opts.SpoolDir, key, spool.Info{Path: canon, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
+		log: m.log.With("db", canon)}
+	// Start from the staged manifest when it is sound; otherwise the first
+	// capture rescans the file.
+	if man, _, err := sp.Manifest(); err != nil {
+		db.log.Warn("ignoring damaged spool manifest; the database will be rescanned", "err", err)
+	} else if man != nil && int(man.ChunkSize) == m.opts.ChunkSize {
+		db.base = man
+		db.lastID = man.VersionID
+		db.lastLen = man.Length
+		db.lastSeq = man.Seq
+	}
+	return db, nil
+}
+
+// Release drops a connection handle.
+func (m *Manager) Release(h uint64) {
+	m.mu.Lock()
+	db := m.handles[h]
+	delete(m.handles, h)
+	last := false
+	if db != nil {
+		db.refs--
+		if db.refs == 0 {
+			delete(m.dbs, db.path)
+			last = true
+		}
+	}
+	m.mu.Unlock()
+	if db == nil || !last {
+		return
+	}
+	if err := db.build(); err != nil {
+		db.log.Error("build manifest at close", "err", err)
+	}
+	if m.opts.FlushOnClose && m.opts.Uploader != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
+		defer cancel()
+		if err := m.opts.Uploader.Upload(ctx, db.key); err != nil {
+			db.log.Error("flush on close", "err", err)
+		}
+	}
+}
+
+func (m *Manager) lookup(h uint64) *DB {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.handles[h]
+}
+
+// Capture handles one VFS event. It returns whether the VFS should call
+// again with Check at the next read transaction. It never fails: problems
+// are logged and force a rescan later.
+func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
+	db := m.lookup(h)
+	if db == nil {
+		return false
+	}
+	var err error
+	switch ev.Kind {
+	case Commit:
+		err = db.commit(src, ev)
+	case Rollback:
+		db.mu.Lock()
+		db.lastID = nil // the file changed without a commit we saw
+		db.mu.Unlock()
+	case Check:
+		err = db.check(src)
+	}
+	if err != nil {
+		db.log.Error("capture failed; the database will be rescanned", "err", err)
+		db.mu.Lock()
+		db.lastID = nil
+		db.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// Pragma runs a verneuil_* pragma for the connection h.
+func (m *Manager) Pragma(h uint64, name, arg string) (string, error) {
+	db := m.lookup(h)
+	if db == nil {
+		return "", errors.New("verneuil: replication is not enabled for this database")
+	}
+	switch name {
+	case "verneuil_flush":
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
+		defer cancel()
+		if err := db.Flush(ctx); err != nil {
+			return "", fmt.Errorf("verneuil_flush: %w", err)
+		}
+		return "ok", nil
+	case "verneuil_manifest_name":
+		return db.key, nil
+	}
+	return "", fmt.Errorf("verneuil: unknown pragma %s", name)
+}
+
+// DB returns the tracked database at path, or nil.
+func (m *Manager) DB(path string) *DB {
+	canon, err := names.Canonical(path)
+	if err != nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dbs[canon]
+}
+
+// Flush builds and uploads every tracked database.
+func (m *Manager) Flush(ctx context.Context) error {
+	m.mu.Lock()
+	dbs := make([]*DB, 0, len(m.dbs))
+	for _, db := range m.dbs {
+		dbs = append(dbs, db)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, db := range dbs {
+		if err := db.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush %s: %w", db.path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func seqFromXattr(x []byte) uint64 {
+	if len(x) >= 8 {
+		return binary.BigEndian.Uint64(x)
+	}
+	return 0
+}
+
+func identity(xattr, header []byte) []byte {
+	id := make([]byte, 0, len(xattr)+1+len(header))
+	id = append(id, byte(len(xattr)))
+	id = append(id, xattr...)
+	return append(id, header...)
+}

@@ -1,0 +1,210 @@
+// Package verneuil replicates SQLite databases (rollback-journal mode) to
+// S3-compatible blob stores or a local directory, with no change to the
+// application's SQL.
+//
+// A Go program that uses database/sql with github.com/mattn/go-sqlite3
+// calls Start once; it registers the replicating VFS "verneuil" (and makes
+// it SQLite's default when the configuration says "make_default"), then
+// opens databases as usual:
+//
+//	r, err := verneuil.Start(ctx, cfg) // cfg from verneuil.ConfigFromEnv()
+//	defer r.Close(ctx)
+//	db, err := sql.Open("sqlite3", "file:app.db?vfs=verneuil")
+//
+// Every committed write transaction is captured by the VFS, spooled on local
+// disk and uploaded in the background; replication problems are logged and
+// never fail a write. Flush (or PRAGMA verneuil_flush) waits until what was
+// committed is in the store.
+//
+// A Go program cannot load libverneuil.so (one Go runtime per process): it
+// links this package instead.
+package verneuil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/verneuil-go/verneuil/internal/blob"
+	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// VFSName is the name of the replicating VFS.
+const VFSName = "verneuil"
+
+// Config is the replication configuration shared by the library, the
+// extension and verneuilctl (docs/CONFIG.md).
+type Config = config.Config
+
+// DefaultConfig returns the embedded default: a local-directory target and
+// a spool under the user's data directory.
+func DefaultConfig() *Config { return config.Default() }
+
+// ConfigFromEnv reads VERNEUIL_CONFIG (inline JSON or @file); unset means
+// DefaultConfig.
+func ConfigFromEnv() (*Config, error) { return config.FromEnv() }
+
+// LoadConfig parses inline JSON, "@file" or a file path.
+func LoadConfig(spec string) (*Config, error) { return config.Load(spec) }
+
+// Replicator is the running replication of a process: the tracker behind
+// the VFS and the copier that uploads spools.
+type Replicator struct {
+	cfg     *Config
+	log     *slog.Logger
+	stores  []blob.Store
+	tracker *tracker.Manager
+	copier  *copier.Copier
+}
+
+var (
+	activeMu sync.Mutex
+	active   *Replicator
+)
+
+// Start configures replication for the process and registers the VFS. Only
+// one Replicator may run at a time; Close it before starting another.
+func Start(ctx context.Context, cfg *Config) (*Replicator, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	if active != nil {
+		return nil, errors.New("verneuil: replication already started in this process")
+	}
+	r, err := newReplicator(ctx, cfg, NewLogger(cfg))
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlite3vfs.Register(VFSName, cfg.MakeDefault, cfg.ChunkSize); err != nil {
+		r.closeStores()
+		return nil, err
+	}
+	if cfg.ReplicateEnabled() {
+		sqlite3vfs.SetHooks(r.tracker, r.log)
+	}
+	active = r
+	return r, nil
+}
+
+// NewLogger returns the slog logger a configuration asks for, on stderr.
+func NewLogger(cfg *Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replicator, error) {
+	r := &Replicator{cfg: cfg, log: log}
+	stores, err := OpenTargets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.stores = stores
+	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+		r.closeStores()
+		return nil, fmt.Errorf("create spool directory: %w", err)
+	}
+	r.copier = copier.New(copier.Options{
+		SpoolDir:     cfg.SpoolDir,
+		Targets:      stores,
+		Workers:      cfg.CopierWorkers,
+		Interval:     cfg.UploadInterval.Duration(),
+		ScanInterval: cfg.ScanInterval.Duration(),
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
+		Logger:       log.With("component", "copier"),
+	})
+	r.copier.Start(context.WithoutCancel(ctx))
+	r.tracker = tracker.New(tracker.Options{
+		SpoolDir:     cfg.SpoolDir,
+		ChunkSize:    cfg.ChunkSize,
+		Hostname:     cfg.Hostname,
+		Names:        cfg.Names,
+		Uploader:     r.copier,
+		Logger:       log.With("component", "tracker"),
+		FlushTimeout: cfg.FlushTimeout.Duration(),
+		FlushOnClose: cfg.FlushOnClose,
+	})
+	r.tracker.Start()
+	return r, nil
+}
+
+// OpenTargets opens the blob stores a configuration names. The embedded
+// default's directory is created; other local targets must exist.
+func OpenTargets(ctx context.Context, cfg *Config) ([]blob.Store, error) {
+	var stores []blob.Store
+	for _, t := range cfg.Targets {
+		if t.Kind() == "file" && t.Dir() == config.Default().Targets[0].Dir() {
+			if err := os.MkdirAll(t.Dir(), 0o700); err != nil {
+				return nil, fmt.Errorf("create default target: %w", err)
+			}
+		}
+		s, err := blob.Open(ctx, t.URL, blob.Options{Endpoint: t.Endpoint, Region: t.Region, PathStyle: t.PathStyle})
+		if err != nil {
+			for _, s := range stores {
+				s.Close()
+			}
+			return nil, err
+		}
+		stores = append(stores, s)
+	}
+	return stores, nil
+}
+
+// Flush uploads everything committed so far through this process and
+// returns once it is in every target.
+func (r *Replicator) Flush(ctx context.Context) error {
+	if err := r.tracker.Flush(ctx); err != nil {
+		return err
+	}
+	return r.copier.UploadAll(ctx)
+}
+
+// Targets returns the open blob stores, in configuration order.
+func (r *Replicator) Targets() []blob.Store { return r.stores }
+
+// Config returns the configuration in force.
+func (r *Replicator) Config() *Config { return r.cfg }
+
+// Stats returns the copier's counters.
+func (r *Replicator) Stats() copier.Snapshot { return r.copier.Stats() }
+
+// Close builds pending manifests, tries to upload them within ctx, and
+// stops background work. The VFS stays registered (SQLite cannot
+// unregister a VFS that connections may use) but captures nothing more.
+func (r *Replicator) Close(ctx context.Context) error {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	if active != r {
+		return nil
+	}
+	sqlite3vfs.SetHooks(nil, nil)
+	active = nil
+	errs := []error{r.tracker.Close(ctx)}
+	if ctx.Err() == nil {
+		errs = append(errs, r.copier.UploadAll(ctx))
+	}
+	errs = append(errs, r.copier.Close(ctx))
+	r.closeStores()
+	return errors.Join(errs...)
+}
+
+func (r *Replicator) closeStores() {
+	for _, s := range r.stores {
+		s.Close()
+	}
+}
