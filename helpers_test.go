@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -108,7 +109,7 @@ func (e *env) checkReplica(path string) {
 		e.t.Fatalf("restore: %v", err)
 	}
 	if got, want := fileHash(e.t, out), fileHash(e.t, path); got != want {
-		e.t.Fatalf("replica hash %s, database hash %s", got, want)
+		e.t.Fatalf("replica hash %s, database hash %s (%s)", got, want, describeDiff(out, path))
 	}
 }
 
@@ -133,4 +134,20 @@ func mustExec(t testing.TB, db interface {
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// describeDiff says where two files differ, for failure messages.
+func describeDiff(a, b string) string {
+	x, _ := os.ReadFile(a)
+	y, _ := os.ReadFile(b)
+	first, n := -1, 0
+	for i := 0; i < min(len(x), len(y)); i++ {
+		if x[i] != y[i] {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	return fmt.Sprintf("lengths %d vs %d, %d bytes differ, first at %d", len(x), len(y), n, first)
 }

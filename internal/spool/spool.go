@@ -111,7 +111,7 @@ func (d *Dir) Info() (Info, error) {
 // writeAtomic writes data to name via a temp file and rename. It does not
 // fsync: the spool is a cache of the database file, verified on use.
 func (d *Dir) writeAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), name+".*")
+	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), filepath.Base(name)+".*")
 	if err != nil {
 		return fmt.Errorf("spool write %s: %w", name, err)
 	}

@@ -35,6 +35,9 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,7 @@ struct VFile {
   int fd;                   /* unix file descriptor if verified, else -1 */
   int lockLevel;            /* lock level currently held */
   int exclusiveMode;        /* locking_mode=EXCLUSIVE believed in force */
+  int journalInMemory;      /* journal_mode=MEMORY or OFF: no journal file */
   int wantCheck;            /* verify identity at the next read unlock */
   int txnStarted;           /* first write of the transaction happened */
   int committed;            /* COMMIT_PHASETWO seen for the current writes */
@@ -71,6 +75,9 @@ struct VFile {
   unsigned char preHeader[VSHIM_HEADER_LEN];
   unsigned char postXattr[VSHIM_XATTR_LEN]; int postXattrLen;
   uint64_t seq;             /* sequence number of the transaction */
+  VFile *pNextMain;         /* list of open tracked main files */
+  VFile *pMain;             /* for a journal: its tracked main file */
+  int nPath;                /* strlen(zPath) */
 };
 
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
@@ -80,9 +87,42 @@ static uint64_t gProcessId[1];        /* random per-process part of version ids 
 static uint64_t gIdCounter = 0;
 static uint64_t gLastSeq = 0;
 static vshim_stats gStats;
+static int gTrace = 0;          /* VERNEUIL_SHIM_TRACE: debug trace on stderr */
+#define TRACE(...) do{ if( gTrace ) fprintf(stderr, "verneuil-shim: " __VA_ARGS__); }while(0)
 
 static const sqlite3_io_methods gPassIo;
 static const sqlite3_io_methods gTrackIo;
+static const sqlite3_io_methods gJournalIo;
+
+/* Open tracked main files, so that journals can find theirs. */
+static pthread_mutex_t gListMutex = PTHREAD_MUTEX_INITIALIZER;
+static VFile *gMainList = 0;
+
+/* Returns the tracked main file whose journal is zJournal, or 0. */
+static VFile *findMainOfJournal(const char *zJournal){
+  VFile *p, *pFound = 0;
+  size_t n = strlen(zJournal);
+  pthread_mutex_lock(&gListMutex);
+  for(p=gMainList; p; p=p->pNextMain){
+    if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
+     && memcmp(zJournal+p->nPath, "-journal", 8)==0 ){
+      /* Several connections may have the database open: the journal
+      ** belongs to the one holding a write lock. */
+      if( pFound==0 || p->lockLevel>pFound->lockLevel ) pFound = p;
+    }
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return pFound;
+}
+
+static void unlinkMain(VFile *p){
+  VFile **pp;
+  pthread_mutex_lock(&gListMutex);
+  for(pp=&gMainList; *pp; pp=&(*pp)->pNextMain){
+    if( *pp==p ){ *pp = p->pNextMain; break; }
+  }
+  pthread_mutex_unlock(&gListMutex);
+}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -175,6 +215,7 @@ static void resetTxn(VFile *p){
 
 /* Hand the transaction to Go. Called with at least SHARED held. */
 static void capture(VFile *p, int kind){
+  TRACE("capture kind=%d dirty=%d lock=%d\n", kind, p->nDirty, p->lockLevel);
   if( kind==VSHIM_COMMIT ){
     __atomic_fetch_add(&gStats.commits, 1, __ATOMIC_RELAXED);
   }else if( kind==VSHIM_ROLLBACK ){
@@ -225,6 +266,34 @@ static void beginTxn(VFile *p){
   }
 }
 
+/* Is there a hot journal next to the database? (Called with SHARED held.) */
+static int hasHotJournal(VFile *p){
+  static const unsigned char magic[8] = {0xd9,0xd5,0x05,0xf9,0x20,0xa1,0x63,0xd7};
+  unsigned char buf[8];
+  char *zJ = sqlite3_mprintf("%s-journal", p->zPath);
+  int fd, hot = 0;
+  if( zJ==0 ) return 1;  /* OOM: assume the worst */
+  fd = open(zJ, O_RDONLY|O_CLOEXEC);
+  if( fd>=0 ){
+    hot = pread(fd, buf, 8, 0)==8 && memcmp(buf, magic, 8)==0;
+    close(fd);
+  }
+  sqlite3_free(zJ);
+  return hot;
+}
+
+/* The journal of a tracked main file was finalised (deleted, truncated or
+** its header zeroed): the main file holds a committed state, either the
+** new one or, after a rollback, the old one. Outside exclusive locking mode
+** the unlock that follows captures it. */
+static void journalFinalized(VFile *pMain){
+  TRACE("journal finalized excl=%d txn=%d dirty=%d\n", pMain->exclusiveMode, pMain->txnStarted, pMain->nDirty);
+  if( pMain->exclusiveMode && (pMain->txnStarted || pMain->nDirty>0)
+   && pMain->lockLevel>=SQLITE_LOCK_SHARED ){
+    capture(pMain, VSHIM_COMMIT);
+  }
+}
+
 /* ------------------------------------------------------- Go-facing helpers */
 
 int vshim_read(void *pFile, void *buf, int n, int64_t off){
@@ -261,6 +330,7 @@ static int vClose(sqlite3_file *f){
     if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
       capture(p, VSHIM_COMMIT);
     }
+    unlinkMain(p);
     verneuilGoClose(p->handle);
     p->handle = 0;
   }
@@ -280,6 +350,7 @@ static int vTruncate(sqlite3_file *f, sqlite3_int64 sz){
   return REAL(f)->pMethods->xTruncate(REAL(f), sz);
 }
 static int vSync(sqlite3_file *f, int flags){
+  TRACE("sync %d main=%d\n", flags, ((VFile*)f)->handle!=0);
   return REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 static int vFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
@@ -301,6 +372,7 @@ static int vCheckReservedLock(sqlite3_file *f, int *pOut){
   return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pOut);
 }
 static int vFileControl(sqlite3_file *f, int op, void *pArg){
+  if( ((VFile*)f)->handle==0 ) TRACE("fcntl %d on other file\n", op);
   int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
   if( op==SQLITE_FCNTL_VFSNAME && rc==SQLITE_OK ){
     *(char**)pArg = sqlite3_mprintf("verneuil/%z", *(char**)pArg);
@@ -349,6 +421,7 @@ static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
   if( !p->txnStarted ) beginTxn(p);
+  TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   markDirty(p, o, n);  /* even on error: a partial write may have landed */
   return rc;
@@ -360,6 +433,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   int rc;
   if( !p->txnStarted ) beginTxn(p);
   if( p->pReal->pMethods->xFileSize(p->pReal, &old)!=SQLITE_OK ) old = sz;
+  TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
   rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
   if( old>sz ) markDirty(p, sz, old-sz); else markDirty(p, old, sz-old);
   if( sz>0 ) markDirty(p, sz-1, 1);   /* the chunk holding the new end */
@@ -371,11 +445,16 @@ static int tUnlock(sqlite3_file *f, int e){
   sqlite3_file *r = p->pReal;
   int rc = SQLITE_OK;
   int kind = 0;
+  TRACE("unlock %d -> %d committed=%d txn=%d dirty=%d\n", p->lockLevel, e, p->committed, p->txnStarted, p->nDirty);
   if( e<=SQLITE_LOCK_SHARED && p->lockLevel>=SQLITE_LOCK_SHARED ){
     if( p->committed ){
       kind = VSHIM_COMMIT;
     }else if( p->txnStarted || p->nDirty>0 ){
-      kind = VSHIM_ROLLBACK;
+      /* Written but not committed: a rollback (or a failure). Once the
+      ** rollback completed, the file holds a committed state again, whose
+      ** bytes may differ from the old ones in free pages: capture it.
+      ** With a hot journal left behind, capture nothing. */
+      kind = hasHotJournal(p) ? VSHIM_ROLLBACK : VSHIM_COMMIT;
     }else if( p->wantCheck ){
       kind = VSHIM_CHECK;
     }
@@ -418,10 +497,20 @@ static int isWal(const char *z){
 
 static int tFileControl(sqlite3_file *f, int op, void *pArg){
   VFile *p = (VFile*)f;
+  TRACE("fcntl %d\n", op);
   if( op==SQLITE_FCNTL_COMMIT_PHASETWO ){
+    TRACE("phasetwo txn=%d dirty=%d excl=%d\n", p->txnStarted, p->nDirty, p->exclusiveMode);
     if( p->txnStarted || p->nDirty>0 ){
       p->committed = 1;
       if( p->exclusiveMode ) capture(p, VSHIM_COMMIT);
+    }
+  }else if( op==SQLITE_FCNTL_SYNC ){
+    /* Without a journal file there is no finalisation to observe: in
+    ** exclusive locking mode, the sync that ends a commit's writes or a
+    ** rollback's playback is where the file holds a committed state. */
+    if( p->exclusiveMode && p->journalInMemory && (p->txnStarted || p->nDirty>0)
+     && pArg==0 ){
+      capture(p, VSHIM_COMMIT);
     }
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
@@ -430,6 +519,10 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
           "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
       return SQLITE_ERROR;
+    }
+    if( sqlite3_stricmp(zName, "journal_mode")==0 && zVal ){
+      p->journalInMemory = sqlite3_stricmp(zVal, "memory")==0
+                        || sqlite3_stricmp(zVal, "off")==0;
     }
     if( sqlite3_stricmp(zName, "locking_mode")==0 && zVal ){
       if( sqlite3_stricmp(zVal, "exclusive")==0 ) p->exclusiveMode = 1;
@@ -452,8 +545,32 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   return vFileControl(f, op, pArg);
 }
 
+static int jWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+  if( rc==SQLITE_OK && o==0 && n>=28 && p->pMain ){
+    const unsigned char *z = (const unsigned char*)b;
+    int i, zero = 1;
+    for(i=0; i<n && zero; i++) zero = z[i]==0;
+    if( zero ) journalFinalized(p->pMain);
+  }
+  return rc;
+}
+static int jTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
+  if( rc==SQLITE_OK && sz==0 && p->pMain ) journalFinalized(p->pMain);
+  return rc;
+}
+
 static const sqlite3_io_methods gPassIo = {
   3, vClose, vRead, vWrite, vTruncate, vSync, vFileSize, vLock, vUnlock,
+  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
+  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+};
+
+static const sqlite3_io_methods gJournalIo = {
+  3, vClose, vRead, jWrite, jTruncate, vSync, vFileSize, vLock, vUnlock,
   vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
   vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
 };
@@ -502,14 +619,29 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->zPath = zName;
       p->fd = findFd(p->pReal, zName);
       p->wantCheck = 1;
+      p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
+      pthread_mutex_lock(&gListMutex);
+      p->pNextMain = gMainList;
+      gMainList = p;
+      pthread_mutex_unlock(&gListMutex);
     }
+  }else if( zName && (flags & SQLITE_OPEN_MAIN_JOURNAL) ){
+    p->pMain = findMainOfJournal(zName);
+    if( p->pMain ) p->base.pMethods = &gJournalIo;
   }
   return rc;
 }
 
 static int vDelete(sqlite3_vfs *v, const char *z, int syncDir){
-  (void)v; return gOrig->xDelete(gOrig, z, syncDir);
+  int rc;
+  (void)v;
+  rc = gOrig->xDelete(gOrig, z, syncDir);
+  if( rc==SQLITE_OK && z ){
+    VFile *pMain = findMainOfJournal(z);
+    if( pMain ) journalFinalized(pMain);
+  }
+  return rc;
 }
 static int vAccess(sqlite3_vfs *v, const char *z, int flags, int *pOut){
   (void)v; return gOrig->xAccess(gOrig, z, flags, pOut);
@@ -560,6 +692,7 @@ int vshim_register(const char *zName, int makeDefault, int chunkShift){
     if( pUnix==0 ) return SQLITE_ERROR;
     if( pUnix->iVersion<3 ) return SQLITE_ERROR;
     gOrig = pUnix;
+    gTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
     if( getrandom(gProcessId, sizeof(gProcessId), GRND_NONBLOCK)!=sizeof(gProcessId) ){
       gProcessId[0] = nowNanos() ^ ((uint64_t)getpid()<<32);
     }

@@ -35,6 +35,7 @@ type DB struct {
 	lastLen      int64
 	lastSeq      uint64
 	verified     bool
+	lastErr      error // the last capture failed: the spool is behind
 	pending      *pending
 	pendingBytes int64
 
@@ -334,6 +335,7 @@ func (db *DB) build() error {
 	if err != nil {
 		db.mu.Lock()
 		db.lastID = nil
+		db.lastErr = err
 		db.mu.Unlock()
 	}
 	return err
@@ -423,6 +425,12 @@ func (db *DB) notify() {
 func (db *DB) Flush(ctx context.Context) error {
 	if err := db.build(); err != nil {
 		return err
+	}
+	db.mu.Lock()
+	lastErr := db.lastErr
+	db.mu.Unlock()
+	if lastErr != nil {
+		return fmt.Errorf("the last commit could not be captured (the next one rescans the file): %w", lastErr)
 	}
 	if u := db.m.opts.Uploader; u != nil {
 		return u.Upload(ctx, db.key)

@@ -307,8 +307,14 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		db.log.Error("capture failed; the database will be rescanned", "err", err)
 		db.mu.Lock()
 		db.lastID = nil
+		db.lastErr = err
 		db.mu.Unlock()
 		return true
+	}
+	if ev.Kind != Rollback {
+		db.mu.Lock()
+		db.lastErr = nil
+		db.mu.Unlock()
 	}
 	return false
 }
