@@ -30,8 +30,10 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
+	_ "github.com/verneuil-go/verneuil/internal/blob/s3blob"   // s3:// targets
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
@@ -207,4 +209,22 @@ func (r *Replicator) closeStores() {
 	for _, s := range r.stores {
 		s.Close()
 	}
+}
+
+// ReplicaName returns the replica name and key of the database at path:
+// the configured name for it, or HOST:CANONICAL_PATH where HOST is hostname
+// when given, else the configured or system host name.
+func ReplicaName(cfg *Config, path, hostname string) (name, key string, err error) {
+	canon, err := names.Canonical(path)
+	if err != nil {
+		return "", "", err
+	}
+	if n, ok := cfg.Names[canon]; ok && hostname == "" {
+		return n, names.Key(n), nil
+	}
+	if hostname == "" {
+		hostname = names.Hostname(cfg.Hostname)
+	}
+	name = names.Replica(hostname, canon)
+	return name, names.Key(name), nil
 }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// store opens the first configured target (the one restores read from).
+func (a *app) store(ctx context.Context) (blob.Store, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	stores, err := verneuil.OpenTargets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores[1:] {
+		s.Close()
+	}
+	return stores[0], nil
+}
+
+// dbKey resolves the replica key of a database path (optionally of
+// another host).
+func (a *app) dbKey(path, hostname string) (name, key string, err error) {
+	cfg, err := a.config()
+	if err != nil {
+		return "", "", err
+	}
+	return verneuil.ReplicaName(cfg, path, hostname)
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// parseTime accepts RFC 3339 (with or without fractional seconds), a unix
+// timestamp in seconds, or a negative duration relative to now ("-10m").
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if strings.HasPrefix(s, "-") {
+		if d, err := time.ParseDuration(s[1:]); err == nil {
+			return time.Now().Add(-d), nil
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Unix(0, int64(f*1e9)), nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2026-01-02T15:04:05Z), unix seconds, or -DURATION", s)
+}
+
+// manifestInfo is the JSON form of a manifest summary.
+type manifestInfo struct {
+	Name       string    `json:"name"`
+	Version    uint64    `json:"version"`
+	CommitTime time.Time `json:"commit_time"`
+	Length     int64     `json:"length"`
+	PageSize   uint32    `json:"page_size"`
+	ChunkSize  uint32    `json:"chunk_size"`
+	Chunks     int       `json:"chunks"`
+}
+
+func infoOf(m *manifest.Manifest) manifestInfo {
+	return manifestInfo{Name: m.Name, Version: m.Seq, CommitTime: m.CommitTime.UTC(), Length: m.Length,
+		PageSize: m.PageSize, ChunkSize: m.ChunkSize, Chunks: len(m.Chunks)}
+}
+
+func fileExists(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("database %s: not a regular file", path)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+
+	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/restore"
+)
+
+func init() {
+	register(&command{
+		name:    "verify",
+		usage:   "DB",
+		summary: "sync a database, then check that its replica is byte-identical to the file",
+		run:     runVerify,
+	})
+}
+
+func runVerify(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	pos, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("name one database")
+	}
+	path := pos[0]
+	if err := fileExists(path); err != nil {
+		return err
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	r, err := verneuil.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	err = syncAll(ctx, r, []string{path})
+	if cerr := r.Close(ctx); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	srcHash, err := hashUnderReadLock(ctx, path)
+	if err != nil {
+		return err
+	}
+	s, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, key, err := a.dbKey(path, "")
+	if err != nil {
+		return err
+	}
+	m, err := restore.Latest(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	if err := restore.Write(ctx, s, m, &hashWriter{h: h}, 1); err != nil {
+		return err
+	}
+	repHash := h.Sum(nil)
+	res := map[string]any{"db": path, "version": m.Seq, "length": m.Length,
+		"source_sha256": fmt.Sprintf("%x", srcHash), "replica_sha256": fmt.Sprintf("%x", repHash),
+		"identical": bytes.Equal(srcHash, repHash)}
+	if a.jsonOut {
+		if err := a.printJSON(res); err != nil {
+			return err
+		}
+	} else if bytes.Equal(srcHash, repHash) {
+		fmt.Fprintf(a.stdout, "ok: replica version %d of %s is identical (sha256 %x)\n", m.Seq, path, srcHash)
+	}
+	if !bytes.Equal(srcHash, repHash) {
+		return fmt.Errorf("replica version %d differs from %s (sha256 %x vs %x); if the database is being written, retry", m.Seq, path, repHash, srcHash)
+	}
+	return nil
+}
+
+// hashUnderReadLock hashes the database file while a read transaction
+// holds SHARED, so no commit can change it meanwhile. The file is opened
+// before the connection and closed after it: closing a descriptor drops
+// the process's POSIX locks on the file.
+func hashUnderReadLock(ctx context.Context, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?mode=ro")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read lock on %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		return nil, fmt.Errorf("read lock on %s: %w", path, err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return h.Sum(nil), nil
+}
+
+// hashWriter hashes sequential WriteAt calls (restore.Write with one
+// worker writes chunks in order).
+type hashWriter struct {
+	h   interface{ Write([]byte) (int, error) }
+	off int64
+}
+
+func (w *hashWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off != w.off {
+		return 0, fmt.Errorf("hash writer: out-of-order write at %d, want %d", off, w.off)
+	}
+	w.off += int64(len(p))
+	return w.h.Write(p)
+}
+

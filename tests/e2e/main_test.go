@@ -1,0 +1,255 @@
+//go:build cgo
+
+// Package e2e runs verneuil end to end: real writer processes (this test
+// binary re-executed in a writer role), verneuilctl built from source, kills,
+// bypassing writers and damaged replicas.
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/verneuil-go/verneuil"
+)
+
+var ctlPath string
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv("VERNEUIL_E2E_ROLE"); role != "" {
+		os.Exit(runRole(role))
+	}
+	dir, err := os.MkdirTemp("", "verneuil-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctlPath = filepath.Join(dir, "verneuilctl")
+	if p := os.Getenv("VERNEUILCTL"); p != "" {
+		ctlPath = p
+	} else {
+		cmd := exec.Command("go", "build", "-o", ctlPath, "github.com/verneuil-go/verneuil/cmd/verneuilctl")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build verneuilctl:", err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// setup is a spool and a local target in a temp dir, as VERNEUIL_CONFIG.
+type setup struct {
+	t      *testing.T
+	dir    string
+	store  string
+	config string
+}
+
+func newSetup(t *testing.T) *setup {
+	t.Helper()
+	dir := t.TempDir()
+	s := &setup{t: t, dir: dir, store: filepath.Join(dir, "store")}
+	if err := os.MkdirAll(s.store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"spool_dir": filepath.Join(dir, "spool"),
+		"targets":   []map[string]any{{"url": "file://" + s.store}},
+		"hostname":  "e2ehost",
+		"log_level": "error",
+	}
+	b, _ := json.Marshal(cfg)
+	s.config = string(b)
+	return s
+}
+
+// ctl runs verneuilctl and returns stdout, stderr and the exit code.
+func (s *setup) ctl(args ...string) (string, string, int) {
+	s.t.Helper()
+	cmd := exec.Command(ctlPath, args...)
+	cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+s.config)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			s.t.Fatalf("run verneuilctl: %v", err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.String(), errb.String(), code
+}
+
+func (s *setup) mustCtl(args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.ctl(args...)
+	if code != 0 {
+		s.t.Fatalf("verneuilctl %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// writer starts this binary in the writer role on db.
+func (s *setup) writer(role, db string, extra ...string) *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VERNEUIL_E2E_ROLE="+role, "VERNEUIL_E2E_DB="+db,
+		"VERNEUIL_CONFIG="+s.config)
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func sha(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func integrity(t testing.TB, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var res string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("integrity_check %s: %q %v", path, res, err)
+	}
+}
+
+// restoreAndCompare syncs db, restores it and checks byte identity.
+func (s *setup) syncRestoreCompare(db string) {
+	s.t.Helper()
+	s.mustCtl("sync", db)
+	out := filepath.Join(s.dir, "restored.db")
+	s.mustCtl("restore", db, "--out", out)
+	if got, want := sha(s.t, out), sha(s.t, db); got != want {
+		s.t.Fatalf("restored %s differs from %s", got, want)
+	}
+	integrity(s.t, out)
+}
+
+// runRole is the body of a child process.
+func runRole(role string) int {
+	path := os.Getenv("VERNEUIL_E2E_DB")
+	cfg, err := verneuil.ConfigFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx := context.Background()
+	r, err := verneuil.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	params := os.Getenv("VERNEUIL_E2E_PARAMS")
+	if params == "" {
+		params = "_journal_mode=DELETE"
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?vfs=verneuil&_busy_timeout=20000&"+params)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	db.SetMaxOpenConns(1)
+	seed, _ := strconv.ParseUint(os.Getenv("VERNEUIL_E2E_SEED"), 10, 64)
+	rng := rand.New(rand.NewPCG(seed, uint64(os.Getpid())))
+	must := func(q string, args ...any) {
+		if _, err := db.Exec(q, args...); err != nil {
+			fmt.Fprintf(os.Stderr, "writer: %s: %v\n", q, err)
+			os.Exit(3)
+		}
+	}
+	must("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB)")
+	switch role {
+	case "loop": // commit until killed
+		for {
+			switch rng.IntN(10) {
+			case 0:
+				must("DELETE FROM t WHERE k % 13 = ?", rng.IntN(13))
+			case 1:
+				must("UPDATE t SET v = randomblob(?) WHERE k % 7 = ?", rng.IntN(3000), rng.IntN(7))
+			case 2:
+				tx, _ := db.Begin()
+				for range rng.IntN(40) {
+					tx.Exec("INSERT INTO t(k, v) VALUES(?, randomblob(?))", rng.IntN(1000), rng.IntN(30000))
+				}
+				tx.Rollback()
+			default:
+				tx, err := db.Begin()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 3
+				}
+				for range rng.IntN(30) + 1 {
+					if _, err := tx.Exec("INSERT INTO t(k, v) VALUES(?, randomblob(?))", rng.IntN(1000), rng.IntN(20000)); err != nil {
+						fmt.Fprintln(os.Stderr, err)
+						return 3
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 3
+				}
+			}
+		}
+	case "count": // N committed transactions, then flush and exit
+		n, _ := strconv.Atoi(os.Getenv("VERNEUIL_E2E_N"))
+		for i := range n {
+			must("INSERT INTO t(k, v) VALUES(?, randomblob(?))", i, rng.IntN(5000))
+		}
+		if err := r.Flush(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		db.Close()
+		r.Close(ctx)
+		return 0
+	case "hang": // commit some rows, then leave a big transaction open
+		must("PRAGMA cache_size=10")
+		for i := range 20 {
+			must("INSERT INTO t(k, v) VALUES(?, randomblob(100))", i)
+		}
+		if err := r.Flush(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		tx, _ := db.Begin()
+		for range 200 {
+			tx.Exec("INSERT INTO t(k, v) VALUES(-1, randomblob(4000))")
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	}
+	return 2
+}
