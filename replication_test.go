@@ -1,8 +1,11 @@
 package verneuil_test
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
@@ -41,4 +44,48 @@ func TestReplication_CapturesThroughShim(t *testing.T) {
 	if n := e.latest(path).Length; n == 0 {
 		t.Fatalf("replica is empty")
 	}
+}
+
+// TestReplication_DoNoHarm: an unusable spool or an unreachable target
+// never fails a write; replication catches up once the target is back.
+func TestReplication_DoNoHarm(t *testing.T) {
+	e := newEnv(t)
+	// The target disappears: commits still succeed, flush reports it.
+	path := filepath.Join(e.dir, "harm.db")
+	db := e.open(path, "_journal_mode=DELETE")
+	mustExec(t, db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)")
+	moved := e.store + ".away"
+	if err := os.Rename(e.store, moved); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		mustExec(t, db, "INSERT INTO t(b) VALUES(randomblob(3000))")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.r.Flush(ctx); err == nil {
+		t.Fatal("flush succeeded with the target gone")
+	}
+	var res string
+	if err := db.QueryRow("PRAGMA verneuil_flush").Scan(&res); err == nil {
+		t.Fatalf("PRAGMA verneuil_flush returned %q with the target gone", res)
+	}
+	if err := os.Rename(moved, e.store); err != nil {
+		t.Fatal(err)
+	}
+	e.checkReplica(path)
+
+	// The spool cannot hold this database: writes pass through unreplicated.
+	dbs := filepath.Join(e.cfg.SpoolDir, "dbs")
+	if err := os.RemoveAll(dbs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dbs, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := e.open(filepath.Join(e.dir, "unspooled.db"), "_journal_mode=DELETE")
+	mustExec(t, other, "CREATE TABLE t(a)")
+	mustExec(t, other, "INSERT INTO t VALUES(1)")
+	other.Close()
+	os.Remove(dbs)
 }

@@ -135,4 +135,3 @@ func (w *hashWriter) WriteAt(p []byte, off int64) (int, error) {
 	w.off += int64(len(p))
 	return w.h.Write(p)
 }
-

@@ -396,6 +396,11 @@ func (s *Store) mkdirAll(dir string) error {
 	if dir == s.root {
 		return nil
 	}
+	// Never recreate the root: a target directory that vanished (an
+	// unmounted volume, a mistaken rm) is an error, not a fresh store.
+	if _, err := os.Stat(s.root); err != nil {
+		return fmt.Errorf("target directory %s: %w", s.root, err)
+	}
 	return mkdirAllSync(dir)
 }
 

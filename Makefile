@@ -1,0 +1,56 @@
+# verneuil: build, demo, tests, benchmarks. `make` builds everything;
+# `make demo` builds and runs the demo on the embedded default target;
+# `make test` runs the whole test suite (what CI runs).
+
+GO      ?= go
+BIN     := bin
+GOFLAGS ?=
+export GOFLAGS
+
+.PHONY: all build ext demo test deps vet fmt-check test-go crash bench fuzz clean
+
+all: build ext
+
+build:
+	$(GO) build -o $(BIN)/verneuilctl ./cmd/verneuilctl
+
+ext:
+	@if [ -x scripts/build-ext.sh ] || [ -f scripts/build-ext.sh ]; then sh scripts/build-ext.sh; fi
+
+demo: all
+	$(BIN)/verneuilctl demo
+
+# deps installs what the tests need and a fresh machine lacks: the S3 test
+# server (versitygw, from the Go module proxy) and Debian's sqlite3,
+# libsqlite3-dev and python3 for the extension's host tests.
+deps:
+	sh scripts/install-s3-server.sh
+	@if [ -f scripts/install-test-hosts.sh ]; then sh scripts/install-test-hosts.sh; fi
+
+vet:
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/blob/...
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test-go:
+	CI=$${CI:-true} $(GO) test -count=1 -timeout 40m ./...
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/...
+	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
+
+test: deps fmt-check vet build test-go
+
+# crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
+crash:
+	VERNEUIL_CRASH_ITERATIONS=$${VERNEUIL_CRASH_ITERATIONS:-1000} $(GO) test -count=1 -timeout 6h -run 'TestCrashLoop' ./tests/e2e/
+
+bench: build
+	$(GO) run ./cmd/verneuil-bench
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-60s} ./internal/manifest/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./internal/config/
+
+clean:
+	rm -rf $(BIN)
