@@ -111,39 +111,36 @@ func (db *DB) commit(src Source, ev Event) error {
 			dirty[uint32(c)] = true
 		}
 	}
-	copies := make(map[uint32][]byte, len(dirty))
-	var copied int64
+	if db.pending == nil {
+		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
+	}
+	// Copy each dirty chunk over the pending copy of an earlier commit when
+	// there is one (squashing it), else into a new buffer.
 	for c := range dirty {
-		buf := make([]byte, manifest.ChunkLen(int(c), size, uint32(cs)))
+		n := manifest.ChunkLen(int(c), size, uint32(cs))
+		buf := db.pending.chunks[c]
+		if len(buf) != n {
+			db.pendingBytes += int64(n - len(buf))
+			buf = make([]byte, n)
+			db.pending.chunks[c] = buf
+		}
 		if err := src.ReadAt(buf, int64(c)*int64(cs)); err != nil {
-			db.lastID = nil
+			// The pending copies are now a mix of two states: drop them.
+			db.pending, db.pendingBytes, db.lastID = nil, 0, nil
 			db.mu.Unlock()
 			return fmt.Errorf("read chunk %d: %w", c, err)
 		}
-		copies[c] = buf
-		copied += int64(len(buf))
 	}
 	header := make([]byte, HeaderLen)
-	if c0, ok := copies[0]; ok {
+	if c0, ok := db.pending.chunks[0]; ok {
 		copy(header, c0)
 	} else if err := src.ReadAt(header, 0); err != nil {
-		db.lastID = nil
+		db.pending, db.pendingBytes, db.lastID = nil, 0, nil
 		db.mu.Unlock()
 		return fmt.Errorf("read header: %w", err)
 	}
 	seq := db.nextSeq(ev.Seq)
 	vid := identity(ev.PostXattr, header)
-	if db.pending == nil {
-		db.pending = &pending{chunks: copies}
-	} else {
-		for c, b := range copies {
-			if old, ok := db.pending.chunks[c]; ok {
-				db.pendingBytes -= int64(len(old))
-			}
-			db.pending.chunks[c] = b
-		}
-	}
-	db.pendingBytes += copied
 	db.pending.length = size
 	db.pending.seq = seq
 	db.pending.versionID = vid

@@ -39,6 +39,11 @@ const (
 // identity.
 const HeaderLen = 100
 
+// DefaultBuildDelay is the default Options.BuildDelay. Uploads happen at
+// most once per upload interval (1 s by default), so building manifests
+// more often than this only costs CPU on the writer's machine.
+const DefaultBuildDelay = 100 * time.Millisecond
+
 // DefaultMemoryBudget bounds the bytes of chunk copies waiting to be built
 // per database; past it, the capture is built synchronously.
 const DefaultMemoryBudget = 64 << 20
@@ -83,6 +88,9 @@ type Options struct {
 	Logger       *slog.Logger
 	MemoryBudget int64
 	Builders     int           // background manifest builders; default 2
+	// BuildDelay is how long captures accumulate before a background build
+	// (commits in between are squashed); default DefaultBuildDelay.
+	BuildDelay time.Duration
 	FlushTimeout time.Duration // PRAGMA verneuil_flush; default 60s
 	FlushOnClose bool
 }
@@ -110,6 +118,9 @@ func New(opts Options) *Manager {
 	}
 	if opts.MemoryBudget == 0 {
 		opts.MemoryBudget = DefaultMemoryBudget
+	}
+	if opts.BuildDelay == 0 {
+		opts.BuildDelay = DefaultBuildDelay
 	}
 	if opts.Builders <= 0 {
 		opts.Builders = 2
@@ -187,6 +198,18 @@ func (m *Manager) builder() {
 func (m *Manager) schedule(db *DB) {
 	if db.queued.Swap(true) {
 		return
+	}
+	// The timer exists only while captures wait: idle databases cost
+	// nothing.
+	time.AfterFunc(m.opts.BuildDelay, func() { m.enqueue(db) })
+}
+
+func (m *Manager) enqueue(db *DB) {
+	select {
+	case <-m.stop:
+		db.queued.Store(false)
+		return
+	default:
 	}
 	select {
 	case m.work <- db:
