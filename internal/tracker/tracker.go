@@ -87,10 +87,10 @@ type Options struct {
 	Uploader     Uploader          // may be nil (spool only)
 	Logger       *slog.Logger
 	MemoryBudget int64
-	Builders     int           // background manifest builders; default 2
+	Builders     int // background manifest builders; default 2
 	// BuildDelay is how long captures accumulate before a background build
 	// (commits in between are squashed); default DefaultBuildDelay.
-	BuildDelay time.Duration
+	BuildDelay   time.Duration
 	FlushTimeout time.Duration // PRAGMA verneuil_flush; default 60s
 	FlushOnClose bool
 }
