@@ -68,9 +68,25 @@ func Key(name string) string {
 	key := b.String()
 	if len(key) > 240 {
 		// File systems limit names to 255 bytes: keep both ends and a hash
-		// of the whole name in the middle.
+		// of the whole name in the middle, between "%~" markers (a "%"
+		// followed by something other than two hex digits never occurs in
+		// an unshortened key). Cuts never split a %XX escape.
 		full := sha256.Sum256([]byte(key))
-		key = key[:100] + "~" + hex.EncodeToString(full[:16]) + "~" + key[len(key)-100:]
+		head := 100
+		for i := head - 2; i < head; i++ {
+			if key[i] == '%' {
+				head = i
+				break
+			}
+		}
+		tail := len(key) - 100
+		for i := tail - 2; i < tail; i++ {
+			if key[i] == '%' {
+				tail = i + 3
+				break
+			}
+		}
+		key = key[:head] + "%~" + hex.EncodeToString(full[:16]) + "%~" + key[tail:]
 	}
 	return key
 }
@@ -81,6 +97,9 @@ func NameFromKey(key string) (string, error) {
 	i := strings.IndexByte(key, '-')
 	if i != 4 {
 		return "", fmt.Errorf("database key %q: missing hash prefix", key)
+	}
+	if strings.Contains(key, "%~") {
+		return "", fmt.Errorf("database key %q: shortened, the name is not recoverable", key)
 	}
 	name, err := url.PathUnescape(key[i+1:])
 	if err != nil {
