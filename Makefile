@@ -15,7 +15,7 @@ build:
 	$(GO) build -o $(BIN)/verneuilctl ./cmd/verneuilctl
 
 ext:
-	@if [ -x scripts/build-ext.sh ] || [ -f scripts/build-ext.sh ]; then sh scripts/build-ext.sh; fi
+	sh scripts/build-ext.sh $(BIN)/libverneuil.so
 
 demo: all
 	$(BIN)/verneuilctl demo
@@ -25,7 +25,7 @@ demo: all
 # libsqlite3-dev and python3 for the extension's host tests.
 deps:
 	sh scripts/install-s3-server.sh
-	@if [ -f scripts/install-test-hosts.sh ]; then sh scripts/install-test-hosts.sh; fi
+	sh scripts/install-test-hosts.sh
 
 vet:
 	$(GO) vet ./...

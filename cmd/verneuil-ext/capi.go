@@ -4,7 +4,8 @@ package main
 
 // The C API of include/verneuil.h. Every function recovers panics (nothing
 // crosses into the host's C stack) and returns SQLite result codes; strings
-// handed to C are malloc'd and freed with verneuil_free.
+// handed to C are malloc'd and freed with verneuil_free. Logs go through
+// slog.Default, which initExtension points at stderr.
 
 /*
 #include <stdlib.h>
@@ -15,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"unsafe"
 
@@ -40,9 +42,7 @@ func fail(errmsg **C.char, rc C.int, msg string) C.int {
 // recoverTo turns a panic into SQLITE_INTERNAL with a message.
 func recoverTo(where string, errmsg **C.char, rc *C.int) {
 	if r := recover(); r != nil {
-		if l := state.log; l != nil {
-			l.Error("panic in verneuil C API (recovered)", "where", where, "panic", r, "stack", string(debug.Stack()))
-		}
+		slog.Error("panic in verneuil C API (recovered)", "where", where, "panic", r, "stack", string(debug.Stack()))
 		*rc = fail(errmsg, sqliteInternal, fmt.Sprintf("%s: internal error: %v", where, r))
 	}
 }
@@ -115,9 +115,7 @@ func verneuil_flush(dbPath *C.char, errmsg **C.char) (rc C.int) {
 func verneuil_manifest_name(hostname, dbPath *C.char) (out *C.char) {
 	defer func() {
 		if r := recover(); r != nil {
-			if l := state.log; l != nil {
-				l.Error("panic in verneuil_manifest_name (recovered)", "panic", r, "stack", string(debug.Stack()))
-			}
+			slog.Error("panic in verneuil_manifest_name (recovered)", "panic", r, "stack", string(debug.Stack()))
 			out = nil
 		}
 	}()
@@ -126,9 +124,7 @@ func verneuil_manifest_name(hostname, dbPath *C.char) (out *C.char) {
 	}
 	cfg, err := currentConfig()
 	if err != nil {
-		if l := state.log; l != nil {
-			l.Error("verneuil_manifest_name", "err", err)
-		}
+		slog.Error("verneuil_manifest_name", "err", err)
 		return nil
 	}
 	var host string
@@ -163,5 +159,10 @@ func currentConfig() (*config.Config, error) {
 //
 //export verneuil_free
 func verneuil_free(p unsafe.Pointer) {
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Error("panic in verneuil_free (recovered)", "panic", r)
+		}
+	}()
 	C.free(p)
 }

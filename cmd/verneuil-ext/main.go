@@ -46,7 +46,7 @@ type component struct {
 	start func(cfg *config.Config) error
 }
 
-// components are started in order by every successful first load. The
+// components are started in order by the first successful load. The
 // read-replica VFS "verneuil_snapshot" (DESIGN §2.5) adds itself here, so
 // that one entry point, one configuration and one Go runtime serve both.
 var components = []component{

@@ -39,7 +39,7 @@ func (c *Copier) upload(ctx context.Context, key string, sync bool) error {
 	defer unlock()
 	// A manifest may be replaced while we upload; its GC may then delete
 	// chunks we were about to send. Retry with the newer manifest.
-	for range 3 {
+	for range 10 {
 		err = c.uploadOnce(ctx, d)
 		if !errors.Is(err, errRestart) {
 			break
@@ -84,7 +84,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir) error {
 			continue
 		}
 		seen[h] = true
-		if err := c.uploadChunk(ctx, d, h, inUploaded[h]); err != nil {
+		if err := c.uploadChunk(ctx, d, m.Seq, h, inUploaded[h]); err != nil {
 			return err
 		}
 	}
@@ -123,7 +123,7 @@ func (c *Copier) setKnown(key string) {
 	c.known[key] = struct{}{}
 }
 
-func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, h manifest.Hash, wasUploaded bool) error {
+func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, seq uint64, h manifest.Hash, wasUploaded bool) error {
 	key := names.ChunkKey(h.String())
 	if d.HasChunk(h) {
 		data, err := d.ReadChunk(h)
@@ -161,6 +161,11 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, h manifest.Hash,
 			return fmt.Errorf("check chunk %s in %s: %w", h, t, err)
 		}
 		if !ok {
+			// A newer manifest may have replaced the one being uploaded,
+			// and its GC deleted this chunk: start over with it.
+			if cur, _, err := d.Manifest(); err == nil && cur != nil && cur.Seq != seq {
+				return errRestart
+			}
 			_ = d.MarkRescan("chunk " + h.String() + " missing")
 			return fmt.Errorf("%w: %s in %s; the database will be rescanned", ErrChunkLost, h, t)
 		}

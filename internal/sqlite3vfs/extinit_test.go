@@ -8,7 +8,7 @@ import (
 )
 
 // The C entry point (ext.c) checks the constants of ext.h; the Go constants
-// document them and must agree.
+// and the public header include/verneuil.h document them and must agree.
 func TestMinSQLiteVersionMatchesExtH(t *testing.T) {
 	src, err := os.ReadFile("ext.h")
 	if err != nil {
@@ -21,6 +21,13 @@ func TestMinSQLiteVersionMatchesExtH(t *testing.T) {
 	}
 	if string(num[1]) != "3040000" || MinSQLiteVersionNumber != 3040000 {
 		t.Errorf("minimum version: ext.h %s, Go %d; both must be 3040000 (Debian 12's SQLite 3.40)", num[1], MinSQLiteVersionNumber)
+	}
+	hdr, err := os.ReadFile("../../include/verneuil.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`#define VERNEUIL_MIN_SQLITE_VERSION_NUMBER 3040000\b`).Match(hdr) {
+		t.Errorf("include/verneuil.h does not define VERNEUIL_MIN_SQLITE_VERSION_NUMBER 3040000")
 	}
 	if string(str[1]) != MinSQLiteVersion || SQLiteVersionString(MinSQLiteVersionNumber) != MinSQLiteVersion {
 		t.Errorf("minimum version string: ext.h %q, Go %q, formatted %q", str[1], MinSQLiteVersion, SQLiteVersionString(MinSQLiteVersionNumber))

@@ -1,4 +1,4 @@
-//go:build cgo && !verneuil_ext
+//go:build cgo && !verneuil_ext && !verneuil_extern
 
 package sqlite3vfs
 

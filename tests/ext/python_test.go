@@ -24,8 +24,10 @@ func python(t *testing.T) string {
 	for _, p := range cands {
 		out, err := exec.Command(p, script, "", "", "", "check").CombinedOutput()
 		if err == nil {
+			t.Logf("python host: %s", p)
 			return p
 		}
+		t.Logf("%s cannot load extensions: %s", p, strings.TrimSpace(string(out)))
 		tried = append(tried, p+": "+strings.TrimSpace(string(out))+" ("+err.Error()+")")
 	}
 	need(t, false, "no python3 with sqlite3 extension loading: %s", strings.Join(tried, "; "))
