@@ -2,11 +2,13 @@ package verneuil_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
@@ -88,4 +90,28 @@ func TestReplication_DoNoHarm(t *testing.T) {
 	mustExec(t, other, "INSERT INTO t VALUES(1)")
 	other.Close()
 	os.Remove(dbs)
+}
+
+// TestReplication_MakeDefault: with make_default, databases opened without
+// a vfs= parameter are replicated.
+func TestReplication_MakeDefault(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.MakeDefault = true })
+	t.Cleanup(func() {
+		if err := sqlite3vfs.MakeDefault("unix"); err != nil {
+			t.Error(err)
+		}
+	})
+	path := filepath.Join(e.dir, "default.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=PERSIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustExec(t, db, "CREATE TABLE t(a)")
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(100000))")
+	var vfs string
+	if err := db.QueryRow("PRAGMA verneuil_manifest_name").Scan(&vfs); err != nil {
+		t.Fatalf("database did not open through verneuil: %v", err)
+	}
+	e.checkReplica(path)
 }

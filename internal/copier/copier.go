@@ -1,20 +1,44 @@
 // Package copier owns uploading: one bounded pool per process drains spool
 // directories into the blob-store targets, chunks first and the manifest
-// last, with retries, a process-wide request rate limit, coalescing of hot
-// databases (at most one manifest upload per database per interval) and a
-// slow background scan that picks up spools left by exited processes.
+// last.
 //
-// Idle databases cost nothing: work is driven by Notify signals and by the
-// periodic scan; there is no goroutine or timer per database.
+// Scheduling. Work is driven by Notify signals (the tracker published a
+// manifest) and by a slow background scan of the spool root that picks up
+// spools left by exited processes. A database is uploaded at most once per
+// Options.Interval (commits in between are coalesced into one manifest). A
+// single dispatcher goroutine owns one timer for the earliest due database
+// and hands ready databases to Options.Workers workers: idle databases cost
+// no goroutine, no timer and no request, only a small record.
+//
+// Failures. Each request runs under a process-wide token-bucket rate limit
+// and is retried on transient errors with capped exponential backoff and
+// full jitter; errors the store classifies as permanent (blob.ErrPermanent)
+// are not retried. A database whose upload fails is retried later with its
+// own capped exponential backoff, and the reason is recorded in its spool
+// (spool.LastErrorFile, shown by `verneuilctl status`) and in the stats.
+// When uploads of several databases in a row fail with store errors, the
+// copier pauses and probes the store with one upload at a time, backing
+// off, instead of sending every database's requests to a store that is
+// down; when a probe succeeds, waiting databases are retried promptly.
+//
+// Consistency. The "latest" object of a database only moves forward: it is
+// replaced with a conditional write on the version read (or last written)
+// and only by a manifest with a larger sequence number, so racing copiers
+// in several processes or hosts never make it regress. Within a host, the
+// spool's upload lock serialises uploaders.
 package copier
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -23,48 +47,146 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultWorkers      = 4
-	DefaultInterval     = time.Second
-	DefaultScanInterval = 30 * time.Second
-	DefaultRateLimit    = 100
-	DefaultMaxAttempts  = 6
+	DefaultWorkers         = 4
+	DefaultInterval        = time.Second
+	DefaultScanInterval    = 30 * time.Second
+	DefaultRateLimit       = 100
+	DefaultMaxAttempts     = 6
+	DefaultRequestTimeout  = 30 * time.Second
+	DefaultRetryMin        = time.Second
+	DefaultRetryMax        = 30 * time.Second
+	DefaultPauseAfter      = 3
+	DefaultKnownChunks     = 1 << 17
+	DefaultKnownChunkTTL   = time.Hour
+	requestBackoffMin      = 50 * time.Millisecond
+	requestBackoffMax      = 5 * time.Second
+	logRepeatFailureEvery  = 5 * time.Minute
+	uploadRestartsPerCycle = 3
 )
 
 // Options configures a Copier.
 type Options struct {
-	SpoolDir     string
-	Targets      []blob.Store
-	Workers      int           // concurrent uploads; default DefaultWorkers
-	Interval     time.Duration // min time between manifest uploads of one db
-	ScanInterval time.Duration // background scan period; <0 disables
-	RateLimit    float64       // requests per second, process-wide
-	RateBurst    int
-	MaxAttempts  int // attempts per request before giving up until later
-	Logger       *slog.Logger
+	SpoolDir string
+	Targets  []blob.Store
+	// Workers is the number of concurrent database uploads; default
+	// DefaultWorkers.
+	Workers int
+	// Interval is the minimum time between the starts of two background
+	// uploads of one database; default DefaultInterval.
+	Interval time.Duration
+	// ScanInterval is the period of the background spool scan (jittered
+	// ±25%); negative disables it. Default DefaultScanInterval.
+	ScanInterval time.Duration
+	// ScanMinAge: the scan uploads a spool only when its staged manifest
+	// is at least this old, leaving fresh spools of live processes to
+	// their own copier. Default 2×Interval; negative means no minimum.
+	ScanMinAge time.Duration
+	// RateLimit is in blob-store requests per second, process-wide, and
+	// RateBurst the bucket size.
+	RateLimit float64
+	RateBurst int
+	// MaxAttempts bounds the attempts of one request (transient errors);
+	// default DefaultMaxAttempts.
+	MaxAttempts int
+	// RequestTimeout bounds one request; default DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff between background upload
+	// attempts of a failing database (and of the store probe).
+	RetryMin, RetryMax time.Duration
+	// PauseAfter is how many database uploads in a row must fail with
+	// store errors before uploads pause and probe the store; default
+	// DefaultPauseAfter; negative disables pausing.
+	PauseAfter int
+	// KnownChunks bounds the cache of chunks known present in every
+	// target (about 50 bytes each); KnownChunkTTL is how long an entry is
+	// trusted. A gc of the store must not delete unreferenced chunks
+	// younger than KnownChunkTTL.
+	KnownChunks   int
+	KnownChunkTTL time.Duration
+	Logger        *slog.Logger
 }
 
-// Copier uploads spooled databases.
+// Copier uploads spooled databases. Its methods are safe for concurrent
+// use.
 type Copier struct {
-	opts  Options
-	log   *slog.Logger
-	limit *limiter
-	stats *Stats
+	opts    Options
+	log     *slog.Logger
+	limit   *limiter
+	stats   stats
+	known   *knownSet
+	schemes []atomic.Int32 // per target: how to predict the version of a write
 
-	mu      sync.Mutex
-	state   map[string]*dbState
-	queue   chan string
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	known   map[string]struct{} // chunk keys known present in every target
+	mu       sync.Mutex
+	dbs      map[string]*dbState
+	ready    fifo      // databases due now, in order
+	delay    delayHeap // databases waiting for their due time
+	running  int
+	scanGen  uint64
+	started  bool
+	closed   bool
+	breaker  breaker
+	wake     chan struct{}
+	stop     chan struct{}
+	work     chan *dbState
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	scanning sync.Mutex
 }
 
+type schedState uint8
+
+const (
+	idle    schedState = iota // nothing to do
+	waiting                   // in delay, until due
+	ready                     // in the ready queue
+	running                   // a worker (background) is uploading it
+)
+
+// dbState is what the copier keeps per database: a few hundred bytes, no
+// goroutine, no timer.
 type dbState struct {
-	mu         sync.Mutex // held while uploading this db
-	queued     bool
-	lastUpload time.Time
-	timer      *time.Timer // armed only while a coalesced upload waits
+	key string
+	// up is held while the database is uploaded by this process.
+	up sync.Mutex
+	// latest caches, per target, the version of the "latest" object after
+	// this process last wrote it; guarded by up.
+	latest []latestGuess
+
+	// Guarded by Copier.mu.
+	sched        schedState
+	again        bool      // signalled while running: upload again
+	againSince   time.Time // first signal while running
+	due          time.Time
+	index        int // in delay; -1 when absent
+	lastStart    time.Time
+	pendingSince time.Time // first signal not yet uploaded
+	backoff      int       // level of the retry backoff
+	seen         uint64    // scan generation that last saw the spool
+
+	path         string
+	clean        spool.Stamp // staged manifest known to be uploaded
+	usageStale   bool
+	pending      bool
+	stagedCommit time.Time
+	spoolBytes   int64
+
+	requests, retries atomic.Int64
+	uploads, errs     int64
+	manifests, chunks int64
+	chunkBytes        int64
+	lastSeq           uint64
+	lastCommit        time.Time
+	lastVisible       time.Time
+	lastLag           float64
+	lag               *histogram
+
+	failures    int // consecutive failed uploads
+	failedSince time.Time
+	lastErr     string
+	lastErrAt   time.Time
+	lastLogged  time.Time
+	loggedErr   string
+	errFile     int8 // spool last_error: 0 unknown, 1 present, -1 absent
 }
 
 // New returns a Copier with defaults applied; Start launches its workers.
@@ -72,11 +194,14 @@ func New(opts Options) *Copier {
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}
-	if opts.Interval == 0 {
+	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
 	if opts.ScanInterval == 0 {
 		opts.ScanInterval = DefaultScanInterval
+	}
+	if opts.ScanMinAge == 0 {
+		opts.ScanMinAge = 2 * opts.Interval
 	}
 	if opts.RateLimit <= 0 {
 		opts.RateLimit = DefaultRateLimit
@@ -87,31 +212,55 @@ func New(opts Options) *Copier {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
+	}
+	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
+	if opts.PauseAfter == 0 {
+		opts.PauseAfter = DefaultPauseAfter
+	}
+	if opts.KnownChunks <= 0 {
+		opts.KnownChunks = DefaultKnownChunks
+	}
+	if opts.KnownChunkTTL <= 0 {
+		opts.KnownChunkTTL = DefaultKnownChunkTTL
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Copier{
-		opts:  opts,
-		log:   opts.Logger,
-		limit: newLimiter(opts.RateLimit, opts.RateBurst),
-		stats: newStats(),
-		state: map[string]*dbState{},
-		queue: make(chan string, 4096),
-		known: map[string]struct{}{},
+		opts:    opts,
+		log:     opts.Logger,
+		limit:   newLimiter(opts.RateLimit, opts.RateBurst),
+		known:   newKnownSet(opts.KnownChunks, opts.KnownChunkTTL),
+		schemes: make([]atomic.Int32, len(opts.Targets)),
+		dbs:     map[string]*dbState{},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		work:    make(chan *dbState),
 	}
 }
 
-// Start launches the workers and the background scan.
+// Start launches the dispatcher, the workers and the background scan (whose
+// first pass runs at once). ctx bounds the background uploads; Close stops
+// them gracefully.
 func (c *Copier) Start(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started {
+	if c.started || c.closed {
 		return
 	}
 	c.started = true
 	ctx, c.cancel = context.WithCancel(ctx)
+	c.wg.Add(1 + c.opts.Workers)
+	go c.dispatcher(ctx)
 	for range c.opts.Workers {
-		c.wg.Add(1)
 		go c.worker(ctx)
 	}
 	if c.opts.ScanInterval > 0 {
@@ -120,8 +269,11 @@ func (c *Copier) Start(ctx context.Context) {
 	}
 }
 
-// Close stops the workers. Work still queued is left in the spool for the
-// next process or `verneuilctl flush`; call UploadAll first to drain.
+// Close stops background work. Uploads in flight may finish until ctx is
+// done; then they are cancelled, and Close returns an error saying so.
+// Databases still waiting stay in the spool for the next process, the
+// copier daemon or `verneuilctl flush`; call UploadAll first to drain.
+// Synchronous uploads (Upload, UploadAll) keep working after Close.
 func (c *Copier) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -129,67 +281,153 @@ func (c *Copier) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
-	for _, st := range c.state {
-		if st.timer != nil {
-			st.timer.Stop()
-		}
-	}
+	close(c.stop)
 	cancel := c.cancel
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if cancel == nil {
+		return nil // never started
 	}
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		cancel()
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("close copier: %w", ctx.Err())
 	}
+	cancel() // abort in-flight requests; they return promptly
+	<-done
+	return fmt.Errorf("close copier: in-flight uploads cancelled: %w", ctx.Err())
 }
 
-func (c *Copier) dbState(key string) *dbState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.state[key]
+// getLocked returns the state of key, creating it. c.mu must be held.
+func (c *Copier) getLocked(key string) *dbState {
+	st := c.dbs[key]
 	if st == nil {
-		st = &dbState{}
-		c.state[key] = st
+		st = &dbState{key: key, index: -1}
+		c.dbs[key] = st
 	}
 	return st
 }
 
-// Notify schedules an upload of key. It never blocks: when the queue is
-// full the background scan picks the work up later.
+// Notify signals that the spool of key has a new manifest. It never
+// blocks: the upload is scheduled for when the database's coalescing
+// interval allows (at once if it was not uploaded recently).
 func (c *Copier) Notify(key string) {
-	st := c.dbState(key)
+	now := time.Now()
 	c.mu.Lock()
-	if st.queued || c.closed {
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return
 	}
-	wait := c.opts.Interval - time.Since(st.lastUpload)
-	st.queued = true
-	if wait > 0 {
-		// Coalesce: one upload per interval for a hot database.
-		st.timer = time.AfterFunc(wait, func() { c.enqueue(key) })
-		c.mu.Unlock()
-		return
+	st := c.getLocked(key)
+	st.pending = true
+	st.usageStale = true
+	if st.sched == running {
+		if st.againSince.IsZero() {
+			st.againSince = now
+		}
+	} else if st.pendingSince.IsZero() {
+		st.pendingSince = now
 	}
-	c.mu.Unlock()
-	c.enqueue(key)
+	c.requestLocked(st, now)
 }
 
-func (c *Copier) enqueue(key string) {
+// requestLocked schedules an upload of st as soon as coalescing allows. A
+// database that waits (coalescing or retry backoff) keeps its due time.
+func (c *Copier) requestLocked(st *dbState, now time.Time) {
+	switch st.sched {
+	case running:
+		st.again = true
+	case idle:
+		c.scheduleLocked(st, st.lastStart.Add(c.opts.Interval), now)
+	}
+}
+
+func (c *Copier) scheduleLocked(st *dbState, due, now time.Time) {
+	if !due.After(now) {
+		st.sched = ready
+		c.ready.push(st)
+		c.wakeup()
+		return
+	}
+	st.sched = waiting
+	st.due = due
+	heap.Push(&c.delay, st)
+	if st.index == 0 {
+		c.wakeup()
+	}
+}
+
+func (c *Copier) wakeup() {
 	select {
-	case c.queue <- key:
+	case c.wake <- struct{}{}:
 	default:
-		c.stats.dropped.Add(1)
-		st := c.dbState(key)
+	}
+}
+
+// dispatcher moves due databases to the ready queue and hands them to
+// workers, holding them while uploads are paused.
+func (c *Copier) dispatcher(ctx context.Context) {
+	defer c.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
 		c.mu.Lock()
-		st.queued = false
+		now := time.Now()
+		for c.delay.Len() > 0 && !c.delay[0].due.After(now) {
+			st := heap.Pop(&c.delay).(*dbState)
+			st.sched = ready
+			c.ready.push(st)
+		}
+		var next *dbState
+		wait := time.Duration(-1)
+		if c.ready.len() > 0 {
+			switch {
+			case now.Before(c.breaker.pauseUntil):
+				wait = c.breaker.pauseUntil.Sub(now)
+			case c.breaker.paused && c.breaker.probing:
+				// One probe at a time; its end wakes us.
+			default:
+				next = c.ready.peek()
+			}
+		}
+		if next == nil && c.delay.Len() > 0 {
+			if d := c.delay[0].due.Sub(now); wait < 0 || d < wait {
+				wait = d
+			}
+		}
 		c.mu.Unlock()
+
+		var tick <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tick = timer.C
+		}
+		var out chan *dbState
+		if next != nil {
+			out = c.work
+		}
+		select {
+		case out <- next:
+			c.mu.Lock()
+			c.ready.pop() // only the dispatcher pops: still next
+			next.sched = running
+			c.running++
+			if c.breaker.paused {
+				c.breaker.probing = true
+			}
+			c.mu.Unlock()
+		case <-tick:
+		case <-c.wake:
+		case <-c.stop:
+			timer.Stop()
+			return
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+		timer.Stop()
 	}
 }
 
@@ -197,95 +435,370 @@ func (c *Copier) worker(ctx context.Context) {
 	defer c.wg.Done()
 	for {
 		select {
+		case <-c.stop:
+			return
 		case <-ctx.Done():
 			return
-		case key := <-c.queue:
-			st := c.dbState(key)
-			c.mu.Lock()
-			st.queued = false
-			st.timer = nil
-			c.mu.Unlock()
-			if err := c.upload(ctx, key, false); err != nil && ctx.Err() == nil {
-				c.log.Warn("upload failed; will retry", "db", key, "err", err)
-				c.retryLater(ctx, key)
-			}
+		case st := <-c.work:
+			c.run(ctx, st)
 		}
 	}
 }
 
-// retryLater re-queues a failed database after a jittered delay.
-func (c *Copier) retryLater(ctx context.Context, key string) {
-	st := c.dbState(key)
+// run uploads st in the background and schedules what follows.
+func (c *Copier) run(ctx context.Context, st *dbState) {
+	c.mu.Lock()
+	st.again = false
+	st.againSince = time.Time{}
+	since := st.pendingSince
+	start := time.Now()
+	st.lastStart = start
+	c.mu.Unlock()
+
+	res, err := c.uploadDB(ctx, st, since, false)
+
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.queued || c.closed {
+	c.running--
+	if c.breaker.paused {
+		c.breaker.probing = false
+		c.wakeup()
+	}
+	if ctx.Err() != nil {
+		// Closing: the spool keeps the work for the next process.
+		st.sched = idle
 		return
 	}
-	st.queued = true
-	d := c.opts.Interval*5 + time.Duration(rand.Int64N(int64(c.opts.Interval*5)+1))
-	st.timer = time.AfterFunc(d, func() {
-		if ctx.Err() == nil {
-			c.enqueue(key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && res.gone:
+		st.sched = idle // the spool was removed
+	case res.busy:
+		// Another uploader holds the database; look again later.
+		st.pendingSince = earliest(st.pendingSince, st.againSince)
+		st.againSince = time.Time{}
+		c.scheduleLocked(st, now.Add(c.opts.Interval), now)
+	case err != nil:
+		st.pendingSince = earliest(st.pendingSince, st.againSince)
+		st.againSince = time.Time{}
+		if res.storeErr {
+			c.breakerFailLocked(now, err)
 		}
-	})
-}
-
-func (c *Copier) scanner(ctx context.Context) {
-	defer c.wg.Done()
-	for {
-		d := c.opts.ScanInterval/2 + time.Duration(rand.Int64N(int64(c.opts.ScanInterval)))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d):
+		st.backoff++
+		due := now.Add(c.backoff(st.backoff))
+		c.scheduleLocked(st, due, now)
+		c.noteNextAttempt(st, due)
+	default:
+		st.backoff = 0
+		if res.storeOK {
+			c.breakerOKLocked(now)
 		}
-		keys, err := spool.List(c.opts.SpoolDir)
-		if err != nil {
-			c.log.Warn("scan spool", "err", err)
-			continue
-		}
-		for _, key := range keys {
-			if backlog, err := c.backlog(key); err == nil && backlog {
-				c.Notify(key)
-			}
+		st.pendingSince = st.againSince
+		st.againSince = time.Time{}
+		if st.again {
+			st.again = false
+			c.scheduleLocked(st, start.Add(c.opts.Interval), now)
+		} else {
+			st.sched = idle
 		}
 	}
 }
 
-// backlog reports whether a spool holds a manifest newer than the one
-// uploaded.
-func (c *Copier) backlog(key string) (bool, error) {
-	d, err := spool.Existing(c.opts.SpoolDir, key)
-	if err != nil {
-		return false, err
+// backoff returns the jittered delay before background attempt n+1 of a
+// failing database: RetryMin·2^(n-1), capped at RetryMax, times a random
+// factor in [0.5, 1).
+func (c *Copier) backoff(n int) time.Duration {
+	d := c.opts.RetryMax
+	if n < 30 {
+		d = min(c.opts.RetryMin<<max(n-1, 0), c.opts.RetryMax)
 	}
-	m, _, err := d.Manifest()
-	if err != nil || m == nil {
-		return false, err
-	}
-	up, _, _ := d.Uploaded()
-	return up == nil || up.Seq < m.Seq, nil
+	return d/2 + rand.N(d/2+1)
 }
 
-// Upload synchronously uploads the spool of key (chunks, then manifest).
-func (c *Copier) Upload(ctx context.Context, key string) error {
-	return c.upload(ctx, key, true)
-}
-
-// UploadAll synchronously uploads every spool under the spool directory.
+// UploadAll synchronously uploads every spool under the spool directory,
+// Workers at a time, skipping spools known to be uploaded.
 func (c *Copier) UploadAll(ctx context.Context) error {
 	keys, err := spool.List(c.opts.SpoolDir)
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, c.opts.Workers)
+	)
 	for _, key := range keys {
-		if err := c.Upload(ctx, key); err != nil {
-			errs = append(errs, fmt.Errorf("upload %s: %w", key, err))
+		if c.knownClean(key) {
+			continue
 		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(append(errs, fmt.Errorf("upload spools: %w", ctx.Err()))...)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := c.Upload(ctx, key); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// Stats returns a snapshot of the copier's counters.
-func (c *Copier) Stats() Snapshot { return c.stats.snapshot() }
+// knownClean reports whether the staged manifest of key is one this copier
+// already uploaded (or found uploaded).
+func (c *Copier) knownClean(key string) bool {
+	c.mu.Lock()
+	st := c.dbs[key]
+	var clean spool.Stamp
+	if st != nil {
+		clean = st.clean
+	}
+	c.mu.Unlock()
+	if clean.IsZero() {
+		return false
+	}
+	d := &spool.Dir{Path: filepath.Join(spool.DBsDir(c.opts.SpoolDir), key), Key: key}
+	stamp, err := d.ManifestStamp()
+	return err == nil && stamp == clean
+}
+
+// Upload synchronously uploads the spool of key (chunks, then manifest),
+// waiting for an upload of it in progress elsewhere to finish first. It
+// ignores coalescing, backoff and pauses, but not the rate limit.
+func (c *Copier) Upload(ctx context.Context, key string) error {
+	c.mu.Lock()
+	st := c.getLocked(key)
+	since := st.pendingSince
+	c.mu.Unlock()
+	res, err := c.uploadDB(ctx, st, since, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if res.storeErr {
+			c.breakerFailLocked(time.Now(), err)
+		}
+		return fmt.Errorf("upload %s: %w", c.describeLocked(st), err)
+	}
+	if res.storeOK {
+		c.breakerOKLocked(time.Now())
+	}
+	if st.sched != running {
+		st.pendingSince = time.Time{}
+	}
+	st.backoff = 0
+	return nil
+}
+
+func (c *Copier) describeLocked(st *dbState) string {
+	if st.path != "" {
+		return st.path
+	}
+	return st.key
+}
+
+// Stats returns a snapshot of the copier's process-wide counters.
+func (c *Copier) Stats() Snapshot {
+	s := &c.stats
+	s.mu.Lock()
+	lag := s.lag.snapshot()
+	s.mu.Unlock()
+	snap := Snapshot{
+		Requests: s.requests.Load(), Retries: s.retries.Load(), RequestErrors: s.requestErrors.Load(),
+		Uploads: s.uploads.Load(), Errors: s.uploadErrors.Load(),
+		ChunksUploaded: s.chunks.Load(), BytesUploaded: s.chunkBytes.Load(),
+		Manifests: s.manifests.Load(), ManifestBytes: s.manifestBytes.Load(),
+		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
+		Lag: lag, LagCounts: lag.Counts, LagSum: lag.Sum, LagN: lag.N, LagMax: lag.Max,
+		KnownChunks: c.known.len(),
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.dbs {
+		snap.Databases++
+		if st.pending {
+			snap.PendingDatabases++
+		}
+		if st.failures > 0 {
+			snap.FailingDatabases++
+		}
+		snap.SpoolBytes += st.spoolBytes
+	}
+	snap.Ready = c.ready.len()
+	snap.Waiting = c.delay.Len()
+	snap.Running = c.running
+	snap.Paused = c.breaker.paused
+	snap.ConsecutiveFailures = c.breaker.fails
+	return snap
+}
+
+// DBStats returns a snapshot of every known database, in no particular
+// order.
+func (c *Copier) DBStats() []DBSnapshot {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]DBSnapshot, 0, len(c.dbs))
+	for _, st := range c.dbs {
+		out = append(out, c.dbSnapshotLocked(st, now))
+	}
+	return out
+}
+
+// DBStat returns the snapshot of one database, and whether it is known.
+func (c *Copier) DBStat(key string) (DBSnapshot, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.dbs[key]
+	if st == nil {
+		return DBSnapshot{}, false
+	}
+	return c.dbSnapshotLocked(st, time.Now()), true
+}
+
+func (c *Copier) dbSnapshotLocked(st *dbState, now time.Time) DBSnapshot {
+	s := DBSnapshot{
+		Key: st.key, Path: st.path, Pending: st.pending, SpoolBytes: st.spoolBytes,
+		Requests: st.requests.Load(), Retries: st.retries.Load(), Uploads: st.uploads, Errors: st.errs,
+		Manifests: st.manifests, Chunks: st.chunks, ChunkBytes: st.chunkBytes,
+		LastVersion: st.lastSeq, LastCommitTime: st.lastCommit, LastVisible: st.lastVisible,
+		LastLagSeconds: st.lastLag, ConsecutiveFailures: st.failures,
+		LastError: st.lastErr, LastErrorTime: st.lastErrAt,
+	}
+	if st.pending {
+		if oldest := earliest(earliest(st.pendingSince, st.againSince), st.stagedCommit); !oldest.IsZero() {
+			s.LagSeconds = max(now.Sub(oldest).Seconds(), 0)
+		}
+	}
+	if st.sched == waiting {
+		s.NextAttempt = st.due
+	}
+	if st.lag != nil {
+		s.Lag = st.lag.snapshot()
+	} else {
+		s.Lag = Histogram{Counts: make([]int64, len(LagBuckets)+1)}
+	}
+	return s
+}
+
+// earliest returns the earlier of two times, ignoring zero times.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	default:
+		return b
+	}
+}
+
+// fifo is a queue of databases.
+type fifo struct {
+	items []*dbState
+	head  int
+}
+
+func (q *fifo) len() int { return len(q.items) - q.head }
+
+func (q *fifo) push(st *dbState) { q.items = append(q.items, st) }
+
+func (q *fifo) peek() *dbState { return q.items[q.head] }
+
+func (q *fifo) pop() *dbState {
+	st := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 64 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return st
+}
+
+// delayHeap orders waiting databases by due time.
+type delayHeap []*dbState
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h delayHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *delayHeap) Push(x any) {
+	st := x.(*dbState)
+	st.index = len(*h)
+	*h = append(*h, st)
+}
+func (h *delayHeap) Pop() any {
+	old := *h
+	st := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	st.index = -1
+	return st
+}
+
+// breaker pauses background uploads while the store keeps failing.
+type breaker struct {
+	fails      int // database uploads in a row that failed with store errors
+	paused     bool
+	pausedAt   time.Time
+	pauseUntil time.Time
+	probing    bool // a probe upload is running
+}
+
+func (c *Copier) breakerFailLocked(now time.Time, err error) {
+	c.breaker.fails++
+	if c.opts.PauseAfter < 0 || c.breaker.fails < c.opts.PauseAfter {
+		return
+	}
+	d := c.backoff(c.breaker.fails - c.opts.PauseAfter + 1)
+	c.breaker.pauseUntil = now.Add(d)
+	if !c.breaker.paused {
+		c.breaker.paused = true
+		c.breaker.pausedAt = now
+		c.log.Error("blob store keeps failing; pausing uploads and probing it with one database at a time",
+			"failures", c.breaker.fails, "next_probe_in", d.Round(time.Millisecond), "err", err)
+		return
+	}
+	c.log.Warn("blob store still failing", "failures", c.breaker.fails,
+		"paused_for", now.Sub(c.breaker.pausedAt).Round(time.Second),
+		"next_probe_in", d.Round(time.Millisecond), "err", err)
+}
+
+func (c *Copier) breakerOKLocked(now time.Time) {
+	c.breaker.fails = 0
+	if !c.breaker.paused {
+		return
+	}
+	c.breaker.paused = false
+	c.breaker.probing = false
+	c.breaker.pauseUntil = time.Time{}
+	// Databases backing off because of the outage are retried soon,
+	// spread over one interval, instead of at the end of their backoff.
+	n := 0
+	for _, st := range c.delay {
+		if st.backoff > 0 {
+			st.backoff = 0
+			st.due = now.Add(rand.N(c.opts.Interval + 1))
+			n++
+		}
+	}
+	heap.Init(&c.delay)
+	c.wakeup()
+	c.log.Info("blob store answering again; resuming uploads",
+		"paused_for", now.Sub(c.breaker.pausedAt).Round(time.Second), "retrying_databases", n)
+}

@@ -2,64 +2,143 @@ package copier
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // LagBuckets are the upper bounds (seconds) of the replication-lag
-// histogram: time from commit to manifest visible in the store.
+// histograms: time from commit to manifest visible in the store.
 var LagBuckets = []float64{0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60, 300, 3600}
 
-// Stats holds the copier's counters.
-type Stats struct {
-	requests, retries, errors, dropped atomic.Int64
-	chunks, bytes, manifests           atomic.Int64
-
-	mu       sync.Mutex
-	lagCount []int64 // per bucket, plus +Inf
-	lagSum   float64
-	lagN     int64
-	lagMax   float64
+// Histogram is a snapshot of a lag histogram.
+type Histogram struct {
+	// Counts[i] counts observations ≤ LagBuckets[i] and > LagBuckets[i-1]
+	// (non-cumulative); the last entry counts the rest.
+	Counts []int64
+	Sum    float64 // seconds
+	N      int64
+	Max    float64 // seconds
 }
 
-func newStats() *Stats { return &Stats{lagCount: make([]int64, len(LagBuckets)+1)} }
+// histogram accumulates lag observations; the caller synchronises.
+type histogram struct {
+	counts [13]int64 // len(LagBuckets)+1
+	sum    float64
+	n      int64
+	max    float64
+}
 
-func (s *Stats) observeLag(d time.Duration) {
-	v := d.Seconds()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (h *histogram) observe(v float64) {
 	i := 0
 	for i < len(LagBuckets) && v > LagBuckets[i] {
 		i++
 	}
-	s.lagCount[i]++
-	s.lagSum += v
-	s.lagN++
-	s.lagMax = max(s.lagMax, v)
+	h.counts[i]++
+	h.sum += v
+	h.n++
+	h.max = max(h.max, v)
 }
 
-// Snapshot is a copy of the copier's counters.
+func (h *histogram) snapshot() Histogram {
+	return Histogram{Counts: append([]int64(nil), h.counts[:]...), Sum: h.sum, N: h.n, Max: h.max}
+}
+
+// stats holds the process-wide counters.
+type stats struct {
+	requests, retries, requestErrors atomic.Int64
+	uploads, uploadErrors            atomic.Int64
+	chunks, chunkBytes               atomic.Int64
+	manifests, manifestBytes         atomic.Int64
+	scans, scanErrors                atomic.Int64
+
+	mu  sync.Mutex
+	lag histogram
+}
+
+func (s *stats) observeLag(d time.Duration) {
+	s.mu.Lock()
+	s.lag.observe(max(d.Seconds(), 0))
+	s.mu.Unlock()
+}
+
+// Snapshot is a copy of the copier's process-wide counters and gauges.
 type Snapshot struct {
-	Requests, Retries, Errors, DroppedSignals int64
-	ChunksUploaded, BytesUploaded, Manifests  int64
-	// LagCounts[i] counts uploads with lag ≤ LagBuckets[i] (non-cumulative);
-	// the last entry counts the rest.
+	// Requests counts blob-store requests, retries included; Retries the
+	// requests that were retried after a transient error; RequestErrors
+	// the requests that failed.
+	Requests, Retries, RequestErrors int64
+	// Uploads counts upload attempts of a database (one manifest and the
+	// chunks it needs); Errors the attempts that failed.
+	Uploads, Errors int64
+	// ChunksUploaded and BytesUploaded count chunk objects written (to
+	// every target); Manifests the manifests published; ManifestBytes
+	// their encoded size.
+	ChunksUploaded, BytesUploaded int64
+	Manifests, ManifestBytes      int64
+	// Scans counts background spool scans; ScanErrors the scans that
+	// could not list the spool.
+	Scans, ScanErrors int64
+
+	// Lag is the replication-lag histogram over every published manifest.
+	Lag Histogram
+	// LagCounts, LagSum, LagN and LagMax repeat Lag's fields.
 	LagCounts []int64
 	LagSum    float64
 	LagN      int64
 	LagMax    float64
+
+	// Databases is the number of databases the copier knows (spools seen
+	// by the scan or signalled); PendingDatabases those with a staged
+	// version newer than the uploaded one; FailingDatabases those whose
+	// last upload failed; SpoolBytes the bytes in their spools (as of the
+	// last scan or upload).
+	Databases, PendingDatabases, FailingDatabases int
+	SpoolBytes                                    int64
+	// Ready, Waiting and Running count databases queued for a worker,
+	// waiting for their coalescing interval or retry backoff, and being
+	// uploaded.
+	Ready, Waiting, Running int
+	// Paused reports that uploads are paused because the blob store keeps
+	// failing (ConsecutiveFailures database uploads in a row); one probe
+	// upload runs at a time until one succeeds.
+	Paused              bool
+	ConsecutiveFailures int
+	// KnownChunks is the size of the cache of chunks known to be present
+	// in every target.
+	KnownChunks int
 }
 
-func (s *Stats) snapshot() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return Snapshot{
-		Requests: s.requests.Load(), Retries: s.retries.Load(), Errors: s.errors.Load(),
-		DroppedSignals: s.dropped.Load(), ChunksUploaded: s.chunks.Load(),
-		BytesUploaded: s.bytes.Load(), Manifests: s.manifests.Load(),
-		LagCounts: append([]int64(nil), s.lagCount...), LagSum: s.lagSum, LagN: s.lagN, LagMax: s.lagMax,
-	}
+// DBSnapshot is a copy of one database's counters and state.
+type DBSnapshot struct {
+	Key  string
+	Path string // source database path, when known
+
+	// Pending reports a staged version newer than the uploaded one;
+	// LagSeconds is then the age of the oldest commit known to wait.
+	Pending    bool
+	LagSeconds float64
+	SpoolBytes int64
+
+	Requests, Retries, Uploads, Errors int64
+	Manifests, Chunks, ChunkBytes      int64
+
+	// Last published manifest: version, source commit time, time it
+	// became visible in every target, and its replication lag.
+	LastVersion    uint64
+	LastCommitTime time.Time
+	LastVisible    time.Time
+	LastLagSeconds float64
+	Lag            Histogram
+
+	// ConsecutiveFailures, LastError and LastErrorTime describe the
+	// current run of failed uploads (zero after a success); NextAttempt is
+	// when the next background attempt is due.
+	ConsecutiveFailures int
+	LastError           string
+	LastErrorTime       time.Time
+	NextAttempt         time.Time
 }
 
 // limiter is a token bucket shared by every request of the process.
@@ -75,7 +154,14 @@ func newLimiter(rate float64, burst int) *limiter {
 	return &limiter{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
 }
 
+// wait takes one token, sleeping until one is available or ctx is done.
 func (l *limiter) wait(ctx context.Context) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		l.mu.Lock()
 		now := time.Now()
@@ -88,10 +174,15 @@ func (l *limiter) wait(ctx context.Context) error {
 		}
 		need := time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
 		l.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(need)
+		} else {
+			timer.Reset(need)
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(need):
+			return fmt.Errorf("waiting for the request rate limit: %w", ctx.Err())
+		case <-timer.C:
 		}
 	}
 }

@@ -14,6 +14,8 @@
 //	ROOT/dbs/KEY/chunks/HASH    staged chunks (raw bytes)
 //	ROOT/dbs/KEY/rescan         marker: staged data was lost, rescan the db
 //	ROOT/dbs/KEY/lock           flock(2) serialising publish and GC
+//	ROOT/dbs/KEY/upload.lock    flock(2) held by the process uploading the spool
+//	ROOT/dbs/KEY/last_error     why the last upload failed (removed on success)
 //	ROOT/dbs/KEY/tmp/           temp files
 package spool
 

@@ -31,3 +31,6 @@ type Stats struct{ Commits, Rollbacks, Checks, XattrErrors int64 }
 
 // ReadStats returns zeros without cgo.
 func ReadStats() Stats { return Stats{} }
+
+// MakeDefault fails without cgo.
+func MakeDefault(string) error { return ErrNoCgo }

@@ -137,3 +137,13 @@ func (s *source) Xattr() ([]byte, error) {
 	}
 	return append([]byte(nil), buf[:n]...), nil
 }
+
+// MakeDefault makes the registered VFS called name SQLite's default.
+func MakeDefault(name string) error {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if rc := C.vshim_make_default(cname); rc != sqliteOK {
+		return fmt.Errorf("make vfs %s the default: sqlite error %d", name, int(rc))
+	}
+	return nil
+}

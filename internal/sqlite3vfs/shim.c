@@ -723,3 +723,9 @@ int vshim_register(const char *zName, int makeDefault, int chunkShift){
   }
   return sqlite3_vfs_register(&gVfs, makeDefault);
 }
+
+int vshim_make_default(const char *zName){
+  sqlite3_vfs *p = sqlite3_vfs_find(zName);
+  if( p==0 ) return SQLITE_NOTFOUND;
+  return sqlite3_vfs_register(p, 1);
+}

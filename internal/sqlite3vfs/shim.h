@@ -43,4 +43,7 @@ typedef struct vshim_stats {
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
 
+/* Make the VFS named zName the default (tests restore "unix"). */
+int vshim_make_default(const char *zName);
+
 #endif
