@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
@@ -56,6 +57,7 @@ func Open(root, key string, info Info) (*Dir, error) {
 			return nil, fmt.Errorf("create spool %s: %w", d.Path, err)
 		}
 	}
+	d.removeStaleTemps(time.Minute)
 	infoPath := filepath.Join(d.Path, "db.json")
 	if _, err := os.Stat(infoPath); errors.Is(err, fs.ErrNotExist) {
 		data, _ := json.Marshal(info)
@@ -64,6 +66,21 @@ func Open(root, key string, info Info) (*Dir, error) {
 		}
 	}
 	return d, nil
+}
+
+// removeStaleTemps deletes temp files older than age: leftovers of
+// processes killed while writing (live writers rename theirs within
+// milliseconds).
+func (d *Dir) removeStaleTemps(age time.Duration) {
+	ents, err := os.ReadDir(filepath.Join(d.Path, "tmp"))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > age {
+			os.Remove(filepath.Join(d.Path, "tmp", e.Name()))
+		}
+	}
 }
 
 // Existing returns the spool directory of key without creating anything.
