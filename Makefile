@@ -40,6 +40,7 @@ test-go:
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
 
 test: deps fmt-check vet build test-go
+	$(MAKE) fuzz FUZZTIME=5s
 
 # crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
 crash:
@@ -48,9 +49,18 @@ crash:
 bench: build
 	$(GO) run ./cmd/verneuil-bench
 
+# Every fuzz target, as PACKAGE:TARGET.
+FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \
+	./internal/config:FuzzParse ./internal/names:FuzzKey ./internal/names:FuzzParseManifestKey \
+	./internal/spool:FuzzSpoolFiles
+
+# fuzz runs each target for FUZZTIME (default 60s); CI runs them for 5s each.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-60s} ./internal/manifest/
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./internal/config/
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${FUZZTIME:-60s} $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN)

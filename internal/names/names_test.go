@@ -53,3 +53,17 @@ func FuzzKey(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseManifestKey(f *testing.F) {
+	f.Add(ManifestKey("k", 42))
+	f.Add("dbs/x/manifests/zz")
+	f.Fuzz(func(t *testing.T, key string) {
+		seq, err := ParseManifestKey(key)
+		if err != nil {
+			return
+		}
+		if again, err := ParseManifestKey(ManifestKey("k", seq)); err != nil || again != seq {
+			t.Fatalf("ParseManifestKey(%q) = %d does not round-trip", key, seq)
+		}
+	})
+}
