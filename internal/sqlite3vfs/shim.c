@@ -67,6 +67,7 @@ struct VFile {
   int txnStarted;           /* first write of the transaction happened */
   int committed;            /* COMMIT_PHASETWO seen for the current writes */
   int xattrUnsupported;     /* the file system refused user xattrs */
+  int dirtyLost;            /* out of memory while tracking: rescan */
   /* dirty chunks: bitmap + list of indices */
   unsigned char *aBits; int64_t nBitsBytes;
   uint32_t *aDirty; int nDirty, nDirtyAlloc;
@@ -87,6 +88,7 @@ static uint64_t gProcessId[1];        /* random per-process part of version ids 
 static uint64_t gIdCounter = 0;
 static uint64_t gLastSeq = 0;
 static vshim_stats gStats;
+static int gForked = 0;         /* in a child of fork() without exec: no Go */
 static int gTrace = 0;          /* VERNEUIL_SHIM_TRACE: debug trace on stderr */
 #define TRACE(...) do{ if( gTrace ) fprintf(stderr, "verneuil-shim: " __VA_ARGS__); }while(0)
 
@@ -186,7 +188,7 @@ static void markDirty(VFile *p, int64_t off, int64_t n){
       unsigned char *aNew;
       while( nNew<=byte ) nNew *= 2;
       aNew = sqlite3_realloc64(p->aBits, nNew);
-      if( aNew==0 ){ p->wantCheck = 1; return; }  /* OOM: Go rescans */
+      if( aNew==0 ){ p->dirtyLost = 1; return; }  /* OOM: Go rescans */
       memset(aNew + p->nBitsBytes, 0, nNew - p->nBitsBytes);
       p->aBits = aNew; p->nBitsBytes = nNew;
     }
@@ -194,7 +196,7 @@ static void markDirty(VFile *p, int64_t off, int64_t n){
     if( p->nDirty>=p->nDirtyAlloc ){
       int nNew = p->nDirtyAlloc ? p->nDirtyAlloc*2 : 64;
       uint32_t *aNew = sqlite3_realloc64(p->aDirty, (sqlite3_uint64)nNew*sizeof(uint32_t));
-      if( aNew==0 ){ p->wantCheck = 1; return; }
+      if( aNew==0 ){ p->dirtyLost = 1; return; }
       p->aDirty = aNew; p->nDirtyAlloc = nNew;
     }
     p->aBits[byte] |= bit;
@@ -211,10 +213,13 @@ static void resetTxn(VFile *p){
   p->nDirty = 0;
   p->txnStarted = 0;
   p->committed = 0;
+  p->dirtyLost = 0;
 }
 
 /* Hand the transaction to Go. Called with at least SHARED held. */
 static void capture(VFile *p, int kind){
+  if( kind==VSHIM_COMMIT && p->dirtyLost ) kind = VSHIM_RESCAN;
+  if( gForked ){ resetTxn(p); return; }
   TRACE("capture kind=%d dirty=%d lock=%d\n", kind, p->nDirty, p->lockLevel);
   if( kind==VSHIM_COMMIT ){
     __atomic_fetch_add(&gStats.commits, 1, __ATOMIC_RELAXED);
@@ -331,7 +336,7 @@ static int vClose(sqlite3_file *f){
       capture(p, VSHIM_COMMIT);
     }
     unlinkMain(p);
-    verneuilGoClose(p->handle);
+    if( !gForked ) verneuilGoClose(p->handle);
     p->handle = 0;
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
@@ -455,7 +460,7 @@ static int tUnlock(sqlite3_file *f, int e){
       ** bytes may differ from the old ones in free pages: capture it.
       ** With a hot journal left behind, capture nothing. */
       kind = hasHotJournal(p) ? VSHIM_ROLLBACK : VSHIM_COMMIT;
-    }else if( p->wantCheck ){
+    }else if( p->wantCheck && !gForked ){
       kind = VSHIM_CHECK;
     }
   }
@@ -533,6 +538,10 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       int rc;
       if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
         capture(p, VSHIM_COMMIT);
+      }
+      if( gForked ){
+        a[0] = sqlite3_mprintf("verneuil: not available in a child process forked without exec");
+        return SQLITE_ERROR;
       }
       rc = verneuilGoPragma(p->handle, (char*)zName, (char*)zVal, &zOut);
       if( zOut ){
@@ -612,7 +621,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
   if( zName && (flags & SQLITE_OPEN_MAIN_DB)
    && !(flags & SQLITE_OPEN_DELETEONCLOSE)
    && !sqlite3_uri_boolean(zName, "nolock", 0)
-   && !sqlite3_uri_boolean(zName, "immutable", 0) ){
+   && !sqlite3_uri_boolean(zName, "immutable", 0) && !gForked ){
     uint64_t h = verneuilGoOpen((char*)zName);
     if( h ){
       p->handle = h;
@@ -686,8 +695,13 @@ static const char *vNextSystemCall(sqlite3_vfs *v, const char *z){
   (void)v; return gOrig->xNextSystemCall(gOrig, z);
 }
 
+/* The Go runtime does not survive fork() without exec: the child's VFS
+** passes through (its writes are caught by the parent's identity checks). */
+static void childAfterFork(void){ gForked = 1; }
+
 int vshim_register(const char *zName, int makeDefault, int chunkShift){
   if( gOrig==0 ){
+    pthread_atfork(0, 0, childAfterFork);
     sqlite3_vfs *pUnix = sqlite3_vfs_find("unix");
     if( pUnix==0 ) return SQLITE_ERROR;
     if( pUnix->iVersion<3 ) return SQLITE_ERROR;

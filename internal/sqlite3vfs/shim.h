@@ -19,6 +19,7 @@
 #define VSHIM_COMMIT   1  /* a write transaction committed */
 #define VSHIM_ROLLBACK 2  /* writes happened but no commit was seen */
 #define VSHIM_CHECK    3  /* read transaction: verify the file identity */
+#define VSHIM_RESCAN   4  /* committed, but the dirty set is incomplete */
 
 /* Register the replicating VFS under zName (normally "verneuil"). It wraps the
 ** VFS that "unix" names at the time of the first call. chunkShift is log2 of

@@ -33,6 +33,9 @@ const (
 	Rollback Kind = 2
 	// Check: a read transaction ends; verify the file's identity.
 	Check Kind = 3
+	// Rescan: a write transaction committed but the VFS lost track of
+	// its dirty chunks (out of memory): capture the whole file.
+	Rescan Kind = 4
 )
 
 // HeaderLen is the length of the SQLite header that is part of a file's
@@ -325,6 +328,8 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		db.mu.Unlock()
 	case Check:
 		err = db.check(src)
+	case Rescan:
+		err = db.rescan(src, ev.PostXattr, ev.Seq)
 	}
 	if err != nil {
 		db.log.Error("capture failed; the database will be rescanned", "err", err)

@@ -92,3 +92,24 @@ func TestPythonMalformedConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestPythonForkWithoutExec: a child forked without exec can use the VFS
+// (it passes through there) without hanging, and the parent's next commit
+// captures the child's write (identity mismatch → rescan).
+func TestPythonForkWithoutExec(t *testing.T) {
+	py := python(t)
+	e := newEnv(t, nil)
+	db := filepath.Join(e.dir, "fork.db")
+	script, err := filepath.Abs(filepath.Join("testdata", "fork.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runHost("", py, script, soPath, db)
+	if r.exitCode() != 0 {
+		t.Fatalf("%s failed:\n%s", py, r)
+	}
+	if got, want := lines(r.stdout), []string{"ok", "2"}; !slices.Equal(got, want) {
+		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
+	}
+	e.checkReplica(dbKey(t, testHost, db), db)
+}
