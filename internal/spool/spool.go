@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,8 @@ type Info struct {
 type Dir struct {
 	Path string // ROOT/dbs/KEY
 	Key  string
+
+	seqCache atomic.Pointer[seqStamp]
 }
 
 // DBsDir returns the directory holding every database's spool.
@@ -223,15 +226,54 @@ func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
 // than the staged one, then deletes staged chunks that m does not
 // reference. The caller must hold Lock.
 func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
-	cur, _, err := d.Manifest()
-	if err == nil && cur != nil && cur.Seq >= m.Seq {
+	if seq, ok := d.stagedSeq(); ok && seq >= m.Seq {
 		return false, nil
 	}
 	// A damaged staged manifest is simply replaced.
 	if err := d.writeAtomic("manifest", encoded); err != nil {
 		return false, err
 	}
+	if st, err := os.Stat(filepath.Join(d.Path, "manifest")); err == nil {
+		d.seqCache.Store(&seqStamp{stat: stampOf(st), seq: m.Seq})
+	}
 	return true, d.gc(m)
+}
+
+// seqStamp remembers the version of the staged manifest file with the
+// identity of that file, so that publishing does not decode a manifest
+// this process wrote itself (another process's rename changes the stamp).
+type seqStamp struct {
+	stat fileStamp
+	seq  uint64
+}
+
+type fileStamp struct {
+	ino, size int64
+	mtime     int64
+}
+
+func stampOf(st fs.FileInfo) fileStamp {
+	fs := fileStamp{size: st.Size(), mtime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		fs.ino = int64(sys.Ino)
+	}
+	return fs
+}
+
+// stagedSeq returns the version of the staged manifest, if it is sound.
+func (d *Dir) stagedSeq() (uint64, bool) {
+	st, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	if err != nil {
+		return 0, false
+	}
+	if c := d.seqCache.Load(); c != nil && c.stat == stampOf(st) {
+		return c.seq, true
+	}
+	cur, _, err := d.Manifest()
+	if err != nil || cur == nil {
+		return 0, false
+	}
+	return cur.Seq, true
 }
 
 // gc removes staged chunks that m does not reference.
