@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,7 +25,7 @@ import (
 func Latest(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, error) {
 	data, err := s.Get(ctx, names.LatestKey(key))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, fmt.Errorf("no replica of %s in %s: %w", key, s, err)
+		return nil, notFound(fmt.Sprintf("no replica of %s in %s", key, s))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch latest manifest of %s: %w", key, err)
@@ -58,6 +59,9 @@ func Versions(ctx context.Context, s blob.Store, key string) ([]uint64, error) {
 // Version fetches and verifies one stored manifest.
 func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, error) {
 	data, err := s.Get(ctx, names.ManifestKey(key, seq))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
 	}
@@ -89,7 +93,7 @@ func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 			return m, nil
 		}
 	}
-	return nil, fmt.Errorf("no version of %s committed at or before %s: %w", key, t.Format(time.RFC3339Nano), blob.ErrNotFound)
+	return nil, notFound(fmt.Sprintf("no version of %s committed at or before %s", key, t.Format(time.RFC3339Nano)))
 }
 
 // Chunk fetches and verifies chunk i of m.
@@ -210,4 +214,15 @@ func toStream(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.Writ
 		}
 	}
 	return nil
+}
+
+// notFoundError is a not-found error whose message is complete by itself;
+// errors.Is(err, blob.ErrNotFound) holds for it.
+type notFoundError string
+
+func notFound(msg string) error { return notFoundError(msg) }
+
+func (e notFoundError) Error() string { return string(e) }
+func (e notFoundError) Is(target error) bool {
+	return target == blob.ErrNotFound || target == fs.ErrNotExist
 }
