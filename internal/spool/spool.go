@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
@@ -133,6 +134,11 @@ func (d *Dir) Info() (Info, error) {
 // writeAtomic writes data to name via a temp file and rename. It does not
 // fsync: the spool is a cache of the database file, verified on use.
 func (d *Dir) writeAtomic(name string, data []byte) error {
+	return d.writeAtomicHook(name, data, nil)
+}
+
+// writeAtomicHook is writeAtomic with a hook run before the rename.
+func (d *Dir) writeAtomicHook(name string, data []byte, beforeRename func()) error {
 	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), filepath.Base(name)+".*")
 	if err != nil {
 		return fmt.Errorf("spool write %s: %w", name, err)
@@ -143,6 +149,9 @@ func (d *Dir) writeAtomic(name string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
+		if beforeRename != nil {
+			beforeRename()
+		}
 		err = os.Rename(tmp, filepath.Join(d.Path, name))
 	}
 	if err != nil {
@@ -230,9 +239,10 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 		return false, nil
 	}
 	// A damaged staged manifest is simply replaced.
-	if err := d.writeAtomic("manifest", encoded); err != nil {
+	if err := d.writeAtomicHook("manifest", encoded, func() { failpoint.Hit("publish-before-rename") }); err != nil {
 		return false, err
 	}
+	failpoint.Hit("publish-before-gc")
 	if st, err := os.Stat(filepath.Join(d.Path, "manifest")); err == nil {
 		d.seqCache.Store(&seqStamp{stat: stampOf(st), seq: m.Seq})
 	}

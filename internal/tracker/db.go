@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
@@ -116,7 +117,9 @@ func (db *DB) commit(src Source, ev Event) error {
 	}
 	// Copy each dirty chunk over the pending copy of an earlier commit when
 	// there is one (squashing it), else into a new buffer.
+	failpoint.Hit("capture-before-copy")
 	for c := range dirty {
+		failpoint.Hit("capture-mid-copy")
 		n := manifest.ChunkLen(int(c), size, uint32(cs))
 		buf := db.pending.chunks[c]
 		if len(buf) != n {
@@ -394,7 +397,9 @@ func (db *DB) buildLocked(p *pending) error {
 	if err != nil {
 		return err
 	}
+	failpoint.Hit("build-before-stage")
 	for _, s := range stage {
+		failpoint.Hit("build-mid-stage")
 		if err := db.spool.StageChunk(s.h, s.data); err != nil {
 			unlock()
 			return err

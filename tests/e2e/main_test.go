@@ -235,6 +235,31 @@ func runRole(role string) int {
 		db.Close()
 		r.Close(ctx)
 		return 0
+	case "stages": // commit and flush until a failpoint kills the process
+		for i := range 120 {
+			tx, err := db.Begin()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 3
+			}
+			for range rng.IntN(20) + 1 {
+				if _, err := tx.Exec("INSERT INTO t(k, v) VALUES(?, randomblob(?))", rng.IntN(1000), rng.IntN(70000)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 3
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 3
+			}
+			if i%4 == 3 {
+				if err := r.Flush(ctx); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 1
+				}
+			}
+		}
+		return 0 // the failpoint was never reached
 	case "hang": // commit some rows, then leave a big transaction open
 		must("PRAGMA cache_size=10")
 		for i := range 20 {
