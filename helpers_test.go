@@ -24,14 +24,14 @@ import (
 // env is one test's replication setup: a spool and a local target in a
 // temp dir, and a running Replicator.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	cfg   *config.Config
 	r     *verneuil.Replicator
 	store string
 }
 
-func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate ...func(*config.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")

@@ -257,3 +257,28 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestReplication_WALDatabaseNotReplicated: a database already in WAL mode
+// (converted without the VFS) opens through verneuil but is not captured,
+// and flush says why.
+func TestReplication_WALDatabaseNotReplicated(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "already-wal.db")
+	plain, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, plain, "CREATE TABLE t(a)")
+	mustExec(t, plain, "INSERT INTO t VALUES(1)")
+	plain.Close()
+	db := e.open(path, "")
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("read WAL database through verneuil: %d, %v", n, err)
+	}
+	var res string
+	err = db.QueryRow("PRAGMA verneuil_flush").Scan(&res)
+	if err == nil || !contains(err.Error(), "WAL mode") {
+		t.Fatalf("PRAGMA verneuil_flush on a WAL database: %q, %v", res, err)
+	}
+}

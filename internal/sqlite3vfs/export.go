@@ -80,7 +80,7 @@ func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint
 }
 
 //export verneuilGoPragma
-func verneuilGoPragma(h C.uint64_t, name, arg *C.char, out **C.char) (rc C.int) {
+func verneuilGoPragma(h C.uint64_t, f unsafe.Pointer, name, arg *C.char, out **C.char) (rc C.int) {
 	defer func() {
 		if r := recover(); r != nil {
 			logger().Error("panic in verneuil pragma (recovered)", "panic", r, "stack", string(debug.Stack()))
@@ -97,7 +97,7 @@ func verneuilGoPragma(h C.uint64_t, name, arg *C.char, out **C.char) (rc C.int) 
 	if arg != nil {
 		a = C.GoString(arg)
 	}
-	res, err := hk.Pragma(uint64(h), C.GoString(name), a)
+	res, err := hk.Pragma(uint64(h), &source{f: f}, C.GoString(name), a)
 	if err != nil {
 		*out = C.CString(err.Error())
 		return sqliteError

@@ -24,7 +24,7 @@ import (
 type Hooks interface {
 	Open(path string) uint64
 	Capture(h uint64, src tracker.Source, ev tracker.Event) (wantCheck bool)
-	Pragma(h uint64, name, arg string) (string, error)
+	Pragma(h uint64, src tracker.Source, name, arg string) (string, error)
 	Release(h uint64)
 }
 

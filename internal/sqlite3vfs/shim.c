@@ -543,7 +543,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
         a[0] = sqlite3_mprintf("verneuil: not available in a child process forked without exec");
         return SQLITE_ERROR;
       }
-      rc = verneuilGoPragma(p->handle, (char*)zName, (char*)zVal, &zOut);
+      rc = verneuilGoPragma(p->handle, p, (char*)zName, (char*)zVal, &zOut);
       if( zOut ){
         a[0] = sqlite3_mprintf("%s", zOut);
         free(zOut);

@@ -74,6 +74,14 @@ func (db *DB) nextSeq(seq uint64) uint64 {
 	return seq
 }
 
+// ErrWAL is returned for databases in WAL mode, which are not replicated.
+var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL); verneuil replicates rollback-journal databases only")
+
+// isWAL reports whether a header says WAL mode (file format versions 2).
+func isWAL(header []byte) bool {
+	return len(header) >= 20 && (header[18] == 2 || header[19] == 2)
+}
+
 // commit captures a committed write transaction. The VFS holds SHARED.
 func (db *DB) commit(src Source, ev Event) error {
 	size, err := src.Size()
@@ -142,6 +150,11 @@ func (db *DB) commit(src Source, ev Event) error {
 		db.mu.Unlock()
 		return fmt.Errorf("read header: %w", err)
 	}
+	if isWAL(header) {
+		db.pending, db.pendingBytes, db.lastID = nil, 0, nil
+		db.mu.Unlock()
+		return ErrWAL
+	}
 	seq := db.nextSeq(ev.Seq)
 	vid := identity(ev.PostXattr, header)
 	db.pending.length = size
@@ -177,6 +190,9 @@ func (db *DB) check(src Source) error {
 	header := make([]byte, HeaderLen)
 	if err := src.ReadAt(header, 0); err != nil {
 		return fmt.Errorf("read header: %w", err)
+	}
+	if isWAL(header) {
+		return ErrWAL
 	}
 	cur := identity(xattr, header)
 	db.mu.Lock()

@@ -347,14 +347,19 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 	return false
 }
 
-// Pragma runs a verneuil_* pragma for the connection h.
-func (m *Manager) Pragma(h uint64, name, arg string) (string, error) {
+// Pragma runs a verneuil_* pragma for the connection h. src may only be
+// used to read the header (the connection may hold no lock).
+func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error) {
 	db := m.lookup(h)
 	if db == nil {
 		return "", errors.New("verneuil: replication is not enabled for this database")
 	}
 	switch name {
 	case "verneuil_flush":
+		header := make([]byte, HeaderLen)
+		if src != nil && src.ReadAt(header, 0) == nil && isWAL(header) {
+			return "", fmt.Errorf("verneuil_flush: %w", ErrWAL)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
 		if err := db.Flush(ctx); err != nil {
