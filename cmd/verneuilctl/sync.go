@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
 
 	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/copier"
 )
 
 func init() {
@@ -59,6 +61,18 @@ func runSync(ctx context.Context, a *app, args []string) error {
 // its end makes the tracker check the file against the spool and rescan it
 // if anything changed outside the VFS. Then everything is uploaded.
 func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string) error {
+	var err error
+	for range 3 {
+		// Staged data found damaged makes the copier ask for a rescan,
+		// which the next read through the VFS performs: try again.
+		if err = syncOnce(ctx, r, paths); !errors.Is(err, copier.ErrChunkLost) {
+			return err
+		}
+	}
+	return err
+}
+
+func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error {
 	for _, p := range paths {
 		db, err := sql.Open("sqlite3", "file:"+url.PathEscape(p)+"?vfs="+verneuil.VFSName+"&mode=rw")
 		if err != nil {

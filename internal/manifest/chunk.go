@@ -41,7 +41,7 @@ func EncodeChunk(data []byte) []byte {
 // want. maxLen bounds the decoded size.
 func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
 	if len(obj) == 0 {
-		return nil, fmt.Errorf("chunk %s: %w: empty object", want, ErrCorrupt)
+		return nil, fmt.Errorf("chunk %s: %w: empty object", want, ErrCorruptChunk)
 	}
 	var data []byte
 	switch obj[0] {
@@ -51,16 +51,16 @@ func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
 		var err error
 		data, err = chunkDecoder.DecodeAll(obj[1:], make([]byte, 0, maxLen))
 		if err != nil {
-			return nil, fmt.Errorf("chunk %s: %w: zstd: %v", want, ErrCorrupt, err)
+			return nil, fmt.Errorf("chunk %s: %w: zstd: %v", want, ErrCorruptChunk, err)
 		}
 	default:
-		return nil, fmt.Errorf("chunk %s: %w: unknown encoding %d", want, ErrCorrupt, obj[0])
+		return nil, fmt.Errorf("chunk %s: %w: unknown encoding %d", want, ErrCorruptChunk, obj[0])
 	}
 	if len(data) > maxLen {
-		return nil, fmt.Errorf("chunk %s: %w: %d bytes, more than %d", want, ErrCorrupt, len(data), maxLen)
+		return nil, fmt.Errorf("chunk %s: %w: %d bytes, more than %d", want, ErrCorruptChunk, len(data), maxLen)
 	}
 	if got := HashOf(data); got != want {
-		return nil, fmt.Errorf("chunk %s: %w: content hash is %s", want, ErrCorrupt, got)
+		return nil, fmt.Errorf("chunk %s: %w: content hash is %s", want, ErrCorruptChunk, got)
 	}
 	return data, nil
 }

@@ -29,8 +29,21 @@ const MaxEncodedSize = 64 << 20
 
 const magic = "VERNEUIL"
 
-// ErrCorrupt is wrapped by every decoding error.
-var ErrCorrupt = errors.New("corrupt manifest")
+// ErrCorrupt is matched (errors.Is) by every decoding error, of manifests
+// and of chunks alike.
+var ErrCorrupt = errors.New("corrupt data")
+
+// ErrCorruptChunk is wrapped by chunk decoding errors; it matches ErrCorrupt.
+var ErrCorruptChunk error = corruptError("corrupt chunk")
+
+// errCorruptManifest is wrapped by manifest decoding errors.
+var errCorruptManifest error = corruptError("corrupt manifest")
+
+// corruptError names what is corrupt and matches ErrCorrupt.
+type corruptError string
+
+func (e corruptError) Error() string        { return string(e) }
+func (e corruptError) Is(target error) bool { return target == ErrCorrupt }
 
 // Hash is a chunk's content address: SHA-256 of its bytes.
 type Hash [HashSize]byte
@@ -102,23 +115,23 @@ func ChunkLen(i int, length int64, chunkSize uint32) int {
 // Validate checks internal consistency (not chunk contents).
 func (m *Manifest) Validate() error {
 	if m.ChunkSize == 0 || m.ChunkSize&(m.ChunkSize-1) != 0 {
-		return fmt.Errorf("%w: chunk size %d is not a power of two", ErrCorrupt, m.ChunkSize)
+		return fmt.Errorf("%w: chunk size %d is not a power of two", errCorruptManifest, m.ChunkSize)
 	}
 	if m.Length < 0 {
-		return fmt.Errorf("%w: negative length", ErrCorrupt)
+		return fmt.Errorf("%w: negative length", errCorruptManifest)
 	}
 	if want := ChunkCount(m.Length, m.ChunkSize); len(m.Chunks) != want {
-		return fmt.Errorf("%w: %d chunks for length %d, want %d", ErrCorrupt, len(m.Chunks), m.Length, want)
+		return fmt.Errorf("%w: %d chunks for length %d, want %d", errCorruptManifest, len(m.Chunks), m.Length, want)
 	}
 	if len(m.Chunks) > 0 {
 		if len(m.Chunk0) != ChunkLen(0, m.Length, m.ChunkSize) {
-			return fmt.Errorf("%w: inline chunk 0 has %d bytes, want %d", ErrCorrupt, len(m.Chunk0), ChunkLen(0, m.Length, m.ChunkSize))
+			return fmt.Errorf("%w: inline chunk 0 has %d bytes, want %d", errCorruptManifest, len(m.Chunk0), ChunkLen(0, m.Length, m.ChunkSize))
 		}
 		if HashOf(m.Chunk0) != m.Chunks[0] {
-			return fmt.Errorf("%w: inline chunk 0 does not match its hash", ErrCorrupt)
+			return fmt.Errorf("%w: inline chunk 0 does not match its hash", errCorruptManifest)
 		}
 	} else if len(m.Chunk0) != 0 {
-		return fmt.Errorf("%w: inline chunk 0 in an empty database", ErrCorrupt)
+		return fmt.Errorf("%w: inline chunk 0 in an empty database", errCorruptManifest)
 	}
 	return nil
 }
@@ -166,17 +179,17 @@ var (
 func Decode(data []byte) (*Manifest, error) {
 	raw, err := decoder.DecodeAll(data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: zstd: %v", errCorruptManifest, err)
 	}
 	if len(raw) > MaxEncodedSize {
-		return nil, fmt.Errorf("%w: %d bytes decoded, limit %d", ErrCorrupt, len(raw), MaxEncodedSize)
+		return nil, fmt.Errorf("%w: %d bytes decoded, limit %d", errCorruptManifest, len(raw), MaxEncodedSize)
 	}
 	if len(raw) < len(magic)+HashSize || string(raw[:len(magic)]) != magic {
-		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+		return nil, fmt.Errorf("%w: bad magic", errCorruptManifest)
 	}
 	body, sum := raw[:len(raw)-HashSize], raw[len(raw)-HashSize:]
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
-		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+		return nil, fmt.Errorf("%w: checksum mismatch", errCorruptManifest)
 	}
 	r := reader{b: body[len(magic):]}
 	m := &Manifest{}
@@ -184,7 +197,7 @@ func Decode(data []byte) (*Manifest, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d)", ErrCorrupt, v, FormatVersion)
+		return nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d)", errCorruptManifest, v, FormatVersion)
 	}
 	r.u16() // flags
 	m.Seq = r.u64()
@@ -198,7 +211,7 @@ func Decode(data []byte) (*Manifest, error) {
 	m.Chunk0 = r.bytes()
 	n := int(r.u32())
 	if r.err == nil && n > len(r.b)/HashSize {
-		return nil, fmt.Errorf("%w: %d chunk hashes announced, %d bytes left", ErrCorrupt, n, len(r.b))
+		return nil, fmt.Errorf("%w: %d chunk hashes announced, %d bytes left", errCorruptManifest, n, len(r.b))
 	}
 	if r.err == nil {
 		m.Chunks = make([]Hash, n)
@@ -210,7 +223,7 @@ func Decode(data []byte) (*Manifest, error) {
 		return nil, r.err
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b))
+		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptManifest, len(r.b))
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -228,7 +241,7 @@ func (r *reader) take(n int) []byte {
 		return make([]byte, n)
 	}
 	if n < 0 || len(r.b) < n {
-		r.err = fmt.Errorf("%w: truncated", ErrCorrupt)
+		r.err = fmt.Errorf("%w: truncated", errCorruptManifest)
 		return make([]byte, max(n, 0))
 	}
 	p := r.b[:n]
@@ -241,7 +254,7 @@ func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
 func (r *reader) bytes() []byte {
 	n := r.u32()
 	if r.err == nil && int64(n) > int64(len(r.b)) {
-		r.err = fmt.Errorf("%w: truncated field of %d bytes", ErrCorrupt, n)
+		r.err = fmt.Errorf("%w: truncated field of %d bytes", errCorruptManifest, n)
 		return nil
 	}
 	return append([]byte(nil), r.take(int(n))...)

@@ -115,7 +115,7 @@ func Chunk(ctx context.Context, s blob.Store, m *manifest.Manifest, i int) ([]by
 		return nil, fmt.Errorf("chunk %d: %w", i, err)
 	}
 	if len(data) != n {
-		return nil, fmt.Errorf("chunk %d (%s): %w: %d bytes, want %d", i, h, manifest.ErrCorrupt, len(data), n)
+		return nil, fmt.Errorf("chunk %d (%s): %w: %d bytes, want %d", i, h, manifest.ErrCorruptChunk, len(data), n)
 	}
 	return data, nil
 }

@@ -325,6 +325,12 @@ func (d *Dir) StageChunk(h manifest.Hash, data []byte) error {
 	return d.writeAtomic(filepath.Join("chunks", h.String()), data)
 }
 
+// RestageChunk writes a chunk even if a file of that name is staged (it
+// may be damaged: rescans after lost data use this).
+func (d *Dir) RestageChunk(h manifest.Hash, data []byte) error {
+	return d.writeAtomic(filepath.Join("chunks", h.String()), data)
+}
+
 // StagedChunks lists the hex hashes of staged chunks.
 func (d *Dir) StagedChunks() ([]string, error) {
 	ents, err := os.ReadDir(filepath.Join(d.Path, "chunks"))
@@ -350,7 +356,7 @@ func (d *Dir) ReadChunk(h manifest.Hash) ([]byte, error) {
 	}
 	if manifest.HashOf(data) != h {
 		os.Remove(p)
-		return nil, fmt.Errorf("staged chunk %s: %w: content does not match its name", p, manifest.ErrCorrupt)
+		return nil, fmt.Errorf("staged chunk %s: %w: content does not match its name", p, manifest.ErrCorruptChunk)
 	}
 	return data, nil
 }
@@ -373,6 +379,12 @@ func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
 
 // MarkRescan asks the tracker to rescan the database from scratch.
 func (d *Dir) MarkRescan(reason string) error { return d.writeAtomic("rescan", []byte(reason)) }
+
+// RescanWanted reports whether the rescan marker is set.
+func (d *Dir) RescanWanted() bool {
+	_, err := os.Stat(filepath.Join(d.Path, "rescan"))
+	return err == nil
+}
 
 // TakeRescan reports whether the rescan marker was set, and clears it.
 func (d *Dir) TakeRescan() bool {

@@ -196,7 +196,7 @@ func (db *DB) check(src Source) error {
 	}
 	cur := identity(xattr, header)
 	db.mu.Lock()
-	known := db.lastID != nil && bytes.Equal(cur, db.lastID)
+	known := db.lastID != nil && bytes.Equal(cur, db.lastID) && !db.spool.RescanWanted()
 	db.mu.Unlock()
 	if !known {
 		adopted, err := db.adoptSpool(cur)
@@ -219,6 +219,9 @@ func (db *DB) check(src Source) error {
 // adoptSpool makes the spool's manifest the base when it describes the
 // state whose identity is id (another process captured it).
 func (db *DB) adoptSpool(id []byte) (bool, error) {
+	if db.spool.RescanWanted() {
+		return false, nil // the uploader lost staged data: rescan
+	}
 	man, _, err := db.spool.Manifest()
 	if err != nil {
 		db.log.Warn("ignoring damaged spool manifest", "err", err)
@@ -241,8 +244,8 @@ func (db *DB) adoptSpool(id []byte) (bool, error) {
 }
 
 // rescan reads and hashes the whole file (the VFS holds SHARED) and
-// publishes it as a new version. Chunks present in the spool's or the last
-// uploaded manifest are not staged again.
+// publishes it as a new version. Chunks of the last uploaded manifest are
+// not staged again.
 func (db *DB) rescan(src Source, xattr []byte, seq uint64) error {
 	db.buildMu.Lock()
 	defer db.buildMu.Unlock()
@@ -252,18 +255,13 @@ func (db *DB) rescan(src Source, xattr []byte, seq uint64) error {
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
 	db.mu.Unlock()
 
+	// Only chunks of the last upload are known to be safe in the store;
+	// everything else is (re)written, as staged files may be damaged.
+	db.spool.TakeRescan()
 	known := map[manifest.Hash]bool{}
-	lost := db.spool.TakeRescan()
 	if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
 		for _, h := range up.Chunks {
 			known[h] = true
-		}
-	}
-	if !lost {
-		if cur, _, err := db.spool.Manifest(); err == nil && cur != nil {
-			for _, h := range cur.Chunks {
-				known[h] = true
-			}
 		}
 	}
 
@@ -295,7 +293,7 @@ func (db *DB) rescan(src Source, xattr []byte, seq uint64) error {
 		if known[h] || h == manifest.ZeroChunkHash(len(b)) {
 			continue
 		}
-		if err := db.spool.StageChunk(h, b); err != nil {
+		if err := db.spool.RestageChunk(h, b); err != nil {
 			return err
 		}
 		known[h] = true
@@ -429,6 +427,13 @@ func (db *DB) buildLocked(p *pending) error {
 	db.base = m
 	if published {
 		db.notify()
+	}
+	if db.spool.RescanWanted() {
+		// An uploader (maybe another process) lost staged data: the next
+		// capture rescans instead of building on what was lost.
+		db.mu.Lock()
+		db.lastID = nil
+		db.mu.Unlock()
 	}
 	return nil
 }

@@ -372,6 +372,20 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	return "", fmt.Errorf("verneuil: unknown pragma %s", name)
 }
 
+// ForceRescan makes the next capture of the database with replica key
+// rescan the file (the uploader found staged data missing or damaged).
+func (m *Manager) ForceRescan(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, db := range m.dbs {
+		if db.key == key {
+			db.mu.Lock()
+			db.lastID = nil
+			db.mu.Unlock()
+		}
+	}
+}
+
 // DB returns the tracked database at path, or nil.
 func (m *Manager) DB(path string) *DB {
 	canon, err := names.Canonical(path)
