@@ -7,7 +7,7 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build ext demo test deps vet fmt-check test-go crash bench fuzz clean
+.PHONY: all build ext demo test deps vet fmt-check test-go crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -41,6 +41,16 @@ test-go:
 
 test: deps fmt-check vet build test-go
 	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) sqlite-tcl-slice
+
+# SQLite's own TCL suite from Debian's sources, run with the plain
+# testfixture and with verneuil compiled in as the default VFS (and as
+# "unix"); fails if the sets of failing tests differ (docs/TESTING-TCL.md).
+sqlite-tcl:
+	bash scripts/sqlite-tcl/run.sh veryquick
+
+sqlite-tcl-slice:
+	bash scripts/sqlite-tcl/run.sh slice
 
 # crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
 crash:
@@ -48,6 +58,12 @@ crash:
 
 bench: build
 	$(GO) run ./cmd/verneuil-bench
+
+# s3bench measures replication lag, S3 requests and memory against a
+# loopback S3 server (docs/OPERATIONS.md); S3BENCH_FLAGS e.g. "-only a".
+s3bench:
+	sh scripts/install-s3-server.sh
+	$(GO) run ./cmd/verneuil-s3bench $(S3BENCH_FLAGS)
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \

@@ -129,8 +129,12 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		RateLimit:    cfg.RateLimit,
 		RateBurst:    cfg.RateBurst,
 		Logger:       log.With("component", "copier"),
+		OnRescan: func(key string) {
+			if t := r.tracker; t != nil {
+				t.ForceRescan(key)
+			}
+		},
 	})
-	r.copier.Start(context.WithoutCancel(ctx))
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,
 		ChunkSize:    cfg.ChunkSize,
@@ -142,6 +146,8 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		FlushOnClose: cfg.FlushOnClose,
 	})
 	r.tracker.Start()
+	// Started after the tracker exists: OnRescan may be called at once.
+	r.copier.Start(context.WithoutCancel(ctx))
 	return r, nil
 }
 
@@ -184,6 +190,9 @@ func (r *Replicator) Config() *Config { return r.cfg }
 
 // Stats returns the copier's counters.
 func (r *Replicator) Stats() copier.Snapshot { return r.copier.Stats() }
+
+// DBStats returns the copier's per-database counters and state.
+func (r *Replicator) DBStats() []copier.DBSnapshot { return r.copier.DBStats() }
 
 // Close builds pending manifests, tries to upload them within ctx, and
 // stops background work. The VFS stays registered (SQLite cannot

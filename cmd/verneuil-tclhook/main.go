@@ -18,18 +18,26 @@
 // sqlite3_initialize. The first call starts replication with the
 // configuration in VERNEUIL_CONFIG (required: the script points the spool
 // and a file:// target at a scratch directory) and registers "verneuil" as
-// the default VFS, and also under the name "unix" (see hook.c).
+// the default VFS, and also under the name "unix" (see hook.c). Replication
+// is started from the same parts, with the same configuration, as
+// verneuil.Start, with a layer between the shim and the tracker (hooks.go):
+// it keeps the testfixture's fault injection away from replication's own
+// reads, and runs the per-commit invariant check (check.go).
 //
 // Environment:
 //
 //	VERNEUIL_CONFIG              the configuration (inline JSON or @file); required
 //	VERNEUIL_CHECK_EVERY_COMMIT  1: after every captured commit, flush and
 //	                             compare the replica with the file (check.go)
+//	VERNEUIL_CHECK_MAX_BYTES     larger files are not compared (default 256 MiB)
+//	VERNEUIL_TCL_FAULTS_IN_CAPTURE 1: let the I/O errors that tests inject
+//	                             reach replication's reads too (hooks.go)
 //	VERNEUIL_TCL_STATE           directory for per-process statistics and
 //	                             check failures (stats.PID, failures.PID)
 //	VERNEUIL_TCL_LOG             file that the library's log goes to instead of
 //	                             stderr (some tests compare a child's stderr)
 //	VERNEUIL_TCL_SHADOW_UNIX     0: do not register the copy named "unix"
+//	VERNEUIL_TCL_LABEL           test file name, for the check's failure lines
 //
 // Without the verneuil_extern tag this package is empty: built normally it
 // would link mattn's SQLite, which the testfixture already has.
@@ -42,10 +50,10 @@ package main
 import "C"
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -126,9 +134,18 @@ func start() error {
 	}
 	cfg.MakeDefault = true
 	state.cfg = cfg
-	if os.Getenv("VERNEUIL_CHECK_EVERY_COMMIT") == "1" {
-		return startChecked(cfg, os.Getenv("VERNEUIL_TCL_STATE"))
+	return startHooked(cfg, hookOptions{
+		check:           os.Getenv("VERNEUIL_CHECK_EVERY_COMMIT") == "1",
+		faultsInCapture: os.Getenv("VERNEUIL_TCL_FAULTS_IN_CAPTURE") == "1",
+		maxCheckBytes:   envInt64("VERNEUIL_CHECK_MAX_BYTES", 256<<20),
+		stateDir:        os.Getenv("VERNEUIL_TCL_STATE"),
+	})
+}
+
+func envInt64(name string, def int64) int64 {
+	v, err := strconv.ParseInt(os.Getenv(name), 10, 64)
+	if err != nil {
+		return def
 	}
-	_, err = verneuil.Start(context.Background(), cfg)
-	return err
+	return v
 }

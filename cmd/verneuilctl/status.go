@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/spool"
@@ -12,8 +14,8 @@ import (
 func init() {
 	register(&command{
 		name:    "status",
-		usage:   "",
-		summary: "show the spool backlog and replication lag of every database on this host",
+		usage:   "[--json]",
+		summary: "show the spool backlog, replication lag and last upload error of every database on this host",
 		run:     runStatus,
 	})
 }
@@ -23,13 +25,21 @@ type dbStatus struct {
 	Path            string    `json:"path"`
 	Key             string    `json:"key"`
 	StagedVersion   uint64    `json:"staged_version"`
-	StagedCommit    time.Time `json:"staged_commit_time"`
+	StagedCommit    time.Time `json:"staged_commit_time,omitzero"`
 	UploadedVersion uint64    `json:"uploaded_version"`
-	UploadedCommit  time.Time `json:"uploaded_commit_time"`
-	Pending         bool      `json:"pending"`
-	LagSeconds      float64   `json:"lag_seconds"`
-	SpoolBytes      int64     `json:"spool_bytes"`
-	Error           string    `json:"error,omitempty"`
+	UploadedCommit  time.Time `json:"uploaded_commit_time,omitzero"`
+	// Pending: a committed version is staged but not uploaded yet.
+	Pending bool `json:"pending"`
+	// LagSeconds estimates how long the oldest waiting commit has waited
+	// (at least since the newest staged commit, and since the first failed
+	// upload when uploads fail); 0 when up to date.
+	LagSeconds float64 `json:"lag_seconds"`
+	SpoolBytes int64   `json:"spool_bytes"`
+	// LastError is why the last upload attempt failed (any process), nil
+	// when it succeeded.
+	LastError *spool.LastError `json:"last_error,omitempty"`
+	// Error is a problem reading the spool itself.
+	Error string `json:"error,omitempty"`
 }
 
 func runStatus(ctx context.Context, a *app, args []string) error {
@@ -49,30 +59,68 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	rows := []dbStatus{}
 	for _, key := range keys {
-		rows = append(rows, statusOf(cfg.SpoolDir, key))
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rows = append(rows, statusOf(cfg.SpoolDir, key, now))
 	}
 	if a.jsonOut {
 		return a.printJSON(rows)
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(a.stdout, "no databases in spool %s\n", cfg.SpoolDir)
+		return nil
 	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DATABASE\tSTATE\tLAG\tSPOOL\tREPLICA AS OF\tLAST ERROR")
+	var pending, failing int
+	var bytes int64
 	for _, r := range rows {
-		state := "up to date"
+		bytes += r.SpoolBytes
+		state, lag, errText := "up to date", "-", ""
 		if r.Pending {
-			state = fmt.Sprintf("PENDING (lag %.1fs)", r.LagSeconds)
+			pending++
+			state = "pending"
+			lag = fmt.Sprintf("%.1fs", r.LagSeconds)
+		}
+		if e := r.LastError; e != nil {
+			failing++
+			state = "FAILING"
+			errText = fmt.Sprintf("%d failures since %s", e.Failures, e.Since.Local().Format(time.DateTime))
+			if e.Permanent {
+				errText += ", permanent"
+			}
+			if !e.NextAttempt.IsZero() && e.NextAttempt.After(now) {
+				errText += fmt.Sprintf(", next attempt in %s", e.NextAttempt.Sub(now).Round(time.Second))
+			}
+			errText += ": " + e.Message
 		}
 		if r.Error != "" {
-			state = "ERROR: " + r.Error
+			state = "ERROR"
+			errText = r.Error
 		}
-		fmt.Fprintf(a.stdout, "%s\tstaged %d\tuploaded %d\t%d spool bytes\t%s\n", r.Path, r.StagedVersion, r.UploadedVersion, r.SpoolBytes, state)
+		asOf := "never"
+		if !r.UploadedCommit.IsZero() {
+			asOf = r.UploadedCommit.Local().Format(time.DateTime)
+		}
+		name := r.Path
+		if name == "" {
+			name = r.Key
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, state, lag, humanBytes(r.SpoolBytes), asOf, errText)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%d databases, %d pending, %d failing; spool %s in %s\n",
+		len(rows), pending, failing, humanBytes(bytes), cfg.SpoolDir)
 	return nil
 }
 
-func statusOf(root, key string) dbStatus {
+func statusOf(root, key string, now time.Time) dbStatus {
 	st := dbStatus{Key: key}
 	d, err := spool.Existing(root, key)
 	if err != nil {
@@ -83,15 +131,21 @@ func statusOf(root, key string) dbStatus {
 		st.Path = info.Path
 	}
 	st.SpoolBytes, _ = d.Usage()
+	var errs []string
+	if le, err := d.ReadLastError(); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		st.LastError = le
+	}
 	m, _, err := d.Manifest()
 	if err != nil {
-		st.Error = err.Error()
-		return st
+		errs = append(errs, err.Error())
 	}
 	up, _, err := d.Uploaded()
 	if err != nil {
-		st.Error = err.Error()
+		errs = append(errs, err.Error())
 	}
+	st.Error = strings.Join(errs, "; ")
 	if m != nil {
 		st.StagedVersion, st.StagedCommit = m.Seq, m.CommitTime.UTC()
 	}
@@ -100,7 +154,24 @@ func statusOf(root, key string) dbStatus {
 	}
 	st.Pending = m != nil && (up == nil || up.Seq < m.Seq)
 	if st.Pending {
-		st.LagSeconds = time.Since(m.CommitTime).Seconds()
+		oldest := m.CommitTime
+		if st.LastError != nil && st.LastError.Since.Before(oldest) {
+			oldest = st.LastError.Since
+		}
+		st.LagSeconds = max(now.Sub(oldest).Seconds(), 0)
 	}
 	return st
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

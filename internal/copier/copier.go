@@ -47,21 +47,23 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultWorkers         = 4
-	DefaultInterval        = time.Second
-	DefaultScanInterval    = 30 * time.Second
-	DefaultRateLimit       = 100
-	DefaultMaxAttempts     = 6
-	DefaultRequestTimeout  = 30 * time.Second
-	DefaultRetryMin        = time.Second
-	DefaultRetryMax        = 30 * time.Second
-	DefaultPauseAfter      = 3
-	DefaultKnownChunks     = 1 << 17
-	DefaultKnownChunkTTL   = time.Hour
-	requestBackoffMin      = 50 * time.Millisecond
-	requestBackoffMax      = 5 * time.Second
-	logRepeatFailureEvery  = 5 * time.Minute
-	uploadRestartsPerCycle = 3
+	DefaultWorkers          = 4
+	DefaultInterval         = time.Second
+	DefaultScanInterval     = 30 * time.Second
+	DefaultRateLimit        = 100
+	DefaultMaxAttempts      = 6
+	DefaultChunkParallelism = 4
+	DefaultRequestTimeout   = 30 * time.Second
+	DefaultRetryMin         = time.Second
+	DefaultRetryMax         = 30 * time.Second
+	DefaultPauseAfter       = 3
+	DefaultProbeMax         = 5 * time.Second
+	DefaultKnownChunks      = 1 << 17
+	DefaultKnownChunkTTL    = time.Hour
+	requestBackoffMin       = 50 * time.Millisecond
+	requestBackoffMax       = 5 * time.Second
+	logRepeatFailureEvery   = 5 * time.Minute
+	uploadRestartsPerCycle  = 3
 )
 
 // Options configures a Copier.
@@ -85,6 +87,9 @@ type Options struct {
 	// RateBurst the bucket size.
 	RateLimit float64
 	RateBurst int
+	// ChunkParallelism is how many chunks of one database upload are sent
+	// at once; default DefaultChunkParallelism.
+	ChunkParallelism int
 	// MaxAttempts bounds the attempts of one request (transient errors);
 	// default DefaultMaxAttempts.
 	MaxAttempts int
@@ -95,8 +100,11 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// PauseAfter is how many database uploads in a row must fail with
 	// store errors before uploads pause and probe the store; default
-	// DefaultPauseAfter; negative disables pausing.
+	// DefaultPauseAfter; negative disables pausing. ProbeMax caps the
+	// (exponential, jittered) time between probes; default
+	// min(DefaultProbeMax, RetryMax).
 	PauseAfter int
+	ProbeMax   time.Duration
 	// KnownChunks bounds the cache of chunks known present in every
 	// target (about 50 bytes each); KnownChunkTTL is how long an entry is
 	// trusted. A gc of the store must not delete unreferenced chunks
@@ -104,6 +112,10 @@ type Options struct {
 	KnownChunks   int
 	KnownChunkTTL time.Duration
 	Logger        *slog.Logger
+	// OnRescan, if set, is called when staged data of a database was
+	// found lost or damaged and the spool was marked for a rescan, so that
+	// an in-process tracker rescans at its next capture.
+	OnRescan func(key string)
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent
@@ -161,6 +173,8 @@ type dbState struct {
 	lastStart    time.Time
 	pendingSince time.Time // first signal not yet uploaded
 	backoff      int       // level of the retry backoff
+	probe        bool      // this run probes a paused store
+	retryAt      time.Time // planned by a failed background upload
 	seen         uint64    // scan generation that last saw the spool
 
 	path         string
@@ -178,6 +192,7 @@ type dbState struct {
 	lastCommit        time.Time
 	lastVisible       time.Time
 	lastLag           float64
+	lastSignal        time.Time
 	lag               *histogram
 
 	failures    int // consecutive failed uploads
@@ -186,7 +201,6 @@ type dbState struct {
 	lastErrAt   time.Time
 	lastLogged  time.Time
 	loggedErr   string
-	errFile     int8 // spool last_error: 0 unknown, 1 present, -1 absent
 }
 
 // New returns a Copier with defaults applied; Start launches its workers.
@@ -209,6 +223,9 @@ func New(opts Options) *Copier {
 	if opts.RateBurst <= 0 {
 		opts.RateBurst = int(max(opts.RateLimit, 1))
 	}
+	if opts.ChunkParallelism <= 0 {
+		opts.ChunkParallelism = DefaultChunkParallelism
+	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
@@ -224,6 +241,9 @@ func New(opts Options) *Copier {
 	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
 	if opts.PauseAfter == 0 {
 		opts.PauseAfter = DefaultPauseAfter
+	}
+	if opts.ProbeMax <= 0 {
+		opts.ProbeMax = min(DefaultProbeMax, opts.RetryMax)
 	}
 	if opts.KnownChunks <= 0 {
 		opts.KnownChunks = DefaultKnownChunks
@@ -372,6 +392,7 @@ func (c *Copier) dispatcher(ctx context.Context) {
 	defer c.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var held *dbState // dequeued, waiting for a free worker
 	for {
 		c.mu.Lock()
 		now := time.Now()
@@ -380,19 +401,24 @@ func (c *Copier) dispatcher(ctx context.Context) {
 			st.sched = ready
 			c.ready.push(st)
 		}
-		var next *dbState
 		wait := time.Duration(-1)
-		if c.ready.len() > 0 {
+		if held == nil && c.ready.len() > 0 {
 			switch {
 			case now.Before(c.breaker.pauseUntil):
 				wait = c.breaker.pauseUntil.Sub(now)
 			case c.breaker.paused && c.breaker.probing:
 				// One probe at a time; its end wakes us.
 			default:
-				next = c.ready.peek()
+				held = c.ready.pop()
+				held.sched = running
+				c.running++
+				if c.breaker.paused {
+					c.breaker.probing = true
+					held.probe = true
+				}
 			}
 		}
-		if next == nil && c.delay.Len() > 0 {
+		if c.delay.Len() > 0 {
 			if d := c.delay[0].due.Sub(now); wait < 0 || d < wait {
 				wait = d
 			}
@@ -405,29 +431,31 @@ func (c *Copier) dispatcher(ctx context.Context) {
 			tick = timer.C
 		}
 		var out chan *dbState
-		if next != nil {
+		if held != nil {
 			out = c.work
 		}
 		select {
-		case out <- next:
-			c.mu.Lock()
-			c.ready.pop() // only the dispatcher pops: still next
-			next.sched = running
-			c.running++
-			if c.breaker.paused {
-				c.breaker.probing = true
-			}
-			c.mu.Unlock()
+		case out <- held:
+			held = nil
 		case <-tick:
 		case <-c.wake:
 		case <-c.stop:
-			timer.Stop()
-			return
 		case <-ctx.Done():
-			timer.Stop()
-			return
 		}
 		timer.Stop()
+		select {
+		case <-c.stop:
+		case <-ctx.Done():
+		default:
+			continue
+		}
+		if held != nil {
+			c.mu.Lock()
+			c.finishLocked(held)
+			held.sched = idle
+			c.mu.Unlock()
+		}
+		return
 	}
 }
 
@@ -460,11 +488,7 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.running--
-	if c.breaker.paused {
-		c.breaker.probing = false
-		c.wakeup()
-	}
+	c.finishLocked(st)
 	if ctx.Err() != nil {
 		// Closing: the spool keeps the work for the next process.
 		st.sched = idle
@@ -481,13 +505,13 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	case err != nil:
 		st.pendingSince = earliest(st.pendingSince, st.againSince)
 		st.againSince = time.Time{}
-		if res.storeErr {
-			c.breakerFailLocked(now, err)
+		due := st.retryAt
+		if due.IsZero() { // failed before uploadDB planned a retry
+			st.backoff++
+			due = now.Add(c.backoff(st.backoff))
 		}
-		st.backoff++
-		due := now.Add(c.backoff(st.backoff))
+		st.retryAt = time.Time{}
 		c.scheduleLocked(st, due, now)
-		c.noteNextAttempt(st, due)
 	default:
 		st.backoff = 0
 		if res.storeOK {
@@ -504,13 +528,26 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	}
 }
 
+// finishLocked ends the run of st (a worker's or one held by the
+// dispatcher).
+func (c *Copier) finishLocked(st *dbState) {
+	c.running--
+	if st.probe {
+		st.probe = false
+		c.breaker.probing = false
+		c.wakeup()
+	}
+}
+
 // backoff returns the jittered delay before background attempt n+1 of a
 // failing database: RetryMin·2^(n-1), capped at RetryMax, times a random
-// factor in [0.5, 1).
-func (c *Copier) backoff(n int) time.Duration {
-	d := c.opts.RetryMax
+// factor in [0.5, 1].
+func (c *Copier) backoff(n int) time.Duration { return jittered(c.opts.RetryMin, c.opts.RetryMax, n) }
+
+func jittered(base, ceiling time.Duration, n int) time.Duration {
+	d := ceiling
 	if n < 30 {
-		d = min(c.opts.RetryMin<<max(n-1, 0), c.opts.RetryMax)
+		d = min(base<<max(n-1, 0), ceiling)
 	}
 	return d/2 + rand.N(d/2+1)
 }
@@ -566,7 +603,7 @@ func (c *Copier) knownClean(key string) bool {
 	if clean.IsZero() {
 		return false
 	}
-	d := &spool.Dir{Path: filepath.Join(spool.DBsDir(c.opts.SpoolDir), key), Key: key}
+	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, key), Key: key}
 	stamp, err := d.ManifestStamp()
 	return err == nil && stamp == clean
 }
@@ -583,8 +620,12 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		if res.storeErr {
-			c.breakerFailLocked(time.Now(), err)
+		if st.sched == idle && c.started && !c.closed && ctx.Err() == nil {
+			// Make sure the background retries what the caller could
+			// not upload.
+			st.backoff++
+			now := time.Now()
+			c.scheduleLocked(st, now.Add(c.backoff(st.backoff)), now)
 		}
 		return fmt.Errorf("upload %s: %w", c.describeLocked(st), err)
 	}
@@ -670,7 +711,7 @@ func (c *Copier) dbSnapshotLocked(st *dbState, now time.Time) DBSnapshot {
 		Requests: st.requests.Load(), Retries: st.retries.Load(), Uploads: st.uploads, Errors: st.errs,
 		Manifests: st.manifests, Chunks: st.chunks, ChunkBytes: st.chunkBytes,
 		LastVersion: st.lastSeq, LastCommitTime: st.lastCommit, LastVisible: st.lastVisible,
-		LastLagSeconds: st.lastLag, ConsecutiveFailures: st.failures,
+		LastLagSeconds: st.lastLag, LastSignal: st.lastSignal, ConsecutiveFailures: st.failures,
 		LastError: st.lastErr, LastErrorTime: st.lastErrAt,
 	}
 	if st.pending {
@@ -688,6 +729,8 @@ func (c *Copier) dbSnapshotLocked(st *dbState, now time.Time) DBSnapshot {
 	}
 	return s
 }
+
+func spoolPath(root, key string) string { return filepath.Join(spool.DBsDir(root), key) }
 
 // earliest returns the earlier of two times, ignoring zero times.
 func earliest(a, b time.Time) time.Time {
@@ -765,7 +808,7 @@ func (c *Copier) breakerFailLocked(now time.Time, err error) {
 	if c.opts.PauseAfter < 0 || c.breaker.fails < c.opts.PauseAfter {
 		return
 	}
-	d := c.backoff(c.breaker.fails - c.opts.PauseAfter + 1)
+	d := jittered(c.opts.RetryMin, c.opts.ProbeMax, c.breaker.fails-c.opts.PauseAfter+1)
 	c.breaker.pauseUntil = now.Add(d)
 	if !c.breaker.paused {
 		c.breaker.paused = true

@@ -130,7 +130,11 @@ type DBSnapshot struct {
 	LastCommitTime time.Time
 	LastVisible    time.Time
 	LastLagSeconds float64
-	Lag            Histogram
+	// LastSignal is when this copier learned of the oldest commit in the
+	// last published manifest (the tracker's signal); zero when the
+	// manifest was found by a scan or a flush.
+	LastSignal time.Time
+	Lag        Histogram
 
 	// ConsecutiveFailures, LastError and LastErrorTime describe the
 	// current run of failed uploads (zero after a success); NextAttempt is

@@ -2,12 +2,22 @@ package copier
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/spool"
@@ -17,52 +27,265 @@ import (
 // nor in the store; the spool is marked for a rescan of the database.
 var ErrChunkLost = errors.New("chunk missing from spool and store")
 
-// upload copies the newest staged manifest of key and its chunks to every
-// target. It holds the per-database upload lock in this process and the
-// spool's upload flock across processes (blocking when sync, skipping when
-// another process is already uploading otherwise).
-func (c *Copier) upload(ctx context.Context, key string, sync bool) error {
-	st := c.dbState(key)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	d, err := spool.Existing(c.opts.SpoolDir, key)
-	if err != nil {
-		return err
+// storeError marks an error returned by the blob store (after retries), as
+// opposed to local errors (spool, lost chunks).
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// result describes how an upload attempt went, besides its error.
+type result struct {
+	busy     bool // another uploader holds the database; nothing was done
+	gone     bool // the spool no longer exists
+	storeErr bool // the error came from the blob store
+	storeOK  bool // at least one store request succeeded
+}
+
+// attempt is shared by the requests of one upload attempt, which may run
+// concurrently (chunks).
+type attempt struct {
+	st      *dbState
+	storeOK atomic.Bool // a store request succeeded
+}
+
+// lockDB takes the in-process upload mutex of st, polling until ctx is
+// done when wait is set; without wait it reports false when it is held.
+func lockDB(ctx context.Context, st *dbState, wait bool) (bool, error) {
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		if st.up.TryLock() {
+			return true, nil
+		}
+		if !wait {
+			return false, nil
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return false, fmt.Errorf("wait for the upload in progress: %w", err)
+		}
 	}
-	unlock, err := d.UploadLock(sync)
+}
+
+// lockSpool takes the spool's cross-process upload lock, polling until ctx
+// is done when wait is set; without wait it returns nil when another
+// process holds it.
+func lockSpool(ctx context.Context, d *spool.Dir, wait bool) (func(), error) {
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+		unlock, err := d.UploadLock(false)
+		if err != nil || unlock != nil || !wait {
+			return unlock, err
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("wait for another process uploading this database: %w", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// uploadDB uploads the newest staged manifest of st and the chunks it
+// needs to every target, under the database's in-process mutex and the
+// spool's upload lock (waiting for them when wait is set). It records the
+// outcome in the stats and in the spool's last_error file. since is the
+// first signal not yet uploaded (lag accounting).
+func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wait bool) (res result, err error) {
+	ok, err := lockDB(ctx, st, wait)
+	if err != nil || !ok {
+		res.busy = !ok && err == nil
+		return res, err
+	}
+	defer st.up.Unlock()
+	d, err := spool.Existing(c.opts.SpoolDir, st.key)
 	if err != nil {
-		return err
+		res.gone = errors.Is(err, fs.ErrNotExist)
+		return res, err
+	}
+	c.mu.Lock()
+	needPath := st.path == ""
+	c.mu.Unlock()
+	if needPath {
+		if info, err := d.Info(); err == nil && info.Path != "" {
+			c.mu.Lock()
+			st.path = info.Path
+			c.mu.Unlock()
+		}
+	}
+	unlock, err := lockSpool(ctx, d, wait)
+	if err != nil {
+		return res, err
 	}
 	if unlock == nil {
-		return nil // another process is uploading this spool
+		res.busy = true
+		return res, nil
 	}
 	defer unlock()
-	// A manifest may be replaced while we upload; its GC may then delete
-	// chunks we were about to send. Retry with the newer manifest.
-	for range 10 {
-		err = c.uploadOnce(ctx, d)
+
+	// Stat before reading: if the manifest changes meanwhile, the stamp
+	// recorded as clean is the older one, which only costs a re-check.
+	stamp, _ := d.ManifestStamp()
+	c.stats.uploads.Add(1)
+	var published *manifest.Manifest
+	var encLen int
+	at := &attempt{st: st}
+	defer func() { res.storeOK = at.storeOK.Load() }() // res is a named result
+	for n := 1; ; n++ {
+		published, encLen, err = c.uploadOnce(ctx, d, at)
 		if !errors.Is(err, errRestart) {
 			break
 		}
+		if !wait && n >= uploadRestartsPerCycle {
+			// The database changes faster than it uploads: not a
+			// failure; the background retries after the interval.
+			res.busy = true
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("the staged manifest keeps changing: %w", ctx.Err())
+			break
+		}
 	}
-	c.mu.Lock()
-	st.lastUpload = time.Now()
-	c.mu.Unlock()
+	now := time.Now()
 	if err != nil {
-		c.stats.errors.Add(1)
+		var se *storeError
+		res.storeErr = errors.As(err, &se)
+		c.stats.uploadErrors.Add(1)
+		var next time.Time
+		c.mu.Lock()
+		if res.storeErr && ctx.Err() == nil {
+			c.breakerFailLocked(now, err)
+		}
+		switch {
+		case !wait && res.storeErr && c.breaker.paused:
+			// The store is down: the probes pace the retries, and this
+			// database goes again as soon as the store answers.
+			next = c.breaker.pauseUntil
+			st.retryAt = next
+		case !wait:
+			// Plan the retry now, so that the record says when.
+			st.backoff++
+			next = now.Add(c.backoff(st.backoff))
+			st.retryAt = next
+		case st.sched == waiting:
+			next = st.due
+		}
+		c.mu.Unlock()
+		c.recordFailure(ctx, d, st, err, next, now)
+		return res, err
 	}
-	return err
+	after, _ := d.ManifestStamp()
+	c.mu.Lock()
+	st.uploads++
+	st.clean = stamp
+	st.usageStale = true
+	if after == stamp {
+		st.pending = false
+	}
+	if published != nil {
+		// The manifest's commit time is that of its newest commit; when
+		// commits were coalesced, the first signal for them is older.
+		lag := now.Sub(earliest(since, published.CommitTime))
+		st.manifests++
+		st.lastSeq = published.Seq
+		st.lastCommit = published.CommitTime
+		st.lastVisible = now
+		st.lastLag = max(lag.Seconds(), 0)
+		st.lastSignal = since
+		if st.lag == nil {
+			st.lag = &histogram{}
+		}
+		st.lag.observe(st.lastLag)
+		c.stats.manifests.Add(1)
+		c.stats.manifestBytes.Add(int64(encLen))
+		c.stats.observeLag(lag)
+	}
+	failed := st.failures
+	since0 := st.failedSince
+	st.failures = 0
+	st.failedSince = time.Time{}
+	st.lastErr = ""
+	st.lastErrAt = time.Time{}
+	st.loggedErr = ""
+	path := c.describeLocked(st)
+	c.mu.Unlock()
+	// Another process may have recorded a failure: always clear (a
+	// missing record costs one failed unlink).
+	if err := d.ClearLastError(); err != nil {
+		c.log.Warn("clear upload error record", "db", path, "err", err)
+	}
+	if failed > 0 {
+		c.log.Info("upload succeeded after failures", "db", path, "failures", failed,
+			"failing_for", now.Sub(since0).Round(time.Millisecond))
+	}
+	return res, nil
+}
+
+// recordFailure notes a failed upload in the stats, the spool's last_error
+// file and the log (the first failure, a changed error, then every few
+// minutes).
+func (c *Copier) recordFailure(ctx context.Context, d *spool.Dir, st *dbState, err error, next, now time.Time) {
+	if ctx.Err() != nil {
+		// Shutting down, or the caller's deadline (a flush) expired:
+		// the caller has the error; background attempts record theirs.
+		return
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	permanent := errors.Is(err, blob.ErrPermanent)
+	c.mu.Lock()
+	st.errs++
+	st.failures++
+	if st.failedSince.IsZero() {
+		st.failedSince = now
+	}
+	st.lastErr = msg
+	st.lastErrAt = now
+	rec := spool.LastError{Message: msg, Time: now, Since: st.failedSince, Failures: st.failures,
+		Permanent: permanent, NextAttempt: next, PID: os.Getpid()}
+	logIt := st.failures == 1 || msg != st.loggedErr || now.Sub(st.lastLogged) >= logRepeatFailureEvery
+	if logIt {
+		st.loggedErr = msg
+		st.lastLogged = now
+	}
+	path := c.describeLocked(st)
+	failures := st.failures
+	c.mu.Unlock()
+	if werr := d.WriteLastError(rec); werr != nil {
+		c.log.Warn("record upload error in spool", "db", path, "err", werr)
+	}
+	if !logIt {
+		c.log.Debug("upload failed again", "db", path, "failures", failures, "err", msg)
+		return
+	}
+	level := slog.LevelWarn
+	if permanent {
+		level = slog.LevelError
+	}
+	attrs := []any{"db", path, "key", st.key, "failures", failures, "permanent", permanent, "err", msg}
+	if !next.IsZero() {
+		attrs = append(attrs, "retry_in", next.Sub(now).Round(time.Millisecond))
+	}
+	c.log.Log(context.Background(), level, "upload failed", attrs...)
 }
 
 var errRestart = errors.New("staged manifest changed during upload")
 
-func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir) error {
+// uploadOnce uploads the staged manifest of d if it is newer than the
+// uploaded one: chunks first, then the immutable manifest, then "latest".
+// It returns the manifest published (nil when there was nothing to do).
+func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*manifest.Manifest, int, error) {
 	m, enc, err := d.Manifest()
 	if err != nil {
-		return err
+		return nil, 0, fmt.Errorf("read staged manifest: %w", err)
 	}
 	if m == nil {
-		return nil
+		return nil, 0, nil
 	}
 	up, _, err := d.Uploaded()
 	if err != nil {
@@ -70,119 +293,267 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir) error {
 		up = nil
 	}
 	if up != nil && up.Seq >= m.Seq {
-		return nil
+		return nil, 0, nil
 	}
-	inUploaded := map[manifest.Hash]bool{}
-	if up != nil {
-		for _, h := range up.Chunks {
-			inUploaded[h] = true
-		}
-	}
-	seen := map[manifest.Hash]bool{}
+	// Chunks that changed since the last upload (most did not).
+	var todo []manifest.Hash
+	var seen map[manifest.Hash]bool
 	for i, h := range m.Chunks {
-		if i == 0 || seen[h] || h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
-			continue
+		if i == 0 {
+			continue // inline in the manifest
 		}
-		seen[h] = true
-		if err := c.uploadChunk(ctx, d, m.Seq, h, inUploaded[h]); err != nil {
-			return err
+		if up != nil && i < len(up.Chunks) && up.Chunks[i] == h {
+			continue // unchanged: in the store already
+		}
+		if h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
+			continue // zero chunks are never stored
+		}
+		if seen == nil {
+			seen = map[manifest.Hash]bool{}
+		}
+		if !seen[h] {
+			seen[h] = true
+			todo = append(todo, h)
+		}
+	}
+	if len(todo) > 0 {
+		inUploaded := map[manifest.Hash]bool{}
+		if up != nil {
+			for _, u := range up.Chunks {
+				inUploaded[u] = true
+			}
+		}
+		err := c.parallel(ctx, todo, func(ctx context.Context, h manifest.Hash) error {
+			return c.uploadChunk(ctx, d, at, m, h, inUploaded[h])
+		})
+		if err != nil {
+			return nil, 0, err
 		}
 	}
 	// Everything the manifest references is in every target: publish it.
-	for _, t := range c.opts.Targets {
-		if err := c.do(ctx, func(ctx context.Context) error {
+	for ti, t := range c.opts.Targets {
+		err := c.do(ctx, at, func(ctx context.Context) error {
 			return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), enc)
-		}); err != nil {
-			return fmt.Errorf("upload manifest %d of %s to %s: %w", m.Seq, d.Key, t, err)
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
 		}
-		if err := c.updateLatest(ctx, t, d.Key, m, enc); err != nil {
-			return err
+		failpoint.Hit("upload-before-latest")
+		if err := c.updateLatest(ctx, ti, t, at, d.Key, m, enc); err != nil {
+			return nil, 0, err
 		}
 	}
-	if err := d.WriteUploaded(enc); err != nil {
-		return err
+	failpoint.Hit("upload-before-record")
+	if err := d.MarkUploaded(enc); err != nil {
+		return nil, 0, fmt.Errorf("record upload: %w", err)
 	}
-	c.stats.manifests.Add(1)
-	c.stats.observeLag(time.Since(m.CommitTime))
-	return nil
-}
-
-func (c *Copier) isKnown(key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.known[key]
-	return ok
-}
-
-func (c *Copier) setKnown(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.known) > 1<<20 {
-		clear(c.known) // bound memory; a miss only costs a request
+	if len(todo) > 0 {
+		c.removeUploadedChunks(d, m)
 	}
-	c.known[key] = struct{}{}
+	return m, len(enc), nil
 }
 
-func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, seq uint64, h manifest.Hash, wasUploaded bool) error {
+// removeUploadedChunks deletes staged chunks that m references: every one
+// of them is now in every target. Chunks staged for a newer manifest that
+// m does not reference stay.
+func (c *Copier) removeUploadedChunks(d *spool.Dir, m *manifest.Manifest) {
+	staged, err := d.StagedChunks()
+	if err != nil || len(staged) == 0 {
+		return
+	}
+	set := make(map[manifest.Hash]bool, len(staged))
+	for _, s := range staged {
+		if h, err := manifest.ParseHash(s); err == nil {
+			set[h] = true
+		}
+	}
+	for _, h := range m.Chunks {
+		if set[h] {
+			_ = d.RemoveChunk(h)
+			delete(set, h)
+		}
+	}
+}
+
+// parallel runs fn on every chunk, ChunkParallelism at a time, and returns
+// the first error (cancelling the rest).
+func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(context.Context, manifest.Hash) error) error {
+	if len(hs) == 1 || c.opts.ChunkParallelism == 1 {
+		for _, h := range hs {
+			if err := fn(ctx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		sem   = make(chan struct{}, c.opts.ChunkParallelism)
+	)
+	for _, h := range hs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, h); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// superseded reports whether the staged manifest is no longer m.
+func superseded(d *spool.Dir, m *manifest.Manifest) bool {
+	cur, _, err := d.Manifest()
+	return err == nil && cur != nil && cur.Seq != m.Seq
+}
+
+func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, h manifest.Hash, wasUploaded bool) error {
+	st := at.st
 	key := names.ChunkKey(h.String())
 	if d.HasChunk(h) {
+		if c.known.has(h) {
+			return d.RemoveChunk(h)
+		}
 		data, err := d.ReadChunk(h)
 		if err != nil {
 			if errors.Is(err, manifest.ErrCorrupt) {
-				_ = d.MarkRescan(err.Error())
-				return fmt.Errorf("%w: %v", ErrChunkLost, err)
+				c.markRescan(d, err.Error())
+				return fmt.Errorf("%w: %v; the database will be rescanned at its next write", ErrChunkLost, err)
 			}
-			if cur, _, _ := d.Manifest(); cur != nil {
+			if superseded(d, m) {
 				return errRestart // deleted by a newer manifest's GC
 			}
-			return err
+			return fmt.Errorf("read staged chunk: %w", err)
 		}
-		if !c.isKnown(key) {
-			obj := manifest.EncodeChunk(data)
-			for _, t := range c.opts.Targets {
-				if err := c.do(ctx, func(ctx context.Context) error { return t.Put(ctx, key, obj) }); err != nil {
-					return fmt.Errorf("upload chunk %s to %s: %w", h, t, err)
-				}
+		obj := manifest.EncodeChunk(data)
+		for _, t := range c.opts.Targets {
+			if err := c.do(ctx, at, func(ctx context.Context) error { return t.Put(ctx, key, obj) }); err != nil {
+				return fmt.Errorf("upload chunk %s to %s: %w", h, t, err)
 			}
-			c.setKnown(key)
-			c.stats.chunks.Add(1)
-			c.stats.bytes.Add(int64(len(obj)))
 		}
+		failpoint.Hit("upload-mid-chunks")
+		c.known.add(h)
+		c.stats.chunks.Add(1)
+		c.stats.chunkBytes.Add(int64(len(obj)))
+		c.mu.Lock()
+		st.chunks++
+		st.chunkBytes += int64(len(obj))
+		c.mu.Unlock()
 		return d.RemoveChunk(h)
 	}
-	if wasUploaded || c.isKnown(key) {
+	if wasUploaded || c.known.has(h) {
 		return nil
 	}
 	// Not staged and not known: it must already be in every target.
 	for _, t := range c.opts.Targets {
 		var ok bool
-		err := c.do(ctx, func(ctx context.Context) (err error) { ok, err = t.Exists(ctx, key); return err })
+		err := c.do(ctx, at, func(ctx context.Context) (err error) { ok, err = t.Exists(ctx, key); return err })
 		if err != nil {
 			return fmt.Errorf("check chunk %s in %s: %w", h, t, err)
 		}
 		if !ok {
-			// A newer manifest may have replaced the one being uploaded,
-			// and its GC deleted this chunk: start over with it.
-			if cur, _, err := d.Manifest(); err == nil && cur != nil && cur.Seq != seq {
+			if superseded(d, m) {
+				// A newer manifest was published meanwhile and its GC
+				// removed a staged chunk that only m referenced.
 				return errRestart
 			}
-			_ = d.MarkRescan("chunk " + h.String() + " missing")
-			return fmt.Errorf("%w: %s in %s; the database will be rescanned", ErrChunkLost, h, t)
+			c.markRescan(d, "chunk "+h.String()+" missing")
+			return fmt.Errorf("%w: %s in %s; the database will be rescanned at its next write", ErrChunkLost, h, t)
 		}
 	}
-	c.setKnown(key)
+	c.known.add(h)
 	return nil
 }
 
-// updateLatest replaces the "latest" object unless it already holds a
-// version at least as new: with conditional writes, racing copiers never
-// move it backwards.
-func (c *Copier) updateLatest(ctx context.Context, t blob.Store, key string, m *manifest.Manifest, enc []byte) error {
+// latestGuess is what a copier knows about a "latest" object it wrote.
+type latestGuess struct {
+	seq     uint64
+	version string // predicted version after our write; "" when unknown
+}
+
+// Version schemes: how a store derives an object's version (ETag) from its
+// content, learned per target from GetVersioned answers. Predicting the
+// version of our own write lets the next update of "latest" be a single
+// conditional PUT instead of GET + PUT; a wrong prediction only costs the
+// GET it would have cost anyway.
+const (
+	schemeUnknown int32 = iota
+	schemeNone
+	schemeMD5Quoted // S3: "hex(md5)" for single-part, unencrypted objects
+	schemeMD5
+	schemeSHA256 // the local-directory store
+)
+
+func versionFor(scheme int32, data []byte) string {
+	switch scheme {
+	case schemeMD5Quoted:
+		sum := md5.Sum(data)
+		return `"` + hex.EncodeToString(sum[:]) + `"`
+	case schemeMD5:
+		sum := md5.Sum(data)
+		return hex.EncodeToString(sum[:])
+	case schemeSHA256:
+		sum := sha256.Sum256(data)
+		return hex.EncodeToString(sum[:])
+	}
+	return ""
+}
+
+func detectScheme(data []byte, version string) int32 {
+	for _, s := range []int32{schemeMD5Quoted, schemeMD5, schemeSHA256} {
+		if versionFor(s, data) == version {
+			return s
+		}
+	}
+	return schemeNone
+}
+
+// updateLatest replaces the "latest" object of target ti unless it already
+// holds a version at least as new. Every write is conditional on the
+// version read (or predicted from this process's last write), so racing
+// copiers never move it backwards.
+func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *attempt, key string, m *manifest.Manifest, enc []byte) error {
+	st := at.st
 	lk := names.LatestKey(key)
+	if len(st.latest) != len(c.opts.Targets) {
+		st.latest = make([]latestGuess, len(c.opts.Targets))
+	}
+	remember := func() {
+		st.latest[ti] = latestGuess{seq: m.Seq, version: versionFor(c.schemes[ti].Load(), enc)}
+	}
+	if g := st.latest[ti]; g.version != "" && g.seq < m.Seq {
+		err := c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, g.version) })
+		if err == nil {
+			remember()
+			return nil
+		}
+		if !errors.Is(err, blob.ErrPrecondition) {
+			return fmt.Errorf("update latest manifest in %s: %w", t, err)
+		}
+		// Someone else wrote it (or the prediction was wrong): read it.
+	}
+	st.latest[ti] = latestGuess{}
 	for attempt := 0; ; attempt++ {
 		var cur []byte
 		var ver string
-		err := c.do(ctx, func(ctx context.Context) (err error) {
+		err := c.do(ctx, at, func(ctx context.Context) (err error) {
 			cur, ver, err = t.GetVersioned(ctx, lk)
 			return err
 		})
@@ -190,45 +561,73 @@ func (c *Copier) updateLatest(ctx context.Context, t blob.Store, key string, m *
 		case errors.Is(err, blob.ErrNotFound):
 			ver = ""
 		case err != nil:
-			return fmt.Errorf("read latest of %s in %s: %w", key, t, err)
+			return fmt.Errorf("read latest manifest in %s: %w", t, err)
 		default:
+			if s := detectScheme(cur, ver); s != c.schemes[ti].Load() {
+				c.schemes[ti].Store(s)
+			}
 			if old, derr := manifest.Decode(cur); derr == nil && old.Seq >= m.Seq {
+				// Already as new (another copier): nothing to do, and our
+				// manifest stays reachable through manifests/.
+				st.latest[ti] = latestGuess{seq: old.Seq, version: ver}
 				return nil
 			}
 		}
-		err = c.do(ctx, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, ver) })
+		err = c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, ver) })
 		if err == nil {
+			remember()
 			return nil
 		}
 		if !errors.Is(err, blob.ErrPrecondition) || attempt >= 10 {
-			return fmt.Errorf("update latest of %s in %s: %w", key, t, err)
+			return fmt.Errorf("update latest manifest in %s: %w", t, err)
 		}
 	}
 }
 
-// do runs one blob-store request under the rate limit, retrying transient
-// errors with capped exponential backoff and full jitter.
-func (c *Copier) do(ctx context.Context, op func(context.Context) error) error {
-	var err error
-	for attempt := range c.opts.MaxAttempts {
-		if werr := c.limit.wait(ctx); werr != nil {
-			return werr
-		}
-		c.stats.requests.Add(1)
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = op(rctx)
-		cancel()
-		if err == nil || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrPrecondition) ||
-			errors.Is(err, blob.ErrPermanent) || ctx.Err() != nil {
+// do runs one blob-store request under the rate limit and the request
+// timeout, retrying transient errors with capped exponential backoff and
+// full jitter. Not-found and precondition answers are returned as they
+// are; other failures are wrapped in *storeError.
+func (c *Copier) do(ctx context.Context, at *attempt, op func(context.Context) error) error {
+	st := at.st
+	for attempt := 1; ; attempt++ {
+		if err := c.limit.wait(ctx); err != nil {
 			return err
 		}
+		c.stats.requests.Add(1)
+		st.requests.Add(1)
+		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		err := op(rctx)
+		cancel()
+		if err == nil || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrPrecondition) {
+			at.storeOK.Store(true)
+			return err
+		}
+		c.stats.requestErrors.Add(1)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (aborted: %v)", err, ctx.Err())
+		}
+		if errors.Is(err, blob.ErrPermanent) {
+			return &storeError{err}
+		}
+		if attempt >= c.opts.MaxAttempts {
+			return &storeError{fmt.Errorf("%w (gave up after %d attempts)", err, attempt)}
+		}
 		c.stats.retries.Add(1)
-		backoff := min(50*time.Millisecond<<attempt, 5*time.Second)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(backoff)) + 1)):
+		st.retries.Add(1)
+		backoff := min(requestBackoffMin<<(attempt-1), requestBackoffMax)
+		if serr := sleep(ctx, rand.N(backoff)+1); serr != nil {
+			return fmt.Errorf("%w (aborted: %v)", err, serr)
 		}
 	}
-	return err
+}
+
+// markRescan asks for a rescan of the database whose spool is d.
+func (c *Copier) markRescan(d *spool.Dir, reason string) {
+	if err := d.MarkRescan(reason); err != nil {
+		c.log.Error("mark spool for rescan", "db", d.Key, "err", err)
+	}
+	if c.opts.OnRescan != nil {
+		c.opts.OnRescan(d.Key)
+	}
 }

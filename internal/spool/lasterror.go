@@ -1,6 +1,9 @@
 package spool
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,4 +110,25 @@ func (d *Dir) ManifestStamp() (Stamp, error) {
 		s.Ino = uint64(sys.Ino)
 	}
 	return s, nil
+}
+
+// MarkUploaded records encoded, which must be the staged manifest's
+// content, as the last upload (like WriteUploaded). It hard-links the staged
+// manifest file instead of writing a new one when that file still holds
+// encoded (checked byte for byte after linking), which spares creating a
+// file: on some file systems that costs more than the upload's requests.
+func (d *Dir) MarkUploaded(encoded []byte) error {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(d.Path, "tmp", "uploaded.link."+hex.EncodeToString(rnd[:]))
+	if err := os.Link(filepath.Join(d.Path, "manifest"), tmp); err == nil {
+		got, rerr := os.ReadFile(tmp)
+		if rerr == nil && bytes.Equal(got, encoded) {
+			if err := os.Rename(tmp, filepath.Join(d.Path, "uploaded")); err == nil {
+				return nil
+			}
+		}
+		os.Remove(tmp)
+	}
+	return d.WriteUploaded(encoded)
 }

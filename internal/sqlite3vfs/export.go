@@ -49,7 +49,7 @@ func verneuilGoClose(h C.uint64_t) {
 
 //export verneuilGoCapture
 func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint32_t, n C.int,
-	preX *C.uchar, preXLen C.int, preHdr *C.uchar, postX *C.uchar, postXLen C.int, seq C.uint64_t) (want C.int) {
+	preX *C.uchar, preXLen C.int, preHdr *C.uchar, postX *C.uchar, postXLen C.int, seq C.uint64_t, ino C.uint64_t) (want C.int) {
 	defer func() {
 		if r := recover(); r != nil {
 			logger().Error("panic in verneuil capture (recovered)", "panic", r, "stack", string(debug.Stack()))
@@ -60,7 +60,7 @@ func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint
 	if hk == nil {
 		return 0
 	}
-	ev := tracker.Event{Kind: tracker.Kind(kind), Seq: uint64(seq)}
+	ev := tracker.Event{Kind: tracker.Kind(kind), Seq: uint64(seq), Ino: uint64(ino)}
 	if n > 0 {
 		ev.Dirty = append([]uint32(nil), unsafe.Slice((*uint32)(unsafe.Pointer(dirty)), int(n))...)
 	}

@@ -79,6 +79,7 @@ struct VFile {
   VFile *pNextMain;         /* list of open tracked main files */
   VFile *pMain;             /* for a journal: its tracked main file */
   int nPath;                /* strlen(zPath) */
+  uint64_t ino;             /* inode of the open file, part of its identity */
 };
 
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
@@ -187,7 +188,7 @@ static void markDirty(VFile *p, int64_t off, int64_t n){
       int64_t nNew = p->nBitsBytes ? p->nBitsBytes : 64;
       unsigned char *aNew;
       while( nNew<=byte ) nNew *= 2;
-      aNew = sqlite3_realloc64(p->aBits, nNew);
+      aNew = realloc(p->aBits, (size_t)nNew);  /* libc: private, no SQLite fault injection */
       if( aNew==0 ){ p->dirtyLost = 1; return; }  /* OOM: Go rescans */
       memset(aNew + p->nBitsBytes, 0, nNew - p->nBitsBytes);
       p->aBits = aNew; p->nBitsBytes = nNew;
@@ -195,7 +196,7 @@ static void markDirty(VFile *p, int64_t off, int64_t n){
     if( p->aBits[byte] & bit ) continue;
     if( p->nDirty>=p->nDirtyAlloc ){
       int nNew = p->nDirtyAlloc ? p->nDirtyAlloc*2 : 64;
-      uint32_t *aNew = sqlite3_realloc64(p->aDirty, (sqlite3_uint64)nNew*sizeof(uint32_t));
+      uint32_t *aNew = realloc(p->aDirty, (size_t)nNew*sizeof(uint32_t));
       if( aNew==0 ){ p->dirtyLost = 1; return; }
       p->aDirty = aNew; p->nDirtyAlloc = nNew;
     }
@@ -228,8 +229,33 @@ static void capture(VFile *p, int kind){
   }
   verneuilGoCapture(p->handle, p, kind, p->aDirty, p->nDirty,
       p->preXattr, p->preXattrLen, p->preHeader,
-      p->postXattr, p->postXattrLen, p->seq);
+      p->postXattr, p->postXattrLen, p->seq, p->ino);
   resetTxn(p);
+}
+
+/* The shim's own reads use the descriptor directly when it is known, so
+** that they neither consume nor suffer SQLite's simulated I/O faults (the
+** unix methods are the fallback). */
+static int readHeader(VFile *p, unsigned char *buf){
+  if( p->fd>=0 ){
+    ssize_t n = pread(p->fd, buf, VSHIM_HEADER_LEN, 0);
+    if( n<0 ) return SQLITE_IOERR_READ;
+    if( n<VSHIM_HEADER_LEN ) memset(buf+n, 0, VSHIM_HEADER_LEN-n);
+    return SQLITE_OK;
+  }else{
+    int rc = p->pReal->pMethods->xRead(p->pReal, buf, VSHIM_HEADER_LEN, 0);
+    return rc==SQLITE_IOERR_SHORT_READ ? SQLITE_OK : rc;
+  }
+}
+
+static int fileSize(VFile *p, sqlite3_int64 *pSize){
+  if( p->fd>=0 ){
+    struct stat st;
+    if( fstat(p->fd, &st)!=0 ) return SQLITE_IOERR_FSTAT;
+    *pSize = st.st_size;
+    return SQLITE_OK;
+  }
+  return p->pReal->pMethods->xFileSize(p->pReal, pSize);
 }
 
 /* First write of a transaction: remember the identity of the committed state
@@ -248,8 +274,8 @@ static void beginTxn(VFile *p){
   p->preXattrLen = readXattr(p, p->preXattr, VSHIM_XATTR_LEN);
   if( p->preXattrLen<0 ) p->preXattrLen = 0;
   memset(p->preHeader, 0, VSHIM_HEADER_LEN);
-  rc = p->pReal->pMethods->xRead(p->pReal, p->preHeader, VSHIM_HEADER_LEN, 0);
-  if( rc!=SQLITE_OK && rc!=SQLITE_IOERR_SHORT_READ ){
+  rc = readHeader(p, p->preHeader);
+  if( rc!=SQLITE_OK ){
     memset(p->preHeader, 0xff, VSHIM_HEADER_LEN);  /* matches nothing */
   }
   if( p->preXattrLen==VSHIM_XATTR_LEN ) prevSeq = getBE64(p->preXattr);
@@ -275,15 +301,17 @@ static void beginTxn(VFile *p){
 static int hasHotJournal(VFile *p){
   static const unsigned char magic[8] = {0xd9,0xd5,0x05,0xf9,0x20,0xa1,0x63,0xd7};
   unsigned char buf[8];
-  char *zJ = sqlite3_mprintf("%s-journal", p->zPath);
+  size_t n = strlen(p->zPath) + sizeof("-journal");
+  char *zJ = malloc(n);
   int fd, hot = 0;
   if( zJ==0 ) return 1;  /* OOM: assume the worst */
+  snprintf(zJ, n, "%s-journal", p->zPath);
   fd = open(zJ, O_RDONLY|O_CLOEXEC);
   if( fd>=0 ){
     hot = pread(fd, buf, 8, 0)==8 && memcmp(buf, magic, 8)==0;
     close(fd);
   }
-  sqlite3_free(zJ);
+  free(zJ);
   return hot;
 }
 
@@ -340,8 +368,8 @@ static int vClose(sqlite3_file *f){
     p->handle = 0;
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
-  sqlite3_free(p->aBits);
-  sqlite3_free(p->aDirty);
+  free(p->aBits);
+  free(p->aDirty);
   p->aBits = 0; p->aDirty = 0;
   return rc;
 }
@@ -437,7 +465,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   sqlite3_int64 old = 0;
   int rc;
   if( !p->txnStarted ) beginTxn(p);
-  if( p->pReal->pMethods->xFileSize(p->pReal, &old)!=SQLITE_OK ) old = sz;
+  if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
   rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
   if( old>sz ) markDirty(p, sz, old-sz); else markDirty(p, old, sz-old);
@@ -479,13 +507,13 @@ static int tUnlock(sqlite3_file *f, int e){
     if( kind==VSHIM_CHECK ){
       __atomic_fetch_add(&gStats.checks, 1, __ATOMIC_RELAXED);
       p->wantCheck = verneuilGoCapture(p->handle, p, VSHIM_CHECK, 0, 0,
-          0, 0, 0, 0, 0, 0)!=0;
+          0, 0, 0, 0, 0, 0, p->ino)!=0;
     }else{
       capture(p, kind);
     }
   }else if( kind!=VSHIM_CHECK ){
     /* Could not downgrade: the state is unknown, let Go rescan later. */
-    verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0);
+    verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
     resetTxn(p);
   }
   if( e<SQLITE_LOCK_SHARED ){
@@ -627,6 +655,10 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->handle = h;
       p->zPath = zName;
       p->fd = findFd(p->pReal, zName);
+      {
+        struct stat st;
+        if( (p->fd>=0 ? fstat(p->fd, &st) : stat(zName, &st))==0 ) p->ino = (uint64_t)st.st_ino;
+      }
       p->wantCheck = 1;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;

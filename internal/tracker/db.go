@@ -88,7 +88,7 @@ func (db *DB) commit(src Source, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("file size: %w", err)
 	}
-	pre := identity(ev.PreXattr, ev.PreHeader)
+	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
 	db.mu.Unlock()
@@ -99,7 +99,7 @@ func (db *DB) commit(src Source, ev Event) error {
 		}
 		if !adopted {
 			db.log.Debug("file changed outside the tracker; rescanning")
-			return db.rescan(src, ev.PostXattr, ev.Seq)
+			return db.rescan(src, ev.Ino, ev.PostXattr, ev.Seq)
 		}
 	}
 
@@ -156,7 +156,7 @@ func (db *DB) commit(src Source, ev Event) error {
 		return ErrWAL
 	}
 	seq := db.nextSeq(ev.Seq)
-	vid := identity(ev.PostXattr, header)
+	vid := identity(ev.Ino, ev.PostXattr, header)
 	db.pending.length = size
 	db.pending.seq = seq
 	db.pending.versionID = vid
@@ -176,7 +176,7 @@ func (db *DB) commit(src Source, ev Event) error {
 
 // check verifies, once per tracker, that the file is the state last
 // captured; otherwise it adopts the spool's manifest or rescans.
-func (db *DB) check(src Source) error {
+func (db *DB) check(src Source, ino uint64) error {
 	db.mu.Lock()
 	if db.verified {
 		db.mu.Unlock()
@@ -194,7 +194,7 @@ func (db *DB) check(src Source) error {
 	if isWAL(header) {
 		return ErrWAL
 	}
-	cur := identity(xattr, header)
+	cur := identity(ino, xattr, header)
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(cur, db.lastID) && !db.spool.RescanWanted()
 	db.mu.Unlock()
@@ -205,7 +205,7 @@ func (db *DB) check(src Source) error {
 		}
 		if !adopted {
 			db.log.Debug("file does not match the spool; rescanning")
-			if err := db.rescan(src, xattr, seqFromXattr(xattr)); err != nil {
+			if err := db.rescan(src, ino, xattr, seqFromXattr(xattr)); err != nil {
 				return err
 			}
 		}
@@ -246,7 +246,7 @@ func (db *DB) adoptSpool(id []byte) (bool, error) {
 // rescan reads and hashes the whole file (the VFS holds SHARED) and
 // publishes it as a new version. Chunks of the last uploaded manifest are
 // not staged again.
-func (db *DB) rescan(src Source, xattr []byte, seq uint64) error {
+func (db *DB) rescan(src Source, ino uint64, xattr []byte, seq uint64) error {
 	db.buildMu.Lock()
 	defer db.buildMu.Unlock()
 	db.mu.Lock()
@@ -300,7 +300,7 @@ func (db *DB) rescan(src Source, xattr []byte, seq uint64) error {
 	}
 	header := make([]byte, HeaderLen)
 	copy(header, m.Chunk0)
-	finish(m, identity(xattr, header), header)
+	finish(m, identity(ino, xattr, header), header)
 	enc, err := m.Encode()
 	if err != nil {
 		return err

@@ -71,6 +71,7 @@ type Event struct {
 	PreHeader []byte   // header before the transaction
 	PostXattr []byte   // version xattr written by the transaction
 	Seq       uint64   // sequence number of the transaction
+	Ino       uint64   // inode of the open file (part of its identity)
 }
 
 // Uploader is the part of the copier the tracker uses.
@@ -327,9 +328,9 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		db.lastID = nil // the file changed without a commit we saw
 		db.mu.Unlock()
 	case Check:
-		err = db.check(src)
+		err = db.check(src, ev.Ino)
 	case Rescan:
-		err = db.rescan(src, ev.PostXattr, ev.Seq)
+		err = db.rescan(src, ev.Ino, ev.PostXattr, ev.Seq)
 	}
 	if err != nil {
 		db.log.Error("capture failed; the database will be rescanned", "err", err)
@@ -421,8 +422,12 @@ func seqFromXattr(x []byte) uint64 {
 	return 0
 }
 
-func identity(xattr, header []byte) []byte {
-	id := make([]byte, 0, len(xattr)+1+len(header))
+// identity is what must match for a capture to build on the previous one:
+// the inode of the file (a file replaced by a copy is another file), its
+// version xattr and its header.
+func identity(ino uint64, xattr, header []byte) []byte {
+	id := make([]byte, 0, 8+1+len(xattr)+len(header))
+	id = binary.BigEndian.AppendUint64(id, ino)
 	id = append(id, byte(len(xattr)))
 	id = append(id, xattr...)
 	return append(id, header...)

@@ -98,6 +98,11 @@ func Open(ctx context.Context, u *url.URL, opts blob.Options) (*Store, error) {
 	}
 
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		// The copier runs up to copier_workers × 4 requests at once;
+		// the SDK's default of 10 idle connections per host makes it
+		// dial (and leave TIME_WAIT sockets) under load.
+		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, 128)
+		tr.MaxIdleConns = max(tr.MaxIdleConns, 256)
 		s.mu.Lock()
 		s.transport = tr
 		s.mu.Unlock()

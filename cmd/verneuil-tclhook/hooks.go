@@ -1,0 +1,163 @@
+//go:build cgo && verneuil_extern
+
+package main
+
+/*
+void vt_iosim_suspend(void);
+void vt_iosim_resume(void);
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+type hookOptions struct {
+	check           bool   // VERNEUIL_CHECK_EVERY_COMMIT=1
+	faultsInCapture bool   // VERNEUIL_TCL_FAULTS_IN_CAPTURE=1
+	maxCheckBytes   int64  // VERNEUIL_CHECK_MAX_BYTES
+	stateDir        string // VERNEUIL_TCL_STATE
+}
+
+// hooks sits between the shim and the tracker.
+//
+// Fault injection: the testfixture's SQLite simulates I/O errors inside the
+// unix VFS (sqlite3_io_error_pending, counted down by every read). The
+// tracker reads the database through that same unix file at commit, so an
+// error a test aims at one of SQLite's reads could fire in the tracker's
+// read instead: replication would log it and rescan later (it never fails
+// the transaction, by design), and the test would see an error "hit" that
+// SQL did not report (ioerr.test's "*.3" cases). Those reads do not exist
+// for the application, so the simulation is suspended while the tracker
+// captures (hook.c), unless VERNEUIL_TCL_FAULTS_IN_CAPTURE=1. The Go unit
+// tests cover the tracker's behaviour under read errors.
+//
+// The per-commit check (check.go) runs after the tracker's capture, still
+// inside the shim's callback, i.e. while SHARED is held.
+type hooks struct {
+	trk  *tracker.Manager
+	opts hookOptions
+	log  *slog.Logger
+
+	simMu sync.Mutex // serialises captures: the simulation switch is global
+
+	mu    sync.Mutex
+	paths map[uint64]string
+
+	chk *checker // nil unless opts.check
+}
+
+// startHooked starts replication like verneuil.Start (same components, same
+// configuration) and installs the hooks layer in front of the tracker.
+// verneuil.Start itself cannot be used: it installs its tracker as the VFS
+// hooks and does not expose it.
+func startHooked(cfg *config.Config, opts hookOptions) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := verneuil.NewLogger(cfg)
+	ctx := context.Background()
+	stores, err := verneuil.OpenTargets(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("create spool directory: %w", err)
+	}
+	cp := copier.New(copier.Options{
+		SpoolDir:     cfg.SpoolDir,
+		Targets:      stores,
+		Workers:      cfg.CopierWorkers,
+		Interval:     cfg.UploadInterval.Duration(),
+		ScanInterval: cfg.ScanInterval.Duration(),
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
+		Logger:       log.With("component", "copier"),
+	})
+	cp.Start(ctx)
+	trk := tracker.New(tracker.Options{
+		SpoolDir:     cfg.SpoolDir,
+		ChunkSize:    cfg.ChunkSize,
+		Hostname:     cfg.Hostname,
+		Names:        cfg.Names,
+		Uploader:     cp,
+		Logger:       log.With("component", "tracker"),
+		FlushTimeout: cfg.FlushTimeout.Duration(),
+		FlushOnClose: cfg.FlushOnClose,
+	})
+	trk.Start()
+	h := &hooks{trk: trk, opts: opts, log: log, paths: map[uint64]string{}}
+	if opts.check {
+		h.chk, err = newChecker(trk, stores[0], log, opts)
+		if err != nil {
+			return err
+		}
+	}
+	if err := sqlite3vfs.Register(verneuil.VFSName, true, cfg.ChunkSize); err != nil {
+		return err
+	}
+	sqlite3vfs.SetHooks(h, log)
+	return nil
+}
+
+func (h *hooks) Open(path string) uint64 {
+	id := h.trk.Open(path)
+	if id != 0 {
+		h.mu.Lock()
+		h.paths[id] = path
+		h.mu.Unlock()
+	}
+	return id
+}
+
+func (h *hooks) Release(id uint64) {
+	h.mu.Lock()
+	delete(h.paths, id)
+	h.mu.Unlock()
+	h.trk.Release(id)
+}
+
+func (h *hooks) Pragma(id uint64, src tracker.Source, name, arg string) (string, error) {
+	return h.trk.Pragma(id, src, name, arg)
+}
+
+func (h *hooks) Capture(id uint64, src tracker.Source, ev tracker.Event) bool {
+	h.simMu.Lock()
+	defer h.simMu.Unlock()
+	suspended := false
+	if !h.opts.faultsInCapture {
+		C.vt_iosim_suspend()
+		suspended = true
+	}
+	want := h.trk.Capture(id, src, ev)
+	if h.chk != nil && ev.Kind == tracker.Commit {
+		if !suspended {
+			C.vt_iosim_suspend()
+			suspended = true
+		}
+		h.mu.Lock()
+		path := h.paths[id]
+		h.mu.Unlock()
+		h.chk.afterCommit(path, src, want)
+	}
+	if suspended {
+		C.vt_iosim_resume()
+	}
+	return want
+}
+
+// statsFile opens DIR/NAME.PID for the per-process results.
+func statsFile(dir, name string, flag int) (*os.File, error) {
+	return os.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", name, os.Getpid())), flag, 0o644)
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/metrics"
+)
+
+func init() {
+	register(&command{
+		name:    "copier",
+		usage:   "[--metrics-addr HOST:PORT] [--scan-interval D] [--shutdown-timeout D] [--workers N] [--per-db-metrics=false]",
+		summary: "run the copier daemon: drain every spool on this host into the targets until SIGINT/SIGTERM",
+		run:     runCopier,
+	})
+}
+
+func runCopier(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("copier", flag.ContinueOnError)
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics")
+	scanInterval := fs.Duration("scan-interval", 5*time.Second, "period of the spool scan")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight uploads may take to finish")
+	workers := fs.Int("workers", 0, "concurrent uploads (default: copier_workers from the configuration)")
+	perDB := fs.Bool("per-db-metrics", true, "export per-database series (one set per spooled database)")
+	pos, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("copier takes no arguments")
+	}
+	if *scanInterval <= 0 {
+		return usagef("--scan-interval must be positive")
+	}
+	if *shutdownTimeout <= 0 {
+		return usagef("--shutdown-timeout must be positive")
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	if *workers == 0 {
+		*workers = cfg.CopierWorkers
+	}
+	if *workers < 1 {
+		return usagef("--workers must be at least 1")
+	}
+	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("create spool directory: %w", err)
+	}
+	stores, err := verneuil.OpenTargets(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	log := a.log.With("component", "copier")
+	c := copier.New(copier.Options{
+		SpoolDir:     cfg.SpoolDir,
+		Targets:      stores,
+		Workers:      *workers,
+		Interval:     cfg.UploadInterval.Duration(),
+		ScanInterval: *scanInterval,
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
+		Logger:       log,
+	})
+
+	var srv *http.Server
+	srvDone := make(chan error, 1)
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		started := time.Now()
+		mux.Handle("/metrics", metrics.Handler(func(w *metrics.Writer) {
+			writeCopierMetrics(w, c, *perDB, started)
+		}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, "ok")
+		})
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { srvDone <- srv.Serve(ln) }()
+		fmt.Fprintf(a.stderr, "verneuilctl copier: serving metrics on http://%s/metrics\n", ln.Addr())
+	}
+
+	c.Start(context.WithoutCancel(ctx))
+	targets := make([]string, len(stores))
+	for i, s := range stores {
+		targets[i] = s.String()
+	}
+	log.Info("copier daemon started", "spool_dir", cfg.SpoolDir, "targets", targets,
+		"workers", *workers, "scan_interval", *scanInterval, "upload_interval", cfg.UploadInterval.Duration())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-srvDone:
+		serveErr = fmt.Errorf("metrics server: %w", serveErr)
+	}
+	log.Info("shutting down: finishing in-flight uploads", "timeout", *shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	closeErr := c.Close(sctx)
+	if srv != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(hctx)
+		hcancel()
+	}
+	st := c.Stats()
+	log.Info("copier daemon stopped", "manifests", st.Manifests, "chunks", st.ChunksUploaded,
+		"upload_errors", st.Errors, "pending_databases", st.PendingDatabases)
+	return errors.Join(serveErr, closeErr)
+}
+
+// writeCopierMetrics writes the copier's stats as Prometheus metrics
+// (docs/OPERATIONS.md lists them).
+func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, perDB bool, started time.Time) {
+	s := c.Stats()
+	w.Gauge("verneuil_copier_start_time_seconds", "Unix time the copier started.", float64(started.UnixNano())/1e9)
+	w.Counter("verneuil_copier_requests_total", "Blob-store requests, retries included.", float64(s.Requests))
+	w.Counter("verneuil_copier_request_retries_total", "Blob-store requests retried after a transient error.", float64(s.Retries))
+	w.Counter("verneuil_copier_request_errors_total", "Blob-store requests that failed.", float64(s.RequestErrors))
+	w.Counter("verneuil_copier_uploads_total", "Database upload attempts (a manifest and the chunks it needs).", float64(s.Uploads))
+	w.Counter("verneuil_copier_upload_errors_total", "Database upload attempts that failed.", float64(s.Errors))
+	w.Counter("verneuil_copier_manifests_total", "Manifests published.", float64(s.Manifests))
+	w.Counter("verneuil_copier_manifest_bytes_total", "Bytes of manifests published (per target).", float64(s.ManifestBytes))
+	w.Counter("verneuil_copier_chunks_total", "Chunk objects uploaded (to every target).", float64(s.ChunksUploaded))
+	w.Counter("verneuil_copier_chunk_bytes_total", "Bytes of chunk objects uploaded (per target).", float64(s.BytesUploaded))
+	w.Counter("verneuil_copier_scans_total", "Background scans of the spool directory.", float64(s.Scans))
+	w.Counter("verneuil_copier_scan_errors_total", "Spool scans that could not list the spool directory.", float64(s.ScanErrors))
+	w.Histogram("verneuil_replication_lag_seconds", "Time from commit to manifest visible in every target.",
+		copier.LagBuckets, s.Lag.Counts, s.Lag.Sum)
+	w.Gauge("verneuil_spool_databases", "Databases in the spool directory.", float64(s.Databases))
+	w.Gauge("verneuil_spool_pending_versions", "Databases with a committed version not uploaded yet (intermediate versions are squashed, so at most one per database).", float64(s.PendingDatabases))
+	w.Gauge("verneuil_spool_failing_databases", "Databases whose last upload attempt failed.", float64(s.FailingDatabases))
+	w.Gauge("verneuil_spool_bytes", "Bytes in the spool directory (as of the last scan or upload).", float64(s.SpoolBytes))
+	w.Gauge("verneuil_copier_queue_ready", "Databases waiting for a free worker.", float64(s.Ready))
+	w.Gauge("verneuil_copier_queue_waiting", "Databases waiting for their coalescing interval or retry backoff.", float64(s.Waiting))
+	w.Gauge("verneuil_copier_uploads_running", "Database uploads in progress.", float64(s.Running))
+	w.Gauge("verneuil_copier_paused", "1 while uploads are paused because the blob store keeps failing.", b2f(s.Paused))
+	w.Gauge("verneuil_copier_consecutive_failures", "Database uploads in a row that failed with blob-store errors.", float64(s.ConsecutiveFailures))
+	w.Gauge("verneuil_copier_known_chunks", "Entries of the cache of chunks known to be in every target.", float64(s.KnownChunks))
+	if !perDB {
+		return
+	}
+	dbs := c.DBStats()
+	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Key < dbs[j].Key })
+	labels := func(d copier.DBSnapshot) []metrics.Label {
+		return []metrics.Label{{Name: "db", Value: d.Path}, {Name: "key", Value: d.Key}}
+	}
+	type family struct {
+		name, typ, help string
+		value           func(d copier.DBSnapshot) float64
+	}
+	for _, f := range []family{
+		{"verneuil_db_spool_bytes", "gauge", "Bytes in the database's spool.", func(d copier.DBSnapshot) float64 { return float64(d.SpoolBytes) }},
+		{"verneuil_db_pending_versions", "gauge", "1 when a committed version is not uploaded yet.", func(d copier.DBSnapshot) float64 { return b2f(d.Pending) }},
+		{"verneuil_db_pending_lag_seconds", "gauge", "Age of the oldest commit known to wait for upload; 0 when up to date.", func(d copier.DBSnapshot) float64 { return d.LagSeconds }},
+		{"verneuil_db_uploads_total", "counter", "Upload attempts of the database by this copier.", func(d copier.DBSnapshot) float64 { return float64(d.Uploads) }},
+		{"verneuil_db_upload_errors_total", "counter", "Failed upload attempts of the database.", func(d copier.DBSnapshot) float64 { return float64(d.Errors) }},
+		{"verneuil_db_requests_total", "counter", "Blob-store requests for the database, retries included.", func(d copier.DBSnapshot) float64 { return float64(d.Requests) }},
+		{"verneuil_db_request_retries_total", "counter", "Blob-store requests for the database retried after transient errors.", func(d copier.DBSnapshot) float64 { return float64(d.Retries) }},
+		{"verneuil_db_manifests_total", "counter", "Manifests of the database published by this copier.", func(d copier.DBSnapshot) float64 { return float64(d.Manifests) }},
+		{"verneuil_db_consecutive_failures", "gauge", "Upload attempts in a row that failed (0 after a success).", func(d copier.DBSnapshot) float64 { return float64(d.ConsecutiveFailures) }},
+		{"verneuil_db_last_upload_timestamp_seconds", "gauge", "Unix time the last manifest published by this copier became visible.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastVisible) }},
+		{"verneuil_db_last_commit_timestamp_seconds", "gauge", "Source commit time of the last manifest published by this copier.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastCommitTime) }},
+	} {
+		for _, d := range dbs {
+			if f.typ == "counter" {
+				w.Counter(f.name, f.help, f.value(d), labels(d)...)
+			} else {
+				w.Gauge(f.name, f.help, f.value(d), labels(d)...)
+			}
+		}
+	}
+	for _, d := range dbs {
+		w.Histogram("verneuil_db_replication_lag_seconds", "Time from commit to manifest visible, per database.",
+			copier.LagBuckets, d.Lag.Counts, d.Lag.Sum, labels(d)...)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
