@@ -44,6 +44,12 @@ type DB struct {
 	// version the next build applies pending copies to.
 	buildMu sync.Mutex
 	base    *manifest.Manifest
+	// An idle database drops base (chunk 0 and the hash list) to save
+	// memory and reloads it from the spool, checking that it is still the
+	// version baseSeq with identity baseID.
+	baseID    []byte
+	baseSeq   uint64
+	lastBuild time.Time
 }
 
 // pending is the merge of captures not yet built: newer copies of a chunk
@@ -236,7 +242,7 @@ func (db *DB) adoptSpool(id []byte) (bool, error) {
 	defer db.mu.Unlock()
 	// Pending copies predate the adopted state: drop them.
 	db.pending, db.pendingBytes = nil, 0
-	db.base = man
+	db.setBaseLocked(man)
 	db.lastID = man.VersionID
 	db.lastLen = man.Length
 	db.lastSeq = max(db.lastSeq, man.Seq)
@@ -309,7 +315,7 @@ func (db *DB) rescan(src Source, ino uint64, xattr []byte, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	db.base = m
+	db.setBaseLocked(m)
 	db.mu.Lock()
 	db.lastID = m.VersionID
 	db.lastLen = size
@@ -355,10 +361,52 @@ func (db *DB) build() error {
 	return err
 }
 
+// setBaseLocked records the version the next build applies copies to.
+// db.buildMu must be held.
+func (db *DB) setBaseLocked(m *manifest.Manifest) {
+	db.base, db.baseID, db.baseSeq = m, m.VersionID, m.Seq
+	db.lastBuild = time.Now()
+}
+
+// loadBaseLocked returns the base version, reloading it from the spool if
+// it was released. db.buildMu must be held.
+func (db *DB) loadBaseLocked() (*manifest.Manifest, error) {
+	if db.base != nil {
+		return db.base, nil
+	}
+	if db.baseID == nil {
+		return nil, errors.New("build manifest: no base version")
+	}
+	man, _, err := db.spool.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reload base version: %w", err)
+	}
+	if man == nil || man.Seq != db.baseSeq || !bytes.Equal(man.VersionID, db.baseID) {
+		return nil, errors.New("reload base version: the spool no longer holds it")
+	}
+	db.base = man
+	return man, nil
+}
+
+// releaseIfIdle drops the base version of a database that has not built
+// for idle and has nothing pending.
+func (db *DB) releaseIfIdle(idle time.Duration) {
+	if !db.buildMu.TryLock() {
+		return
+	}
+	defer db.buildMu.Unlock()
+	db.mu.Lock()
+	busy := db.pending != nil
+	db.mu.Unlock()
+	if !busy && db.base != nil && time.Since(db.lastBuild) > idle {
+		db.base = nil
+	}
+}
+
 func (db *DB) buildLocked(p *pending) error {
-	base := db.base
-	if base == nil {
-		return errors.New("build manifest: no base version")
+	base, err := db.loadBaseLocked()
+	if err != nil {
+		return err
 	}
 	cs := uint32(db.chunkSize())
 	n := manifest.ChunkCount(p.length, cs)
@@ -424,7 +472,7 @@ func (db *DB) buildLocked(p *pending) error {
 	if err != nil {
 		return err
 	}
-	db.base = m
+	db.setBaseLocked(m)
 	if published {
 		db.notify()
 	}

@@ -96,6 +96,10 @@ type Options struct {
 	// (commits in between are squashed); default DefaultBuildDelay.
 	BuildDelay   time.Duration
 	FlushTimeout time.Duration // PRAGMA verneuil_flush; default 60s
+	// IdleRelease is how long a database may go without building before
+	// its in-memory base version (chunk 0 and the hash list) is released
+	// and reloaded from the spool when needed; default 30s.
+	IdleRelease time.Duration
 	FlushOnClose bool
 }
 
@@ -135,6 +139,9 @@ func New(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.IdleRelease <= 0 {
+		opts.IdleRelease = 30 * time.Second
+	}
 	opts.Hostname = names.Hostname(opts.Hostname)
 	return &Manager{
 		opts:    opts,
@@ -146,11 +153,36 @@ func New(opts Options) *Manager {
 	}
 }
 
-// Start launches the background builders.
+// Start launches the background builders and the idle sweeper.
 func (m *Manager) Start() {
 	for range m.opts.Builders {
 		m.wg.Add(1)
 		go m.builder()
+	}
+	m.wg.Add(1)
+	go m.sweeper()
+}
+
+// sweeper releases the memory of idle databases: one goroutine for all.
+func (m *Manager) sweeper() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.opts.IdleRelease / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		dbs := make([]*DB, 0, len(m.dbs))
+		for _, db := range m.dbs {
+			dbs = append(dbs, db)
+		}
+		m.mu.Unlock()
+		for _, db := range dbs {
+			db.releaseIfIdle(m.opts.IdleRelease)
+		}
 	}
 }
 
@@ -268,7 +300,7 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 	if man, _, err := sp.Manifest(); err != nil {
 		db.log.Warn("ignoring damaged spool manifest; the database will be rescanned", "err", err)
 	} else if man != nil && int(man.ChunkSize) == m.opts.ChunkSize {
-		db.base = man
+		db.setBaseLocked(man)
 		db.lastID = man.VersionID
 		db.lastLen = man.Length
 		db.lastSeq = man.Seq

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/spool"
@@ -58,7 +59,7 @@ func spoolImage(t *testing.T, d *spool.Dir) []byte {
 // incremental commits, growth, shrink, and a write behind its back.
 func TestTracker_IncrementalAndRescan(t *testing.T) {
 	dir := t.TempDir()
-	m := New(Options{SpoolDir: filepath.Join(dir, "spool"), Hostname: "h"})
+	m := New(Options{SpoolDir: filepath.Join(dir, "spool"), Hostname: "h", IdleRelease: 40 * time.Millisecond})
 	m.Start()
 	defer m.Close(t.Context())
 	dbPath := filepath.Join(dir, "x.db")
@@ -113,6 +114,16 @@ func TestTracker_IncrementalAndRescan(t *testing.T) {
 		}
 	}
 	check("after commits")
+	// Idle: the base version is released, then reloaded from the spool.
+	time.Sleep(150 * time.Millisecond)
+	db.buildMu.Lock()
+	released := db.base == nil
+	db.buildMu.Unlock()
+	if !released {
+		t.Fatal("idle database kept its base version in memory")
+	}
+	commit(func() []uint32 { return write(rng.IntN(len(f.data)), 100) })
+	check("after idle release")
 	// Shrink (the VFS reports the truncated range as dirty).
 	commit(func() []uint32 { f.data = f.data[:len(f.data)/2]; return []uint32{uint32((len(f.data) - 1) >> 16)} })
 	check("shrink")
