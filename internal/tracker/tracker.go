@@ -99,7 +99,7 @@ type Options struct {
 	// IdleRelease is how long a database may go without building before
 	// its in-memory base version (chunk 0 and the hash list) is released
 	// and reloaded from the spool when needed; default 30s.
-	IdleRelease time.Duration
+	IdleRelease  time.Duration
 	FlushOnClose bool
 }
 
