@@ -39,9 +39,10 @@ test-go:
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/...
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
 
-test: deps fmt-check vet build test-go
-	$(MAKE) fuzz FUZZTIME=5s
+test: deps fmt-check vet build
 	$(MAKE) sqlite-tcl-slice
+	$(MAKE) test-go
+	$(MAKE) fuzz FUZZTIME=5s
 
 # SQLite's own TCL suite from Debian's sources, run with the plain
 # testfixture and with verneuil compiled in as the default VFS (and as
