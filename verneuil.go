@@ -74,6 +74,18 @@ var (
 // Start configures replication for the process and registers the VFS. Only
 // one Replicator may run at a time; Close it before starting another.
 func Start(ctx context.Context, cfg *Config) (*Replicator, error) {
+	return StartWithHooks(ctx, cfg, nil)
+}
+
+// HookWrapper puts a layer between the VFS and the tracker: it receives the
+// tracker and the open targets and returns what the VFS calls. Tools and
+// tests of this module use it (the SQLite TCL-suite hook checks every
+// commit through it); applications use Start.
+type HookWrapper func(t *tracker.Manager, targets []blob.Store) (sqlite3vfs.Hooks, error)
+
+// StartWithHooks is Start with the VFS hooks built by wrap (nil: the
+// tracker itself).
+func StartWithHooks(ctx context.Context, cfg *Config, wrap HookWrapper) (*Replicator, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
@@ -94,7 +106,14 @@ func Start(ctx context.Context, cfg *Config) (*Replicator, error) {
 		return nil, err
 	}
 	if cfg.ReplicateEnabled() {
-		sqlite3vfs.SetHooks(r.tracker, r.log)
+		var hooks sqlite3vfs.Hooks = r.tracker
+		if wrap != nil {
+			if hooks, err = wrap(r.tracker, r.stores); err != nil {
+				r.closeStores()
+				return nil, err
+			}
+		}
+		sqlite3vfs.SetHooks(hooks, r.log)
 	}
 	active = r
 	return r, nil

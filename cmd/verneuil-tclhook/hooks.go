@@ -17,8 +17,8 @@ import (
 	"sync"
 
 	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/config"
-	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
@@ -58,57 +58,22 @@ type hooks struct {
 	chk *checker // nil unless opts.check
 }
 
-// startHooked starts replication like verneuil.Start (same components, same
-// configuration) and installs the hooks layer in front of the tracker.
-// verneuil.Start itself cannot be used: it installs its tracker as the VFS
-// hooks and does not expose it.
+// startHooked starts replication with verneuil.StartWithHooks, installing
+// the hooks layer in front of the tracker. The VFS is the default.
 func startHooked(cfg *config.Config, opts hookOptions) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
+	cfg.MakeDefault = true
 	log := verneuil.NewLogger(cfg)
-	ctx := context.Background()
-	stores, err := verneuil.OpenTargets(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
-		return fmt.Errorf("create spool directory: %w", err)
-	}
-	cp := copier.New(copier.Options{
-		SpoolDir:     cfg.SpoolDir,
-		Targets:      stores,
-		Workers:      cfg.CopierWorkers,
-		Interval:     cfg.UploadInterval.Duration(),
-		ScanInterval: cfg.ScanInterval.Duration(),
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		Logger:       log.With("component", "copier"),
-	})
-	cp.Start(ctx)
-	trk := tracker.New(tracker.Options{
-		SpoolDir:     cfg.SpoolDir,
-		ChunkSize:    cfg.ChunkSize,
-		Hostname:     cfg.Hostname,
-		Names:        cfg.Names,
-		Uploader:     cp,
-		Logger:       log.With("component", "tracker"),
-		FlushTimeout: cfg.FlushTimeout.Duration(),
-		FlushOnClose: cfg.FlushOnClose,
-	})
-	trk.Start()
-	h := &hooks{trk: trk, opts: opts, log: log, paths: map[uint64]string{}}
-	if opts.check {
-		h.chk, err = newChecker(trk, stores[0], log, opts)
-		if err != nil {
-			return err
+	_, err := verneuil.StartWithHooks(context.Background(), cfg, func(trk *tracker.Manager, stores []blob.Store) (sqlite3vfs.Hooks, error) {
+		h := &hooks{trk: trk, opts: opts, log: log, paths: map[uint64]string{}}
+		if opts.check {
+			var err error
+			if h.chk, err = newChecker(trk, stores[0], log, opts); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if err := sqlite3vfs.Register(verneuil.VFSName, true, cfg.ChunkSize); err != nil {
-		return err
-	}
-	sqlite3vfs.SetHooks(h, log)
-	return nil
+		return h, nil
+	})
+	return err
 }
 
 func (h *hooks) Open(path string) uint64 {
