@@ -2,11 +2,8 @@ package verneuil_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // env is one test's replication setup: a spool and a local target in a
@@ -108,23 +106,9 @@ func (e *env) checkReplica(path string) {
 	if err := restore.ToFile(ctx, e.r.Targets()[0], e.latest(path), out); err != nil {
 		e.t.Fatalf("restore: %v", err)
 	}
-	if got, want := fileHash(e.t, out), fileHash(e.t, path); got != want {
+	if got, want := testutil.FileSHA256(e.t, out), testutil.FileSHA256(e.t, path); got != want {
 		e.t.Fatalf("replica hash %s, database hash %s (%s)", got, want, describeDiff(out, path))
 	}
-}
-
-func fileHash(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func mustExec(t testing.TB, db interface {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
@@ -28,6 +29,19 @@ func (a *app) store(ctx context.Context) (blob.Store, error) {
 		s.Close()
 	}
 	return stores[0], nil
+}
+
+// openTargets opens every configured target; closeAll releases them.
+func openTargets(ctx context.Context, cfg *config.Config) (stores []blob.Store, closeAll func(), err error) {
+	stores, err = verneuil.OpenTargets(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stores, func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}, nil
 }
 
 // dbKey resolves the replica key of a database path (optionally of

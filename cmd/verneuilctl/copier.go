@@ -11,7 +11,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/metrics"
 )
@@ -58,15 +57,11 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("create spool directory: %w", err)
 	}
-	stores, err := verneuil.OpenTargets(ctx, cfg)
+	stores, closeAll, err := openTargets(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, s := range stores {
-			s.Close()
-		}
-	}()
+	defer closeAll()
 	log := a.log.With("component", "copier")
 	c := copier.New(copier.Options{
 		SpoolDir:     cfg.SpoolDir,

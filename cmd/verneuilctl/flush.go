@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/copier"
 )
 
@@ -30,15 +29,11 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	stores, err := verneuil.OpenTargets(ctx, cfg)
+	stores, closeAll, err := openTargets(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, s := range stores {
-			s.Close()
-		}
-	}()
+	defer closeAll()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
 		Logger: a.log.With("component", "copier")})
 	return c.UploadAll(ctx)

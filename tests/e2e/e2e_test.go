@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 func countRows(t *testing.T, path, where string) int {
@@ -142,7 +144,7 @@ func TestBypassWriter(t *testing.T) {
 	}
 	out := filepath.Join(s.dir, "restored.db")
 	s.mustCtl("restore", path, "--out", out)
-	if got, want := sha(t, out), sha(t, path); got != want {
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
 		t.Fatalf("replica after bypass write differs from the database")
 	}
 	if n := countRows(t, out, "k = 7777"); n != 1 {
@@ -181,7 +183,7 @@ func TestMultiProcessWriters(t *testing.T) {
 	out := filepath.Join(s.dir, "restored.db")
 	s.mustCtl("flush")
 	s.mustCtl("restore", path, "--out", out)
-	if got, want := sha(t, out), sha(t, path); got != want {
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
 		t.Fatalf("replica differs from the database after concurrent writers")
 	}
 	if n := countRows(t, out, "1"); n != 241 {

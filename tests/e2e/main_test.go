@@ -7,12 +7,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -25,6 +22,8 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/verneuil-go/verneuil"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 var ctlPath string
@@ -119,20 +118,6 @@ func (s *setup) writer(role, db string, extra ...string) *exec.Cmd {
 	return cmd
 }
 
-func sha(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func integrity(t testing.TB, path string) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
@@ -152,7 +137,7 @@ func (s *setup) syncRestoreCompare(db string) {
 	s.mustCtl("sync", db)
 	out := filepath.Join(s.dir, "restored.db")
 	s.mustCtl("restore", db, "--out", out)
-	if got, want := sha(s.t, out), sha(s.t, db); got != want {
+	if got, want := testutil.FileSHA256(s.t, out), testutil.FileSHA256(s.t, db); got != want {
 		s.t.Fatalf("restored %s differs from %s", got, want)
 	}
 	integrity(s.t, out)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestCrashReaders kills readers at random moments: `verneuilctl restore`
@@ -24,7 +26,7 @@ func TestCrashReaders(t *testing.T) {
 	}
 	out := filepath.Join(s.dir, "out.db")
 	s.mustCtl("restore", db, "--out", out)
-	good := sha(t, out)
+	good := testutil.FileSHA256(t, out)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 20 {
 		args := []string{"restore", db, "--out", out}
@@ -39,7 +41,7 @@ func TestCrashReaders(t *testing.T) {
 		time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		if got := sha(t, out); got != good {
+		if got := testutil.FileSHA256(t, out); got != good {
 			t.Fatalf("iteration %d: %s killed: destination is neither the old nor the new file", i, args[0])
 		}
 		integrity(t, out)

@@ -12,13 +12,10 @@ package s3
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +31,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 var ctlPath string
@@ -109,20 +107,6 @@ func exec1(t testing.TB, db *sql.DB, q string, args ...any) {
 	}
 }
 
-func fileSHA(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // openStore opens the first target of cfg for reading replicas back.
 func openStore(t testing.TB, cfg *config.Config) blob.Store {
 	t.Helper()
@@ -157,7 +141,7 @@ func restoreCompare(t testing.TB, cfg *config.Config, s blob.Store, path string)
 		t.Fatalf("restore %s: %v", path, err)
 	}
 	defer os.Remove(out)
-	if got, want := fileSHA(t, out), fileSHA(t, path); got != want {
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
 		t.Fatalf("replica of %s differs from the file (sha256 %s, want %s)", path, got, want)
 	}
 }
