@@ -4,11 +4,21 @@
 //
 // Scheduling. Work is driven by Notify signals (the tracker published a
 // manifest) and by a slow background scan of the spool root that picks up
-// spools left by exited processes. A database is uploaded at most once per
-// Options.Interval (commits in between are coalesced into one manifest). A
-// single dispatcher goroutine owns one timer for the earliest due database
-// and hands ready databases to Options.Workers workers: idle databases cost
-// no goroutine, no timer and no request, only a small record.
+// spools left by exited processes. A database is uploaded about once per
+// Options.Interval at most (commits in between are coalesced into one
+// manifest). The pacing is a per-database GCRA (a token bucket of depth
+// one with tolerance Interval/2): each upload pushes the database's
+// theoretical time forward by one interval from when it became due, and
+// the next may start up to half an interval early. A hot database thus
+// uploads exactly once per interval, no two uploads of one database become
+// due less than half an interval apart, and a database committing about
+// once per interval is not made to wait by small jitter in its commits or
+// by a busy moment in the pool (with strict spacing from the last start,
+// every such delay would add to its lag for as long as it kept
+// committing). A single dispatcher goroutine owns one timer for the
+// earliest due database and hands ready databases to Options.Workers
+// workers: idle databases cost no goroutine, no timer and no request, only
+// a small record.
 //
 // Failures. Each request runs under a process-wide token-bucket rate limit
 // and is retried on transient errors with capped exponential backoff and
@@ -72,8 +82,9 @@ type Options struct {
 	// Workers is the number of concurrent database uploads; default
 	// DefaultWorkers.
 	Workers int
-	// Interval is the minimum time between the starts of two background
-	// uploads of one database; default DefaultInterval.
+	// Interval paces the background uploads of one database: one per
+	// interval when it is hot, never two due less than Interval/2 apart
+	// (see the package documentation); default DefaultInterval.
 	Interval time.Duration
 	// ScanInterval is the period of the background spool scan (jittered
 	// ±25%); negative disables it. Default DefaultScanInterval.
@@ -167,9 +178,9 @@ type dbState struct {
 	sched        schedState
 	again        bool      // signalled while running: upload again
 	againSince   time.Time // first signal while running
-	due          time.Time
-	index        int // in delay; -1 when absent
-	lastStart    time.Time
+	due          time.Time // when the scheduled upload is (or was) due
+	index        int       // in delay; -1 when absent
+	tat          time.Time // pacing: the next upload's theoretical due time
 	pendingSince time.Time // first signal not yet uploaded
 	backoff      int       // level of the retry backoff
 	probe        bool      // this run probes a paused store
@@ -359,12 +370,29 @@ func (c *Copier) requestLocked(st *dbState, now time.Time) {
 	case running:
 		st.again = true
 	case idle:
-		c.scheduleLocked(st, st.lastStart.Add(c.opts.Interval), now)
+		c.scheduleLocked(st, c.nextSlot(st), now)
 	}
+}
+
+// nextSlot is the earliest time the next background upload of st may be
+// due: its theoretical time less the tolerance.
+func (c *Copier) nextSlot(st *dbState) time.Time {
+	if st.tat.IsZero() {
+		return time.Time{}
+	}
+	return st.tat.Add(-c.opts.Interval / 2)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (c *Copier) scheduleLocked(st *dbState, due, now time.Time) {
 	if !due.After(now) {
+		st.due = now
 		st.sched = ready
 		c.ready.push(st)
 		c.wakeup()
@@ -478,8 +506,11 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	st.again = false
 	st.againSince = time.Time{}
 	since := st.pendingSince
-	start := time.Now()
-	st.lastStart = start
+	slot := st.due
+	if slot.IsZero() {
+		slot = time.Now()
+	}
+	st.tat = later(st.tat, slot).Add(c.opts.Interval)
 	c.mu.Unlock()
 
 	res, err := c.uploadDB(ctx, st, since, false)
@@ -520,7 +551,7 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 		st.againSince = time.Time{}
 		if st.again {
 			st.again = false
-			c.scheduleLocked(st, start.Add(c.opts.Interval), now)
+			c.scheduleLocked(st, c.nextSlot(st), now)
 		} else {
 			st.sched = idle
 		}

@@ -1,9 +1,6 @@
 package spool
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,8 +81,9 @@ func (d *Dir) ClearLastError() error {
 }
 
 // Stamp identifies one published version of the staged manifest file
-// without reading it: every Publish renames a new file into place, so the
-// inode, size or modification time changes.
+// without reading it: every Publish renames a new file into place or
+// exchanges the spare file with a later modification time, so the inode,
+// size or modification time changes.
 type Stamp struct {
 	Ino   uint64
 	Size  int64
@@ -112,23 +110,6 @@ func (d *Dir) ManifestStamp() (Stamp, error) {
 	return s, nil
 }
 
-// MarkUploaded records encoded, which must be the staged manifest's
-// content, as the last upload (like WriteUploaded). It hard-links the staged
-// manifest file instead of writing a new one when that file still holds
-// encoded (checked byte for byte after linking), which spares creating a
-// file: on some file systems that costs more than the upload's requests.
-func (d *Dir) MarkUploaded(encoded []byte) error {
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(d.Path, "tmp", "uploaded.link."+hex.EncodeToString(rnd[:]))
-	if err := os.Link(filepath.Join(d.Path, "manifest"), tmp); err == nil {
-		got, rerr := os.ReadFile(tmp)
-		if rerr == nil && bytes.Equal(got, encoded) {
-			if err := os.Rename(tmp, filepath.Join(d.Path, "uploaded")); err == nil {
-				return nil
-			}
-		}
-		os.Remove(tmp)
-	}
-	return d.WriteUploaded(encoded)
-}
+// MarkUploaded records encoded, the staged manifest's content, as the last
+// upload (WriteUploaded).
+func (d *Dir) MarkUploaded(encoded []byte) error { return d.WriteUploaded(encoded) }

@@ -60,7 +60,6 @@ func TestManifestStampAndMarkUploaded(t *testing.T) {
 	if err != nil || s1.IsZero() {
 		t.Fatalf("stamp: %v %v", s1, err)
 	}
-	// Linked: uploaded is the staged file itself.
 	if err := d.MarkUploaded(enc1); err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +69,8 @@ func TestManifestStampAndMarkUploaded(t *testing.T) {
 	}
 	a, _ := os.Stat(filepath.Join(d.Path, "manifest"))
 	b, _ := os.Stat(filepath.Join(d.Path, "uploaded"))
-	if !os.SameFile(a, b) {
-		t.Error("uploaded is a copy, want a link")
+	if os.SameFile(a, b) {
+		t.Error("uploaded is the staged file: rewriting one would change the other")
 	}
 	m2, enc2 := manifestWith(t, 2)
 	if _, err := d.Publish(m2, enc2); err != nil {
@@ -80,17 +79,22 @@ func TestManifestStampAndMarkUploaded(t *testing.T) {
 	if s2, _ := d.ManifestStamp(); s2 == s1 {
 		t.Error("stamp unchanged by a publish")
 	}
-	// The staged manifest moved on: the uploaded bytes are written out.
-	if err := d.MarkUploaded(enc1); err != nil {
-		t.Fatal(err)
-	}
 	if up, _, _ := d.Uploaded(); up == nil || up.Seq != 1 {
 		t.Fatalf("uploaded = %+v, want version 1", up)
 	}
 	if m, _, _ := d.Manifest(); m.Seq != 2 {
 		t.Fatalf("staged = %d, want 2", m.Seq)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(d.Path, "tmp")); len(ents) != 0 {
-		t.Errorf("temp files left: %v", ents)
+	if err := d.MarkUploaded(enc2); err != nil {
+		t.Fatal(err)
+	}
+	if up, _, _ := d.Uploaded(); up == nil || up.Seq != 2 {
+		t.Fatalf("uploaded = %+v, want version 2", up)
+	}
+	ents, _ := os.ReadDir(filepath.Join(d.Path, "tmp"))
+	for _, e := range ents {
+		if e.Name() != spareName {
+			t.Errorf("temp file left: %s", e.Name())
+		}
 	}
 }

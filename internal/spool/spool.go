@@ -1,10 +1,11 @@
 // Package spool owns the local spool: one directory per replicated database
 // holding the newest committed manifest and the chunks it references that
-// are not yet in the blob store. Files are written once to a temp file and
-// published with rename(2), so a crash leaves the old or the new state,
-// never a torn one; every file is self-verifying (manifests carry a
-// checksum, chunks are named by their hash), so damaged state is detected
-// and dropped rather than uploaded.
+// are not yet in the blob store. Files are written to a temp (or spare)
+// file and published with rename(2) (or an atomic exchange), so a crash
+// leaves the old or the new state; the upload record is rewritten in place
+// (see inplace.go). Every file is self-verifying (manifests carry a
+// checksum, chunks are named by their hash), so damaged or torn state is
+// detected and dropped rather than uploaded.
 //
 // Layout of a spool root (see docs/ARCHITECTURE.md):
 //
@@ -16,7 +17,7 @@
 //	ROOT/dbs/KEY/lock           flock(2) serialising publish and GC
 //	ROOT/dbs/KEY/upload.lock    flock(2) held by the process uploading the spool
 //	ROOT/dbs/KEY/last_error     why the last upload failed (removed on success)
-//	ROOT/dbs/KEY/tmp/           temp files
+//	ROOT/dbs/KEY/tmp/           temp files and the spare manifest file
 package spool
 
 import (
@@ -47,7 +48,8 @@ type Dir struct {
 	Path string // ROOT/dbs/KEY
 	Key  string
 
-	seqCache atomic.Pointer[seqStamp]
+	seqCache   atomic.Pointer[seqStamp]
+	noExchange atomic.Bool // publish with rename(2), not the spare file
 }
 
 // DBsDir returns the directory holding every database's spool.
@@ -81,6 +83,9 @@ func (d *Dir) removeStaleTemps(age time.Duration) {
 		return
 	}
 	for _, e := range ents {
+		if e.Name() == spareName {
+			continue // in use by publishers, whatever its age
+		}
 		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > age {
 			os.Remove(filepath.Join(d.Path, "tmp", e.Name()))
 		}
@@ -211,20 +216,31 @@ func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
 
 // ReadManifestFile reads and verifies one of the manifest files ("manifest"
 // or "uploaded"). A missing file returns (nil, nil, nil).
+// A read that does not decode is retried a few times: it may have raced
+// with a rewrite of the file (see inplace.go).
 func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) {
-	data, err := os.ReadFile(filepath.Join(d.Path, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+	for try := 1; ; try++ {
+		data, err := os.ReadFile(filepath.Join(d.Path, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
+		}
+		m, err := manifest.Decode(data)
+		if err == nil {
+			return m, data, nil
+		}
+		if try == readManifestTries {
+			return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
+		}
+		time.Sleep(time.Duration(try) * time.Millisecond)
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
-	}
-	m, err := manifest.Decode(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
-	}
-	return m, data, nil
 }
+
+// readManifestTries bounds the reads of a manifest file that does not
+// decode before it is reported damaged.
+const readManifestTries = 3
 
 // Manifest reads the newest staged manifest.
 func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
@@ -239,7 +255,7 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 		return false, nil
 	}
 	// A damaged staged manifest is simply replaced.
-	if err := d.writeAtomicHook("manifest", encoded, func() { failpoint.Hit("publish-before-rename") }); err != nil {
+	if err := d.publishManifest(encoded); err != nil {
 		return false, err
 	}
 	failpoint.Hit("publish-before-gc")
@@ -369,8 +385,10 @@ func (d *Dir) RemoveChunk(h manifest.Hash) error {
 	return nil
 }
 
-// WriteUploaded records the manifest that was last uploaded.
-func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeAtomic("uploaded", encoded) }
+// WriteUploaded records the manifest that was last uploaded. The record
+// is rewritten in place: a torn one reads as damaged, which only costs
+// checking chunks the store may already hold.
+func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeInPlace("uploaded", encoded) }
 
 // Uploaded reads the record of the last upload.
 func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
