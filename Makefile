@@ -55,7 +55,7 @@ sqlite-tcl-slice:
 
 # crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
 crash:
-	VERNEUIL_CRASH_ITERATIONS=$${VERNEUIL_CRASH_ITERATIONS:-1000} $(GO) test -count=1 -timeout 6h -run 'TestCrashLoop' ./tests/e2e/
+	VERNEUIL_CRASH_ITERATIONS=$${VERNEUIL_CRASH_ITERATIONS:-1000} $(GO) test -v -count=1 -timeout 6h -run 'TestCrashLoop' ./tests/e2e/
 
 bench: build
 	$(GO) run ./cmd/verneuil-bench

@@ -43,6 +43,7 @@ func TestCrashLoop(t *testing.T) {
 	s := newSetup(t)
 	db := filepath.Join(s.dir, "crash.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	start := time.Now()
 	for i := range iters {
 		w := s.writer("loop", db, "VERNEUIL_E2E_SEED="+strconv.Itoa(i),
 			"VERNEUIL_E2E_PARAMS="+[]string{"_journal_mode=DELETE", "_journal_mode=TRUNCATE", "_journal_mode=PERSIST"}[i%3])
@@ -72,6 +73,9 @@ func TestCrashLoop(t *testing.T) {
 			}
 		}
 		s.syncRestoreCompare(db)
+		if (i+1)%50 == 0 {
+			t.Logf("%d of %d iterations in %v", i+1, iters, time.Since(start).Round(time.Second))
+		}
 	}
 	integrity(t, db)
 }
