@@ -282,6 +282,11 @@ var errRestart = errors.New("staged manifest changed during upload")
 func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*manifest.Manifest, int, error) {
 	m, enc, err := d.Manifest()
 	if err != nil {
+		if errors.Is(err, manifest.ErrCorrupt) {
+			// Lost in a power cut, say. Only the database can tell what
+			// it held: the next commit rescans it, or `verneuilctl sync`.
+			return nil, 0, fmt.Errorf("staged manifest damaged; the next commit or `verneuilctl sync` rebuilds it from the database: %w", err)
+		}
 		return nil, 0, fmt.Errorf("read staged manifest: %w", err)
 	}
 	if m == nil {
