@@ -10,36 +10,51 @@ import (
 
 // Publishing versions of the same size in quick succession reuses two
 // inodes (where the file system can exchange), and no two versions share a
-// Stamp: the copier decides from stamps alone whether a version is new.
+// Stamp: the copier decides from stamps alone whether a version is new. The
+// rename fallback publishes every version too (its stamps rely on new
+// inodes and the kernel's times, as before the exchange existed).
 func TestPublishStampsNeverRepeat(t *testing.T) {
-	d, err := Open(t.TempDir(), "k", Info{Path: "/x", Name: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[Stamp]uint64{}
-	inodes := map[uint64]bool{}
-	for seq := uint64(1); seq <= 50; seq++ {
-		m, enc := manifestWith(t, seq)
-		if ok, err := d.Publish(m, enc); err != nil || !ok {
-			t.Fatalf("publish %d: %v %v", seq, ok, err)
-		}
-		s, err := d.ManifestStamp()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if prev, dup := seen[s]; dup {
-			t.Fatalf("versions %d and %d share stamp %+v", prev, seq, s)
-		}
-		seen[s] = seq
-		inodes[s.Ino] = true
-		if got, _, err := d.Manifest(); err != nil || got.Seq != seq {
-			t.Fatalf("staged after publish %d: %+v %v", seq, got, err)
-		}
-	}
-	if d.noExchange.Load() {
-		t.Logf("this file system cannot exchange files or keep nanosecond times: %d inodes used", len(inodes))
-	} else if len(inodes) != 2 {
-		t.Errorf("%d inodes for 50 versions, want 2 (the manifest and its spare)", len(inodes))
+	for _, tc := range []struct {
+		name     string
+		fallback bool // as on a file system without RENAME_EXCHANGE
+	}{{"exchange", false}, {"rename fallback", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Open(t.TempDir(), "k", Info{Path: "/x", Name: "n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.noExchange.Store(tc.fallback)
+			seen := map[Stamp]uint64{}
+			inodes := map[uint64]bool{}
+			for seq := uint64(1); seq <= 50; seq++ {
+				m, enc := manifestWith(t, seq)
+				if ok, err := d.Publish(m, enc); err != nil || !ok {
+					t.Fatalf("publish %d: %v %v", seq, ok, err)
+				}
+				s, err := d.ManifestStamp()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if prev, dup := seen[s]; dup && !tc.fallback {
+					t.Fatalf("versions %d and %d share stamp %+v", prev, seq, s)
+				}
+				seen[s] = seq
+				inodes[s.Ino] = true
+				if got, _, err := d.Manifest(); err != nil || got.Seq != seq {
+					t.Fatalf("staged after publish %d: %+v %v", seq, got, err)
+				}
+			}
+			switch {
+			case tc.fallback:
+				if ents, _ := os.ReadDir(filepath.Join(d.Path, "tmp")); len(ents) != 0 {
+					t.Errorf("rename fallback left temp files: %v", ents)
+				}
+			case d.noExchange.Load():
+				t.Logf("this file system cannot exchange files or keep nanosecond times: %d inodes used", len(inodes))
+			case len(inodes) != 2:
+				t.Errorf("%d inodes for 50 versions, want 2 (the manifest and its spare)", len(inodes))
+			}
+		})
 	}
 }
 
