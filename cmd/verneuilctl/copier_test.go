@@ -18,9 +18,9 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/config"
-	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // testSpool is a spool and a local target, as a configuration.
@@ -51,26 +51,8 @@ func (s *testSpool) stage(t *testing.T, path string, seq uint64) string {
 	t.Helper()
 	name := names.Replica("ctltest", path)
 	key := names.Key(name)
-	d, err := spool.Open(s.spoolDir, key, spool.Info{Path: path, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte{byte(seq)}, 4096)
-	m := &manifest.Manifest{Name: name, Seq: seq, CommitTime: time.Now().Add(-time.Minute), ChunkSize: 1 << 16,
-		Length: int64(len(data)), Chunk0: data, Chunks: []manifest.Hash{manifest.HashOf(data)},
-		VersionID: []byte{1}, HeaderHash: manifest.HashOf(data[:100])}
-	enc, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := d.Lock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	if _, err := d.Publish(m, enc); err != nil {
-		t.Fatal(err)
-	}
+	d := testutil.PublishManifest(t, s.spoolDir, key, spool.Info{Path: path, Name: name}, seq,
+		bytes.Repeat([]byte{byte(seq)}, 4096), time.Now().Add(-time.Minute))
 	past := time.Now().Add(-time.Minute)
 	os.Chtimes(filepath.Join(d.Path, "manifest"), past, past)
 	return key

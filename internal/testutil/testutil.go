@@ -7,6 +7,10 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 // FileSHA256 returns the hex SHA-256 of a whole file (the byte-identity
@@ -23,4 +27,31 @@ func FileSHA256(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// PublishManifest publishes in the spool at root, under the spool lock, a
+// manifest of version seq whose only chunk (inline) holds data, as a writer
+// would leave it, and returns the spool directory.
+func PublishManifest(t testing.TB, root, key string, info spool.Info, seq uint64, data []byte, commit time.Time) *spool.Dir {
+	t.Helper()
+	d, err := spool.Open(root, key, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest.Manifest{Name: info.Name, Seq: seq, CommitTime: commit, ChunkSize: 1 << 16,
+		Length: int64(len(data)), Chunk0: data, Chunks: []manifest.Hash{manifest.HashOf(data)},
+		VersionID: []byte{1}, HeaderHash: manifest.HashOf(data[:min(100, len(data))])}
+	enc, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := d.Publish(m, enc); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -14,11 +14,8 @@ package ext
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -32,6 +29,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // soPath is the library under test.
@@ -267,8 +265,8 @@ func (e *env) checkReplica(key, dbPath string) {
 	if err := restore.ToFile(ctx, s, m, out); err != nil {
 		t.Fatalf("restore %s: %v", key, err)
 	}
-	want, wantLen := fileHash(t, dbPath)
-	got, gotLen := fileHash(t, out)
+	want, wantLen := testutil.FileSHA256(t, dbPath), fileSize(t, dbPath)
+	got, gotLen := testutil.FileSHA256(t, out), fileSize(t, out)
 	if want != got {
 		t.Fatalf("replica of %s differs from the database: source %d bytes sha256 %s, replica %d bytes sha256 %s",
 			dbPath, wantLen, want, gotLen, got)
@@ -279,19 +277,13 @@ func (e *env) checkReplica(key, dbPath string) {
 	t.Logf("replica of %s (%d bytes, manifest %d) is byte-identical: sha256 %s", filepath.Base(dbPath), wantLen, m.Seq, want[:16])
 }
 
-func fileHash(t *testing.T, path string) (string, int64) {
+func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
-	f, err := os.Open(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n
+	return st.Size()
 }
 
 // workload returns a randomised SQL script of a few hundred statements:

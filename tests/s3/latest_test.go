@@ -16,32 +16,15 @@ import (
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // stageVersion publishes a one-chunk manifest of version seq in the spool
 // at root.
 func stageVersion(t *testing.T, root, key string, seq uint64) {
 	t.Helper()
-	d, err := spool.Open(root, key, spool.Info{Path: "/race/" + key, Name: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte(fmt.Sprint(seq)), 300)
-	m := &manifest.Manifest{Name: key, Seq: seq, CommitTime: time.Now(), ChunkSize: 1 << 16,
-		Length: int64(len(data)), Chunk0: data, Chunks: []manifest.Hash{manifest.HashOf(data)},
-		VersionID: []byte{1}, HeaderHash: manifest.HashOf(data[:100])}
-	enc, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := d.Lock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	if _, err := d.Publish(m, enc); err != nil {
-		t.Fatal(err)
-	}
+	testutil.PublishManifest(t, root, key, spool.Info{Path: "/race/" + key, Name: key}, seq,
+		bytes.Repeat([]byte(fmt.Sprint(seq)), 300), time.Now())
 }
 
 // TestLatestNeverRegressesS3 races two copiers (two hosts' spools with the
