@@ -38,33 +38,37 @@ import (
 // spareName is the spare manifest file, in tmp/.
 const spareName = "manifest.spare"
 
-// publishManifest makes encoded the staged manifest. The caller holds Lock,
-// so the spare is this process's alone.
-func (d *Dir) publishManifest(encoded []byte) error {
-	if !d.noExchange.Load() {
-		done, err := d.exchangeManifest(encoded)
-		if done || err != nil {
-			return err
+// publishManifest makes encoded the staged manifest, cur being the file
+// info of the current one (nil when there is none). It returns the file
+// info of the published file, when known. The caller holds Lock, so the
+// spare is this process's alone.
+func (d *Dir) publishManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
+	if cur != nil && !d.noExchange.Load() {
+		st, err := d.exchangeManifest(encoded, cur)
+		if st != nil || err != nil {
+			return st, err
 		}
 	}
-	return d.writeAtomicHook("manifest", encoded, func() { failpoint.Hit("publish-before-rename") })
+	if err := d.writeAtomicHook("manifest", encoded, func() { failpoint.Hit("publish-before-rename") }); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	if err != nil {
+		return nil, nil // published; only the version cache misses it
+	}
+	return st, nil
 }
 
-// exchangeManifest publishes encoded through the spare file. It reports
-// false (and no error) when the caller should fall back to rename(2).
-func (d *Dir) exchangeManifest(encoded []byte) (bool, error) {
+// exchangeManifest publishes encoded through the spare file, swapping it
+// with the current manifest (whose file info is cur), and returns the file
+// info of the published file. It returns (nil, nil) when the caller should
+// fall back to rename(2).
+func (d *Dir) exchangeManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
 	target := filepath.Join(d.Path, "manifest")
-	cur, err := os.Stat(target)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil // nothing to swap with: the first publish
-	}
-	if err != nil {
-		return false, fmt.Errorf("spool publish %s: %w", d.Path, err)
-	}
 	spare := filepath.Join(d.Path, "tmp", spareName)
 	f, err := openSingleLinked(spare)
 	if err != nil {
-		return false, fmt.Errorf("spool publish %s: %w", d.Path, err)
+		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
 	}
 	// Later than the current manifest, and than now: the stamp of every
 	// version differs from the previous ones.
@@ -86,25 +90,27 @@ func (d *Dir) exchangeManifest(encoded []byte) (bool, error) {
 	}
 	if err != nil {
 		os.Remove(spare)
-		return false, fmt.Errorf("spool publish %s: %w", d.Path, err)
+		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
 	}
 	if !st.ModTime().Equal(mtime) {
 		// The file system keeps coarser times: stamps could repeat.
 		d.noExchange.Store(true)
-		return false, nil
+		return nil, nil
 	}
 	failpoint.Hit("publish-before-rename")
+	// The exchange moves the inode: its size and mtime, which make the
+	// stamp, are those just read.
 	err = unix.Renameat2(unix.AT_FDCWD, spare, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
 	switch {
 	case err == nil:
-		return true, nil
+		return st, nil
 	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP):
 		d.noExchange.Store(true)
-		return false, nil
+		return nil, nil
 	case errors.Is(err, unix.ENOENT):
-		return false, nil // the manifest or the spare was removed meanwhile
+		return nil, nil // the manifest or the spare was removed meanwhile
 	default:
-		return false, fmt.Errorf("spool publish %s: exchange: %w", d.Path, err)
+		return nil, fmt.Errorf("spool publish %s: exchange: %w", d.Path, err)
 	}
 }
 

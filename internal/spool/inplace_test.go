@@ -40,6 +40,15 @@ func TestPublishStampsNeverRepeat(t *testing.T) {
 				}
 				seen[s] = seq
 				inodes[s.Ino] = true
+				// The version cache describes the published file, so
+				// the next publish need not decode it.
+				st, err := os.Stat(filepath.Join(d.Path, "manifest"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c := d.seqCache.Load(); c == nil || c.stat != stampOf(st) || c.seq != seq {
+					t.Fatalf("version cache after publish %d: %+v, file %+v", seq, c, stampOf(st))
+				}
 				if got, _, err := d.Manifest(); err != nil || got.Seq != seq {
 					t.Fatalf("staged after publish %d: %+v %v", seq, got, err)
 				}

@@ -251,16 +251,21 @@ func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
 // than the staged one, then deletes staged chunks that m does not
 // reference. The caller must hold Lock.
 func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
-	if seq, ok := d.stagedSeq(); ok && seq >= m.Seq {
+	cur, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	if err != nil {
+		cur = nil // none, or unreadable: replaced
+	}
+	if seq, ok := d.stagedSeq(cur); ok && seq >= m.Seq {
 		return false, nil
 	}
 	// A damaged staged manifest is simply replaced.
-	if err := d.publishManifest(encoded); err != nil {
+	published, err := d.publishManifest(encoded, cur)
+	if err != nil {
 		return false, err
 	}
 	failpoint.Hit("publish-before-gc")
-	if st, err := os.Stat(filepath.Join(d.Path, "manifest")); err == nil {
-		d.seqCache.Store(&seqStamp{stat: stampOf(st), seq: m.Seq})
+	if published != nil {
+		d.seqCache.Store(&seqStamp{stat: stampOf(published), seq: m.Seq})
 	}
 	return true, d.gc(m)
 }
@@ -286,10 +291,10 @@ func stampOf(st fs.FileInfo) fileStamp {
 	return fs
 }
 
-// stagedSeq returns the version of the staged manifest, if it is sound.
-func (d *Dir) stagedSeq() (uint64, bool) {
-	st, err := os.Stat(filepath.Join(d.Path, "manifest"))
-	if err != nil {
+// stagedSeq returns the version of the staged manifest whose file info is
+// st (nil: there is none), if it is sound.
+func (d *Dir) stagedSeq(st fs.FileInfo) (uint64, bool) {
+	if st == nil {
 		return 0, false
 	}
 	if c := d.seqCache.Load(); c != nil && c.stat == stampOf(st) {
