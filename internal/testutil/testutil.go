@@ -4,8 +4,11 @@ package testutil
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -54,4 +57,15 @@ func PublishManifest(t testing.TB, root, key string, info spool.Info, seq uint64
 		t.Fatal(err)
 	}
 	return d
+}
+
+// BuildVerneuilctl builds the CLI into dir and returns its path: the
+// end-to-end suites drive the real binary.
+func BuildVerneuilctl(dir string) (string, error) {
+	p := filepath.Join(dir, "verneuilctl")
+	out, err := exec.Command("go", "build", "-o", p, "github.com/verneuil-go/verneuil/cmd/verneuilctl").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build verneuilctl: %v\n%s", err, out)
+	}
+	return p, nil
 }

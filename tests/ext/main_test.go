@@ -389,13 +389,7 @@ var (
 // verneuilctl builds the CLI once.
 func verneuilctl(t *testing.T) string {
 	t.Helper()
-	ctlOnce.Do(func() {
-		ctlPath = filepath.Join(workDir, "verneuilctl")
-		out, err := exec.Command("go", "build", "-o", ctlPath, "github.com/verneuil-go/verneuil/cmd/verneuilctl").CombinedOutput()
-		if err != nil {
-			ctlErr = fmt.Errorf("build verneuilctl: %v\n%s", err, out)
-		}
-	})
+	ctlOnce.Do(func() { ctlPath, ctlErr = testutil.BuildVerneuilctl(workDir) })
 	if ctlErr != nil {
 		t.Fatal(ctlErr)
 	}

@@ -45,11 +45,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ctlPath = filepath.Join(dir, "verneuilctl")
-	cmd := exec.Command("go", "build", "-o", ctlPath, "github.com/verneuil-go/verneuil/cmd/verneuilctl")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build verneuilctl:", err)
+	if ctlPath, err = testutil.BuildVerneuilctl(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
