@@ -383,13 +383,6 @@ func (c *Copier) nextSlot(st *dbState) time.Time {
 	return st.tat.Add(-c.opts.Interval / 2)
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 func (c *Copier) scheduleLocked(st *dbState, due, now time.Time) {
 	if !due.After(now) {
 		st.due = now

@@ -107,6 +107,14 @@ func earliest(a, b time.Time) time.Time {
 	}
 }
 
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // fifo is a queue of databases.
 type fifo struct {
 	items []*dbState
