@@ -144,7 +144,9 @@ func TestCoalescingSlotsDoNotDrift(t *testing.T) {
 	c.Notify("hot") // due now, but the only worker is busy
 	time.Sleep(300 * time.Millisecond)
 	close(release)
-	waitFor(t, 5*time.Second, "hot's first upload", func() bool { return latestSeq(t, s, "hot") == 1 })
+	waitFor(t, 5*time.Second, "hot's first upload to end", func() bool {
+		return latestSeq(t, s, "hot") == 1 && c.Stats().Running == 0
+	})
 
 	data[0] ^= 1
 	stage(t, root, "hot", 2, data)
