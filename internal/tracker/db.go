@@ -32,11 +32,14 @@ type DB struct {
 	// Identity (version xattr + header) of the newest committed state
 	// captured; nil when unknown (the next capture compares with the spool
 	// or rescans).
-	lastID       []byte
-	lastLen      int64
-	lastSeq      uint64
-	verified     bool
-	lastErr      error // the last capture failed: the spool is behind
+	lastID   []byte
+	lastLen  int64
+	lastSeq  uint64
+	verified bool
+	lastErr  error // the last capture failed: the spool is behind
+	// suspect is set when a build failed: until a rescan, the spool's
+	// manifest is not adopted on its version id alone.
+	suspect      bool
 	pending      *pending
 	pendingBytes int64
 
@@ -228,6 +231,12 @@ func (db *DB) adoptSpool(id []byte) (bool, error) {
 	if db.spool.RescanWanted() {
 		return false, nil // the uploader lost staged data: rescan
 	}
+	db.mu.Lock()
+	suspect := db.suspect
+	db.mu.Unlock()
+	if suspect {
+		return false, nil // a build failed since the last rescan
+	}
 	man, _, err := db.spool.Manifest()
 	if err != nil {
 		db.log.Warn("ignoring damaged spool manifest", "err", err)
@@ -317,6 +326,7 @@ func (db *DB) rescan(src Source, ino uint64, xattr []byte, seq uint64) error {
 	}
 	db.setBaseLocked(m)
 	db.mu.Lock()
+	db.suspect = false
 	db.lastID = m.VersionID
 	db.lastLen = size
 	db.lastSeq = max(db.lastSeq, seq)
@@ -339,6 +349,10 @@ func finish(m *manifest.Manifest, vid, header []byte) {
 	}
 }
 
+// testHookBuilding, when set by a test, runs in build after the pending
+// copies were taken and before they are built (a commit can land there).
+var testHookBuilding func(db *DB)
+
 // build turns pending copies into a manifest, stages new chunks and
 // publishes it in the spool.
 func (db *DB) build() error {
@@ -351,14 +365,46 @@ func (db *DB) build() error {
 	if p == nil {
 		return nil
 	}
+	if testHookBuilding != nil {
+		testHookBuilding(db)
+	}
 	err := db.buildLocked(p)
 	if err != nil {
 		db.mu.Lock()
+		// Never lose dirty-chunk information: a commit may have started
+		// a new pending set during the build, holding only its own
+		// chunks. Put the failed copies back under it (newer copies win),
+		// so that the next build still describes the whole change since
+		// the base.
+		db.requeueLocked(p)
+		// The spool is behind and the manifest a build after this failure
+		// publishes is not trusted by its version id: the next capture
+		// rescans instead of adopting it.
 		db.lastID = nil
+		db.suspect = true
 		db.lastErr = err
 		db.mu.Unlock()
 	}
 	return err
+}
+
+// requeueLocked merges the copies of a failed build into the pending set,
+// under any copy taken since. db.mu must be held.
+func (db *DB) requeueLocked(p *pending) {
+	if db.pending == nil {
+		db.pending = p
+		db.pendingBytes = 0
+		for _, data := range p.chunks {
+			db.pendingBytes += int64(len(data))
+		}
+		return
+	}
+	for c, data := range p.chunks {
+		if _, ok := db.pending.chunks[c]; !ok {
+			db.pending.chunks[c] = data
+			db.pendingBytes += int64(len(data))
+		}
+	}
 }
 
 // setBaseLocked records the version the next build applies copies to.
