@@ -126,6 +126,11 @@ type Options struct {
 	// found lost or damaged and the spool was marked for a rescan, so that
 	// an in-process tracker rescans at its next capture.
 	OnRescan func(key string)
+	// OnResequence, if set, is called when a manifest of key was
+	// renumbered seq because its clock-derived number was not above the
+	// stored one, so that an in-process tracker numbers later versions
+	// after it.
+	OnResequence func(key string, seq uint64)
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent

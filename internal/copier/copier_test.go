@@ -334,7 +334,9 @@ func TestLatestNeverRegresses(t *testing.T) {
 			defer wg.Done()
 			for v := range 40 {
 				seq := uint64(v*2 + i + 1)
-				stage(t, root, "shared", seq, randomBytes(200, seq))
+				// Change counters in version order: a lower version is an
+				// older state, never renumbered over a higher one.
+				stage(t, root, "shared", seq, dbBytes(200, seq, uint32(seq)))
 				if err := cp.Upload(context.Background(), "shared"); err != nil {
 					t.Error(err)
 					return
@@ -353,8 +355,8 @@ func TestLatestNeverRegresses(t *testing.T) {
 		t.Errorf("latest regressed: %v", regress)
 	}
 	// A newer latest written elsewhere is left alone.
-	stage(t, rootA, "shared", 81, randomBytes(200, 81))
-	stage(t, rootB, "shared", 1000, randomBytes(200, 1000))
+	stage(t, rootA, "shared", 81, dbBytes(200, 81, 81))
+	stage(t, rootB, "shared", 1000, dbBytes(200, 1000, 1000))
 	if err := b.Upload(context.Background(), "shared"); err != nil {
 		t.Fatal(err)
 	}

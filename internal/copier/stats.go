@@ -52,6 +52,7 @@ type stats struct {
 	chunks, chunkBytes               atomic.Int64
 	manifests, manifestBytes         atomic.Int64
 	scans, scanErrors                atomic.Int64
+	resequenced, superseded          atomic.Int64
 
 	mu  sync.Mutex
 	lag histogram
@@ -80,6 +81,12 @@ type Snapshot struct {
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.
 	Scans, ScanErrors int64
+	// Resequenced counts manifests renumbered after the store's latest
+	// because their clock-derived version number was not above it (clock
+	// skew; see docs/FORMAT.md); Superseded counts staged manifests not
+	// published as latest because the store (or the upload record) holds
+	// a newer state of the database.
+	Resequenced, Superseded int64
 
 	// Lag is the replication-lag histogram over every published manifest.
 	Lag Histogram

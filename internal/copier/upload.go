@@ -297,8 +297,18 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
 		up = nil
 	}
-	if up != nil && up.Seq >= m.Seq {
+	if !needsUpload(m, up) {
+		if !sameState(m, up) {
+			c.supersededBy(d.Key, m, up, "the upload record")
+		}
 		return nil, 0, nil
+	}
+	if up != nil && up.Seq >= m.Seq {
+		// A later state numbered at or below the last upload: the clock
+		// went back.
+		if m, enc, err = c.renumber(d.Key, m, up.Seq+1, up, "the last uploaded version"); err != nil {
+			return nil, 0, err
+		}
 	}
 	// Chunks that changed since the last upload (most did not).
 	var todo []manifest.Hash
@@ -336,17 +346,8 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		}
 	}
 	// Everything the manifest references is in every target: publish it.
-	for ti, t := range c.opts.Targets {
-		err := c.do(ctx, at, func(ctx context.Context) error {
-			return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), enc)
-		})
-		if err != nil {
-			return nil, 0, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
-		}
-		failpoint.Hit("upload-before-latest")
-		if err := c.updateLatest(ctx, ti, t, at, d.Key, m, enc); err != nil {
-			return nil, 0, err
-		}
+	if m, enc, err = c.publishManifest(ctx, d, at, m, enc); err != nil {
+		return nil, 0, err
 	}
 	failpoint.Hit("upload-before-record")
 	if err := d.MarkUploaded(enc); err != nil {
@@ -426,7 +427,7 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 // superseded reports whether the staged manifest is no longer m.
 func superseded(d *spool.Dir, m *manifest.Manifest) bool {
 	cur, _, err := d.Manifest()
-	return err == nil && cur != nil && cur.Seq != m.Seq
+	return err == nil && cur != nil && !sameState(cur, m)
 }
 
 func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, h manifest.Hash, wasUploaded bool) error {
@@ -531,10 +532,12 @@ func detectScheme(data []byte, version string) int32 {
 }
 
 // updateLatest replaces the "latest" object of target ti unless it already
-// holds a version at least as new. Every write is conditional on the
-// version read (or predicted from this process's last write), so racing
-// copiers never move it backwards.
-func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *attempt, key string, m *manifest.Manifest, enc []byte) error {
+// holds a version numbered at least as high. Every write is conditional on
+// the version read (or predicted from this process's last write), so
+// racing copiers never move it backwards. When the stored version is
+// numbered at or above m but m is a later state of the database (clock
+// skew), it is returned, for m to be renumbered after it.
+func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *attempt, key string, m *manifest.Manifest, enc []byte) (ahead *manifest.Manifest, err error) {
 	st := at.st
 	lk := names.LatestKey(key)
 	if len(st.latest) != len(c.opts.Targets) {
@@ -547,10 +550,10 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 		err := c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, g.version) })
 		if err == nil {
 			remember()
-			return nil
+			return nil, nil
 		}
 		if !errors.Is(err, blob.ErrPrecondition) {
-			return fmt.Errorf("update latest manifest in %s: %w", t, err)
+			return nil, fmt.Errorf("update latest manifest in %s: %w", t, err)
 		}
 		// Someone else wrote it (or the prediction was wrong): read it.
 	}
@@ -566,25 +569,33 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 		case errors.Is(err, blob.ErrNotFound):
 			ver = ""
 		case err != nil:
-			return fmt.Errorf("read latest manifest in %s: %w", t, err)
+			return nil, fmt.Errorf("read latest manifest in %s: %w", t, err)
 		default:
 			if s := detectScheme(cur, ver); s != c.schemes[ti].Load() {
 				c.schemes[ti].Store(s)
 			}
 			if old, derr := manifest.Decode(cur); derr == nil && old.Seq >= m.Seq {
-				// Already as new (another copier): nothing to do, and our
-				// manifest stays reachable through manifests/.
 				st.latest[ti] = latestGuess{seq: old.Seq, version: ver}
-				return nil
+				switch {
+				case sameState(old, m):
+					// Already there (another copier).
+				case follows(m, old):
+					return old, nil // numbered by a clock that is behind
+				default:
+					// A newer state, or another writer's: our manifest
+					// stays reachable through manifests/.
+					c.supersededBy(key, m, old, "the store's latest")
+				}
+				return nil, nil
 			}
 		}
 		err = c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, ver) })
 		if err == nil {
 			remember()
-			return nil
+			return nil, nil
 		}
 		if !errors.Is(err, blob.ErrPrecondition) || attempt >= 10 {
-			return fmt.Errorf("update latest manifest in %s: %w", t, err)
+			return nil, fmt.Errorf("update latest manifest in %s: %w", t, err)
 		}
 	}
 }

@@ -75,25 +75,71 @@ func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manife
 	return m, nil
 }
 
-// At returns the newest version committed at or before t.
+// atLinear is how many of the newest versions At examines one by one
+// before it searches in doubling steps.
+const atLinear = 8
+
+// At returns the newest version (the largest seq) committed at or before
+// t, by the commit time its manifest records. Sequence numbers do not
+// bound commit times (after a clock step back, or on a host whose clock is
+// behind the previous writer's, versions are numbered above their commit
+// times), so versions are searched by commit time: the newest atLinear one
+// by one, then backwards in doubling steps, then by bisection between the
+// last version found after t and the first at or before it. That costs
+// about 2·log2(versions after t) GETs and is exact when commit times
+// increase with seq; where they do not (around a clock step back), the
+// version returned was still committed at or before t, but a newer one
+// may have been too (docs/FORMAT.md).
 func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
 	seqs, err := Versions(ctx, s, key)
 	if err != nil {
 		return nil, err
 	}
-	// Sequence numbers are at least the commit time in nanoseconds, so no
-	// version whose seq is below t can be after it; start there and walk back.
-	i := sort.Search(len(seqs), func(i int) bool { return seqs[i] > uint64(t.UnixNano()) })
-	for i = i - 1; i >= 0; i-- {
+	got := map[int]*manifest.Manifest{}
+	before := func(i int) (bool, error) {
 		m, err := Version(ctx, s, key, seqs[i])
+		if err != nil {
+			return false, err
+		}
+		got[i] = m
+		return !m.CommitTime.After(t), nil
+	}
+	// Version lo was committed at or before t and version hi after it
+	// (-1 and len(seqs) stand for none).
+	lo, hi := -1, len(seqs)
+	for i, step := len(seqs)-1, 1; i >= 0; i -= step {
+		ok, err := before(i)
 		if err != nil {
 			return nil, err
 		}
-		if !m.CommitTime.After(t) {
-			return m, nil
+		if ok {
+			lo = i
+			break
+		}
+		hi = i
+		if len(seqs)-i >= atLinear {
+			step *= 2
+		}
+		if i > 0 && i-step < 0 {
+			step = i // look at the oldest version before giving up
 		}
 	}
-	return nil, notFound(fmt.Sprintf("no version of %s committed at or before %s", key, t.Format(time.RFC3339Nano)))
+	if lo < 0 {
+		return nil, notFound(fmt.Sprintf("no version of %s committed at or before %s", key, t.Format(time.RFC3339Nano)))
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ok, err := before(mid)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return got[lo], nil
 }
 
 // Chunk fetches and verifies chunk i of m.

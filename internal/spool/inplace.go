@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,29 +34,95 @@ import (
 // with several links (an "uploaded" hard-linked to a manifest by an older
 // version of this code) is never rewritten in place. Where the file system
 // lacks RENAME_EXCHANGE or nanosecond timestamps, publishing falls back to
-// a new temp file and rename(2).
+// a new temp file and rename(2), which sets the same increasing times
+// where it can; where times are coarser it sets whole seconds, which mark
+// the stamp unreliable (Stamp.Reliable): an inode freed by the rename can
+// come back with the same size and time, so readers then identify versions
+// by content.
 
 // spareName is the spare manifest file, in tmp/.
 const spareName = "manifest.spare"
+
+// simulateCoarseTimes makes publishing behave as on a file system without
+// RENAME_EXCHANGE that keeps whole-second times (tests).
+var simulateCoarseTimes atomic.Bool
 
 // publishManifest makes encoded the staged manifest, cur being the file
 // info of the current one (nil when there is none). It returns the file
 // info of the published file, when known. The caller holds Lock, so the
 // spare is this process's alone.
 func (d *Dir) publishManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
-	if cur != nil && !d.noExchange.Load() {
+	if cur != nil && !d.noExchange.Load() && !simulateCoarseTimes.Load() {
 		st, err := d.exchangeManifest(encoded, cur)
 		if st != nil || err != nil {
 			return st, err
 		}
 	}
-	if err := d.writeAtomicHook("manifest", encoded, func() { failpoint.Hit("publish-before-rename") }); err != nil {
-		return nil, err
+	return d.renameManifest(encoded, cur)
+}
+
+// nextMTime returns the modification time of the next manifest: later than
+// the current one's (cur, nil when there is none) and than now, and never
+// a whole second (which marks coarse times: Stamp.Reliable).
+func nextMTime(cur fs.FileInfo) time.Time {
+	mtime := time.Now()
+	if cur != nil {
+		if floor := cur.ModTime().Add(time.Nanosecond); !mtime.After(floor) {
+			mtime = floor
+		}
 	}
-	st, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	if mtime.Nanosecond() == 0 {
+		mtime = mtime.Add(time.Nanosecond)
+	}
+	return mtime
+}
+
+// setStampTime gives the file at path the modification time mtime, or,
+// where the file system does not keep it exactly, the whole second before
+// it (so that the stamp reads as unreliable), and returns its file info.
+func setStampTime(path string, mtime time.Time) (fs.FileInfo, error) {
+	set := func(t time.Time) (fs.FileInfo, error) {
+		ts := unix.NsecToTimespec(t.UnixNano())
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{ts, ts}, 0); err != nil {
+			return nil, err
+		}
+		return os.Stat(path)
+	}
+	if !simulateCoarseTimes.Load() {
+		st, err := set(mtime)
+		if err != nil || st.ModTime().Equal(mtime) {
+			return st, err
+		}
+	}
+	return set(mtime.Truncate(time.Second))
+}
+
+// renameManifest publishes encoded as a new file renamed over the current
+// manifest (whose file info is cur, nil when there is none) and returns
+// the file info of the published file.
+func (d *Dir) renameManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
+	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), "manifest.*")
 	if err != nil {
-		return nil, nil // published; only the version cache misses it
+		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
 	}
+	tmp := f.Name()
+	_, err = f.Write(encoded)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	var st fs.FileInfo
+	if err == nil {
+		st, err = setStampTime(tmp, nextMTime(cur))
+	}
+	if err == nil {
+		failpoint.Hit("publish-before-rename")
+		err = os.Rename(tmp, filepath.Join(d.Path, "manifest"))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
+	}
+	// The rename keeps the inode, size and mtime: the stamp is st's.
 	return st, nil
 }
 
@@ -72,10 +139,7 @@ func (d *Dir) exchangeManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, er
 	}
 	// Later than the current manifest, and than now: the stamp of every
 	// version differs from the previous ones.
-	mtime := time.Now()
-	if floor := cur.ModTime().Add(time.Nanosecond); !mtime.After(floor) {
-		mtime = floor
-	}
+	mtime := nextMTime(cur)
 	err = rewrite(f, encoded)
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -93,6 +93,13 @@ type Stamp struct {
 // IsZero reports whether s is the zero Stamp (no manifest).
 func (s Stamp) IsZero() bool { return s == Stamp{} }
 
+// Reliable reports whether s identifies one version: publishing gives
+// every manifest a modification time later than the previous one's and
+// never a whole second, except where the file system keeps coarser times
+// (there it sets whole seconds, and a freed inode can come back with the
+// same size and time). Identify versions by content when it is not.
+func (s Stamp) Reliable() bool { return s.MTime%int64(time.Second) != 0 }
+
 // ManifestStamp returns the Stamp of the staged manifest, the zero Stamp
 // when there is none.
 func (d *Dir) ManifestStamp() (Stamp, error) {

@@ -297,7 +297,8 @@ func (d *Dir) stagedSeq(st fs.FileInfo) (uint64, bool) {
 	if st == nil {
 		return 0, false
 	}
-	if c := d.seqCache.Load(); c != nil && c.stat == stampOf(st) {
+	// Whole-second times are coarse: the stamp may repeat (Stamp.Reliable).
+	if c := d.seqCache.Load(); c != nil && c.stat == stampOf(st) && c.stat.mtime%int64(time.Second) != 0 {
 		return c.seq, true
 	}
 	cur, _, err := d.Manifest()

@@ -1,0 +1,135 @@
+package copier
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/spool"
+)
+
+// Version numbers come from clocks (docs/FORMAT.md), so a database moved to
+// a host whose clock is behind, or a clock stepped back, can number a new
+// state at or below one already published. A version is therefore
+// compared with what the store (or the upload record) holds by content
+// first: the same state is already uploaded whatever its number; a later
+// state of the same file (its SQLite change counter is ahead) is renumbered
+// after the stored one and published, with a warning; anything else is an
+// older state or another writer's, left alone, also with a warning.
+
+// sameState reports whether a and b describe the same state of the
+// database, whatever their version numbers.
+func sameState(a, b *manifest.Manifest) bool {
+	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
+}
+
+// changeCounter returns the SQLite file change counter (header offset 24)
+// of the state m describes; ok is false for a file without a header.
+func changeCounter(m *manifest.Manifest) (uint32, bool) {
+	if len(m.Chunk0) < 28 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(m.Chunk0[24:28]), true
+}
+
+// follows reports whether m is a later state of the database file than
+// old: SQLite increments the change counter at every commit of a
+// rollback-journal database (compared in serial-number arithmetic).
+func follows(m, old *manifest.Manifest) bool {
+	cm, ok1 := changeCounter(m)
+	co, ok2 := changeCounter(old)
+	return ok1 && ok2 && int32(cm-co) > 0
+}
+
+// needsUpload reports whether the staged manifest m still has to be
+// uploaded, up being the last uploaded one (nil when unknown).
+func needsUpload(m, up *manifest.Manifest) bool {
+	if up == nil {
+		return true
+	}
+	if up.Seq < m.Seq {
+		return !sameState(m, up)
+	}
+	return !sameState(m, up) && follows(m, up)
+}
+
+// renumber returns m as version seq, after above (a newer-numbered version
+// of an older state), and warns: the clock that numbered m is behind.
+func (c *Copier) renumber(key string, m *manifest.Manifest, seq uint64, above *manifest.Manifest, where string) (*manifest.Manifest, []byte, error) {
+	r := *m
+	r.Seq = seq
+	enc, err := r.Encode()
+	if err != nil {
+		return nil, nil, fmt.Errorf("renumber manifest %d as %d: %w", m.Seq, seq, err)
+	}
+	c.stats.resequenced.Add(1)
+	c.log.Warn("clock skew: a new version is numbered at or below "+where+"; publishing it renumbered after it (check the clocks of the hosts writing this database)",
+		"key", key, "seq", m.Seq, "renumbered", seq, "stored_seq", above.Seq,
+		"commit_time", m.CommitTime, "stored_commit_time", above.CommitTime)
+	if c.opts.OnResequence != nil {
+		c.opts.OnResequence(key, seq)
+	}
+	return &r, enc, nil
+}
+
+// supersededBy notes that the staged manifest m is not published as latest
+// because newer, an older-or-foreign-state version with a number at least
+// m's, is there.
+func (c *Copier) supersededBy(key string, m, newer *manifest.Manifest, where string) {
+	c.stats.superseded.Add(1)
+	c.log.Warn("not publishing a version as latest: "+where+" holds a newer state of the database, or another writer's (clock skew, or two hosts writing one replica name?)",
+		"key", key, "seq", m.Seq, "stored_seq", newer.Seq,
+		"commit_time", m.CommitTime, "stored_commit_time", newer.CommitTime)
+}
+
+// publishManifest puts m in every target and makes it their latest. When
+// a target's latest holds a version numbered at or above m that m follows,
+// m is renumbered after it and published again (the object put under the
+// old number is removed). It returns the manifest published.
+func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, error) {
+	for round := 0; ; round++ {
+		var ahead *manifest.Manifest
+		put := 0
+		for ti, t := range c.opts.Targets {
+			err := c.do(ctx, at, func(ctx context.Context) error {
+				return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), enc)
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
+			}
+			put = ti + 1
+			failpoint.Hit("upload-before-latest")
+			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, enc)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ahead != nil {
+				break
+			}
+		}
+		if ahead == nil {
+			return m, enc, nil
+		}
+		if round >= 10 {
+			return nil, nil, fmt.Errorf("publish manifest %d: the latest version keeps moving ahead", m.Seq)
+		}
+		old := m.Seq
+		var err error
+		if m, enc, err = c.renumber(d.Key, m, ahead.Seq+1, ahead, "the store's latest"); err != nil {
+			return nil, nil, err
+		}
+		for _, t := range c.opts.Targets[:put] {
+			err := c.do(ctx, at, func(ctx context.Context) error {
+				return t.Delete(ctx, names.ManifestKey(d.Key, old))
+			})
+			if err != nil {
+				c.log.Warn("remove renumbered manifest", "key", d.Key, "seq", old, "target", t.String(), "err", err)
+			}
+		}
+	}
+}
