@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -402,7 +403,10 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	case "verneuil_flush":
 		header := make([]byte, HeaderLen)
 		if src != nil && src.ReadAt(header, 0) == nil && isWAL(header) {
-			return "", fmt.Errorf("verneuil_flush: %w", ErrWAL)
+			return "", fmt.Errorf("verneuil_flush: %w", walError(db.path))
+		}
+		if err := WALError(db.path); err != nil {
+			return "", fmt.Errorf("verneuil_flush: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
@@ -472,11 +476,34 @@ func (m *Manager) Flush(ctx context.Context) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, db := range dbs {
+		if err := WALError(db.path); err != nil {
+			errs = append(errs, fmt.Errorf("flush: %w", err))
+			continue
+		}
 		if err := db.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush %s: %w", db.path, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// WALError returns an error naming the database at path and the fix when
+// it is in WAL mode, which verneuil does not replicate: its writes succeed
+// (through verneuil too) but are not captured. It only looks for the
+// database's -wal file, which SQLite keeps while a connection has the
+// database open in WAL mode: opening and closing the database file itself
+// would drop this process's POSIX locks on it.
+func WALError(path string) error {
+	if _, err := os.Lstat(path + "-wal"); err != nil {
+		return nil
+	}
+	return walError(path)
+}
+
+// walError is the error for the database at path in WAL mode.
+func walError(path string) error {
+	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
+		"to replicate it, switch it back to a rollback journal with PRAGMA journal_mode=DELETE", path, ErrWAL)
 }
 
 func seqFromXattr(x []byte) uint64 {
