@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/names"
@@ -109,9 +111,12 @@ type Manager struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	dbs     map[string]*DB // by canonical path
+	dbs     map[string]*DB // by fileKey: one tracker per file, whatever its name
 	handles map[uint64]*DB
 	next    uint64
+
+	// fileKeys is the dbs key of each tracked database.
+	fileKeys map[*DB]string
 
 	work   chan *DB
 	stop   chan struct{}
@@ -150,6 +155,8 @@ func New(opts Options) *Manager {
 		handles: map[uint64]*DB{},
 		work:    make(chan *DB, 1024),
 		stop:    make(chan struct{}),
+
+		fileKeys: map[*DB]string{},
 	}
 }
 
@@ -266,16 +273,21 @@ func (m *Manager) Open(path string) uint64 {
 		m.log.Error("replication disabled for database", "db", path, "err", err)
 		return 0
 	}
+	fk := fileKey(canon)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	db := m.dbs[canon]
+	db := m.dbs[fk]
 	if db == nil {
 		db, err = m.openDB(canon)
 		if err != nil {
 			m.log.Error("replication disabled for database", "db", canon, "err", err)
 			return 0
 		}
-		m.dbs[canon] = db
+		m.dbs[fk] = db
+		m.fileKeys[db] = fk
+	} else if db.path != canon {
+		m.log.Debug("database opened through another name (hard link): one tracker and one replica",
+			"db", db.path, "name", canon)
 	}
 	db.refs++
 	m.next++
@@ -317,7 +329,7 @@ func (m *Manager) Release(h uint64) {
 	if db != nil {
 		db.refs--
 		if db.refs == 0 {
-			delete(m.dbs, db.path)
+			m.forgetLocked(db)
 			last = true
 		}
 	}
@@ -391,7 +403,10 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	case "verneuil_flush":
 		header := make([]byte, HeaderLen)
 		if src != nil && src.ReadAt(header, 0) == nil && isWAL(header) {
-			return "", fmt.Errorf("verneuil_flush: %w", ErrWAL)
+			return "", fmt.Errorf("verneuil_flush: %w", walError(db.path))
+		}
+		if err := WALError(db.path); err != nil {
+			return "", fmt.Errorf("verneuil_flush: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
@@ -419,15 +434,36 @@ func (m *Manager) ForceRescan(key string) {
 	}
 }
 
-// DB returns the tracked database at path, or nil.
+// DB returns the tracked database at path (or at another name of the same
+// file), or nil.
 func (m *Manager) DB(path string) *DB {
 	canon, err := names.Canonical(path)
 	if err != nil {
 		return nil
 	}
+	fk := fileKey(canon)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.dbs[canon]
+	return m.dbs[fk]
+}
+
+// forgetLocked drops a database whose last connection closed. m.mu must
+// be held.
+func (m *Manager) forgetLocked(db *DB) {
+	delete(m.dbs, m.fileKeys[db])
+	delete(m.fileKeys, db)
+}
+
+// fileKey identifies the file at canon by device and inode, so that two
+// names of one file (hard links) share one tracker: a second tracker would
+// keep a second replica that only its own connections' commits update.
+// The canonical path stands in when the file cannot be stat'ed.
+func fileKey(canon string) string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(canon, &st); err != nil {
+		return "path:" + canon
+	}
+	return fmt.Sprintf("file:%d:%d", uint64(st.Dev), st.Ino)
 }
 
 // Flush builds and uploads every tracked database.
@@ -440,11 +476,34 @@ func (m *Manager) Flush(ctx context.Context) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, db := range dbs {
+		if err := WALError(db.path); err != nil {
+			errs = append(errs, fmt.Errorf("flush: %w", err))
+			continue
+		}
 		if err := db.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush %s: %w", db.path, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// WALError returns an error naming the database at path and the fix when
+// it is in WAL mode, which verneuil does not replicate: its writes succeed
+// (through verneuil too) but are not captured. It only looks for the
+// database's -wal file, which SQLite keeps while a connection has the
+// database open in WAL mode: opening and closing the database file itself
+// would drop this process's POSIX locks on it.
+func WALError(path string) error {
+	if _, err := os.Lstat(path + "-wal"); err != nil {
+		return nil
+	}
+	return walError(path)
+}
+
+// walError is the error for the database at path in WAL mode.
+func walError(path string) error {
+	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
+		"to replicate it, switch it back to a rollback journal with PRAGMA journal_mode=DELETE", path, ErrWAL)
 }
 
 func seqFromXattr(x []byte) uint64 {

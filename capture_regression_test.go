@@ -1,0 +1,93 @@
+package verneuil_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
+)
+
+// TestRegression_HardLinkOneReplica: two names (hard links) of one file
+// opened in one process share one tracker, so flushing through the second
+// name uploads the state written through the first, not a stale replica.
+func TestRegression_HardLinkOneReplica(t *testing.T) {
+	e := newEnv(t)
+	first := filepath.Join(e.dir, "first.db")
+	second := filepath.Join(e.dir, "second.db")
+	a := e.open(first, "_journal_mode=DELETE")
+	mustExec(t, a, "CREATE TABLE t(a)")
+	mustExec(t, a, "INSERT INTO t VALUES(1)")
+	if err := os.Link(first, second); err != nil {
+		t.Fatal(err)
+	}
+	b := e.open(second, "_journal_mode=DELETE")
+	b.SetMaxOpenConns(1)
+	var n int
+	if err := b.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("read through the second name: %d, %v", n, err)
+	}
+	for range 50 {
+		mustExec(t, a, "INSERT INTO t VALUES(randomblob(4000))")
+	}
+	var res, key string
+	if err := b.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush through the second name: %q, %v", res, err)
+	}
+	if err := b.QueryRow("PRAGMA verneuil_manifest_name").Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := restore.Latest(ctx, e.r.Targets()[0], key)
+	if err != nil {
+		t.Fatalf("latest of %s: %v", key, err)
+	}
+	out := filepath.Join(e.dir, "restored.db")
+	if err := restore.ToFile(ctx, e.r.Targets()[0], m, out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, second); got != want {
+		t.Fatalf("replica flushed through the second name is stale (%s)", describeDiff(out, second))
+	}
+}
+
+// TestRegression_WALDatabaseFlushFails: a database already in WAL mode
+// accepts writes through verneuil, but Flush, FlushDB and PRAGMA
+// verneuil_flush fail with an error naming the database and the fix.
+func TestRegression_WALDatabaseFlushFails(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "wal.db")
+	plain, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, plain, "CREATE TABLE t(a)")
+	plain.Close()
+	db := e.open(path, "")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "INSERT INTO t VALUES(1)")
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s of a WAL database succeeded", what)
+		}
+		for _, want := range []string{path, "WAL", "journal_mode=DELETE"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not mention %q", what, err, want)
+			}
+		}
+	}
+	ctx := context.Background()
+	check("Flush", e.r.Flush(ctx))
+	check("FlushDB", e.r.FlushDB(ctx, path))
+	var res string
+	check("PRAGMA verneuil_flush", db.QueryRow("PRAGMA verneuil_flush").Scan(&res))
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the write itself failed: %d, %v", n, err)
+	}
+}
