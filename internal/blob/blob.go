@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // ErrNotFound is returned (wrapped) when an object does not exist.
@@ -23,6 +25,17 @@ var ErrNotFound = fmt.Errorf("blob not found: %w", fs.ErrNotExist)
 // ErrPrecondition is returned (wrapped) by PutIf when the stored object's
 // version does not match the expected one (a lost race).
 var ErrPrecondition = errors.New("blob precondition failed")
+
+// MaxObjectSize bounds every object a Store returns from Get and
+// GetVersioned: the largest object of the format (a manifest's zstd
+// frame). Larger objects are refused without being read (ErrTooLarge),
+// so a broken or hostile store cannot make a reader allocate without
+// bound. GetRange reads at most the length asked.
+const MaxObjectSize = manifest.MaxObjectSize
+
+// ErrTooLarge is returned (wrapped, with ErrPermanent) by Get and
+// GetVersioned for an object larger than MaxObjectSize.
+var ErrTooLarge = fmt.Errorf("object larger than %d bytes: %w", MaxObjectSize, ErrPermanent)
 
 // ErrPermanent marks errors that retrying will not fix (bad credentials,
 // missing bucket, access denied). Transient errors (timeouts, 5xx, resets)
@@ -43,7 +56,8 @@ type Store interface {
 	// readers see the old or the new bytes, never a mix.
 	Put(ctx context.Context, key string, data []byte) error
 
-	// Get returns the whole object.
+	// Get returns the whole object; an object larger than MaxObjectSize
+	// is an error wrapping ErrTooLarge.
 	Get(ctx context.Context, key string) ([]byte, error)
 
 	// GetRange returns up to length bytes starting at offset. Reading past
@@ -51,7 +65,8 @@ type Store interface {
 	GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
 
 	// GetVersioned returns the object with an opaque version tag (an ETag)
-	// to pass to PutIf.
+	// to pass to PutIf. Objects larger than MaxObjectSize are refused as
+	// by Get.
 	GetVersioned(ctx context.Context, key string) (data []byte, version string, err error)
 
 	// PutIf stores data only if the object's current version equals

@@ -20,8 +20,37 @@ const (
 
 var (
 	chunkEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	chunkDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(1<<30), zstd.WithDecoderConcurrency(1))
+	// chunkDecoders holds one decoder per output cap (a power of two
+	// from 1 to MaxChunkSize): a decoder stops as soon as its output
+	// would exceed its cap, so a small object cannot inflate to more
+	// than twice the expected length.
+	chunkDecodersMu sync.Mutex
+	chunkDecoders   = map[int]*zstd.Decoder{}
 )
+
+// chunkDecoder returns a decoder whose output is capped at maxLen rounded
+// up to a power of two.
+func chunkDecoder(maxLen int) (*zstd.Decoder, error) {
+	if maxLen < 0 || maxLen > MaxChunkSize {
+		return nil, fmt.Errorf("chunk length limit %d outside [0, %d]", maxLen, MaxChunkSize)
+	}
+	capLen := 1
+	for capLen < maxLen {
+		capLen <<= 1
+	}
+	chunkDecodersMu.Lock()
+	defer chunkDecodersMu.Unlock()
+	if d := chunkDecoders[capLen]; d != nil {
+		return d, nil
+	}
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxMemory(uint64(capLen)), zstd.WithDecoderMaxWindow(uint64(max(capLen, zstd.MinWindowSize))))
+	if err != nil {
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	chunkDecoders[capLen] = d
+	return d, nil
+}
 
 // EncodeChunk returns the stored form of a chunk: one encoding byte, then the
 // raw bytes or, when that is smaller, a zstd frame.
@@ -38,18 +67,26 @@ func EncodeChunk(data []byte) []byte {
 }
 
 // DecodeChunk returns the bytes of a stored chunk and checks them against
-// want. maxLen bounds the decoded size.
+// want. maxLen (at most MaxChunkSize) bounds the decoded size: decoding
+// stops, and allocates no more, once the output would exceed it.
 func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
 	if len(obj) == 0 {
 		return nil, fmt.Errorf("chunk %s: %w: empty object", want, ErrCorruptChunk)
+	}
+	if len(obj) > 1+maxLen {
+		// Writers store zstd only when smaller than the raw form.
+		return nil, fmt.Errorf("chunk %s: %w: %d-byte object for at most %d bytes", want, ErrCorruptChunk, len(obj), maxLen)
 	}
 	var data []byte
 	switch obj[0] {
 	case chunkRaw:
 		data = obj[1:]
 	case chunkZstd:
-		var err error
-		data, err = chunkDecoder.DecodeAll(obj[1:], make([]byte, 0, maxLen))
+		dec, err := chunkDecoder(maxLen)
+		if err != nil {
+			return nil, fmt.Errorf("chunk %s: %w", want, err)
+		}
+		data, err = dec.DecodeAll(obj[1:], make([]byte, 0, maxLen))
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s: %w: zstd: %v", want, ErrCorruptChunk, err)
 		}

@@ -27,6 +27,24 @@ const HashSize = sha256.Size
 // 128 TiB database at 64 KiB chunks); larger inputs are rejected as corrupt.
 const MaxEncodedSize = 64 << 20
 
+// MinChunkSize and MaxChunkSize bound a manifest's chunk size (a power of
+// two): the documented range of the chunk_size setting. A manifest outside
+// it is corrupt, so no reader sizes a buffer from a hostile value.
+const (
+	MinChunkSize = 64 << 10
+	MaxChunkSize = 16 << 20
+)
+
+// MaxChunkObjectSize bounds a stored chunk object: the encoding byte and
+// the raw bytes of the largest chunk (writers use zstd only when smaller).
+const MaxChunkObjectSize = 1 + MaxChunkSize
+
+// MaxObjectSize bounds every object of the format: a manifest is a zstd
+// frame of at most MaxEncodedSize bytes (zstd adds at most 3 bytes per
+// 128 KiB block plus a header to incompressible input), and a chunk object
+// is smaller. Readers refuse larger objects without reading them.
+const MaxObjectSize = MaxEncodedSize + 1<<20
+
 const magic = "VERNEUIL"
 
 // ErrCorrupt is matched (errors.Is) by every decoding error, of manifests
@@ -116,6 +134,9 @@ func ChunkLen(i int, length int64, chunkSize uint32) int {
 func (m *Manifest) Validate() error {
 	if m.ChunkSize == 0 || m.ChunkSize&(m.ChunkSize-1) != 0 {
 		return fmt.Errorf("%w: chunk size %d is not a power of two", errCorruptManifest, m.ChunkSize)
+	}
+	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize {
+		return fmt.Errorf("%w: chunk size %d is outside [%d, %d]", errCorruptManifest, m.ChunkSize, MinChunkSize, MaxChunkSize)
 	}
 	if m.Length < 0 {
 		return fmt.Errorf("%w: negative length", errCorruptManifest)

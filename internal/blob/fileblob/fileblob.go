@@ -183,6 +183,9 @@ func readAll(f *os.File) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi.Size() > blob.MaxObjectSize {
+		return nil, fmt.Errorf("%d-byte file: %w", fi.Size(), blob.ErrTooLarge)
+	}
 	// The file is never modified in place (writers rename over it), so its
 	// size is stable; ReadAll copes anyway if it is not.
 	buf := make([]byte, 0, fi.Size()+1)
@@ -194,6 +197,9 @@ func readAll(f *os.File) ([]byte, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if len(buf) > blob.MaxObjectSize {
+			return nil, fmt.Errorf("file grew past %d bytes: %w", blob.MaxObjectSize, blob.ErrTooLarge)
 		}
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, 4096)

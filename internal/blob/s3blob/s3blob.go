@@ -282,12 +282,22 @@ func (s *Store) get(ctx context.Context, op, key string, rng *string) ([]byte, *
 		return nil, nil, s.classify(ctx, op, key, err)
 	}
 	defer out.Body.Close()
+	// Never trust the announced length with memory: bound it, and the
+	// read, by the largest object of the format (a server may ignore a
+	// Range header and send the whole object).
+	limit := int64(blob.MaxObjectSize)
+	if out.ContentLength != nil && *out.ContentLength > limit {
+		return nil, nil, fmt.Errorf("%s %s: %s announced %d bytes, more than %d: %w", op, key, s.where(), *out.ContentLength, limit, blob.ErrTooLarge)
+	}
 	var buf bytes.Buffer
 	if out.ContentLength != nil && *out.ContentLength > 0 {
 		buf.Grow(int(*out.ContentLength))
 	}
-	if _, err := io.Copy(&buf, out.Body); err != nil {
+	if _, err := io.Copy(&buf, io.LimitReader(out.Body, limit+1)); err != nil {
 		return nil, nil, s.classify(ctx, op, key, fmt.Errorf("read body: %w", err))
+	}
+	if int64(buf.Len()) > limit {
+		return nil, nil, fmt.Errorf("%s %s: %s sent more than %d bytes: %w", op, key, s.where(), limit, blob.ErrTooLarge)
 	}
 	if out.ContentLength != nil && int64(buf.Len()) != *out.ContentLength {
 		return nil, nil, fmt.Errorf("%s %s: short body: got %d of %d bytes", op, key, buf.Len(), *out.ContentLength)
