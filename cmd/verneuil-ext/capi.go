@@ -68,6 +68,11 @@ func verneuil_configure(spec *C.char, errmsg **C.char) (rc C.int) {
 		state.configured, state.cfg, state.source = false, nil, ""
 		return sqliteOK
 	}
+	// The default paths and a VERNEUIL_HOME in the configuration's
+	// defaults come from the environment as the host has set it.
+	if err := syncEnviron(); err != nil {
+		return fail(errmsg, sqliteError, "verneuil_configure: "+err.Error())
+	}
 	cfg, err := config.Load(C.GoString(spec))
 	if err != nil {
 		return fail(errmsg, sqliteError, "verneuil_configure: "+err.Error())

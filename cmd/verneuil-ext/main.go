@@ -71,9 +71,14 @@ var state struct {
 }
 
 // loadConfig returns the configuration to start with: the one given to
-// verneuil_configure, else VERNEUIL_CONFIG, else the embedded default.
+// verneuil_configure, else VERNEUIL_CONFIG, else the embedded default. The
+// environment is C's as it is now (syncEnviron), not the one the process
+// started with.
 // Caller holds state.mu.
 func loadConfig() (*config.Config, string, error) {
+	if err := syncEnviron(); err != nil {
+		return nil, "", err
+	}
 	if state.configured {
 		return state.cfg, state.source, nil
 	}

@@ -65,10 +65,17 @@ func (c *Config) Validate() error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	byName := make(map[string]string, len(keys))
 	for _, k := range keys {
 		if err := checkName(k, c.Names[k]); err != nil {
 			return err
 		}
+		// Two databases with one name would share a spool and a key, and
+		// the replica would alternate between them.
+		if other, dup := byName[c.Names[k]]; dup {
+			return fmt.Errorf("config: names: %q and %q are both mapped to replica name %q (each database needs its own name)", other, k, c.Names[k])
+		}
+		byName[c.Names[k]] = k
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

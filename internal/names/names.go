@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -18,23 +17,6 @@ import (
 // Replica returns the replica name of the database at path on host:
 // "HOST:PATH". path must be absolute and clean.
 func Replica(host, path string) string { return host + ":" + path }
-
-// Canonical returns the absolute, symlink-resolved form of a database path.
-// If the file does not exist yet, its directory is resolved instead.
-func Canonical(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", fmt.Errorf("canonical path of %s: %w", path, err)
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r, nil
-	}
-	dir, base := filepath.Split(abs)
-	if r, err := filepath.EvalSymlinks(dir); err == nil {
-		return filepath.Join(r, base), nil
-	}
-	return abs, nil
-}
 
 // Hostname returns the configured host name, or the system's.
 func Hostname(configured string) string {
