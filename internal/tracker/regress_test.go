@@ -18,6 +18,8 @@ type simDB struct {
 	db  *DB
 	f   *memFile
 	seq uint64
+	// stuck: a lock was left held, Close would deadlock.
+	stuck bool
 }
 
 func newSimDB(t *testing.T, opts Options) *simDB {
@@ -30,7 +32,12 @@ func newSimDB(t *testing.T, opts Options) *simDB {
 	}
 	m := New(opts)
 	m.Start()
-	t.Cleanup(func() { m.Close(t.Context()) })
+	s := &simDB{t: t, m: m}
+	t.Cleanup(func() {
+		if !s.stuck {
+			m.Close(t.Context())
+		}
+	})
 	dbPath := filepath.Join(dir, "x.db")
 	if err := os.WriteFile(dbPath, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -39,7 +46,7 @@ func newSimDB(t *testing.T, opts Options) *simDB {
 	if h == 0 {
 		t.Fatal("Open returned 0")
 	}
-	s := &simDB{t: t, m: m, h: h, db: m.DB(dbPath), f: &memFile{data: make([]byte, 4<<16)}, seq: 1000}
+	s.h, s.db, s.f, s.seq = h, m.DB(dbPath), &memFile{data: make([]byte, 4<<16)}, 1000
 	return s
 }
 
@@ -132,4 +139,46 @@ func TestRegression_FailedBuildRacingCommit(t *testing.T) {
 		t.Fatalf("flush: %v", err)
 	}
 	s.sameAsFile("after the next commit")
+}
+
+// panicky is a Source that panics on its first read.
+type panicky struct {
+	Source
+	armed bool
+}
+
+func (p *panicky) ReadAt(b []byte, off int64) error {
+	if p.armed {
+		p.armed = false
+		panic("injected panic in a capture read")
+	}
+	return p.Source.ReadAt(b, off)
+}
+
+// TestRegression_PanicInCaptureReleasesLocks: a panic in the middle of a
+// capture (recovered by the VFS trampoline) must leave no tracker mutex
+// held, and the next capture must produce a correct replica.
+func TestRegression_PanicInCaptureReleasesLocks(t *testing.T) {
+	s := newSimDB(t, Options{})
+	s.m.Capture(s.h, s.f, Event{Kind: Check})
+	s.commit(1)
+	func() {
+		defer func() { recover() }() // what verneuilGoCapture does
+		s.commitWith(&panicky{Source: s.f, armed: true}, 2, 3)
+	}()
+	if !s.db.mu.TryLock() {
+		s.stuck = true
+		t.Fatal("db.mu is still held after a panic in a capture")
+	}
+	s.db.mu.Unlock()
+	if !s.db.buildMu.TryLock() {
+		s.stuck = true
+		t.Fatal("db.buildMu is still held after a panic in a capture")
+	}
+	s.db.buildMu.Unlock()
+	s.commit(2)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	s.sameAsFile("after a panic in a capture")
 }
