@@ -182,3 +182,84 @@ func TestRegression_PanicInCaptureReleasesLocks(t *testing.T) {
 	}
 	s.sameAsFile("after a panic in a capture")
 }
+
+// TestRegression_CaptureDoesNotWaitForBusySpool: a capture runs while the
+// VFS holds SHARED; when it must rescan or adopt and another build holds
+// the spool's flock, it defers the work (asking for a Check) instead of
+// blocking the writers waiting for SHARED to go.
+func TestRegression_CaptureDoesNotWaitForBusySpool(t *testing.T) {
+	s := newSimDB(t, Options{})
+	unlock, err := s.db.spool.Lock() // another process's build
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool, 1)
+	go func() { done <- s.m.Capture(s.h, s.f, Event{Kind: Check}) }()
+	var want bool
+	select {
+	case want = <-done:
+	case <-time.After(30 * time.Second): // the deferral takes 20 ms
+		unlock()
+		<-done
+		t.Fatal("a capture blocked on the spool's flock")
+	}
+	unlock()
+	if !want {
+		t.Fatal("a deferred capture did not ask for a Check")
+	}
+	if err := s.db.Flush(t.Context()); err == nil {
+		t.Fatal("Flush reported success while the capture was deferred")
+	}
+	// The next read transaction captures the file.
+	if s.m.Capture(s.h, s.f, Event{Kind: Check}) {
+		t.Fatal("the retried Check failed")
+	}
+	s.sameAsFile("after the deferred check")
+}
+
+// bufRecorder is a Source that records the distinct buffers it fills.
+type bufRecorder struct {
+	Source
+	bufs map[*byte]int
+}
+
+func (b *bufRecorder) ReadAt(p []byte, off int64) error {
+	if len(p) > 0 {
+		b.bufs[&p[0]] = cap(p)
+	}
+	return b.Source.ReadAt(p, off)
+}
+
+func (b *bufRecorder) held() (n int) {
+	for _, c := range b.bufs {
+		n += c
+	}
+	return n
+}
+
+// TestRegression_LargeTransactionStreamed: a transaction larger than the
+// memory budget is staged from the file in bounded pieces, not copied
+// into memory in full before the budget is checked.
+func TestRegression_LargeTransactionStreamed(t *testing.T) {
+	const budget = 256 << 10
+	s := newSimDB(t, Options{MemoryBudget: budget})
+	s.m.Capture(s.h, s.f, Event{Kind: Check})
+	s.commit(1, 2) // pending copies from an earlier commit
+	big := []int{2}
+	for c := 3; c < 3+64; c++ { // 4 MiB, growing the file
+		big = append(big, c)
+	}
+	rec := &bufRecorder{Source: s.f, bufs: map[*byte]int{}}
+	if s.commitWith(rec, big...) {
+		t.Fatal("the large commit failed")
+	}
+	if held := rec.held(); held > budget {
+		t.Fatalf("the capture of a 4 MiB transaction filled %d bytes of buffers (budget %d)", held, budget)
+	}
+	s.sameAsFile("after the large commit") // published in the capture
+	s.commit(5)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the next commit")
+}
