@@ -187,6 +187,35 @@ func (d *Dir) Lock() (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// TryLock takes the spool's exclusive flock, waiting at most wait for
+// another holder to let it go. It returns (nil, nil) when the lock is still
+// held elsewhere: callers that must not stall (a capture runs while SQLite
+// holds SHARED and a writer may be waiting) defer their work instead.
+func (d *Dir) TryLock(wait time.Duration) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(d.Path, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return func() { f.Close() }, nil
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			f.Close()
+			return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
+		}
+		if !time.Now().Before(deadline) {
+			f.Close()
+			return nil, nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // UploadLock takes the spool's upload flock. When wait is false and
 // another process holds it, it returns (nil, nil).
 func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {

@@ -18,6 +18,8 @@ type simDB struct {
 	db  *DB
 	f   *memFile
 	seq uint64
+	// stuck: a lock was left held, Close would deadlock.
+	stuck bool
 }
 
 func newSimDB(t *testing.T, opts Options) *simDB {
@@ -30,7 +32,12 @@ func newSimDB(t *testing.T, opts Options) *simDB {
 	}
 	m := New(opts)
 	m.Start()
-	t.Cleanup(func() { m.Close(t.Context()) })
+	s := &simDB{t: t, m: m}
+	t.Cleanup(func() {
+		if !s.stuck {
+			m.Close(t.Context())
+		}
+	})
 	dbPath := filepath.Join(dir, "x.db")
 	if err := os.WriteFile(dbPath, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -39,7 +46,7 @@ func newSimDB(t *testing.T, opts Options) *simDB {
 	if h == 0 {
 		t.Fatal("Open returned 0")
 	}
-	s := &simDB{t: t, m: m, h: h, db: m.DB(dbPath), f: &memFile{data: make([]byte, 4<<16)}, seq: 1000}
+	s.h, s.db, s.f, s.seq = h, m.DB(dbPath), &memFile{data: make([]byte, 4<<16)}, 1000
 	return s
 }
 
@@ -130,6 +137,129 @@ func TestRegression_FailedBuildRacingCommit(t *testing.T) {
 	s.commit(3)
 	if err := s.db.Flush(t.Context()); err != nil {
 		t.Fatalf("flush: %v", err)
+	}
+	s.sameAsFile("after the next commit")
+}
+
+// panicky is a Source that panics on its first read.
+type panicky struct {
+	Source
+	armed bool
+}
+
+func (p *panicky) ReadAt(b []byte, off int64) error {
+	if p.armed {
+		p.armed = false
+		panic("injected panic in a capture read")
+	}
+	return p.Source.ReadAt(b, off)
+}
+
+// TestRegression_PanicInCaptureReleasesLocks: a panic in the middle of a
+// capture (recovered by the VFS trampoline) must leave no tracker mutex
+// held, and the next capture must produce a correct replica.
+func TestRegression_PanicInCaptureReleasesLocks(t *testing.T) {
+	s := newSimDB(t, Options{})
+	s.m.Capture(s.h, s.f, Event{Kind: Check})
+	s.commit(1)
+	func() {
+		defer func() { recover() }() // what verneuilGoCapture does
+		s.commitWith(&panicky{Source: s.f, armed: true}, 2, 3)
+	}()
+	if !s.db.mu.TryLock() {
+		s.stuck = true
+		t.Fatal("db.mu is still held after a panic in a capture")
+	}
+	s.db.mu.Unlock()
+	if !s.db.buildMu.TryLock() {
+		s.stuck = true
+		t.Fatal("db.buildMu is still held after a panic in a capture")
+	}
+	s.db.buildMu.Unlock()
+	s.commit(2)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	s.sameAsFile("after a panic in a capture")
+}
+
+// TestRegression_CaptureDoesNotWaitForBusySpool: a capture runs while the
+// VFS holds SHARED; when it must rescan or adopt and another build holds
+// the spool's flock, it defers the work (asking for a Check) instead of
+// blocking the writers waiting for SHARED to go.
+func TestRegression_CaptureDoesNotWaitForBusySpool(t *testing.T) {
+	s := newSimDB(t, Options{})
+	unlock, err := s.db.spool.Lock() // another process's build
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool, 1)
+	go func() { done <- s.m.Capture(s.h, s.f, Event{Kind: Check}) }()
+	var want bool
+	select {
+	case want = <-done:
+	case <-time.After(30 * time.Second): // the deferral takes 20 ms
+		unlock()
+		<-done
+		t.Fatal("a capture blocked on the spool's flock")
+	}
+	unlock()
+	if !want {
+		t.Fatal("a deferred capture did not ask for a Check")
+	}
+	if err := s.db.Flush(t.Context()); err == nil {
+		t.Fatal("Flush reported success while the capture was deferred")
+	}
+	// The next read transaction captures the file.
+	if s.m.Capture(s.h, s.f, Event{Kind: Check}) {
+		t.Fatal("the retried Check failed")
+	}
+	s.sameAsFile("after the deferred check")
+}
+
+// bufRecorder is a Source that records the distinct buffers it fills.
+type bufRecorder struct {
+	Source
+	bufs map[*byte]int
+}
+
+func (b *bufRecorder) ReadAt(p []byte, off int64) error {
+	if len(p) > 0 {
+		b.bufs[&p[0]] = cap(p)
+	}
+	return b.Source.ReadAt(p, off)
+}
+
+func (b *bufRecorder) held() (n int) {
+	for _, c := range b.bufs {
+		n += c
+	}
+	return n
+}
+
+// TestRegression_LargeTransactionStreamed: a transaction larger than the
+// memory budget is staged from the file in bounded pieces, not copied
+// into memory in full before the budget is checked.
+func TestRegression_LargeTransactionStreamed(t *testing.T) {
+	const budget = 256 << 10
+	s := newSimDB(t, Options{MemoryBudget: budget})
+	s.m.Capture(s.h, s.f, Event{Kind: Check})
+	s.commit(1, 2) // pending copies from an earlier commit
+	big := []int{2}
+	for c := 3; c < 3+64; c++ { // 4 MiB, growing the file
+		big = append(big, c)
+	}
+	rec := &bufRecorder{Source: s.f, bufs: map[*byte]int{}}
+	if s.commitWith(rec, big...) {
+		t.Fatal("the large commit failed")
+	}
+	if held := rec.held(); held > budget {
+		t.Fatalf("the capture of a 4 MiB transaction filled %d bytes of buffers (budget %d)", held, budget)
+	}
+	s.sameAsFile("after the large commit") // published in the capture
+	s.commit(5)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	s.sameAsFile("after the next commit")
 }

@@ -363,23 +363,15 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 	if db == nil {
 		return false
 	}
-	var err error
-	switch ev.Kind {
-	case Commit:
-		err = db.commit(src, ev)
-	case Rollback:
-		db.mu.Lock()
-		db.lastID = nil // the file changed without a commit we saw
-		db.mu.Unlock()
-	case Check:
-		err = db.check(src, ev.Ino)
-	case Rescan:
-		err = db.rescan(src, ev.Ino, ev.PostXattr, ev.Seq)
-	}
-	if err != nil {
-		db.log.Error("capture failed; the database will be rescanned", "err", err)
+	if err := db.capture(src, ev); err != nil {
+		if errors.Is(err, errDeferred) {
+			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
+		} else {
+			db.log.Error("capture failed; the database will be rescanned", "err", err)
+		}
 		db.mu.Lock()
 		db.lastID = nil
+		db.verified = false // the next Check retries
 		db.lastErr = err
 		db.mu.Unlock()
 		return true

@@ -1,0 +1,254 @@
+package tracker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+func finish(m *manifest.Manifest, vid, header []byte) {
+	m.VersionID = vid
+	m.HeaderHash = manifest.HashOf(header)
+	if len(m.Chunk0) >= 18 {
+		ps := uint32(binary.BigEndian.Uint16(m.Chunk0[16:18]))
+		if ps == 1 {
+			ps = 65536
+		}
+		m.PageSize = ps
+	}
+}
+
+// testHookBuilding, when set by a test, runs in build after the pending
+// copies were taken and before they are built (a commit can land there).
+var testHookBuilding func(db *DB)
+
+// build turns pending copies into a manifest, stages new chunks and
+// publishes it in the spool. It may wait for locks: it never runs inside a
+// capture.
+func (db *DB) build() (err error) {
+	db.buildMu.Lock()
+	defer db.buildMu.Unlock()
+	db.mu.Lock()
+	p := db.pending
+	db.pending, db.pendingBytes = nil, 0
+	db.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		// Never lose dirty-chunk information: a commit may have started
+		// a new pending set during the build, holding only its own
+		// chunks. Put the failed copies back under it (newer copies win),
+		// so that the next build still describes the whole change since
+		// the base.
+		db.requeueLocked(p)
+		// The spool is behind and a manifest built after this failure is
+		// not trusted by its version id: the next capture rescans instead
+		// of adopting it.
+		db.lastID = nil
+		db.suspect = true
+		if err != nil {
+			db.lastErr = err
+		} else {
+			db.lastErr = errors.New("build manifest: panic")
+		}
+	}()
+	if testHookBuilding != nil {
+		testHookBuilding(db)
+	}
+	base, err := db.loadBaseLocked()
+	if err != nil {
+		return err
+	}
+	if err := db.buildWith(p, base, false); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// requeueLocked merges the copies of a failed build into the pending set,
+// under any copy taken since. db.mu must be held.
+func (db *DB) requeueLocked(p *pending) {
+	if db.pending == nil {
+		db.pending = p
+		db.pendingBytes = 0
+		for _, data := range p.chunks {
+			db.pendingBytes += int64(len(data))
+		}
+		return
+	}
+	for c, data := range p.chunks {
+		if _, ok := db.pending.chunks[c]; !ok {
+			db.pending.chunks[c] = data
+			db.pendingBytes += int64(len(data))
+		}
+	}
+}
+
+// setBaseLocked records the version the next build applies copies to.
+// db.buildMu must be held.
+func (db *DB) setBaseLocked(m *manifest.Manifest) {
+	db.base, db.baseID, db.baseSeq = m, m.VersionID, m.Seq
+	db.lastBuild = time.Now()
+}
+
+// loadBaseLocked returns the base version, reloading it from the spool if
+// it was released. db.buildMu must be held.
+func (db *DB) loadBaseLocked() (*manifest.Manifest, error) {
+	if db.base != nil {
+		return db.base, nil
+	}
+	if db.baseID == nil {
+		return nil, errors.New("build manifest: no base version")
+	}
+	man, _, err := db.spool.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reload base version: %w", err)
+	}
+	if man == nil || man.Seq != db.baseSeq || !bytes.Equal(man.VersionID, db.baseID) {
+		return nil, errors.New("reload base version: the spool no longer holds it")
+	}
+	db.base = man
+	return man, nil
+}
+
+// releaseIfIdle drops the base version of a database that has not built
+// for idle and has nothing pending.
+func (db *DB) releaseIfIdle(idle time.Duration) {
+	if !db.buildMu.TryLock() {
+		return
+	}
+	defer db.buildMu.Unlock()
+	db.mu.Lock()
+	busy := db.pending != nil
+	db.mu.Unlock()
+	if !busy && db.base != nil && time.Since(db.lastBuild) > idle {
+		db.base = nil
+	}
+}
+
+// buildWith applies p (copies, and hashes of chunks already staged) to
+// base, stages the new chunks and publishes the result. db.buildMu must be
+// held, and the spool's flock too when spoolLocked.
+func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) error {
+	cs := uint32(db.chunkSize())
+	n := manifest.ChunkCount(p.length, cs)
+	m := &manifest.Manifest{Name: db.name, Seq: p.seq, CommitTime: p.commitTime,
+		ChunkSize: cs, Length: p.length, Chunks: make([]manifest.Hash, n)}
+	copy(m.Chunks, base.Chunks)
+	for c, h := range p.hashes {
+		if int(c) < n {
+			m.Chunks[c] = h
+		}
+	}
+	type staged struct {
+		h    manifest.Hash
+		data []byte
+	}
+	var stage []staged
+	for c, data := range p.chunks {
+		i := int(c)
+		if i >= n {
+			continue
+		}
+		if len(data) != manifest.ChunkLen(i, p.length, cs) {
+			return fmt.Errorf("build manifest: chunk %d copy has %d bytes, want %d", i, len(data), manifest.ChunkLen(i, p.length, cs))
+		}
+		h := manifest.HashOf(data)
+		m.Chunks[i] = h
+		if i == 0 {
+			m.Chunk0 = data
+			continue
+		}
+		if i < len(base.Chunks) && base.Chunks[i] == h || h == manifest.ZeroChunkHash(len(data)) {
+			continue
+		}
+		stage = append(stage, staged{h, data})
+	}
+	for i := len(base.Chunks); i < n; i++ {
+		_, copied := p.chunks[uint32(i)]
+		_, hashed := p.hashes[uint32(i)]
+		if !copied && !hashed {
+			return fmt.Errorf("build manifest: chunk %d past the old end was not copied", i)
+		}
+	}
+	if n > 0 && m.Chunk0 == nil {
+		if len(base.Chunk0) != manifest.ChunkLen(0, p.length, cs) {
+			return errors.New("build manifest: chunk 0 changed length but was not copied")
+		}
+		m.Chunk0 = base.Chunk0
+	}
+	header := make([]byte, HeaderLen)
+	copy(header, m.Chunk0)
+	finish(m, p.versionID, header)
+	enc, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	if !spoolLocked {
+		unlock, err := db.spool.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	failpoint.Hit("build-before-stage")
+	for _, s := range stage {
+		failpoint.Hit("build-mid-stage")
+		if err := db.spool.StageChunk(s.h, s.data); err != nil {
+			return err
+		}
+	}
+	published, err := db.spool.Publish(m, enc)
+	if err != nil {
+		return err
+	}
+	db.setBaseLocked(m)
+	if published {
+		db.notify()
+	}
+	if db.spool.RescanWanted() {
+		// An uploader (maybe another process) lost staged data: the next
+		// capture rescans instead of building on what was lost.
+		db.mu.Lock()
+		db.lastID = nil
+		db.mu.Unlock()
+	}
+	return nil
+}
+
+func (db *DB) notify() {
+	if u := db.m.opts.Uploader; u != nil {
+		u.Notify(db.key)
+	}
+}
+
+// Flush builds pending captures and uploads the spool synchronously.
+func (db *DB) Flush(ctx context.Context) error {
+	if err := db.build(); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	lastErr := db.lastErr
+	db.mu.Unlock()
+	if lastErr != nil {
+		return fmt.Errorf("the last commit could not be captured (the next one rescans the file): %w", lastErr)
+	}
+	if u := db.m.opts.Uploader; u != nil {
+		return u.Upload(ctx, db.key)
+	}
+	return nil
+}

@@ -1,0 +1,481 @@
+// The capture state machine.
+//
+// Every VFS event goes through DB.capture, and the decision it makes
+// depends on one comparison: the identity id of the state the event starts
+// from (Commit: the identity before the transaction; Check: the file's
+// current identity) against lastID, the identity of the newest state this
+// process captured.
+//
+//  1. incremental: Commit and id == lastID. The dirty chunks are copied into
+//     pending (a newer copy of a chunk replaces an older one) and a build is
+//     scheduled. When the copies would take pending past the memory budget,
+//     they are streamed instead: read one chunk at a time, hashed, staged
+//     and published now. lastID := the identity after the transaction.
+//  2. verified: Check and id == lastID (and no rescan was asked for):
+//     nothing to do.
+//  3. adopt: id != lastID, the spool's manifest has version id id, no
+//     rescan was asked for, and no build of this process failed since its
+//     last rescan (suspect is false): that manifest becomes the base,
+//     pending copies (older than it) are dropped, lastID := id. A Commit
+//     then continues as in 1.
+//  4. rescan: otherwise, and for Rescan events: the whole file is read,
+//     staged and published; it becomes the base, pending is dropped,
+//     suspect is cleared and lastID := its identity.
+//  5. lost: a Rollback, an error or a recovered panic in any step, or a
+//     step deferred because the spool was busy: lastID := nil (the next
+//     capture adopts or rescans) and the reason is kept for Flush.
+//
+// The VFS holds SHARED during a capture, so a writer may be waiting for
+// it: steps 3, 4 and the streaming of 1 need buildMu and the spool's flock,
+// and wait for them at most captureLockWait; when they stay busy, 3 and 4
+// are deferred (5: the VFS runs a Check at the next read transaction) and 1
+// copies into memory past the budget.
+//
+// Builds (background, Flush, Close) take the pending copies. A build that
+// fails or panics puts them back under any copy taken since (no dirty-chunk
+// information is lost), then sets suspect and forgets lastID: the next
+// capture rescans rather than trusting a manifest by its version id alone.
+//
+// Every mutex is released by defer, so a panic (recovered by the VFS
+// trampoline) leaves none held.
+
+package tracker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// captureLockWait bounds how long a capture waits for the build lock and
+// the spool's flock (see the state machine above).
+const captureLockWait = 20 * time.Millisecond
+
+// errDeferred says that a capture could not take the spool in time and
+// left its work to the next capture.
+var errDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
+
+// capture runs one VFS event through the state machine. A panic is
+// recovered here (after every lock was released by defer) and becomes an
+// error, which makes the database lost (step 5).
+func (db *DB) capture(src Source, ev Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db.log.Error("panic in capture (recovered)", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic in capture: %v", r)
+		}
+	}()
+	switch ev.Kind {
+	case Commit:
+		return db.commit(src, ev)
+	case Rollback:
+		db.mu.Lock()
+		db.lastID = nil // the file changed without a commit we saw
+		db.mu.Unlock()
+	case Check:
+		return db.check(src, ev.Ino)
+	case Rescan:
+		unlock, err := db.lockForCapture()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		return db.rescanLocked(src, ev.Ino, ev.PostXattr, ev.Seq)
+	}
+	return nil
+}
+
+// lockForCapture takes buildMu and the spool's flock, waiting at most
+// captureLockWait for both; errDeferred when they stay busy.
+func (db *DB) lockForCapture() (unlock func(), err error) {
+	deadline := time.Now().Add(captureLockWait)
+	for !db.buildMu.TryLock() {
+		if !time.Now().Before(deadline) {
+			return nil, errDeferred
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unlockSpool, err := db.spool.TryLock(time.Until(deadline))
+	if err != nil || unlockSpool == nil {
+		db.buildMu.Unlock()
+		if err == nil {
+			err = errDeferred
+		}
+		return nil, err
+	}
+	return func() { unlockSpool(); db.buildMu.Unlock() }, nil
+}
+
+// commit captures a committed write transaction (steps 1, 3, 4).
+func (db *DB) commit(src Source, ev Event) error {
+	size, err := src.Size()
+	if err != nil {
+		return fmt.Errorf("file size: %w", err)
+	}
+	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
+	db.mu.Lock()
+	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
+	db.mu.Unlock()
+	if !known {
+		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq)
+		if err != nil || !adopted {
+			return err
+		}
+	}
+	over, err := db.copyDirty(src, ev, size, false)
+	if err != nil || !over {
+		return err
+	}
+	unlock, err := db.lockForCapture()
+	if errors.Is(err, errDeferred) {
+		// Another build holds the spool: copy into memory past the
+		// budget rather than stall the writers.
+		_, err = db.copyDirty(src, ev, size, true)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return db.streamLocked(src, ev, size)
+}
+
+// dirtySetLocked returns the chunks a commit leaving the file at size must
+// re-read: the VFS's dirty chunks, plus growth the VFS may not have seen
+// (fallocate for size hints) and the partial last chunk after a shrink.
+// db.mu must be held.
+func (db *DB) dirtySetLocked(dirty []uint32, size int64) []uint32 {
+	cs := int64(db.chunkSize())
+	n := (size + cs - 1) / cs
+	set := make(map[uint32]bool, len(dirty)+2)
+	for _, c := range dirty {
+		if int64(c) < n {
+			set[c] = true
+		}
+	}
+	if size != db.lastLen {
+		for c := min(size, db.lastLen) / cs; c < n; c++ {
+			set[uint32(c)] = true
+		}
+	}
+	out := make([]uint32, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// copyDirty copies the dirty chunks of a commit into pending (step 1).
+// Unless force is set, it copies nothing and reports over when the copies
+// would take pending past the memory budget.
+func (db *DB) copyDirty(src Source, ev Event, size int64, force bool) (over bool, err error) {
+	db.mu.Lock()
+	done := false
+	defer func() {
+		if !done {
+			// The pending copies may be a mix of two states: drop them
+			// (lastID nil: the next capture rescans).
+			db.pending, db.pendingBytes, db.lastID = nil, 0, nil
+		}
+		db.mu.Unlock()
+	}()
+	cs := uint32(db.chunkSize())
+	dirty := db.dirtySetLocked(ev.Dirty, size)
+	if !force {
+		grow := int64(0)
+		for _, c := range dirty {
+			if db.pending == nil || db.pending.chunks[c] == nil {
+				grow += int64(manifest.ChunkLen(int(c), size, cs))
+			}
+		}
+		if db.pendingBytes+grow > db.m.opts.MemoryBudget {
+			done = true
+			return true, nil
+		}
+	}
+	if db.pending == nil {
+		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
+	}
+	// Copy each dirty chunk over the pending copy of an earlier commit when
+	// there is one (squashing it), else into a new buffer.
+	failpoint.Hit("capture-before-copy")
+	for _, c := range dirty {
+		failpoint.Hit("capture-mid-copy")
+		n := manifest.ChunkLen(int(c), size, cs)
+		buf := db.pending.chunks[c]
+		if len(buf) != n {
+			db.pendingBytes += int64(n - len(buf))
+			buf = make([]byte, n)
+			db.pending.chunks[c] = buf
+		}
+		if err := src.ReadAt(buf, int64(c)*int64(cs)); err != nil {
+			return false, fmt.Errorf("read chunk %d: %w", c, err)
+		}
+	}
+	header := make([]byte, HeaderLen)
+	if c0, ok := db.pending.chunks[0]; ok {
+		copy(header, c0)
+	} else if err := src.ReadAt(header, 0); err != nil {
+		return false, fmt.Errorf("read header: %w", err)
+	}
+	if isWAL(header) {
+		return false, ErrWAL
+	}
+	db.advanceLocked(db.pending, ev, size, header)
+	done = true
+	db.m.schedule(db)
+	return false, nil
+}
+
+// advanceLocked records that p now describes the state a commit left
+// (step 1). db.mu must be held.
+func (db *DB) advanceLocked(p *pending, ev Event, size int64, header []byte) {
+	seq := db.nextSeq(ev.Seq)
+	vid := identity(ev.Ino, ev.PostXattr, header)
+	p.length = size
+	p.seq = seq
+	p.versionID = vid
+	p.commitTime = time.Now()
+	db.lastID = vid
+	db.lastLen = size
+	db.lastSeq = seq
+	db.verified = true
+}
+
+// streamLocked captures a commit too large for the memory budget (step
+// 1): its dirty chunks are read one at a time, hashed and staged, and the
+// pending copies and those hashes are published now. db.buildMu and the
+// spool's flock must be held (no build or publish can run meanwhile, so
+// the staged chunks survive until the manifest referencing them is
+// published).
+func (db *DB) streamLocked(src Source, ev Event, size int64) (err error) {
+	db.mu.Lock()
+	p := db.pending
+	db.pending, db.pendingBytes = nil, 0
+	dirty := db.dirtySetLocked(ev.Dirty, size)
+	db.mu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			// Part of the change may be staged but is in no manifest, and
+			// the copies were taken: the next capture rescans.
+			db.mu.Lock()
+			db.pending, db.pendingBytes, db.lastID, db.suspect = nil, 0, nil, true
+			db.mu.Unlock()
+		}
+	}()
+	if p == nil {
+		p = &pending{chunks: map[uint32][]byte{}}
+	}
+	base, err := db.loadBaseLocked()
+	if err != nil {
+		return err
+	}
+	cs := uint32(db.chunkSize())
+	p.hashes = make(map[uint32]manifest.Hash, len(dirty))
+	buf := make([]byte, cs)
+	failpoint.Hit("capture-before-copy")
+	for _, c := range dirty {
+		failpoint.Hit("capture-mid-copy")
+		i := int(c)
+		b := buf[:manifest.ChunkLen(i, size, cs)]
+		if i == 0 {
+			b = make([]byte, len(b)) // chunk 0 is kept inline
+		}
+		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
+			return fmt.Errorf("read chunk %d: %w", i, err)
+		}
+		if i == 0 {
+			p.chunks[0] = b
+			continue
+		}
+		delete(p.chunks, c)
+		h := manifest.HashOf(b)
+		p.hashes[c] = h
+		if i < len(base.Chunks) && base.Chunks[i] == h || h == manifest.ZeroChunkHash(len(b)) {
+			continue
+		}
+		if err := db.spool.StageChunk(h, b); err != nil {
+			return err
+		}
+	}
+	header := make([]byte, HeaderLen)
+	if c0, ok := p.chunks[0]; ok {
+		copy(header, c0)
+	} else if err := src.ReadAt(header, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
+	}
+	if isWAL(header) {
+		return ErrWAL
+	}
+	db.mu.Lock()
+	db.advanceLocked(p, ev, size, header)
+	db.mu.Unlock()
+	if err := db.buildWith(p, base, true); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// check verifies, once per tracker, that the file is the state last
+// captured (step 2); otherwise it adopts the spool's manifest or rescans.
+func (db *DB) check(src Source, ino uint64) error {
+	db.mu.Lock()
+	verified := db.verified
+	db.mu.Unlock()
+	if verified {
+		return nil
+	}
+	xattr, err := src.Xattr()
+	if err != nil {
+		xattr = nil // unsupported: identity falls back to the header
+	}
+	header := make([]byte, HeaderLen)
+	if err := src.ReadAt(header, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
+	}
+	if isWAL(header) {
+		return ErrWAL
+	}
+	cur := identity(ino, xattr, header)
+	db.mu.Lock()
+	known := db.lastID != nil && bytes.Equal(cur, db.lastID)
+	db.mu.Unlock()
+	if !known || db.spool.RescanWanted() {
+		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr)); err != nil {
+			return err
+		}
+	}
+	db.mu.Lock()
+	db.verified = true
+	db.mu.Unlock()
+	return nil
+}
+
+// adoptOrRescan adopts the spool's manifest when it is the state id (step
+// 3, adopted true), else rescans the file, whose current version xattr
+// and sequence number are xattr and seq (step 4).
+func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64) (adopted bool, err error) {
+	unlock, err := db.lockForCapture()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if db.adoptLocked(id) {
+		return true, nil
+	}
+	db.log.Debug("file changed outside the tracker; rescanning")
+	return false, db.rescanLocked(src, ino, xattr, seq)
+}
+
+// adoptLocked makes the spool's manifest the base when it describes the
+// state whose identity is id (another process captured it) and may be
+// trusted. db.buildMu and the spool's flock must be held.
+func (db *DB) adoptLocked(id []byte) bool {
+	if db.spool.RescanWanted() {
+		return false // the uploader lost staged data: rescan
+	}
+	db.mu.Lock()
+	suspect := db.suspect
+	db.mu.Unlock()
+	if suspect {
+		return false // a build failed since the last rescan
+	}
+	man, _, err := db.spool.Manifest()
+	if err != nil {
+		db.log.Warn("ignoring damaged spool manifest", "err", err)
+		return false
+	}
+	if man == nil || !bytes.Equal(man.VersionID, id) || int(man.ChunkSize) != db.chunkSize() {
+		return false
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	// Pending copies predate the adopted state: drop them.
+	db.pending, db.pendingBytes = nil, 0
+	db.setBaseLocked(man)
+	db.lastID = man.VersionID
+	db.lastLen = man.Length
+	db.lastSeq = max(db.lastSeq, man.Seq)
+	return true
+}
+
+// rescanLocked reads and hashes the whole file and publishes it as a new
+// version (step 4). Chunks of the last uploaded manifest are not staged
+// again. db.buildMu and the spool's flock must be held.
+func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) error {
+	db.mu.Lock()
+	db.pending, db.pendingBytes = nil, 0
+	db.lastID = nil
+	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
+	db.mu.Unlock()
+
+	// Only chunks of the last upload are known to be safe in the store;
+	// everything else is (re)written, as staged files may be damaged.
+	db.spool.TakeRescan()
+	known := map[manifest.Hash]bool{}
+	if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
+		for _, h := range up.Chunks {
+			known[h] = true
+		}
+	}
+
+	size, err := src.Size()
+	if err != nil {
+		return fmt.Errorf("file size: %w", err)
+	}
+	cs := db.chunkSize()
+	n := manifest.ChunkCount(size, uint32(cs))
+	m := &manifest.Manifest{Name: db.name, Seq: seq, CommitTime: time.Now(),
+		ChunkSize: uint32(cs), Length: size, Chunks: make([]manifest.Hash, n)}
+	buf := make([]byte, cs)
+	for i := range n {
+		b := buf[:manifest.ChunkLen(i, size, uint32(cs))]
+		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
+			return fmt.Errorf("rescan chunk %d: %w", i, err)
+		}
+		h := manifest.HashOf(b)
+		m.Chunks[i] = h
+		if i == 0 {
+			m.Chunk0 = append([]byte(nil), b...)
+			continue
+		}
+		if known[h] || h == manifest.ZeroChunkHash(len(b)) {
+			continue
+		}
+		if err := db.spool.RestageChunk(h, b); err != nil {
+			return err
+		}
+		known[h] = true
+	}
+	header := make([]byte, HeaderLen)
+	copy(header, m.Chunk0)
+	finish(m, identity(ino, xattr, header), header)
+	enc, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	published, err := db.spool.Publish(m, enc)
+	if err != nil {
+		return err
+	}
+	db.setBaseLocked(m)
+	db.mu.Lock()
+	db.suspect = false
+	db.lastID = m.VersionID
+	db.lastLen = size
+	db.lastSeq = max(db.lastSeq, seq)
+	db.mu.Unlock()
+	if published {
+		db.notify()
+	}
+	return nil
+}
