@@ -26,6 +26,19 @@
 ** Transactions that wrote but never reached COMMIT_PHASETWO (rollbacks, hot
 ** journal playback, I/O errors) capture nothing; Go is told so that it
 ** rescans from scratch next time.
+**
+** A journal is paired with the tracked main file of its own connection: the
+** one holding at least RESERVED when the journal is opened or deleted (a
+** nolock connection, which is not tracked, never gets another connection's
+** main file). The journal's pointer to its main file is cleared, under
+** gListMutex, when the main file closes, and is pinned while used, so the
+** main file's close waits for a finalisation in progress.
+**
+** In a child forked without exec the Go runtime is gone and nothing is
+** captured. The first write of each transaction there creates the empty
+** file VSHIM_RESCAN_MARKER in the database's spool directory (which Go
+** passed when the parent registered the database), so that the parent or a
+** later process rescans it.
 */
 #ifdef VERNEUIL_EXTENSION
 # include "sqlite3ext.h"
@@ -78,12 +91,27 @@ struct VFile {
   uint64_t seq;             /* sequence number of the transaction */
   VFile *pNextMain;         /* list of open tracked main files */
   VFile *pMain;             /* for a journal: its tracked main file */
+  VFile *pNextJournal;      /* list of journals paired with a main file */
+  int isJournal;            /* in the journal list */
+  int nPin;                 /* main file: journals using it right now */
   int nPath;                /* strlen(zPath) */
   uint64_t ino;             /* inode of the open file, part of its identity */
+  const char *zMarker;      /* rescan marker path (gRegistry), or 0 */
+};
+
+/* Databases registered with Go in this process, newest first, so that a
+** forked child can find the rescan marker of a database by path. Entries
+** are immutable and never freed (one per database and spool directory). */
+typedef struct VRegistered VRegistered;
+struct VRegistered {
+  VRegistered *pNext;
+  char *zPath;              /* the main file's full path, as SQLite names it */
+  char *zMarker;            /* <spool dir>/VSHIM_RESCAN_MARKER */
 };
 
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
 static sqlite3_vfs gVfs;              /* the "verneuil" VFS */
+static char gVfsName[64];             /* its name */
 static int gChunkShift = 16;
 static uint64_t gProcessId[1];        /* random per-process part of version ids */
 static uint64_t gIdCounter = 0;
@@ -97,34 +125,128 @@ static const sqlite3_io_methods gPassIo;
 static const sqlite3_io_methods gTrackIo;
 static const sqlite3_io_methods gJournalIo;
 
-/* Open tracked main files, so that journals can find theirs. */
+/* Open tracked main files, so that journals can find theirs, the journals
+** paired with one, and the registry; all under gListMutex. */
 static pthread_mutex_t gListMutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gUnpinned = PTHREAD_COND_INITIALIZER;
 static VFile *gMainList = 0;
+static VFile *gJournalList = 0;
+static VRegistered *gRegistry = 0;
 
-/* Returns the tracked main file whose journal is zJournal, or 0. */
-static VFile *findMainOfJournal(const char *zJournal){
-  VFile *p, *pFound = 0;
+/* Returns the tracked main file whose journal is zJournal and which holds
+** at least RESERVED (the connection that writes, or deletes, the journal),
+** or 0. Called with gListMutex held. Tracked connections of one process
+** exclude each other's RESERVED locks, so there is at most one. */
+static VFile *findMainOfJournalLocked(const char *zJournal){
+  VFile *p;
   size_t n = strlen(zJournal);
-  pthread_mutex_lock(&gListMutex);
   for(p=gMainList; p; p=p->pNextMain){
     if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
-     && memcmp(zJournal+p->nPath, "-journal", 8)==0 ){
-      /* Several connections may have the database open: the journal
-      ** belongs to the one holding a write lock. */
-      if( pFound==0 || p->lockLevel>pFound->lockLevel ) pFound = p;
+     && memcmp(zJournal+p->nPath, "-journal", 8)==0
+     && p->lockLevel>=SQLITE_LOCK_RESERVED ){
+      return p;
     }
   }
-  pthread_mutex_unlock(&gListMutex);
-  return pFound;
+  return 0;
 }
 
+/* Pins the main file of journal zJournal (see findMainOfJournalLocked):
+** it cannot finish closing until unpinMain. */
+static VFile *pinMainOfJournal(const char *zJournal){
+  VFile *p;
+  pthread_mutex_lock(&gListMutex);
+  p = findMainOfJournalLocked(zJournal);
+  if( p ) p->nPin++;
+  pthread_mutex_unlock(&gListMutex);
+  return p;
+}
+
+/* Pins the main file the journal pJ is paired with, if it is still open. */
+static VFile *pinMainOf(VFile *pJ){
+  VFile *p;
+  pthread_mutex_lock(&gListMutex);
+  p = pJ->pMain;
+  if( p ) p->nPin++;
+  pthread_mutex_unlock(&gListMutex);
+  return p;
+}
+
+static void unpinMain(VFile *p){
+  pthread_mutex_lock(&gListMutex);
+  if( --p->nPin==0 ) pthread_cond_broadcast(&gUnpinned);
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* A tracked main file closes: forget it, detach the journals paired with
+** it, and wait until no journal uses it any more. */
 static void unlinkMain(VFile *p){
-  VFile **pp;
+  VFile **pp, *pJ;
   pthread_mutex_lock(&gListMutex);
   for(pp=&gMainList; *pp; pp=&(*pp)->pNextMain){
     if( *pp==p ){ *pp = p->pNextMain; break; }
   }
+  for(pJ=gJournalList; pJ; pJ=pJ->pNextJournal){
+    if( pJ->pMain==p ) pJ->pMain = 0;
+  }
+  while( p->nPin>0 ) pthread_cond_wait(&gUnpinned, &gListMutex);
   pthread_mutex_unlock(&gListMutex);
+}
+
+static void unlinkJournal(VFile *p){
+  VFile **pp;
+  pthread_mutex_lock(&gListMutex);
+  for(pp=&gJournalList; *pp; pp=&(*pp)->pNextJournal){
+    if( *pp==p ){ *pp = p->pNextJournal; break; }
+  }
+  p->isJournal = 0;
+  p->pMain = 0;
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* Remembers the rescan marker of the database at zPath, whose spool
+** directory is zSpool, and returns it (0 when out of memory). */
+static const char *registerMarker(const char *zPath, const char *zSpool){
+  VRegistered *r;
+  const char *zOut = 0;
+  size_t nSpool = strlen(zSpool);
+  pthread_mutex_lock(&gListMutex);
+  for(r=gRegistry; r; r=r->pNext){
+    if( strcmp(r->zPath, zPath)==0 ) break;
+  }
+  if( r && strncmp(r->zMarker, zSpool, nSpool)==0
+   && strcmp(r->zMarker+nSpool, "/" VSHIM_RESCAN_MARKER)==0 ){
+    zOut = r->zMarker;
+  }else{
+    size_t nMarker = nSpool + sizeof("/" VSHIM_RESCAN_MARKER);
+    r = malloc(sizeof(*r));
+    if( r ){
+      r->zPath = strdup(zPath);
+      r->zMarker = malloc(nMarker);
+      if( r->zPath && r->zMarker ){
+        snprintf(r->zMarker, nMarker, "%s/" VSHIM_RESCAN_MARKER, zSpool);
+        r->pNext = gRegistry;
+        gRegistry = r;
+        zOut = r->zMarker;
+      }else{
+        free(r->zPath); free(r->zMarker); free(r);
+      }
+    }
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return zOut;
+}
+
+/* The rescan marker of the database at zPath, or 0 if Go never registered
+** it in this process. */
+static const char *findMarker(const char *zPath){
+  VRegistered *r;
+  const char *zOut = 0;
+  pthread_mutex_lock(&gListMutex);
+  for(r=gRegistry; r; r=r->pNext){
+    if( strcmp(r->zPath, zPath)==0 ){ zOut = r->zMarker; break; }
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return zOut;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -297,6 +419,19 @@ static void beginTxn(VFile *p){
   }
 }
 
+/* In a forked child, the first write of a transaction: leave the rescan
+** marker in the database's spool directory (an empty file; it may exist). */
+static void markRescan(const char *zMarker){
+  int fd;
+  if( zMarker==0 ) return;
+  fd = open(zMarker, O_CREAT|O_WRONLY|O_CLOEXEC, 0600);
+  if( fd<0 ){
+    TRACE("rescan marker %s: %s\n", zMarker, strerror(errno));
+    return;
+  }
+  close(fd);
+}
+
 /* Is there a hot journal next to the database? (Called with SHARED held.) */
 static int hasHotJournal(VFile *p){
   static const unsigned char magic[8] = {0xd9,0xd5,0x05,0xf9,0x20,0xa1,0x63,0xd7};
@@ -320,6 +455,7 @@ static int hasHotJournal(VFile *p){
 ** new one or, after a rollback, the old one. Outside exclusive locking mode
 ** the unlock that follows captures it. */
 static void journalFinalized(VFile *pMain){
+  if( pMain==0 ) return;
   TRACE("journal finalized excl=%d txn=%d dirty=%d\n", pMain->exclusiveMode, pMain->txnStarted, pMain->nDirty);
   if( pMain->exclusiveMode && (pMain->txnStarted || pMain->nDirty>0)
    && pMain->lockLevel>=SQLITE_LOCK_SHARED ){
@@ -350,6 +486,7 @@ void vshim_get_stats(vshim_stats *out){
   out->rollbacks = __atomic_load_n(&gStats.rollbacks, __ATOMIC_RELAXED);
   out->checks = __atomic_load_n(&gStats.checks, __ATOMIC_RELAXED);
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
+  out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------- pass-through io */
@@ -360,12 +497,14 @@ static int vClose(sqlite3_file *f){
   VFile *p = (VFile*)f;
   int rc;
   if( p->handle ){
+    unlinkMain(p);
     if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
       capture(p, VSHIM_COMMIT);
     }
-    unlinkMain(p);
     if( !gForked ) verneuilGoClose(p->handle);
     p->handle = 0;
+  }else if( p->isJournal ){
+    unlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
   free(p->aBits);
@@ -450,10 +589,16 @@ static int vUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
 
 /* ------------------------------------------------------- capturing io */
 
+/* The first write of a transaction (tWrite, tTruncate). */
+static void startTxn(VFile *p){
+  if( gForked ) markRescan(p->zMarker);
+  beginTxn(p);
+}
+
 static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
-  if( !p->txnStarted ) beginTxn(p);
+  if( !p->txnStarted ) startTxn(p);
   TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   markDirty(p, o, n);  /* even on error: a partial write may have landed */
@@ -464,7 +609,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   sqlite3_int64 old = 0;
   int rc;
-  if( !p->txnStarted ) beginTxn(p);
+  if( !p->txnStarted ) startTxn(p);
   if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
   rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
@@ -513,7 +658,9 @@ static int tUnlock(sqlite3_file *f, int e){
     }
   }else if( kind!=VSHIM_CHECK ){
     /* Could not downgrade: the state is unknown, let Go rescan later. */
-    verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
+    if( !gForked ){
+      verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
+    }
     resetTxn(p);
   }
   if( e<SQLITE_LOCK_SHARED ){
@@ -585,19 +732,55 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
 static int jWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
-  if( rc==SQLITE_OK && o==0 && n>=28 && p->pMain ){
+  if( rc==SQLITE_OK && o==0 && n>=28 ){
     const unsigned char *z = (const unsigned char*)b;
     int i, zero = 1;
     for(i=0; i<n && zero; i++) zero = z[i]==0;
-    if( zero ) journalFinalized(p->pMain);
+    if( zero ){
+      VFile *pMain = pinMainOf(p);
+      if( pMain ){
+        journalFinalized(pMain);
+        unpinMain(pMain);
+      }
+    }
   }
   return rc;
 }
 static int jTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
-  if( rc==SQLITE_OK && sz==0 && p->pMain ) journalFinalized(p->pMain);
+  if( rc==SQLITE_OK && sz==0 ){
+    VFile *pMain = pinMainOf(p);
+    if( pMain ){
+      journalFinalized(pMain);
+      unpinMain(pMain);
+    }
+  }
   return rc;
+}
+
+/* A database opened in a forked child (no Go, nothing captured) that Go
+** registered in the parent: the first write of each transaction leaves the
+** rescan marker. txnStarted is reset by the unlock or commit that ends it. */
+static int fWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  VFile *p = (VFile*)f;
+  if( !p->txnStarted ){ p->txnStarted = 1; markRescan(p->zMarker); }
+  return p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+}
+static int fTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  VFile *p = (VFile*)f;
+  if( !p->txnStarted ){ p->txnStarted = 1; markRescan(p->zMarker); }
+  return p->pReal->pMethods->xTruncate(p->pReal, sz);
+}
+static int fUnlock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  if( e<=SQLITE_LOCK_SHARED ) p->txnStarted = 0;
+  return vUnlock(f, e);
+}
+static int fFileControl(sqlite3_file *f, int op, void *pArg){
+  VFile *p = (VFile*)f;
+  if( op==SQLITE_FCNTL_COMMIT_PHASETWO ) p->txnStarted = 0;
+  return vFileControl(f, op, pArg);
 }
 
 static const sqlite3_io_methods gPassIo = {
@@ -609,6 +792,12 @@ static const sqlite3_io_methods gPassIo = {
 static const sqlite3_io_methods gJournalIo = {
   3, vClose, vRead, jWrite, jTruncate, vSync, vFileSize, vLock, vUnlock,
   vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
+  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+};
+
+static const sqlite3_io_methods gForkIo = {
+  3, vClose, vRead, fWrite, fTruncate, vSync, vFileSize, vLock, fUnlock,
+  vCheckReservedLock, fFileControl, vSectorSize, vDeviceCharacteristics,
   vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
 };
 
@@ -649,8 +838,19 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
   if( zName && (flags & SQLITE_OPEN_MAIN_DB)
    && !(flags & SQLITE_OPEN_DELETEONCLOSE)
    && !sqlite3_uri_boolean(zName, "nolock", 0)
-   && !sqlite3_uri_boolean(zName, "immutable", 0) && !gForked ){
-    uint64_t h = verneuilGoOpen((char*)zName);
+   && !sqlite3_uri_boolean(zName, "immutable", 0) && gForked ){
+    p->zMarker = findMarker(zName);
+    if( p->zMarker ) p->base.pMethods = &gForkIo;
+  }else if( zName && (flags & SQLITE_OPEN_MAIN_DB)
+   && !(flags & SQLITE_OPEN_DELETEONCLOSE)
+   && !sqlite3_uri_boolean(zName, "nolock", 0)
+   && !sqlite3_uri_boolean(zName, "immutable", 0) ){
+    char *zSpool = 0;
+    uint64_t h = verneuilGoOpen((char*)zName, &zSpool);
+    if( zSpool ){
+      if( h ) p->zMarker = registerMarker(zName, zSpool);
+      free(zSpool);
+    }
     if( h ){
       p->handle = h;
       p->zPath = zName;
@@ -668,8 +868,18 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       pthread_mutex_unlock(&gListMutex);
     }
   }else if( zName && (flags & SQLITE_OPEN_MAIN_JOURNAL) ){
-    p->pMain = findMainOfJournal(zName);
-    if( p->pMain ) p->base.pMethods = &gJournalIo;
+    pthread_mutex_lock(&gListMutex);
+    p->pMain = findMainOfJournalLocked(zName);
+    if( p->pMain ){
+      p->isJournal = 1;
+      p->pNextJournal = gJournalList;
+      gJournalList = p;
+    }
+    pthread_mutex_unlock(&gListMutex);
+    if( p->pMain ){
+      p->base.pMethods = &gJournalIo;
+      __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
+    }
   }
   return rc;
 }
@@ -679,8 +889,11 @@ static int vDelete(sqlite3_vfs *v, const char *z, int syncDir){
   (void)v;
   rc = gOrig->xDelete(gOrig, z, syncDir);
   if( rc==SQLITE_OK && z ){
-    VFile *pMain = findMainOfJournal(z);
-    if( pMain ) journalFinalized(pMain);
+    VFile *pMain = pinMainOfJournal(z);
+    if( pMain ){
+      journalFinalized(pMain);
+      unpinMain(pMain);
+    }
   }
   return rc;
 }
@@ -728,15 +941,29 @@ static const char *vNextSystemCall(sqlite3_vfs *v, const char *z){
 }
 
 /* The Go runtime does not survive fork() without exec: the child's VFS
-** passes through (its writes are caught by the parent's identity checks). */
-static void childAfterFork(void){ gForked = 1; }
+** captures nothing; its writes leave rescan markers (markRescan) and are
+** caught by the parent's identity checks. gListMutex is held across fork()
+** so that the child's copy is consistent and unlocked. */
+static void beforeFork(void){ pthread_mutex_lock(&gListMutex); }
+static void parentAfterFork(void){ pthread_mutex_unlock(&gListMutex); }
+static void childAfterFork(void){
+  gForked = 1;
+  pthread_mutex_unlock(&gListMutex);
+}
 
 int vshim_register(const char *zName, int makeDefault, int chunkShift){
+  static int atforkDone = 0;
   if( gOrig==0 ){
-    pthread_atfork(0, 0, childAfterFork);
     sqlite3_vfs *pUnix = sqlite3_vfs_find("unix");
     if( pUnix==0 ) return SQLITE_ERROR;
     if( pUnix->iVersion<3 ) return SQLITE_ERROR;
+    if( strlen(zName)>=sizeof(gVfsName) ) return SQLITE_MISUSE;
+    if( !atforkDone ){
+      if( pthread_atfork(beforeFork, parentAfterFork, childAfterFork)!=0 ){
+        return SQLITE_ERROR;
+      }
+      atforkDone = 1;
+    }
     gOrig = pUnix;
     gTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
     if( getrandom(gProcessId, sizeof(gProcessId), GRND_NONBLOCK)!=sizeof(gProcessId) ){
@@ -747,7 +974,9 @@ int vshim_register(const char *zName, int makeDefault, int chunkShift){
     gVfs.iVersion = 3;
     gVfs.szOsFile = (int)sizeof(VFile) + gOrig->szOsFile;
     gVfs.mxPathname = gOrig->mxPathname;
-    gVfs.zName = zName;
+    /* A copy: the caller's string need not outlive the call. */
+    memcpy(gVfsName, zName, strlen(zName)+1);
+    gVfs.zName = gVfsName;
     gVfs.xOpen = vOpen;
     gVfs.xDelete = vDelete;
     gVfs.xAccess = vAccess;
