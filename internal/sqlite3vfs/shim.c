@@ -62,52 +62,10 @@ SQLITE_EXTENSION_INIT3
 #include <sys/xattr.h>
 
 #include "shim.h"
+#include "shimint.h"
 #include "_cgo_export.h"
 
 #define VSHIM_XATTR_NAME "user.verneuil.version"
-
-typedef struct VFile VFile;
-struct VFile {
-  sqlite3_file base;        /* our io methods */
-  sqlite3_file *pReal;      /* the unix file, allocated right after VFile */
-  const char *zPath;        /* full path, owned by SQLite, valid until close */
-  uint64_t handle;          /* Go tracker handle; 0 = not replicated */
-  int fd;                   /* unix file descriptor if verified, else -1 */
-  int lockLevel;            /* lock level currently held */
-  int exclusiveMode;        /* locking_mode=EXCLUSIVE believed in force */
-  int journalInMemory;      /* journal_mode=MEMORY or OFF: no journal file */
-  int wantCheck;            /* verify identity at the next read unlock */
-  int txnStarted;           /* first write of the transaction happened */
-  int committed;            /* COMMIT_PHASETWO seen for the current writes */
-  int xattrUnsupported;     /* the file system refused user xattrs */
-  int dirtyLost;            /* out of memory while tracking: rescan */
-  /* dirty chunks: bitmap + list of indices */
-  unsigned char *aBits; int64_t nBitsBytes;
-  uint32_t *aDirty; int nDirty, nDirtyAlloc;
-  /* identity before the transaction, and the new version id */
-  unsigned char preXattr[VSHIM_XATTR_LEN]; int preXattrLen;
-  unsigned char preHeader[VSHIM_HEADER_LEN];
-  unsigned char postXattr[VSHIM_XATTR_LEN]; int postXattrLen;
-  uint64_t seq;             /* sequence number of the transaction */
-  VFile *pNextMain;         /* list of open tracked main files */
-  VFile *pMain;             /* for a journal: its tracked main file */
-  VFile *pNextJournal;      /* list of journals paired with a main file */
-  int isJournal;            /* in the journal list */
-  int nPin;                 /* main file: journals using it right now */
-  int nPath;                /* strlen(zPath) */
-  uint64_t ino;             /* inode of the open file, part of its identity */
-  const char *zMarker;      /* rescan marker path (gRegistry), or 0 */
-};
-
-/* Databases registered with Go in this process, newest first, so that a
-** forked child can find the rescan marker of a database by path. Entries
-** are immutable and never freed (one per database and spool directory). */
-typedef struct VRegistered VRegistered;
-struct VRegistered {
-  VRegistered *pNext;
-  char *zPath;              /* the main file's full path, as SQLite names it */
-  char *zMarker;            /* <spool dir>/VSHIM_RESCAN_MARKER */
-};
 
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
 static sqlite3_vfs gVfs;              /* the "verneuil" VFS */
@@ -117,137 +75,10 @@ static uint64_t gProcessId[1];        /* random per-process part of version ids 
 static uint64_t gIdCounter = 0;
 static uint64_t gLastSeq = 0;
 static vshim_stats gStats;
-static int gForked = 0;         /* in a child of fork() without exec: no Go */
-static int gTrace = 0;          /* VERNEUIL_SHIM_TRACE: debug trace on stderr */
-#define TRACE(...) do{ if( gTrace ) fprintf(stderr, "verneuil-shim: " __VA_ARGS__); }while(0)
 
 static const sqlite3_io_methods gPassIo;
 static const sqlite3_io_methods gTrackIo;
 static const sqlite3_io_methods gJournalIo;
-
-/* Open tracked main files, so that journals can find theirs, the journals
-** paired with one, and the registry; all under gListMutex. */
-static pthread_mutex_t gListMutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gUnpinned = PTHREAD_COND_INITIALIZER;
-static VFile *gMainList = 0;
-static VFile *gJournalList = 0;
-static VRegistered *gRegistry = 0;
-
-/* Returns the tracked main file whose journal is zJournal and which holds
-** at least RESERVED (the connection that writes, or deletes, the journal),
-** or 0. Called with gListMutex held. Tracked connections of one process
-** exclude each other's RESERVED locks, so there is at most one. */
-static VFile *findMainOfJournalLocked(const char *zJournal){
-  VFile *p;
-  size_t n = strlen(zJournal);
-  for(p=gMainList; p; p=p->pNextMain){
-    if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
-     && memcmp(zJournal+p->nPath, "-journal", 8)==0
-     && p->lockLevel>=SQLITE_LOCK_RESERVED ){
-      return p;
-    }
-  }
-  return 0;
-}
-
-/* Pins the main file of journal zJournal (see findMainOfJournalLocked):
-** it cannot finish closing until unpinMain. */
-static VFile *pinMainOfJournal(const char *zJournal){
-  VFile *p;
-  pthread_mutex_lock(&gListMutex);
-  p = findMainOfJournalLocked(zJournal);
-  if( p ) p->nPin++;
-  pthread_mutex_unlock(&gListMutex);
-  return p;
-}
-
-/* Pins the main file the journal pJ is paired with, if it is still open. */
-static VFile *pinMainOf(VFile *pJ){
-  VFile *p;
-  pthread_mutex_lock(&gListMutex);
-  p = pJ->pMain;
-  if( p ) p->nPin++;
-  pthread_mutex_unlock(&gListMutex);
-  return p;
-}
-
-static void unpinMain(VFile *p){
-  pthread_mutex_lock(&gListMutex);
-  if( --p->nPin==0 ) pthread_cond_broadcast(&gUnpinned);
-  pthread_mutex_unlock(&gListMutex);
-}
-
-/* A tracked main file closes: forget it, detach the journals paired with
-** it, and wait until no journal uses it any more. */
-static void unlinkMain(VFile *p){
-  VFile **pp, *pJ;
-  pthread_mutex_lock(&gListMutex);
-  for(pp=&gMainList; *pp; pp=&(*pp)->pNextMain){
-    if( *pp==p ){ *pp = p->pNextMain; break; }
-  }
-  for(pJ=gJournalList; pJ; pJ=pJ->pNextJournal){
-    if( pJ->pMain==p ) pJ->pMain = 0;
-  }
-  while( p->nPin>0 ) pthread_cond_wait(&gUnpinned, &gListMutex);
-  pthread_mutex_unlock(&gListMutex);
-}
-
-static void unlinkJournal(VFile *p){
-  VFile **pp;
-  pthread_mutex_lock(&gListMutex);
-  for(pp=&gJournalList; *pp; pp=&(*pp)->pNextJournal){
-    if( *pp==p ){ *pp = p->pNextJournal; break; }
-  }
-  p->isJournal = 0;
-  p->pMain = 0;
-  pthread_mutex_unlock(&gListMutex);
-}
-
-/* Remembers the rescan marker of the database at zPath, whose spool
-** directory is zSpool, and returns it (0 when out of memory). */
-static const char *registerMarker(const char *zPath, const char *zSpool){
-  VRegistered *r;
-  const char *zOut = 0;
-  size_t nSpool = strlen(zSpool);
-  pthread_mutex_lock(&gListMutex);
-  for(r=gRegistry; r; r=r->pNext){
-    if( strcmp(r->zPath, zPath)==0 ) break;
-  }
-  if( r && strncmp(r->zMarker, zSpool, nSpool)==0
-   && strcmp(r->zMarker+nSpool, "/" VSHIM_RESCAN_MARKER)==0 ){
-    zOut = r->zMarker;
-  }else{
-    size_t nMarker = nSpool + sizeof("/" VSHIM_RESCAN_MARKER);
-    r = malloc(sizeof(*r));
-    if( r ){
-      r->zPath = strdup(zPath);
-      r->zMarker = malloc(nMarker);
-      if( r->zPath && r->zMarker ){
-        snprintf(r->zMarker, nMarker, "%s/" VSHIM_RESCAN_MARKER, zSpool);
-        r->pNext = gRegistry;
-        gRegistry = r;
-        zOut = r->zMarker;
-      }else{
-        free(r->zPath); free(r->zMarker); free(r);
-      }
-    }
-  }
-  pthread_mutex_unlock(&gListMutex);
-  return zOut;
-}
-
-/* The rescan marker of the database at zPath, or 0 if Go never registered
-** it in this process. */
-static const char *findMarker(const char *zPath){
-  VRegistered *r;
-  const char *zOut = 0;
-  pthread_mutex_lock(&gListMutex);
-  for(r=gRegistry; r; r=r->pNext){
-    if( strcmp(r->zPath, zPath)==0 ){ zOut = r->zMarker; break; }
-  }
-  pthread_mutex_unlock(&gListMutex);
-  return zOut;
-}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -342,7 +173,7 @@ static void resetTxn(VFile *p){
 /* Hand the transaction to Go. Called with at least SHARED held. */
 static void capture(VFile *p, int kind){
   if( kind==VSHIM_COMMIT && p->dirtyLost ) kind = VSHIM_RESCAN;
-  if( gForked ){ resetTxn(p); return; }
+  if( vshimForked ){ resetTxn(p); return; }
   TRACE("capture kind=%d dirty=%d lock=%d\n", kind, p->nDirty, p->lockLevel);
   if( kind==VSHIM_COMMIT ){
     __atomic_fetch_add(&gStats.commits, 1, __ATOMIC_RELAXED);
@@ -419,19 +250,6 @@ static void beginTxn(VFile *p){
   }
 }
 
-/* In a forked child, the first write of a transaction: leave the rescan
-** marker in the database's spool directory (an empty file; it may exist). */
-static void markRescan(const char *zMarker){
-  int fd;
-  if( zMarker==0 ) return;
-  fd = open(zMarker, O_CREAT|O_WRONLY|O_CLOEXEC, 0600);
-  if( fd<0 ){
-    TRACE("rescan marker %s: %s\n", zMarker, strerror(errno));
-    return;
-  }
-  close(fd);
-}
-
 /* Is there a hot journal next to the database? (Called with SHARED held.) */
 static int hasHotJournal(VFile *p){
   static const unsigned char magic[8] = {0xd9,0xd5,0x05,0xf9,0x20,0xa1,0x63,0xd7};
@@ -489,22 +307,20 @@ void vshim_get_stats(vshim_stats *out){
   out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
 }
 
-/* ------------------------------------------------------- pass-through io */
-
-#define REAL(f) (((VFile*)(f))->pReal)
+/* ------------------------------------------------------- closing */
 
 static int vClose(sqlite3_file *f){
   VFile *p = (VFile*)f;
   int rc;
   if( p->handle ){
-    unlinkMain(p);
+    vshimUnlinkMain(p);
     if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
       capture(p, VSHIM_COMMIT);
     }
-    if( !gForked ) verneuilGoClose(p->handle);
+    if( !vshimForked ) verneuilGoClose(p->handle);
     p->handle = 0;
   }else if( p->isJournal ){
-    unlinkJournal(p);
+    vshimUnlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
   free(p->aBits);
@@ -512,86 +328,11 @@ static int vClose(sqlite3_file *f){
   p->aBits = 0; p->aDirty = 0;
   return rc;
 }
-static int vRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o){
-  return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
-}
-static int vWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
-  return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
-}
-static int vTruncate(sqlite3_file *f, sqlite3_int64 sz){
-  return REAL(f)->pMethods->xTruncate(REAL(f), sz);
-}
-static int vSync(sqlite3_file *f, int flags){
-  TRACE("sync %d main=%d\n", flags, ((VFile*)f)->handle!=0);
-  return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-static int vFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
-  return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
-}
-static int vLock(sqlite3_file *f, int e){
-  VFile *p = (VFile*)f;
-  int rc = p->pReal->pMethods->xLock(p->pReal, e);
-  if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
-  return rc;
-}
-static int vUnlock(sqlite3_file *f, int e){
-  VFile *p = (VFile*)f;
-  int rc = p->pReal->pMethods->xUnlock(p->pReal, e);
-  if( rc==SQLITE_OK ) p->lockLevel = e;
-  return rc;
-}
-static int vCheckReservedLock(sqlite3_file *f, int *pOut){
-  return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pOut);
-}
-static int vFileControl(sqlite3_file *f, int op, void *pArg){
-  if( ((VFile*)f)->handle==0 ) TRACE("fcntl %d on other file\n", op);
-  int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
-  if( op==SQLITE_FCNTL_VFSNAME && rc==SQLITE_OK ){
-    *(char**)pArg = sqlite3_mprintf("verneuil/%z", *(char**)pArg);
-  }
-  return rc;
-}
-static int vSectorSize(sqlite3_file *f){
-  return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-static int vDeviceCharacteristics(sqlite3_file *f){
-  return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-static int vShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmMap==0 ) return SQLITE_IOERR_SHMMAP;
-  return r->pMethods->xShmMap(r, i, sz, w, pp);
-}
-static int vShmLock(sqlite3_file *f, int o, int n, int fl){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmLock==0 ) return SQLITE_IOERR_SHMLOCK;
-  return r->pMethods->xShmLock(r, o, n, fl);
-}
-static void vShmBarrier(sqlite3_file *f){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion>=2 && r->pMethods->xShmBarrier ) r->pMethods->xShmBarrier(r);
-}
-static int vShmUnmap(sqlite3_file *f, int del){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmUnmap==0 ) return SQLITE_OK;
-  return r->pMethods->xShmUnmap(r, del);
-}
-static int vFetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<3 || r->pMethods->xFetch==0 ){ *pp = 0; return SQLITE_OK; }
-  return r->pMethods->xFetch(r, o, n, pp);
-}
-static int vUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<3 || r->pMethods->xUnfetch==0 ) return SQLITE_OK;
-  return r->pMethods->xUnfetch(r, o, pp);
-}
-
 /* ------------------------------------------------------- capturing io */
 
 /* The first write of a transaction (tWrite, tTruncate). */
 static void startTxn(VFile *p){
-  if( gForked ) markRescan(p->zMarker);
+  if( vshimForked ) vshimMarkRescan(p->zMarker);
   beginTxn(p);
 }
 
@@ -633,7 +374,7 @@ static int tUnlock(sqlite3_file *f, int e){
       ** bytes may differ from the old ones in free pages: capture it.
       ** With a hot journal left behind, capture nothing. */
       kind = hasHotJournal(p) ? VSHIM_ROLLBACK : VSHIM_COMMIT;
-    }else if( p->wantCheck && !gForked ){
+    }else if( p->wantCheck && !vshimForked ){
       kind = VSHIM_CHECK;
     }
   }
@@ -658,7 +399,7 @@ static int tUnlock(sqlite3_file *f, int e){
     }
   }else if( kind!=VSHIM_CHECK ){
     /* Could not downgrade: the state is unknown, let Go rescan later. */
-    if( !gForked ){
+    if( !vshimForked ){
       verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
     }
     resetTxn(p);
@@ -714,7 +455,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
         capture(p, VSHIM_COMMIT);
       }
-      if( gForked ){
+      if( vshimForked ){
         a[0] = sqlite3_mprintf("verneuil: not available in a child process forked without exec");
         return SQLITE_ERROR;
       }
@@ -726,7 +467,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       return rc;
     }
   }
-  return vFileControl(f, op, pArg);
+  return vshimFileControl(f, op, pArg);
 }
 
 static int jWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
@@ -737,10 +478,10 @@ static int jWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
     int i, zero = 1;
     for(i=0; i<n && zero; i++) zero = z[i]==0;
     if( zero ){
-      VFile *pMain = pinMainOf(p);
+      VFile *pMain = vshimPinMainOf(p);
       if( pMain ){
         journalFinalized(pMain);
-        unpinMain(pMain);
+        vshimUnpinMain(pMain);
       }
     }
   }
@@ -750,10 +491,10 @@ static int jTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
   if( rc==SQLITE_OK && sz==0 ){
-    VFile *pMain = pinMainOf(p);
+    VFile *pMain = vshimPinMainOf(p);
     if( pMain ){
       journalFinalized(pMain);
-      unpinMain(pMain);
+      vshimUnpinMain(pMain);
     }
   }
   return rc;
@@ -764,47 +505,47 @@ static int jTruncate(sqlite3_file *f, sqlite3_int64 sz){
 ** rescan marker. txnStarted is reset by the unlock or commit that ends it. */
 static int fWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
-  if( !p->txnStarted ){ p->txnStarted = 1; markRescan(p->zMarker); }
+  if( !p->txnStarted ){ p->txnStarted = 1; vshimMarkRescan(p->zMarker); }
   return p->pReal->pMethods->xWrite(p->pReal, b, n, o);
 }
 static int fTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
-  if( !p->txnStarted ){ p->txnStarted = 1; markRescan(p->zMarker); }
+  if( !p->txnStarted ){ p->txnStarted = 1; vshimMarkRescan(p->zMarker); }
   return p->pReal->pMethods->xTruncate(p->pReal, sz);
 }
 static int fUnlock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
   if( e<=SQLITE_LOCK_SHARED ) p->txnStarted = 0;
-  return vUnlock(f, e);
+  return vshimUnlock(f, e);
 }
 static int fFileControl(sqlite3_file *f, int op, void *pArg){
   VFile *p = (VFile*)f;
   if( op==SQLITE_FCNTL_COMMIT_PHASETWO ) p->txnStarted = 0;
-  return vFileControl(f, op, pArg);
+  return vshimFileControl(f, op, pArg);
 }
 
 static const sqlite3_io_methods gPassIo = {
-  3, vClose, vRead, vWrite, vTruncate, vSync, vFileSize, vLock, vUnlock,
-  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, vshimWrite, vshimTruncate, vshimSync, vshimFileSize, vshimLock, vshimUnlock,
+  vshimCheckReservedLock, vshimFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 static const sqlite3_io_methods gJournalIo = {
-  3, vClose, vRead, jWrite, jTruncate, vSync, vFileSize, vLock, vUnlock,
-  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, jWrite, jTruncate, vshimSync, vshimFileSize, vshimLock, vshimUnlock,
+  vshimCheckReservedLock, vshimFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 static const sqlite3_io_methods gForkIo = {
-  3, vClose, vRead, fWrite, fTruncate, vSync, vFileSize, vLock, fUnlock,
-  vCheckReservedLock, fFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, fWrite, fTruncate, vshimSync, vshimFileSize, vshimLock, fUnlock,
+  vshimCheckReservedLock, fFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 static const sqlite3_io_methods gTrackIo = {
-  3, vClose, vRead, tWrite, tTruncate, vSync, vFileSize, vLock, tUnlock,
-  vCheckReservedLock, tFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, tWrite, tTruncate, vshimSync, vshimFileSize, vshimLock, tUnlock,
+  vshimCheckReservedLock, tFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 /* ------------------------------------------------------- the VFS */
@@ -838,8 +579,8 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
   if( zName && (flags & SQLITE_OPEN_MAIN_DB)
    && !(flags & SQLITE_OPEN_DELETEONCLOSE)
    && !sqlite3_uri_boolean(zName, "nolock", 0)
-   && !sqlite3_uri_boolean(zName, "immutable", 0) && gForked ){
-    p->zMarker = findMarker(zName);
+   && !sqlite3_uri_boolean(zName, "immutable", 0) && vshimForked ){
+    p->zMarker = vshimFindMarker(zName);
     if( p->zMarker ) p->base.pMethods = &gForkIo;
   }else if( zName && (flags & SQLITE_OPEN_MAIN_DB)
    && !(flags & SQLITE_OPEN_DELETEONCLOSE)
@@ -848,7 +589,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
     char *zSpool = 0;
     uint64_t h = verneuilGoOpen((char*)zName, &zSpool);
     if( zSpool ){
-      if( h ) p->zMarker = registerMarker(zName, zSpool);
+      if( h ) p->zMarker = vshimRegisterMarker(zName, zSpool);
       free(zSpool);
     }
     if( h ){
@@ -862,21 +603,10 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->wantCheck = 1;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
-      pthread_mutex_lock(&gListMutex);
-      p->pNextMain = gMainList;
-      gMainList = p;
-      pthread_mutex_unlock(&gListMutex);
+      vshimLinkMain(p);
     }
   }else if( zName && (flags & SQLITE_OPEN_MAIN_JOURNAL) ){
-    pthread_mutex_lock(&gListMutex);
-    p->pMain = findMainOfJournalLocked(zName);
-    if( p->pMain ){
-      p->isJournal = 1;
-      p->pNextJournal = gJournalList;
-      gJournalList = p;
-    }
-    pthread_mutex_unlock(&gListMutex);
-    if( p->pMain ){
+    if( vshimLinkJournal(p, zName) ){
       p->base.pMethods = &gJournalIo;
       __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
     }
@@ -889,10 +619,10 @@ static int vDelete(sqlite3_vfs *v, const char *z, int syncDir){
   (void)v;
   rc = gOrig->xDelete(gOrig, z, syncDir);
   if( rc==SQLITE_OK && z ){
-    VFile *pMain = pinMainOfJournal(z);
+    VFile *pMain = vshimPinMainOfJournal(z);
     if( pMain ){
       journalFinalized(pMain);
-      unpinMain(pMain);
+      vshimUnpinMain(pMain);
     }
   }
   return rc;
@@ -940,32 +670,15 @@ static const char *vNextSystemCall(sqlite3_vfs *v, const char *z){
   (void)v; return gOrig->xNextSystemCall(gOrig, z);
 }
 
-/* The Go runtime does not survive fork() without exec: the child's VFS
-** captures nothing; its writes leave rescan markers (markRescan) and are
-** caught by the parent's identity checks. gListMutex is held across fork()
-** so that the child's copy is consistent and unlocked. */
-static void beforeFork(void){ pthread_mutex_lock(&gListMutex); }
-static void parentAfterFork(void){ pthread_mutex_unlock(&gListMutex); }
-static void childAfterFork(void){
-  gForked = 1;
-  pthread_mutex_unlock(&gListMutex);
-}
-
 int vshim_register(const char *zName, int makeDefault, int chunkShift){
-  static int atforkDone = 0;
   if( gOrig==0 ){
     sqlite3_vfs *pUnix = sqlite3_vfs_find("unix");
     if( pUnix==0 ) return SQLITE_ERROR;
     if( pUnix->iVersion<3 ) return SQLITE_ERROR;
     if( strlen(zName)>=sizeof(gVfsName) ) return SQLITE_MISUSE;
-    if( !atforkDone ){
-      if( pthread_atfork(beforeFork, parentAfterFork, childAfterFork)!=0 ){
-        return SQLITE_ERROR;
-      }
-      atforkDone = 1;
-    }
+    if( vshimAtforkInit()!=0 ) return SQLITE_ERROR;
     gOrig = pUnix;
-    gTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
+    vshimTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
     if( getrandom(gProcessId, sizeof(gProcessId), GRND_NONBLOCK)!=sizeof(gProcessId) ){
       gProcessId[0] = nowNanos() ^ ((uint64_t)getpid()<<32);
     }
