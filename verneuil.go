@@ -216,6 +216,8 @@ func (r *Replicator) DBStats() []copier.DBSnapshot { return r.copier.DBStats() }
 // Close builds pending manifests, tries to upload them within ctx, and
 // stops background work. The VFS stays registered (SQLite cannot
 // unregister a VFS that connections may use) but captures nothing more.
+// Connections still open keep passing through unreplicated after a new
+// Start (a warning is logged): reopen them to replicate again.
 func (r *Replicator) Close(ctx context.Context) error {
 	activeMu.Lock()
 	defer activeMu.Unlock()

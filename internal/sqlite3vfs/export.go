@@ -29,14 +29,24 @@ func recovered(where string) {
 	}
 }
 
+// verneuilGoOpen registers a connection's main file and returns its handle
+// (0: not replicated). When the hooks know the database's spool directory,
+// *zSpool receives it, allocated with malloc for the caller to free.
+//
 //export verneuilGoOpen
-func verneuilGoOpen(zPath *C.char) (h C.uint64_t) {
+func verneuilGoOpen(zPath *C.char, zSpool **C.char) (h C.uint64_t) {
 	defer recovered("open")
 	hk := current()
 	if hk == nil {
 		return 0
 	}
-	return C.uint64_t(hk.Open(C.GoString(zPath)))
+	id := hk.Open(C.GoString(zPath))
+	if sd, ok := hk.(spoolDirs); ok && id != 0 {
+		if dir := sd.SpoolDir(id); dir != "" {
+			*zSpool = C.CString(dir)
+		}
+	}
+	return C.uint64_t(id)
 }
 
 //export verneuilGoClose

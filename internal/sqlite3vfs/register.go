@@ -28,6 +28,14 @@ type Hooks interface {
 	Release(h uint64)
 }
 
+// spoolDirs is implemented by Hooks that know the spool directory of a
+// handle's database (*tracker.Manager). The VFS remembers it so that a
+// child forked without exec, where Go is gone, can leave the rescan marker
+// (spool.RescanMarker) there when it writes the database.
+type spoolDirs interface {
+	SpoolDir(h uint64) string
+}
+
 type hooksBox struct{ h Hooks }
 
 var (
@@ -75,14 +83,14 @@ func Register(name string, makeDefault bool, chunkSize int) error {
 	if regDone[name] && !makeDefault {
 		return nil
 	}
-	cname := C.CString(name) // lives as long as the VFS: never freed
+	cname := C.CString(name) // copied by vshim_register
+	defer C.free(unsafe.Pointer(cname))
 	def := C.int(0)
 	if makeDefault {
 		def = 1
 	}
 	rc := C.vshim_register(cname, def, C.int(bits.TrailingZeros(uint(chunkSize))))
 	if rc != sqliteOK {
-		C.free(unsafe.Pointer(cname))
 		return fmt.Errorf("register vfs %s: sqlite error %d", name, int(rc))
 	}
 	regDone[name] = true
@@ -92,13 +100,16 @@ func Register(name string, makeDefault bool, chunkSize int) error {
 // Stats are the shim's counters.
 type Stats struct {
 	Commits, Rollbacks, Checks, XattrErrors int64
+	// JournalsPaired counts rollback journals paired with the tracked
+	// main file of their connection.
+	JournalsPaired int64
 }
 
 // ReadStats returns the shim's counters.
 func ReadStats() Stats {
 	var s C.vshim_stats
 	C.vshim_get_stats(&s)
-	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors)}
+	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired)}
 }
 
 // source reads the database through SQLite's unix file during a capture.

@@ -26,6 +26,19 @@
 ** Transactions that wrote but never reached COMMIT_PHASETWO (rollbacks, hot
 ** journal playback, I/O errors) capture nothing; Go is told so that it
 ** rescans from scratch next time.
+**
+** A journal is paired with the tracked main file of its own connection: the
+** one holding at least RESERVED when the journal is opened or deleted (a
+** nolock connection, which is not tracked, never gets another connection's
+** main file). The journal's pointer to its main file is cleared, under
+** gListMutex, when the main file closes, and is pinned while used, so the
+** main file's close waits for a finalisation in progress.
+**
+** In a child forked without exec the Go runtime is gone and nothing is
+** captured. The first write of each transaction there creates the empty
+** file VSHIM_RESCAN_MARKER in the database's spool directory (which Go
+** passed when the parent registered the database), so that the parent or a
+** later process rescans it.
 */
 #ifdef VERNEUIL_EXTENSION
 # include "sqlite3ext.h"
@@ -49,83 +62,23 @@ SQLITE_EXTENSION_INIT3
 #include <sys/xattr.h>
 
 #include "shim.h"
+#include "shimint.h"
 #include "_cgo_export.h"
 
 #define VSHIM_XATTR_NAME "user.verneuil.version"
 
-typedef struct VFile VFile;
-struct VFile {
-  sqlite3_file base;        /* our io methods */
-  sqlite3_file *pReal;      /* the unix file, allocated right after VFile */
-  const char *zPath;        /* full path, owned by SQLite, valid until close */
-  uint64_t handle;          /* Go tracker handle; 0 = not replicated */
-  int fd;                   /* unix file descriptor if verified, else -1 */
-  int lockLevel;            /* lock level currently held */
-  int exclusiveMode;        /* locking_mode=EXCLUSIVE believed in force */
-  int journalInMemory;      /* journal_mode=MEMORY or OFF: no journal file */
-  int wantCheck;            /* verify identity at the next read unlock */
-  int txnStarted;           /* first write of the transaction happened */
-  int committed;            /* COMMIT_PHASETWO seen for the current writes */
-  int xattrUnsupported;     /* the file system refused user xattrs */
-  int dirtyLost;            /* out of memory while tracking: rescan */
-  /* dirty chunks: bitmap + list of indices */
-  unsigned char *aBits; int64_t nBitsBytes;
-  uint32_t *aDirty; int nDirty, nDirtyAlloc;
-  /* identity before the transaction, and the new version id */
-  unsigned char preXattr[VSHIM_XATTR_LEN]; int preXattrLen;
-  unsigned char preHeader[VSHIM_HEADER_LEN];
-  unsigned char postXattr[VSHIM_XATTR_LEN]; int postXattrLen;
-  uint64_t seq;             /* sequence number of the transaction */
-  VFile *pNextMain;         /* list of open tracked main files */
-  VFile *pMain;             /* for a journal: its tracked main file */
-  int nPath;                /* strlen(zPath) */
-  uint64_t ino;             /* inode of the open file, part of its identity */
-};
-
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
 static sqlite3_vfs gVfs;              /* the "verneuil" VFS */
+static char gVfsName[64];             /* its name */
 static int gChunkShift = 16;
 static uint64_t gProcessId[1];        /* random per-process part of version ids */
 static uint64_t gIdCounter = 0;
 static uint64_t gLastSeq = 0;
 static vshim_stats gStats;
-static int gForked = 0;         /* in a child of fork() without exec: no Go */
-static int gTrace = 0;          /* VERNEUIL_SHIM_TRACE: debug trace on stderr */
-#define TRACE(...) do{ if( gTrace ) fprintf(stderr, "verneuil-shim: " __VA_ARGS__); }while(0)
 
 static const sqlite3_io_methods gPassIo;
 static const sqlite3_io_methods gTrackIo;
 static const sqlite3_io_methods gJournalIo;
-
-/* Open tracked main files, so that journals can find theirs. */
-static pthread_mutex_t gListMutex = PTHREAD_MUTEX_INITIALIZER;
-static VFile *gMainList = 0;
-
-/* Returns the tracked main file whose journal is zJournal, or 0. */
-static VFile *findMainOfJournal(const char *zJournal){
-  VFile *p, *pFound = 0;
-  size_t n = strlen(zJournal);
-  pthread_mutex_lock(&gListMutex);
-  for(p=gMainList; p; p=p->pNextMain){
-    if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
-     && memcmp(zJournal+p->nPath, "-journal", 8)==0 ){
-      /* Several connections may have the database open: the journal
-      ** belongs to the one holding a write lock. */
-      if( pFound==0 || p->lockLevel>pFound->lockLevel ) pFound = p;
-    }
-  }
-  pthread_mutex_unlock(&gListMutex);
-  return pFound;
-}
-
-static void unlinkMain(VFile *p){
-  VFile **pp;
-  pthread_mutex_lock(&gListMutex);
-  for(pp=&gMainList; *pp; pp=&(*pp)->pNextMain){
-    if( *pp==p ){ *pp = p->pNextMain; break; }
-  }
-  pthread_mutex_unlock(&gListMutex);
-}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -220,7 +173,7 @@ static void resetTxn(VFile *p){
 /* Hand the transaction to Go. Called with at least SHARED held. */
 static void capture(VFile *p, int kind){
   if( kind==VSHIM_COMMIT && p->dirtyLost ) kind = VSHIM_RESCAN;
-  if( gForked ){ resetTxn(p); return; }
+  if( vshimForked ){ resetTxn(p); return; }
   TRACE("capture kind=%d dirty=%d lock=%d\n", kind, p->nDirty, p->lockLevel);
   if( kind==VSHIM_COMMIT ){
     __atomic_fetch_add(&gStats.commits, 1, __ATOMIC_RELAXED);
@@ -320,6 +273,7 @@ static int hasHotJournal(VFile *p){
 ** new one or, after a rollback, the old one. Outside exclusive locking mode
 ** the unlock that follows captures it. */
 static void journalFinalized(VFile *pMain){
+  if( pMain==0 ) return;
   TRACE("journal finalized excl=%d txn=%d dirty=%d\n", pMain->exclusiveMode, pMain->txnStarted, pMain->nDirty);
   if( pMain->exclusiveMode && (pMain->txnStarted || pMain->nDirty>0)
    && pMain->lockLevel>=SQLITE_LOCK_SHARED ){
@@ -350,22 +304,23 @@ void vshim_get_stats(vshim_stats *out){
   out->rollbacks = __atomic_load_n(&gStats.rollbacks, __ATOMIC_RELAXED);
   out->checks = __atomic_load_n(&gStats.checks, __ATOMIC_RELAXED);
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
+  out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
 }
 
-/* ------------------------------------------------------- pass-through io */
-
-#define REAL(f) (((VFile*)(f))->pReal)
+/* ------------------------------------------------------- closing */
 
 static int vClose(sqlite3_file *f){
   VFile *p = (VFile*)f;
   int rc;
   if( p->handle ){
+    vshimUnlinkMain(p);
     if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
       capture(p, VSHIM_COMMIT);
     }
-    unlinkMain(p);
-    if( !gForked ) verneuilGoClose(p->handle);
+    if( !vshimForked ) verneuilGoClose(p->handle);
     p->handle = 0;
+  }else if( p->isJournal ){
+    vshimUnlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
   free(p->aBits);
@@ -373,87 +328,18 @@ static int vClose(sqlite3_file *f){
   p->aBits = 0; p->aDirty = 0;
   return rc;
 }
-static int vRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o){
-  return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
-}
-static int vWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
-  return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
-}
-static int vTruncate(sqlite3_file *f, sqlite3_int64 sz){
-  return REAL(f)->pMethods->xTruncate(REAL(f), sz);
-}
-static int vSync(sqlite3_file *f, int flags){
-  TRACE("sync %d main=%d\n", flags, ((VFile*)f)->handle!=0);
-  return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-static int vFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
-  return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
-}
-static int vLock(sqlite3_file *f, int e){
-  VFile *p = (VFile*)f;
-  int rc = p->pReal->pMethods->xLock(p->pReal, e);
-  if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
-  return rc;
-}
-static int vUnlock(sqlite3_file *f, int e){
-  VFile *p = (VFile*)f;
-  int rc = p->pReal->pMethods->xUnlock(p->pReal, e);
-  if( rc==SQLITE_OK ) p->lockLevel = e;
-  return rc;
-}
-static int vCheckReservedLock(sqlite3_file *f, int *pOut){
-  return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pOut);
-}
-static int vFileControl(sqlite3_file *f, int op, void *pArg){
-  if( ((VFile*)f)->handle==0 ) TRACE("fcntl %d on other file\n", op);
-  int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
-  if( op==SQLITE_FCNTL_VFSNAME && rc==SQLITE_OK ){
-    *(char**)pArg = sqlite3_mprintf("verneuil/%z", *(char**)pArg);
-  }
-  return rc;
-}
-static int vSectorSize(sqlite3_file *f){
-  return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-static int vDeviceCharacteristics(sqlite3_file *f){
-  return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-static int vShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmMap==0 ) return SQLITE_IOERR_SHMMAP;
-  return r->pMethods->xShmMap(r, i, sz, w, pp);
-}
-static int vShmLock(sqlite3_file *f, int o, int n, int fl){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmLock==0 ) return SQLITE_IOERR_SHMLOCK;
-  return r->pMethods->xShmLock(r, o, n, fl);
-}
-static void vShmBarrier(sqlite3_file *f){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion>=2 && r->pMethods->xShmBarrier ) r->pMethods->xShmBarrier(r);
-}
-static int vShmUnmap(sqlite3_file *f, int del){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<2 || r->pMethods->xShmUnmap==0 ) return SQLITE_OK;
-  return r->pMethods->xShmUnmap(r, del);
-}
-static int vFetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<3 || r->pMethods->xFetch==0 ){ *pp = 0; return SQLITE_OK; }
-  return r->pMethods->xFetch(r, o, n, pp);
-}
-static int vUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
-  sqlite3_file *r = REAL(f);
-  if( r->pMethods->iVersion<3 || r->pMethods->xUnfetch==0 ) return SQLITE_OK;
-  return r->pMethods->xUnfetch(r, o, pp);
-}
-
 /* ------------------------------------------------------- capturing io */
+
+/* The first write of a transaction (tWrite, tTruncate). */
+static void startTxn(VFile *p){
+  if( vshimForked ) vshimMarkRescan(p->zMarker);
+  beginTxn(p);
+}
 
 static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
-  if( !p->txnStarted ) beginTxn(p);
+  if( !p->txnStarted ) startTxn(p);
   TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   markDirty(p, o, n);  /* even on error: a partial write may have landed */
@@ -464,7 +350,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   sqlite3_int64 old = 0;
   int rc;
-  if( !p->txnStarted ) beginTxn(p);
+  if( !p->txnStarted ) startTxn(p);
   if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
   rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
@@ -488,7 +374,7 @@ static int tUnlock(sqlite3_file *f, int e){
       ** bytes may differ from the old ones in free pages: capture it.
       ** With a hot journal left behind, capture nothing. */
       kind = hasHotJournal(p) ? VSHIM_ROLLBACK : VSHIM_COMMIT;
-    }else if( p->wantCheck && !gForked ){
+    }else if( p->wantCheck && !vshimForked ){
       kind = VSHIM_CHECK;
     }
   }
@@ -513,7 +399,9 @@ static int tUnlock(sqlite3_file *f, int e){
     }
   }else if( kind!=VSHIM_CHECK ){
     /* Could not downgrade: the state is unknown, let Go rescan later. */
-    verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
+    if( !vshimForked ){
+      verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
+    }
     resetTxn(p);
   }
   if( e<SQLITE_LOCK_SHARED ){
@@ -567,7 +455,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       if( p->committed && p->lockLevel>=SQLITE_LOCK_SHARED ){
         capture(p, VSHIM_COMMIT);
       }
-      if( gForked ){
+      if( vshimForked ){
         a[0] = sqlite3_mprintf("verneuil: not available in a child process forked without exec");
         return SQLITE_ERROR;
       }
@@ -579,43 +467,85 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       return rc;
     }
   }
-  return vFileControl(f, op, pArg);
+  return vshimFileControl(f, op, pArg);
 }
 
 static int jWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
-  if( rc==SQLITE_OK && o==0 && n>=28 && p->pMain ){
+  if( rc==SQLITE_OK && o==0 && n>=28 ){
     const unsigned char *z = (const unsigned char*)b;
     int i, zero = 1;
     for(i=0; i<n && zero; i++) zero = z[i]==0;
-    if( zero ) journalFinalized(p->pMain);
+    if( zero ){
+      VFile *pMain = vshimPinMainOf(p);
+      if( pMain ){
+        journalFinalized(pMain);
+        vshimUnpinMain(pMain);
+      }
+    }
   }
   return rc;
 }
 static int jTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xTruncate(p->pReal, sz);
-  if( rc==SQLITE_OK && sz==0 && p->pMain ) journalFinalized(p->pMain);
+  if( rc==SQLITE_OK && sz==0 ){
+    VFile *pMain = vshimPinMainOf(p);
+    if( pMain ){
+      journalFinalized(pMain);
+      vshimUnpinMain(pMain);
+    }
+  }
   return rc;
 }
 
+/* A database opened in a forked child (no Go, nothing captured) that Go
+** registered in the parent: the first write of each transaction leaves the
+** rescan marker. txnStarted is reset by the unlock or commit that ends it. */
+static int fWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  VFile *p = (VFile*)f;
+  if( !p->txnStarted ){ p->txnStarted = 1; vshimMarkRescan(p->zMarker); }
+  return p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+}
+static int fTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  VFile *p = (VFile*)f;
+  if( !p->txnStarted ){ p->txnStarted = 1; vshimMarkRescan(p->zMarker); }
+  return p->pReal->pMethods->xTruncate(p->pReal, sz);
+}
+static int fUnlock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  if( e<=SQLITE_LOCK_SHARED ) p->txnStarted = 0;
+  return vshimUnlock(f, e);
+}
+static int fFileControl(sqlite3_file *f, int op, void *pArg){
+  VFile *p = (VFile*)f;
+  if( op==SQLITE_FCNTL_COMMIT_PHASETWO ) p->txnStarted = 0;
+  return vshimFileControl(f, op, pArg);
+}
+
 static const sqlite3_io_methods gPassIo = {
-  3, vClose, vRead, vWrite, vTruncate, vSync, vFileSize, vLock, vUnlock,
-  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, vshimWrite, vshimTruncate, vshimSync, vshimFileSize, vshimLock, vshimUnlock,
+  vshimCheckReservedLock, vshimFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 static const sqlite3_io_methods gJournalIo = {
-  3, vClose, vRead, jWrite, jTruncate, vSync, vFileSize, vLock, vUnlock,
-  vCheckReservedLock, vFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, jWrite, jTruncate, vshimSync, vshimFileSize, vshimLock, vshimUnlock,
+  vshimCheckReservedLock, vshimFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
+};
+
+static const sqlite3_io_methods gForkIo = {
+  3, vClose, vshimRead, fWrite, fTruncate, vshimSync, vshimFileSize, vshimLock, fUnlock,
+  vshimCheckReservedLock, fFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 static const sqlite3_io_methods gTrackIo = {
-  3, vClose, vRead, tWrite, tTruncate, vSync, vFileSize, vLock, tUnlock,
-  vCheckReservedLock, tFileControl, vSectorSize, vDeviceCharacteristics,
-  vShmMap, vShmLock, vShmBarrier, vShmUnmap, vFetch, vUnfetch
+  3, vClose, vshimRead, tWrite, tTruncate, vshimSync, vshimFileSize, vshimLock, tUnlock,
+  vshimCheckReservedLock, tFileControl, vshimSectorSize, vshimDeviceCharacteristics,
+  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
 };
 
 /* ------------------------------------------------------- the VFS */
@@ -649,8 +579,19 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
   if( zName && (flags & SQLITE_OPEN_MAIN_DB)
    && !(flags & SQLITE_OPEN_DELETEONCLOSE)
    && !sqlite3_uri_boolean(zName, "nolock", 0)
-   && !sqlite3_uri_boolean(zName, "immutable", 0) && !gForked ){
-    uint64_t h = verneuilGoOpen((char*)zName);
+   && !sqlite3_uri_boolean(zName, "immutable", 0) && vshimForked ){
+    p->zMarker = vshimFindMarker(zName);
+    if( p->zMarker ) p->base.pMethods = &gForkIo;
+  }else if( zName && (flags & SQLITE_OPEN_MAIN_DB)
+   && !(flags & SQLITE_OPEN_DELETEONCLOSE)
+   && !sqlite3_uri_boolean(zName, "nolock", 0)
+   && !sqlite3_uri_boolean(zName, "immutable", 0) ){
+    char *zSpool = 0;
+    uint64_t h = verneuilGoOpen((char*)zName, &zSpool);
+    if( zSpool ){
+      if( h ) p->zMarker = vshimRegisterMarker(zName, zSpool);
+      free(zSpool);
+    }
     if( h ){
       p->handle = h;
       p->zPath = zName;
@@ -662,14 +603,13 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->wantCheck = 1;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
-      pthread_mutex_lock(&gListMutex);
-      p->pNextMain = gMainList;
-      gMainList = p;
-      pthread_mutex_unlock(&gListMutex);
+      vshimLinkMain(p);
     }
   }else if( zName && (flags & SQLITE_OPEN_MAIN_JOURNAL) ){
-    p->pMain = findMainOfJournal(zName);
-    if( p->pMain ) p->base.pMethods = &gJournalIo;
+    if( vshimLinkJournal(p, zName) ){
+      p->base.pMethods = &gJournalIo;
+      __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
+    }
   }
   return rc;
 }
@@ -679,8 +619,11 @@ static int vDelete(sqlite3_vfs *v, const char *z, int syncDir){
   (void)v;
   rc = gOrig->xDelete(gOrig, z, syncDir);
   if( rc==SQLITE_OK && z ){
-    VFile *pMain = findMainOfJournal(z);
-    if( pMain ) journalFinalized(pMain);
+    VFile *pMain = vshimPinMainOfJournal(z);
+    if( pMain ){
+      journalFinalized(pMain);
+      vshimUnpinMain(pMain);
+    }
   }
   return rc;
 }
@@ -727,18 +670,15 @@ static const char *vNextSystemCall(sqlite3_vfs *v, const char *z){
   (void)v; return gOrig->xNextSystemCall(gOrig, z);
 }
 
-/* The Go runtime does not survive fork() without exec: the child's VFS
-** passes through (its writes are caught by the parent's identity checks). */
-static void childAfterFork(void){ gForked = 1; }
-
 int vshim_register(const char *zName, int makeDefault, int chunkShift){
   if( gOrig==0 ){
-    pthread_atfork(0, 0, childAfterFork);
     sqlite3_vfs *pUnix = sqlite3_vfs_find("unix");
     if( pUnix==0 ) return SQLITE_ERROR;
     if( pUnix->iVersion<3 ) return SQLITE_ERROR;
+    if( strlen(zName)>=sizeof(gVfsName) ) return SQLITE_MISUSE;
+    if( vshimAtforkInit()!=0 ) return SQLITE_ERROR;
     gOrig = pUnix;
-    gTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
+    vshimTrace = getenv("VERNEUIL_SHIM_TRACE")!=0;
     if( getrandom(gProcessId, sizeof(gProcessId), GRND_NONBLOCK)!=sizeof(gProcessId) ){
       gProcessId[0] = nowNanos() ^ ((uint64_t)getpid()<<32);
     }
@@ -747,7 +687,9 @@ int vshim_register(const char *zName, int makeDefault, int chunkShift){
     gVfs.iVersion = 3;
     gVfs.szOsFile = (int)sizeof(VFile) + gOrig->szOsFile;
     gVfs.mxPathname = gOrig->mxPathname;
-    gVfs.zName = zName;
+    /* A copy: the caller's string need not outlive the call. */
+    memcpy(gVfsName, zName, strlen(zName)+1);
+    gVfs.zName = gVfsName;
     gVfs.xOpen = vOpen;
     gVfs.xDelete = vDelete;
     gVfs.xAccess = vAccess;

@@ -21,8 +21,13 @@
 #define VSHIM_CHECK    3  /* read transaction: verify the file identity */
 #define VSHIM_RESCAN   4  /* committed, but the dirty set is incomplete */
 
+/* The empty file that a child forked without exec creates in a database's
+** spool directory when it writes the database (spool.RescanMarker in Go). */
+#define VSHIM_RESCAN_MARKER "needs-rescan"
+
 /* Register the replicating VFS under zName (normally "verneuil"). It wraps the
-** VFS that "unix" names at the time of the first call. chunkShift is log2 of
+** VFS that "unix" names at the time of the first call; zName (shorter than
+** 64 bytes) is copied. chunkShift is log2 of
 ** the chunk size (16 for 64 KiB). Returns an SQLite result code. */
 int vshim_register(const char *zName, int makeDefault, int chunkShift);
 
@@ -41,6 +46,7 @@ typedef struct vshim_stats {
   int64_t rollbacks;   /* transactions that wrote but did not commit */
   int64_t checks;      /* identity checks of read transactions */
   int64_t xattrErrors; /* failed xattr updates */
+  int64_t journalsPaired; /* journals paired with their tracked main file */
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
 

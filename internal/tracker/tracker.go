@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,7 +114,7 @@ type Manager struct {
 	mu      sync.Mutex
 	dbs     map[string]*DB // by fileKey: one tracker per file, whatever its name
 	handles map[uint64]*DB
-	next    uint64
+	refused map[uint64]bool // unknown handles already logged
 
 	// fileKeys is the dbs key of each tracked database.
 	fileKeys map[*DB]string
@@ -123,6 +124,11 @@ type Manager struct {
 	wg     sync.WaitGroup
 	closed bool
 }
+
+// lastHandle numbers connection handles for every Manager of the process:
+// the VFS keeps a connection's handle across a Close and a new Start, so a
+// handle is never reused, and one from an earlier Manager is refused.
+var lastHandle atomic.Uint64
 
 // New returns a Manager with defaults applied. Start launches its builders.
 func New(opts Options) *Manager {
@@ -153,6 +159,7 @@ func New(opts Options) *Manager {
 		log:     opts.Logger,
 		dbs:     map[string]*DB{},
 		handles: map[uint64]*DB{},
+		refused: map[uint64]bool{},
 		work:    make(chan *DB, 1024),
 		stop:    make(chan struct{}),
 
@@ -290,9 +297,9 @@ func (m *Manager) Open(path string) uint64 {
 			"db", db.path, "name", canon)
 	}
 	db.refs++
-	m.next++
-	m.handles[m.next] = db
-	return m.next
+	h := lastHandle.Add(1)
+	m.handles[h] = db
+	return h
 }
 
 func (m *Manager) openDB(canon string) (*DB, error) {
@@ -320,11 +327,13 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 	return db, nil
 }
 
-// Release drops a connection handle.
+// Release drops a connection handle. A handle this Manager did not issue
+// (one from before a restart) is ignored.
 func (m *Manager) Release(h uint64) {
 	m.mu.Lock()
 	db := m.handles[h]
 	delete(m.handles, h)
+	delete(m.refused, h)
 	last := false
 	if db != nil {
 		db.refs--
@@ -349,10 +358,29 @@ func (m *Manager) Release(h uint64) {
 	}
 }
 
+// lookup returns the database of handle h, or nil for a handle this Manager
+// did not issue: a connection opened before replication was restarted. Such
+// a connection passes through unreplicated; that is logged once.
 func (m *Manager) lookup(h uint64) *DB {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.handles[h]
+	db := m.handles[h]
+	if db == nil && h != 0 && !m.refused[h] {
+		m.refused[h] = true
+		m.log.Warn("connection opened before replication was restarted: its writes are not replicated; reopen it", "handle", h)
+	}
+	return db
+}
+
+// SpoolDir returns the spool directory of the database of handle h, or ""
+// for an unknown handle.
+func (m *Manager) SpoolDir(h uint64) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if db := m.handles[h]; db != nil {
+		return db.spool.Path
+	}
+	return ""
 }
 
 // Capture handles one VFS event. It returns whether the VFS should call

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 // python returns a python3 whose sqlite3 module can load extensions:
@@ -112,4 +114,26 @@ func TestPythonForkWithoutExec(t *testing.T) {
 		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
 	}
 	e.checkReplica(dbKey(t, testHost, db), db)
+}
+
+// TestRegression_ForkChildMarksRescan: a child forked without exec writes
+// with capture switched off; it leaves the rescan marker in the database's
+// spool directory (spool.RescanMarker), whether it writes through a
+// connection of its own or one inherited from the parent.
+func TestRegression_ForkChildMarksRescan(t *testing.T) {
+	py := python(t)
+	e := newEnv(t, map[string]any{"scan_interval": "1h"})
+	db := filepath.Join(e.dir, "forkmarker.db")
+	script, err := filepath.Abs(filepath.Join("testdata", "forkmarker.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(spool.DBsDir(e.spool), dbKey(t, testHost, db), spool.RescanMarker)
+	r := e.runHost("", py, script, soPath, db, marker)
+	if r.exitCode() != 0 {
+		t.Fatalf("%s failed:\n%s", py, r)
+	}
+	if got, want := lines(r.stdout), []string{"before False", "own True", "inherited True", "2"}; !slices.Equal(got, want) {
+		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
+	}
 }

@@ -1,0 +1,300 @@
+/*
+** shimfiles.c: process-wide state of the replicating VFS (see shim.c).
+**
+**   - The open tracked main files, and the journals paired with them. A
+**     journal's pointer to its main file is cleared when the main file
+**     closes, and pinned while used: the close waits for the pins.
+**   - The rescan markers of the databases that Go registered, by path, so
+**     that a child forked without exec can leave one when it writes.
+**   - fork handling: gListMutex is held across fork(), and the child
+**     switches capture off.
+**   - The pass-through io methods, shared by every kind of file.
+*/
+#ifdef VERNEUIL_EXTENSION
+# include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+#else
+# include "sqlite3.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim.h"
+#include "shimint.h"
+
+int vshimForked = 0;
+int vshimTrace = 0;
+
+/* Databases registered with Go in this process, newest first, so that a
+** forked child can find the rescan marker of a database by path. Entries
+** are immutable and never freed (one per database and spool directory). */
+typedef struct VRegistered VRegistered;
+struct VRegistered {
+  VRegistered *pNext;
+  char *zPath;              /* the main file's full path, as SQLite names it */
+  char *zMarker;            /* <spool dir>/VSHIM_RESCAN_MARKER */
+};
+
+/* Open tracked main files, so that journals can find theirs, the journals
+** paired with one, and the registry; all under gListMutex. */
+static pthread_mutex_t gListMutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gUnpinned = PTHREAD_COND_INITIALIZER;
+static VFile *gMainList = 0;
+static VFile *gJournalList = 0;
+static VRegistered *gRegistry = 0;
+
+/* Returns the tracked main file whose journal is zJournal and which holds
+** at least RESERVED (the connection that writes, or deletes, the journal),
+** or 0. Called with gListMutex held. Tracked connections of one process
+** exclude each other's RESERVED locks, so there is at most one. */
+static VFile *findMainOfJournalLocked(const char *zJournal){
+  VFile *p;
+  size_t n = strlen(zJournal);
+  for(p=gMainList; p; p=p->pNextMain){
+    if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
+     && memcmp(zJournal+p->nPath, "-journal", 8)==0
+     && p->lockLevel>=SQLITE_LOCK_RESERVED ){
+      return p;
+    }
+  }
+  return 0;
+}
+
+/* A tracked main file opens. */
+void vshimLinkMain(VFile *p){
+  pthread_mutex_lock(&gListMutex);
+  p->pNextMain = gMainList;
+  gMainList = p;
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* A journal opens: pairs it with the main file of its connection, if
+** tracked, and returns that main file (0: the journal is not paired). */
+VFile *vshimLinkJournal(VFile *p, const char *zJournal){
+  pthread_mutex_lock(&gListMutex);
+  p->pMain = findMainOfJournalLocked(zJournal);
+  if( p->pMain ){
+    p->isJournal = 1;
+    p->pNextJournal = gJournalList;
+    gJournalList = p;
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return p->pMain;
+}
+
+/* Pins the main file of journal zJournal (see findMainOfJournalLocked):
+** it cannot finish closing until vshimUnpinMain. */
+VFile *vshimPinMainOfJournal(const char *zJournal){
+  VFile *p;
+  pthread_mutex_lock(&gListMutex);
+  p = findMainOfJournalLocked(zJournal);
+  if( p ) p->nPin++;
+  pthread_mutex_unlock(&gListMutex);
+  return p;
+}
+
+/* Pins the main file the journal pJ is paired with, if it is still open. */
+VFile *vshimPinMainOf(VFile *pJ){
+  VFile *p;
+  pthread_mutex_lock(&gListMutex);
+  p = pJ->pMain;
+  if( p ) p->nPin++;
+  pthread_mutex_unlock(&gListMutex);
+  return p;
+}
+
+void vshimUnpinMain(VFile *p){
+  pthread_mutex_lock(&gListMutex);
+  if( --p->nPin==0 ) pthread_cond_broadcast(&gUnpinned);
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* A tracked main file closes: forget it, detach the journals paired with
+** it, and wait until no journal uses it any more. */
+void vshimUnlinkMain(VFile *p){
+  VFile **pp, *pJ;
+  pthread_mutex_lock(&gListMutex);
+  for(pp=&gMainList; *pp; pp=&(*pp)->pNextMain){
+    if( *pp==p ){ *pp = p->pNextMain; break; }
+  }
+  for(pJ=gJournalList; pJ; pJ=pJ->pNextJournal){
+    if( pJ->pMain==p ) pJ->pMain = 0;
+  }
+  while( p->nPin>0 ) pthread_cond_wait(&gUnpinned, &gListMutex);
+  pthread_mutex_unlock(&gListMutex);
+}
+
+void vshimUnlinkJournal(VFile *p){
+  VFile **pp;
+  pthread_mutex_lock(&gListMutex);
+  for(pp=&gJournalList; *pp; pp=&(*pp)->pNextJournal){
+    if( *pp==p ){ *pp = p->pNextJournal; break; }
+  }
+  p->isJournal = 0;
+  p->pMain = 0;
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* Remembers the rescan marker of the database at zPath, whose spool
+** directory is zSpool, and returns it (0 when out of memory). */
+const char *vshimRegisterMarker(const char *zPath, const char *zSpool){
+  VRegistered *r;
+  const char *zOut = 0;
+  size_t nSpool = strlen(zSpool);
+  pthread_mutex_lock(&gListMutex);
+  for(r=gRegistry; r; r=r->pNext){
+    if( strcmp(r->zPath, zPath)==0 ) break;
+  }
+  if( r && strncmp(r->zMarker, zSpool, nSpool)==0
+   && strcmp(r->zMarker+nSpool, "/" VSHIM_RESCAN_MARKER)==0 ){
+    zOut = r->zMarker;
+  }else{
+    size_t nMarker = nSpool + sizeof("/" VSHIM_RESCAN_MARKER);
+    r = malloc(sizeof(*r));
+    if( r ){
+      r->zPath = strdup(zPath);
+      r->zMarker = malloc(nMarker);
+      if( r->zPath && r->zMarker ){
+        snprintf(r->zMarker, nMarker, "%s/" VSHIM_RESCAN_MARKER, zSpool);
+        r->pNext = gRegistry;
+        gRegistry = r;
+        zOut = r->zMarker;
+      }else{
+        free(r->zPath); free(r->zMarker); free(r);
+      }
+    }
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return zOut;
+}
+
+/* The rescan marker of the database at zPath, or 0 if Go never registered
+** it in this process. */
+const char *vshimFindMarker(const char *zPath){
+  VRegistered *r;
+  const char *zOut = 0;
+  pthread_mutex_lock(&gListMutex);
+  for(r=gRegistry; r; r=r->pNext){
+    if( strcmp(r->zPath, zPath)==0 ){ zOut = r->zMarker; break; }
+  }
+  pthread_mutex_unlock(&gListMutex);
+  return zOut;
+}
+
+/* In a forked child, the first write of a transaction: leave the rescan
+** marker in the database's spool directory (an empty file; it may exist). */
+void vshimMarkRescan(const char *zMarker){
+  int fd;
+  if( zMarker==0 ) return;
+  fd = open(zMarker, O_CREAT|O_WRONLY|O_CLOEXEC, 0600);
+  if( fd<0 ){
+    TRACE("rescan marker %s: %s\n", zMarker, strerror(errno));
+    return;
+  }
+  close(fd);
+}
+
+/* The Go runtime does not survive fork() without exec: the child's VFS
+** captures nothing; its writes leave rescan markers (vshimMarkRescan) and are
+** caught by the parent's identity checks. gListMutex is held across fork()
+** so that the child's copy is consistent and unlocked. */
+static void beforeFork(void){ pthread_mutex_lock(&gListMutex); }
+static void parentAfterFork(void){ pthread_mutex_unlock(&gListMutex); }
+static void childAfterFork(void){
+  vshimForked = 1;
+  pthread_mutex_unlock(&gListMutex);
+}
+
+/* Installs the fork handlers, once. */
+int vshimAtforkInit(void){
+  static int done = 0;
+  if( done ) return 0;
+  if( pthread_atfork(beforeFork, parentAfterFork, childAfterFork)!=0 ) return -1;
+  done = 1;
+  return 0;
+}
+
+/* ------------------------------------------------------- pass-through io */
+
+#define REAL(f) (((VFile*)(f))->pReal)
+
+int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o){
+  return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+int vshimWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
+  return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+int vshimTruncate(sqlite3_file *f, sqlite3_int64 sz){
+  return REAL(f)->pMethods->xTruncate(REAL(f), sz);
+}
+int vshimSync(sqlite3_file *f, int flags){
+  TRACE("sync %d main=%d\n", flags, ((VFile*)f)->handle!=0);
+  return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
+  return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
+}
+int vshimLock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xLock(p->pReal, e);
+  if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
+  return rc;
+}
+int vshimUnlock(sqlite3_file *f, int e){
+  VFile *p = (VFile*)f;
+  int rc = p->pReal->pMethods->xUnlock(p->pReal, e);
+  if( rc==SQLITE_OK ) p->lockLevel = e;
+  return rc;
+}
+int vshimCheckReservedLock(sqlite3_file *f, int *pOut){
+  return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pOut);
+}
+int vshimFileControl(sqlite3_file *f, int op, void *pArg){
+  if( ((VFile*)f)->handle==0 ) TRACE("fcntl %d on other file\n", op);
+  int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
+  if( op==SQLITE_FCNTL_VFSNAME && rc==SQLITE_OK ){
+    *(char**)pArg = sqlite3_mprintf("verneuil/%z", *(char**)pArg);
+  }
+  return rc;
+}
+int vshimSectorSize(sqlite3_file *f){
+  return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+int vshimDeviceCharacteristics(sqlite3_file *f){
+  return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+int vshimShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmMap==0 ) return SQLITE_IOERR_SHMMAP;
+  return r->pMethods->xShmMap(r, i, sz, w, pp);
+}
+int vshimShmLock(sqlite3_file *f, int o, int n, int fl){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmLock==0 ) return SQLITE_IOERR_SHMLOCK;
+  return r->pMethods->xShmLock(r, o, n, fl);
+}
+void vshimShmBarrier(sqlite3_file *f){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion>=2 && r->pMethods->xShmBarrier ) r->pMethods->xShmBarrier(r);
+}
+int vshimShmUnmap(sqlite3_file *f, int del){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<2 || r->pMethods->xShmUnmap==0 ) return SQLITE_OK;
+  return r->pMethods->xShmUnmap(r, del);
+}
+int vshimFetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<3 || r->pMethods->xFetch==0 ){ *pp = 0; return SQLITE_OK; }
+  return r->pMethods->xFetch(r, o, n, pp);
+}
+int vshimUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
+  sqlite3_file *r = REAL(f);
+  if( r->pMethods->iVersion<3 || r->pMethods->xUnfetch==0 ) return SQLITE_OK;
+  return r->pMethods->xUnfetch(r, o, pp);
+}

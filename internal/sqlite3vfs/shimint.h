@@ -1,0 +1,87 @@
+/*
+** shimint.h: what the C files of the replicating VFS share (shim.c: the
+** VFS and its capturing io methods; shimfiles.c: the process-wide lists of
+** open files, the rescan markers, fork handling and the pass-through io
+** methods). Include after sqlite3.h (or sqlite3ext.h) and shim.h. Every
+** symbol is hidden: none leaves libverneuil.so.
+*/
+#ifndef VERNEUIL_SHIMINT_H
+#define VERNEUIL_SHIMINT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define VSHIM_HIDDEN __attribute__((visibility("hidden")))
+
+typedef struct VFile VFile;
+struct VFile {
+  sqlite3_file base;        /* our io methods */
+  sqlite3_file *pReal;      /* the unix file, allocated right after VFile */
+  const char *zPath;        /* full path, owned by SQLite, valid until close */
+  uint64_t handle;          /* Go tracker handle; 0 = not replicated */
+  int fd;                   /* unix file descriptor if verified, else -1 */
+  int lockLevel;            /* lock level currently held */
+  int exclusiveMode;        /* locking_mode=EXCLUSIVE believed in force */
+  int journalInMemory;      /* journal_mode=MEMORY or OFF: no journal file */
+  int wantCheck;            /* verify identity at the next read unlock */
+  int txnStarted;           /* first write of the transaction happened */
+  int committed;            /* COMMIT_PHASETWO seen for the current writes */
+  int xattrUnsupported;     /* the file system refused user xattrs */
+  int dirtyLost;            /* out of memory while tracking: rescan */
+  /* dirty chunks: bitmap + list of indices */
+  unsigned char *aBits; int64_t nBitsBytes;
+  uint32_t *aDirty; int nDirty, nDirtyAlloc;
+  /* identity before the transaction, and the new version id */
+  unsigned char preXattr[VSHIM_XATTR_LEN]; int preXattrLen;
+  unsigned char preHeader[VSHIM_HEADER_LEN];
+  unsigned char postXattr[VSHIM_XATTR_LEN]; int postXattrLen;
+  uint64_t seq;             /* sequence number of the transaction */
+  VFile *pNextMain;         /* list of open tracked main files */
+  VFile *pMain;             /* for a journal: its tracked main file */
+  VFile *pNextJournal;      /* list of journals paired with a main file */
+  int isJournal;            /* in the journal list */
+  int nPin;                 /* main file: journals using it right now */
+  int nPath;                /* strlen(zPath) */
+  uint64_t ino;             /* inode of the open file, part of its identity */
+  const char *zMarker;      /* rescan marker path (shimfiles.c), or 0 */
+};
+
+VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
+VSHIM_HIDDEN extern int vshimTrace;   /* VERNEUIL_SHIM_TRACE: debug trace on stderr */
+#define TRACE(...) do{ if( vshimTrace ) fprintf(stderr, "verneuil-shim: " __VA_ARGS__); }while(0)
+
+/* Tracked main files and the journals paired with them (shimfiles.c). */
+VSHIM_HIDDEN void vshimLinkMain(VFile *p);
+VSHIM_HIDDEN VFile *vshimLinkJournal(VFile *p, const char *zJournal);
+VSHIM_HIDDEN VFile *vshimPinMainOfJournal(const char *zJournal);
+VSHIM_HIDDEN VFile *vshimPinMainOf(VFile *pJ);
+VSHIM_HIDDEN void vshimUnpinMain(VFile *p);
+VSHIM_HIDDEN void vshimUnlinkMain(VFile *p);
+VSHIM_HIDDEN void vshimUnlinkJournal(VFile *p);
+
+/* Rescan markers of the databases registered with Go, and fork handling. */
+VSHIM_HIDDEN const char *vshimRegisterMarker(const char *zPath, const char *zSpool);
+VSHIM_HIDDEN const char *vshimFindMarker(const char *zPath);
+VSHIM_HIDDEN void vshimMarkRescan(const char *zMarker);
+VSHIM_HIDDEN int vshimAtforkInit(void);
+
+/* Pass-through io methods. */
+VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);
+VSHIM_HIDDEN int vshimWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o);
+VSHIM_HIDDEN int vshimTruncate(sqlite3_file *f, sqlite3_int64 sz);
+VSHIM_HIDDEN int vshimSync(sqlite3_file *f, int flags);
+VSHIM_HIDDEN int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize);
+VSHIM_HIDDEN int vshimLock(sqlite3_file *f, int e);
+VSHIM_HIDDEN int vshimUnlock(sqlite3_file *f, int e);
+VSHIM_HIDDEN int vshimCheckReservedLock(sqlite3_file *f, int *pOut);
+VSHIM_HIDDEN int vshimFileControl(sqlite3_file *f, int op, void *pArg);
+VSHIM_HIDDEN int vshimSectorSize(sqlite3_file *f);
+VSHIM_HIDDEN int vshimDeviceCharacteristics(sqlite3_file *f);
+VSHIM_HIDDEN int vshimShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp);
+VSHIM_HIDDEN int vshimShmLock(sqlite3_file *f, int o, int n, int fl);
+VSHIM_HIDDEN void vshimShmBarrier(sqlite3_file *f);
+VSHIM_HIDDEN int vshimShmUnmap(sqlite3_file *f, int del);
+VSHIM_HIDDEN int vshimFetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp);
+VSHIM_HIDDEN int vshimUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp);
+
+#endif
