@@ -58,6 +58,17 @@ func needsUpload(m, up *manifest.Manifest) bool {
 	return !sameState(m, up) && follows(m, up)
 }
 
+// stagedUploaded reports whether the staged manifest of d is known to be
+// uploaded, comparing contents (for unreliable stamps).
+func stagedUploaded(d *spool.Dir) bool {
+	m, _, err := d.Manifest()
+	if err != nil {
+		return false
+	}
+	up, _, err := d.Uploaded()
+	return err == nil && (m == nil || !needsUpload(m, up))
+}
+
 // renumber returns m as version seq, after above (a newer-numbered version
 // of an older state), and warns: the clock that numbered m is behind.
 func (c *Copier) renumber(key string, m *manifest.Manifest, seq uint64, above *manifest.Manifest, where string) (*manifest.Manifest, []byte, error) {

@@ -75,7 +75,7 @@ func (c *Copier) scanOne(key string, gen uint64) {
 	c.mu.Lock()
 	st := c.getLocked(key)
 	st.seen = gen
-	unchanged := err == nil && stamp == st.clean && !st.usageStale
+	unchanged := err == nil && stamp == st.clean && stamp.Reliable() && !st.usageStale
 	needPath := st.path == ""
 	c.mu.Unlock()
 	if err != nil {

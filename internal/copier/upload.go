@@ -181,11 +181,12 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 		return res, err
 	}
 	after, _ := d.ManifestStamp()
+	unchanged := after == stamp && (stamp.Reliable() || stagedUploaded(d))
 	c.mu.Lock()
 	st.uploads++
 	st.clean = stamp
 	st.usageStale = true
-	if after == stamp {
+	if unchanged {
 		st.pending = false
 	}
 	if published != nil {
