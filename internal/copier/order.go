@@ -3,7 +3,6 @@ package copier
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -28,24 +27,6 @@ func sameState(a, b *manifest.Manifest) bool {
 	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
 }
 
-// changeCounter returns the SQLite file change counter (header offset 24)
-// of the state m describes; ok is false for a file without a header.
-func changeCounter(m *manifest.Manifest) (uint32, bool) {
-	if len(m.Chunk0) < 28 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint32(m.Chunk0[24:28]), true
-}
-
-// follows reports whether m is a later state of the database file than
-// old: SQLite increments the change counter at every commit of a
-// rollback-journal database (compared in serial-number arithmetic).
-func follows(m, old *manifest.Manifest) bool {
-	cm, ok1 := changeCounter(m)
-	co, ok2 := changeCounter(old)
-	return ok1 && ok2 && int32(cm-co) > 0
-}
-
 // needsUpload reports whether the staged manifest m still has to be
 // uploaded, up being the last uploaded one (nil when unknown).
 func needsUpload(m, up *manifest.Manifest) bool {
@@ -55,7 +36,7 @@ func needsUpload(m, up *manifest.Manifest) bool {
 	if up.Seq < m.Seq {
 		return !sameState(m, up)
 	}
-	return !sameState(m, up) && follows(m, up)
+	return !sameState(m, up) && spool.Follows(m, up)
 }
 
 // stagedUploaded reports whether the staged manifest of d is known to be

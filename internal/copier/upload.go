@@ -580,7 +580,7 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 				switch {
 				case sameState(old, m):
 					// Already there (another copier).
-				case follows(m, old):
+				case spool.Follows(m, old):
 					return old, nil // numbered by a clock that is behind
 				default:
 					// A newer state, or another writer's: our manifest

@@ -21,6 +21,7 @@
 package spool
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -249,14 +250,24 @@ func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
 
 // Publish replaces the staged manifest with m if m is newer (larger Seq)
 // than the staged one, then deletes staged chunks that m does not
-// reference. The caller must hold Lock.
+// reference. A later state of the database (Follows) numbered at or below
+// the staged one, by a clock that is behind, is renumbered after it: m.Seq
+// is updated and m re-encoded; the caller compares m.Seq to notice. The
+// caller must hold Lock.
 func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 	cur, err := os.Stat(filepath.Join(d.Path, "manifest"))
 	if err != nil {
 		cur = nil // none, or unreadable: replaced
 	}
 	if seq, ok := d.stagedSeq(cur); ok && seq >= m.Seq {
-		return false, nil
+		staged, _, err := d.Manifest()
+		if err != nil || staged == nil || !Follows(m, staged) {
+			return false, nil // an older state, or another process's
+		}
+		m.Seq = staged.Seq + 1
+		if encoded, err = m.Encode(); err != nil {
+			return false, fmt.Errorf("spool publish %s: renumber: %w", d.Path, err)
+		}
 	}
 	// A damaged staged manifest is simply replaced.
 	published, err := d.publishManifest(encoded, cur)
@@ -268,6 +279,20 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 		d.seqCache.Store(&seqStamp{stat: stampOf(published), seq: m.Seq})
 	}
 	return true, d.gc(m)
+}
+
+// Follows reports whether m describes a later state of the database file
+// than old, whatever their version numbers (which come from clocks): the
+// SQLite file change counter (header offset 24), which every commit of a
+// rollback-journal database increments, is ahead (in serial-number
+// arithmetic). It is false when either has no header.
+func Follows(m, old *manifest.Manifest) bool {
+	if len(m.Chunk0) < 28 || len(old.Chunk0) < 28 {
+		return false
+	}
+	cm := binary.BigEndian.Uint32(m.Chunk0[24:28])
+	co := binary.BigEndian.Uint32(old.Chunk0[24:28])
+	return int32(cm-co) > 0
 }
 
 // seqStamp remembers the version of the staged manifest file with the

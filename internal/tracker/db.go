@@ -315,11 +315,12 @@ func (db *DB) rescan(src Source, ino uint64, xattr []byte, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	db.warnRenumbered(seq, m)
 	db.setBaseLocked(m)
 	db.mu.Lock()
 	db.lastID = m.VersionID
 	db.lastLen = size
-	db.lastSeq = max(db.lastSeq, seq)
+	db.lastSeq = max(db.lastSeq, m.Seq)
 	db.mu.Unlock()
 	if published {
 		db.notify()
@@ -472,6 +473,7 @@ func (db *DB) buildLocked(p *pending) error {
 	if err != nil {
 		return err
 	}
+	db.warnRenumbered(p.seq, m)
 	db.setBaseLocked(m)
 	if published {
 		db.notify()
@@ -484,6 +486,20 @@ func (db *DB) buildLocked(p *pending) error {
 		db.mu.Unlock()
 	}
 	return nil
+}
+
+// warnRenumbered warns when the spool renumbered m, numbered seq, after a
+// staged version of an older state (clock skew), and numbers later
+// versions after it.
+func (db *DB) warnRenumbered(seq uint64, m *manifest.Manifest) {
+	if m.Seq == seq {
+		return
+	}
+	db.log.Warn("clock skew: a new version was numbered at or below the staged one; renumbered after it (check the clocks of the processes writing this database)",
+		"seq", seq, "renumbered", m.Seq)
+	db.mu.Lock()
+	db.lastSeq = max(db.lastSeq, m.Seq)
+	db.mu.Unlock()
 }
 
 func (db *DB) notify() {
