@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,10 +221,15 @@ func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
 // A read that does not decode is retried a few times: it may have raced
 // with a rewrite of the file (see inplace.go).
 func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) {
-	for try := 1; ; try++ {
-		data, err := os.ReadFile(filepath.Join(d.Path, name))
+	for try, moved := 1, 0; ; try++ {
+		data, err := readCurrent(filepath.Join(d.Path, name))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, nil
+		}
+		if errors.Is(err, errMoved) && moved < 100 {
+			moved++ // published meanwhile: read the new one
+			try--
+			continue
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
@@ -237,6 +243,37 @@ func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) 
 		}
 		time.Sleep(time.Duration(try) * time.Millisecond)
 	}
+}
+
+// errMoved means the file read was no longer the one at its path.
+var errMoved = errors.New("file replaced while read")
+
+// readCurrent reads the file at path and checks that path still names the
+// file read: a reader that opened the manifest just before it was
+// exchanged could otherwise read the spare being rewritten with a version
+// not yet published (see inplace.go).
+func readCurrent(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	now, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !os.SameFile(st, now) {
+		return nil, errMoved
+	}
+	return data, nil
 }
 
 // readManifestTries bounds the reads of a manifest file that does not
