@@ -1,10 +1,8 @@
 package copier
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -17,27 +15,9 @@ import (
 // state at or below one already published. A version is therefore
 // compared with what the store (or the upload record) holds by content
 // first: the same state is already uploaded whatever its number; a later
-// state of the same file (its SQLite change counter is ahead) is renumbered
+// state of the same file (spool.Follows: its change counter is ahead) is renumbered
 // after the stored one and published, with a warning; anything else is an
 // older state or another writer's, left alone, also with a warning.
-
-// sameState reports whether a and b describe the same state of the
-// database, whatever their version numbers.
-func sameState(a, b *manifest.Manifest) bool {
-	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
-}
-
-// needsUpload reports whether the staged manifest m still has to be
-// uploaded, up being the last uploaded one (nil when unknown).
-func needsUpload(m, up *manifest.Manifest) bool {
-	if up == nil {
-		return true
-	}
-	if up.Seq < m.Seq {
-		return !sameState(m, up)
-	}
-	return !sameState(m, up) && spool.Follows(m, up)
-}
 
 // stagedUploaded reports whether the staged manifest of d is known to be
 // uploaded, comparing contents (for unreliable stamps).
@@ -47,7 +27,7 @@ func stagedUploaded(d *spool.Dir) bool {
 		return false
 	}
 	up, _, err := d.Uploaded()
-	return err == nil && (m == nil || !needsUpload(m, up))
+	return err == nil && (m == nil || !spool.NeedsUpload(m, up))
 }
 
 // renumber returns m as version seq, after above (a newer-numbered version

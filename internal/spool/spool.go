@@ -21,6 +21,7 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -330,6 +332,26 @@ func Follows(m, old *manifest.Manifest) bool {
 	cm := binary.BigEndian.Uint32(m.Chunk0[24:28])
 	co := binary.BigEndian.Uint32(old.Chunk0[24:28])
 	return int32(cm-co) > 0
+}
+
+// SameState reports whether a and b describe the same state of the
+// database, whatever their version numbers.
+func SameState(a, b *manifest.Manifest) bool {
+	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
+}
+
+// NeedsUpload reports whether the staged manifest m still has to be
+// uploaded, up being the record of the last upload (nil when none): m is
+// not the state uploaded and is numbered above it, or is a later state
+// numbered at or below it (clock skew: the uploader renumbers it).
+func NeedsUpload(m, up *manifest.Manifest) bool {
+	if up == nil {
+		return true
+	}
+	if up.Seq < m.Seq {
+		return !SameState(m, up)
+	}
+	return !SameState(m, up) && Follows(m, up)
 }
 
 // seqStamp remembers the version of the staged manifest file with the
