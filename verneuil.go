@@ -153,6 +153,11 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 				t.ForceRescan(key)
 			}
 		},
+		OnResequence: func(key string, seq uint64) {
+			if t := r.tracker; t != nil {
+				t.ContinueAfter(key, seq)
+			}
+		},
 	})
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,

@@ -152,7 +152,7 @@ func statusOf(root, key string, now time.Time) dbStatus {
 	if up != nil {
 		st.UploadedVersion, st.UploadedCommit = up.Seq, up.CommitTime.UTC()
 	}
-	st.Pending = m != nil && (up == nil || up.Seq < m.Seq)
+	st.Pending = m != nil && spool.NeedsUpload(m, up)
 	if st.Pending {
 		oldest := m.CommitTime
 		if st.LastError != nil && st.LastError.Since.Before(oldest) {

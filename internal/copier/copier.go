@@ -633,7 +633,9 @@ func (c *Copier) knownClean(key string) bool {
 	}
 	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, key), Key: key}
 	stamp, err := d.ManifestStamp()
-	return err == nil && stamp == clean
+	// An unreliable (coarse) stamp can repeat for a new version: the
+	// upload then compares contents.
+	return err == nil && stamp == clean && stamp.Reliable()
 }
 
 // Upload synchronously uploads the spool of key (chunks, then manifest),

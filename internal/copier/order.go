@@ -1,11 +1,8 @@
 package copier
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"slices"
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -18,44 +15,19 @@ import (
 // state at or below one already published. A version is therefore
 // compared with what the store (or the upload record) holds by content
 // first: the same state is already uploaded whatever its number; a later
-// state of the same file (its SQLite change counter is ahead) is renumbered
+// state of the same file (spool.Follows: its change counter is ahead) is renumbered
 // after the stored one and published, with a warning; anything else is an
 // older state or another writer's, left alone, also with a warning.
 
-// sameState reports whether a and b describe the same state of the
-// database, whatever their version numbers.
-func sameState(a, b *manifest.Manifest) bool {
-	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
-}
-
-// changeCounter returns the SQLite file change counter (header offset 24)
-// of the state m describes; ok is false for a file without a header.
-func changeCounter(m *manifest.Manifest) (uint32, bool) {
-	if len(m.Chunk0) < 28 {
-		return 0, false
+// stagedUploaded reports whether the staged manifest of d is known to be
+// uploaded, comparing contents (for unreliable stamps).
+func stagedUploaded(d *spool.Dir) bool {
+	m, _, err := d.Manifest()
+	if err != nil {
+		return false
 	}
-	return binary.BigEndian.Uint32(m.Chunk0[24:28]), true
-}
-
-// follows reports whether m is a later state of the database file than
-// old: SQLite increments the change counter at every commit of a
-// rollback-journal database (compared in serial-number arithmetic).
-func follows(m, old *manifest.Manifest) bool {
-	cm, ok1 := changeCounter(m)
-	co, ok2 := changeCounter(old)
-	return ok1 && ok2 && int32(cm-co) > 0
-}
-
-// needsUpload reports whether the staged manifest m still has to be
-// uploaded, up being the last uploaded one (nil when unknown).
-func needsUpload(m, up *manifest.Manifest) bool {
-	if up == nil {
-		return true
-	}
-	if up.Seq < m.Seq {
-		return !sameState(m, up)
-	}
-	return !sameState(m, up) && follows(m, up)
+	up, _, err := d.Uploaded()
+	return err == nil && (m == nil || !spool.NeedsUpload(m, up))
 }
 
 // renumber returns m as version seq, after above (a newer-numbered version

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
@@ -99,4 +103,79 @@ func TestRegression_ClockBehindStillAdvancesLatest(t *testing.T) {
 	if n := old.Stats().Superseded; n != 1 {
 		t.Errorf("Superseded = %d, want 1", n)
 	}
+}
+
+// Where the spool falls back to rename(2) on a file system with coarse
+// times, a new manifest can get the inode, size and mtime of the one
+// uploaded before: the stamp repeats. UploadAll (Replicator.Flush) and the
+// scan must not take the new manifest for the uploaded one.
+func TestRegression_CoarseStampsDoNotHideNewManifest(t *testing.T) {
+	s := newMemStore()
+	c, root := newTestCopier(t, s)
+	ctx := context.Background()
+	m1 := stage(t, root, "db", 1, dbBytes(200, 1, 1))
+	d, err := spool.Existing(root, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(d.Path, "manifest")
+	coarse := time.Unix(1_700_000_000, 0)
+	if err := os.Chtimes(path, coarse, coarse); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UploadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := latestSeq(t, s, "db"); got != 1 {
+		t.Fatalf("latest = %d, want 1", got)
+	}
+	enc1, err := m1.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Publishes version seq, encoded to the same size as version 1, in
+	// the same inode with the same mtime: the stamp repeats.
+	repeatStamp := func(seq uint64) {
+		t.Helper()
+		var enc []byte
+		for seed := seq * 1000; enc == nil || len(enc) != len(enc1); seed++ {
+			if seed > seq*1000+1000 {
+				t.Fatal("no same-size manifest found")
+			}
+			data := dbBytes(200, seed, uint32(seq))
+			m := *m1
+			m.Seq, m.VersionID = seq, []byte(fmt.Sprint(seq))
+			m.Chunk0 = data
+			m.Chunks = []manifest.Hash{manifest.HashOf(data)}
+			m.HeaderHash = manifest.HashOf(data[:100])
+			if enc, err = m.Encode(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, err := d.ManifestStamp()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, enc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, coarse, coarse); err != nil {
+			t.Fatal(err)
+		}
+		if after, err := d.ManifestStamp(); err != nil || after != before {
+			t.Fatalf("could not repeat the stamp: %+v then %+v (%v)", before, after, err)
+		}
+	}
+	repeatStamp(2)
+	if err := c.UploadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := latestSeq(t, s, "db"); got != 2 {
+		t.Fatalf("latest = %d after UploadAll, want 2", got)
+	}
+	// The background scan must notice a new version behind a repeated
+	// stamp too, and have it uploaded.
+	repeatStamp(3)
+	c.Scan(ctx)
+	waitFor(t, 10*time.Second, "the scan to have version 3 uploaded", func() bool { return latestSeq(t, s, "db") == 3 })
 }

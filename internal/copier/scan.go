@@ -75,7 +75,7 @@ func (c *Copier) scanOne(key string, gen uint64) {
 	c.mu.Lock()
 	st := c.getLocked(key)
 	st.seen = gen
-	unchanged := err == nil && stamp == st.clean && !st.usageStale
+	unchanged := err == nil && stamp == st.clean && stamp.Reliable() && !st.usageStale
 	needPath := st.path == ""
 	c.mu.Unlock()
 	if err != nil {
@@ -101,7 +101,7 @@ func (c *Copier) scanOne(key string, gen uint64) {
 			// The tracker rebuilds a damaged manifest at the next write.
 			c.log.Debug("scan spool: damaged staged manifest", "key", key, "err", merr)
 		case m != nil:
-			pending = uerr != nil || needsUpload(m, up)
+			pending = uerr != nil || spool.NeedsUpload(m, up)
 			staged = m.CommitTime
 		}
 	}

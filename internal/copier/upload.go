@@ -181,11 +181,12 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 		return res, err
 	}
 	after, _ := d.ManifestStamp()
+	unchanged := after == stamp && (stamp.Reliable() || stagedUploaded(d))
 	c.mu.Lock()
 	st.uploads++
 	st.clean = stamp
 	st.usageStale = true
-	if after == stamp {
+	if unchanged {
 		st.pending = false
 	}
 	if published != nil {
@@ -297,8 +298,8 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
 		up = nil
 	}
-	if !needsUpload(m, up) {
-		if !sameState(m, up) {
+	if !spool.NeedsUpload(m, up) {
+		if !spool.SameState(m, up) {
 			c.supersededBy(d.Key, m, up, "the upload record")
 		}
 		return nil, 0, nil
@@ -427,7 +428,7 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 // superseded reports whether the staged manifest is no longer m.
 func superseded(d *spool.Dir, m *manifest.Manifest) bool {
 	cur, _, err := d.Manifest()
-	return err == nil && cur != nil && !sameState(cur, m)
+	return err == nil && cur != nil && !spool.SameState(cur, m)
 }
 
 func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, h manifest.Hash, wasUploaded bool) error {
@@ -577,9 +578,9 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 			if old, derr := manifest.Decode(cur); derr == nil && old.Seq >= m.Seq {
 				st.latest[ti] = latestGuess{seq: old.Seq, version: ver}
 				switch {
-				case sameState(old, m):
+				case spool.SameState(old, m):
 					// Already there (another copier).
-				case follows(m, old):
+				case spool.Follows(m, old):
 					return old, nil // numbered by a clock that is behind
 				default:
 					// A newer state, or another writer's: our manifest

@@ -1,9 +1,14 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // simulateCoarse makes publishing behave, for the test, as on a file system
@@ -87,5 +92,50 @@ func TestStampReliability(t *testing.T) {
 			}
 			prev = s
 		}
+	}
+}
+
+// manifestCounter returns a manifest of version seq whose database header
+// holds the change counter counter.
+func manifestCounter(t *testing.T, seq uint64, counter uint32) (*manifest.Manifest, []byte) {
+	t.Helper()
+	m, _ := manifestWith(t, seq)
+	m.Chunk0 = bytes.Clone(m.Chunk0)
+	binary.BigEndian.PutUint32(m.Chunk0[24:28], counter)
+	m.Chunks[0] = manifest.HashOf(m.Chunk0)
+	m.VersionID = []byte(fmt.Sprint(seq, counter))
+	enc, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, enc
+}
+
+// A later state of the database numbered at or below the staged manifest
+// (its process's clock is behind the one that numbered the staged version,
+// e.g. a rescan's) must not be dropped: it is renumbered after it. An
+// older state (another process's build that lost the race) is declined.
+func TestRegression_PublishRenumbersLaterStateNumberedLower(t *testing.T) {
+	d, err := Open(t.TempDir(), "k", Info{Path: "/x", Name: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, enc := manifestCounter(t, 1000, 5)
+	if ok, err := d.Publish(m, enc); err != nil || !ok {
+		t.Fatalf("publish 1000: %v %v", ok, err)
+	}
+	later, enc := manifestCounter(t, 500, 6)
+	if ok, err := d.Publish(later, enc); err != nil || !ok {
+		t.Fatalf("publish of a later state numbered 500: published=%v, %v", ok, err)
+	}
+	if later.Seq != 1001 {
+		t.Errorf("renumbered %d, want 1001", later.Seq)
+	}
+	if got, _, err := d.Manifest(); err != nil || got.Seq != 1001 || !bytes.Equal(got.VersionID, later.VersionID) {
+		t.Fatalf("staged = %+v, %v; want the later state as 1001", got, err)
+	}
+	older, enc := manifestCounter(t, 900, 4)
+	if ok, err := d.Publish(older, enc); err != nil || ok {
+		t.Fatalf("publish of an older state: published=%v, %v", ok, err)
 	}
 }

@@ -21,12 +21,16 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -248,10 +252,15 @@ func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
 // A read that does not decode is retried a few times: it may have raced
 // with a rewrite of the file (see inplace.go).
 func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) {
-	for try := 1; ; try++ {
-		data, err := os.ReadFile(filepath.Join(d.Path, name))
+	for try, moved := 1, 0; ; try++ {
+		data, err := readCurrent(filepath.Join(d.Path, name))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, nil
+		}
+		if errors.Is(err, errMoved) && moved < 100 {
+			moved++ // published meanwhile: read the new one
+			try--
+			continue
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read spool %s/%s: %w", d.Path, name, err)
@@ -267,6 +276,37 @@ func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) 
 	}
 }
 
+// errMoved means the file read was no longer the one at its path.
+var errMoved = errors.New("file replaced while read")
+
+// readCurrent reads the file at path and checks that path still names the
+// file read: a reader that opened the manifest just before it was
+// exchanged could otherwise read the spare being rewritten with a version
+// not yet published (see inplace.go).
+func readCurrent(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	now, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !os.SameFile(st, now) {
+		return nil, errMoved
+	}
+	return data, nil
+}
+
 // readManifestTries bounds the reads of a manifest file that does not
 // decode before it is reported damaged.
 const readManifestTries = 3
@@ -278,14 +318,24 @@ func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
 
 // Publish replaces the staged manifest with m if m is newer (larger Seq)
 // than the staged one, then deletes staged chunks that m does not
-// reference. The caller must hold Lock.
+// reference. A later state of the database (Follows) numbered at or below
+// the staged one, by a clock that is behind, is renumbered after it: m.Seq
+// is updated and m re-encoded; the caller compares m.Seq to notice. The
+// caller must hold Lock.
 func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 	cur, err := os.Stat(filepath.Join(d.Path, "manifest"))
 	if err != nil {
 		cur = nil // none, or unreadable: replaced
 	}
 	if seq, ok := d.stagedSeq(cur); ok && seq >= m.Seq {
-		return false, nil
+		staged, _, err := d.Manifest()
+		if err != nil || staged == nil || !Follows(m, staged) {
+			return false, nil // an older state, or another process's
+		}
+		m.Seq = staged.Seq + 1
+		if encoded, err = m.Encode(); err != nil {
+			return false, fmt.Errorf("spool publish %s: renumber: %w", d.Path, err)
+		}
 	}
 	// A damaged staged manifest is simply replaced.
 	published, err := d.publishManifest(encoded, cur)
@@ -297,6 +347,40 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 		d.seqCache.Store(&seqStamp{stat: stampOf(published), seq: m.Seq})
 	}
 	return true, d.gc(m)
+}
+
+// Follows reports whether m describes a later state of the database file
+// than old, whatever their version numbers (which come from clocks): the
+// SQLite file change counter (header offset 24), which every commit of a
+// rollback-journal database increments, is ahead (in serial-number
+// arithmetic). It is false when either has no header.
+func Follows(m, old *manifest.Manifest) bool {
+	if len(m.Chunk0) < 28 || len(old.Chunk0) < 28 {
+		return false
+	}
+	cm := binary.BigEndian.Uint32(m.Chunk0[24:28])
+	co := binary.BigEndian.Uint32(old.Chunk0[24:28])
+	return int32(cm-co) > 0
+}
+
+// SameState reports whether a and b describe the same state of the
+// database, whatever their version numbers.
+func SameState(a, b *manifest.Manifest) bool {
+	return a.Length == b.Length && bytes.Equal(a.VersionID, b.VersionID) && slices.Equal(a.Chunks, b.Chunks)
+}
+
+// NeedsUpload reports whether the staged manifest m still has to be
+// uploaded, up being the record of the last upload (nil when none): m is
+// not the state uploaded and is numbered above it, or is a later state
+// numbered at or below it (clock skew: the uploader renumbers it).
+func NeedsUpload(m, up *manifest.Manifest) bool {
+	if up == nil {
+		return true
+	}
+	if up.Seq < m.Seq {
+		return !SameState(m, up)
+	}
+	return !SameState(m, up) && Follows(m, up)
 }
 
 // seqStamp remembers the version of the staged manifest file with the

@@ -216,6 +216,7 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) e
 	if err != nil {
 		return err
 	}
+	db.warnRenumbered(p.seq, m)
 	db.setBaseLocked(m)
 	if published {
 		db.notify()
@@ -228,6 +229,20 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) e
 		db.mu.Unlock()
 	}
 	return nil
+}
+
+// warnRenumbered warns when the spool renumbered m, numbered seq, after a
+// staged version of an older state (clock skew), and numbers later
+// versions after it.
+func (db *DB) warnRenumbered(seq uint64, m *manifest.Manifest) {
+	if m.Seq == seq {
+		return
+	}
+	db.log.Warn("clock skew: a new version was numbered at or below the staged one; renumbered after it (check the clocks of the processes writing this database)",
+		"seq", seq, "renumbered", m.Seq)
+	db.mu.Lock()
+	db.lastSeq = max(db.lastSeq, m.Seq)
+	db.mu.Unlock()
 }
 
 func (db *DB) notify() {

@@ -467,12 +467,13 @@ func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) err
 	if err != nil {
 		return err
 	}
+	db.warnRenumbered(seq, m)
 	db.setBaseLocked(m)
 	db.mu.Lock()
 	db.suspect = false
 	db.lastID = m.VersionID
 	db.lastLen = size
-	db.lastSeq = max(db.lastSeq, seq)
+	db.lastSeq = max(db.lastSeq, m.Seq)
 	db.mu.Unlock()
 	if published {
 		db.notify()

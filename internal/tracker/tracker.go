@@ -324,6 +324,11 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 		db.lastLen = man.Length
 		db.lastSeq = man.Seq
 	}
+	// Continue numbering after the last upload, which the copier may have
+	// renumbered after the store's latest (clock skew).
+	if up, _, err := sp.Uploaded(); err == nil && up != nil {
+		db.lastSeq = max(db.lastSeq, up.Seq)
+	}
 	return db, nil
 }
 
@@ -449,6 +454,21 @@ func (m *Manager) ForceRescan(key string) {
 		if db.key == key {
 			db.mu.Lock()
 			db.lastID = nil
+			db.mu.Unlock()
+		}
+	}
+}
+
+// ContinueAfter makes the database with replica key number its next
+// versions after seq: the copier published one of its versions renumbered
+// seq because the clock-derived number was not above the stored one.
+func (m *Manager) ContinueAfter(key string, seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, db := range m.dbs {
+		if db.key == key {
+			db.mu.Lock()
+			db.lastSeq = max(db.lastSeq, seq)
 			db.mu.Unlock()
 		}
 	}
