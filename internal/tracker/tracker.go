@@ -523,3 +523,9 @@ func identity(ino uint64, xattr, header []byte) []byte {
 	id = append(id, xattr...)
 	return append(id, header...)
 }
+
+// Identity returns the identity of a file state as the tracker computes it
+// and manifests record it (manifest.Manifest.VersionID): the inode of the
+// file, its version xattr (nil when absent or unsupported) and its first
+// HeaderLen bytes.
+func Identity(ino uint64, xattr, header []byte) []byte { return identity(ino, xattr, header) }

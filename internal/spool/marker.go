@@ -1,0 +1,7 @@
+package spool
+
+// RescanMarker names an empty file in a database's spool directory that a
+// process writing the database without capturing it (a child forked
+// without exec) creates: the database changed outside capture and must be
+// rescanned (verneuilctl sync, or the copier daemon, does it).
+const RescanMarker = "needs-rescan"
