@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -127,16 +128,23 @@ func TestRegression_WALDatabaseFailsEverywhere(t *testing.T) {
 			t.Errorf("%s suggests a retry: %s", cmd[0], errOut)
 		}
 	}
+	// The copier daemon's check (its metrics): WAL, not synced.
+	cfg, err := verneuil.LoadConfig(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHealer(cfg, slog.New(slog.DiscardHandler), time.Second)
+	h.pass(context.Background())
+	key := names.Key(names.Replica("ctltest", path))
+	if st := h.snapshot()[key]; !st.WAL || st.Outside || h.syncs.Load() != 0 {
+		t.Errorf("daemon check of the WAL database: %+v, %d syncs", st, h.syncs.Load())
+	}
 }
 
-// TestRegression_ChangedOutsideCaptureShownAndHealed: rows written without
-// the VFS after the last capture (a bypassing writer; a forked child
-// behaves the same and also leaves a rescan marker) show in status as
-// "changed outside capture", and the copier daemon syncs them within a
-// scan interval, removes the marker and reports it in its metrics.
-func TestRegression_ChangedOutsideCaptureShownAndHealed(t *testing.T) {
-	s := newTestSpool(t)
-	path := filepath.Join(s.dir, "app.db")
+// bypassWrite captures a small database through the VFS, then writes 100
+// rows without it (a bypassing writer; a forked child behaves the same).
+func (s *testSpool) bypassWrite(t *testing.T, path string) {
+	t.Helper()
 	s.writeThroughVFS(t, path, "_journal_mode=DELETE", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
 	if r := s.status(t, path); r.ChangedOutsideCapture || r.Pending {
 		t.Fatalf("status after a captured write: %+v", r)
@@ -146,7 +154,15 @@ func TestRegression_ChangedOutsideCaptureShownAndHealed(t *testing.T) {
 		stmts = append(stmts, "INSERT INTO t VALUES(randomblob(500))")
 	}
 	writePlain(t, path, "_journal_mode=DELETE", stmts...)
+}
 
+// TestRegression_ChangedOutsideCaptureShown: rows written without the VFS
+// after the last capture show in status as "changed outside capture", and
+// so does a database whose spool holds a forked child's rescan marker.
+func TestRegression_ChangedOutsideCaptureShown(t *testing.T) {
+	s := newTestSpool(t)
+	path := filepath.Join(s.dir, "app.db")
+	s.bypassWrite(t, path)
 	r := s.status(t, path)
 	if !r.ChangedOutsideCapture || r.Reason == "" {
 		t.Fatalf("status after a bypassing write: %+v", r)
@@ -155,7 +171,33 @@ func TestRegression_ChangedOutsideCaptureShownAndHealed(t *testing.T) {
 	if !strings.Contains(out, "changed outside capture") || !strings.Contains(out, "1 changed outside capture") {
 		t.Errorf("status output:\n%s", out)
 	}
-	// A forked child's marker.
+	s.ctl(t, "sync", path)
+	if r := s.status(t, path); r.ChangedOutsideCapture {
+		t.Fatalf("status after sync: %+v", r)
+	}
+	key := names.Key(names.Replica("ctltest", path))
+	marker := filepath.Join(spool.DBsDir(s.spoolDir), key, spool.RescanMarker)
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.status(t, path); !r.ChangedOutsideCapture {
+		t.Fatalf("status with a rescan marker: %+v", r)
+	}
+	if _, errOut, code := s.ctl(t, "sync", path); code != 0 {
+		t.Fatalf("sync: %s", errOut)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("sync left the rescan marker: %v", err)
+	}
+}
+
+// TestRegression_CopierDaemonHealsChangedOutsideCapture: the copier daemon
+// syncs a database changed outside capture within a scan interval, removes
+// the forked child's rescan marker and reports it in its metrics.
+func TestRegression_CopierDaemonHealsChangedOutsideCapture(t *testing.T) {
+	s := newTestSpool(t)
+	path := filepath.Join(s.dir, "app.db")
+	s.bypassWrite(t, path)
 	key := names.Key(names.Replica("ctltest", path))
 	marker := filepath.Join(spool.DBsDir(s.spoolDir), key, spool.RescanMarker)
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
