@@ -39,8 +39,9 @@ type healer struct {
 	// clean caches the stamps of files found identical to their capture:
 	// an unchanged stamp costs three stat(2) calls per pass.
 	clean map[string]fileStamp
-	// warned: WAL databases already logged.
-	warned map[string]bool
+	// warned: WAL databases already logged; failing: databases whose
+	// sync failed at the last pass (logged at error once, then at debug).
+	warned, failing map[string]bool
 
 	syncs, syncErrors atomic.Int64
 
@@ -50,7 +51,8 @@ type healer struct {
 
 func newHealer(cfg *config.Config, log *slog.Logger, interval time.Duration) *healer {
 	return &healer{cfg: cfg, log: log, interval: interval,
-		clean: map[string]fileStamp{}, warned: map[string]bool{}, states: map[string]sourceState{}}
+		clean: map[string]fileStamp{}, warned: map[string]bool{}, failing: map[string]bool{},
+		states: map[string]sourceState{}}
 }
 
 // run passes over the spool every interval until ctx is done.
@@ -109,9 +111,16 @@ func (h *healer) pass(ctx context.Context) {
 		if st.Outside {
 			if err := h.sync(ctx, d, info.Path, st); err != nil {
 				h.syncErrors.Add(1)
-				h.log.Error("sync database changed outside capture", "db", info.Path, "reason", st.Reason, "err", err)
+				level := slog.LevelError
+				if h.failing[key] {
+					level = slog.LevelDebug // already reported
+				}
+				h.failing[key] = true
+				h.log.Log(ctx, level, "sync database changed outside capture (retried every scan interval)",
+					"db", info.Path, "reason", st.Reason, "err", err)
 			} else {
 				h.syncs.Add(1)
+				delete(h.failing, key)
 				h.log.Info("synced database changed outside capture", "db", info.Path, "reason", st.Reason)
 				st = sourceState{InSync: true}
 			}
@@ -121,6 +130,13 @@ func (h *healer) pass(ctx context.Context) {
 	for key := range h.clean {
 		if _, ok := states[key]; !ok {
 			delete(h.clean, key)
+		}
+	}
+	for _, m := range []map[string]bool{h.warned, h.failing} {
+		for key := range m {
+			if _, ok := states[key]; !ok {
+				delete(m, key)
+			}
 		}
 	}
 	h.mu.Lock()
