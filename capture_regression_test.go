@@ -91,3 +91,44 @@ func TestRegression_WALDatabaseFlushFails(t *testing.T) {
 		t.Fatalf("the write itself failed: %d, %v", n, err)
 	}
 }
+
+// TestRegression_FlushRechecksIdentity: a change made through another name
+// of the file (a hard link) without this process's tracker seeing it, after
+// the tracker's one identity check, makes PRAGMA verneuil_flush fail instead
+// of reporting ok over a stale replica.
+func TestRegression_FlushRechecksIdentity(t *testing.T) {
+	e := newEnv(t)
+	first := filepath.Join(e.dir, "first.db")
+	second := filepath.Join(e.dir, "second.db")
+	plain, err := sql.Open("sqlite3", "file:"+first+"?_journal_mode=DELETE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	mustExec(t, plain, "CREATE TABLE t(a)")
+	if err := os.Link(first, second); err != nil {
+		t.Fatal(err)
+	}
+	b := e.open(second, "_journal_mode=DELETE")
+	b.SetMaxOpenConns(1)
+	mustExec(t, b, "INSERT INTO t VALUES(1)")
+	var res string
+	if err := b.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush after a captured write: %q, %v", res, err)
+	}
+	// Another writer, through the first name and without the VFS.
+	for range 50 {
+		mustExec(t, plain, "INSERT INTO t VALUES(randomblob(4000))")
+	}
+	err = b.QueryRow("PRAGMA verneuil_flush").Scan(&res)
+	if err == nil || !strings.Contains(err.Error(), "changed outside capture") || !strings.Contains(err.Error(), second) {
+		t.Fatalf("PRAGMA verneuil_flush over a stale replica: %q, %v", res, err)
+	}
+	// The next write through verneuil rescans: flush is ok again and the
+	// replica is the file.
+	mustExec(t, b, "INSERT INTO t VALUES(2)")
+	if err := b.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush after the next write: %q, %v", res, err)
+	}
+	e.checkReplica(second)
+}

@@ -74,6 +74,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		Logger:       log,
 	})
 
+	h := newHealer(cfg, log, *scanInterval)
 	var srv *http.Server
 	srvDone := make(chan error, 1)
 	if *metricsAddr != "" {
@@ -84,7 +85,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		mux := http.NewServeMux()
 		started := time.Now()
 		mux.Handle("/metrics", metrics.Handler(func(w *metrics.Writer) {
-			writeCopierMetrics(w, c, *perDB, started)
+			writeCopierMetrics(w, c, h, *perDB, started)
 		}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, "ok")
@@ -102,16 +103,26 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	log.Info("copier daemon started", "spool_dir", cfg.SpoolDir, "targets", targets,
 		"workers", *workers, "scan_interval", *scanInterval, "upload_interval", cfg.UploadInterval.Duration())
 
+	// Databases changed outside capture are synced every scan interval.
+	hctx, hstop := context.WithCancel(ctx)
+	healed := make(chan struct{})
+	go func() {
+		defer close(healed)
+		h.run(hctx)
+	}()
+
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-srvDone:
 		serveErr = fmt.Errorf("metrics server: %w", serveErr)
 	}
+	hstop()
+	<-healed
 	log.Info("shutting down: finishing in-flight uploads", "timeout", *shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
-	closeErr := c.Close(sctx)
+	closeErr := errors.Join(h.close(sctx), c.Close(sctx))
 	if srv != nil {
 		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(hctx)
@@ -125,8 +136,9 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 
 // writeCopierMetrics writes the copier's stats as Prometheus metrics
 // (docs/OPERATIONS.md lists them).
-func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, perDB bool, started time.Time) {
+func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, h *healer, perDB bool, started time.Time) {
 	s := c.Stats()
+	sources := h.snapshot()
 	w.Gauge("verneuil_copier_start_time_seconds", "Unix time the copier started.", float64(started.UnixNano())/1e9)
 	w.Counter("verneuil_copier_requests_total", "Blob-store requests, retries included.", float64(s.Requests))
 	w.Counter("verneuil_copier_request_retries_total", "Blob-store requests retried after a transient error.", float64(s.Retries))
@@ -151,6 +163,15 @@ func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, perDB bool, started
 	w.Gauge("verneuil_copier_paused", "1 while uploads are paused because the blob store keeps failing.", b2f(s.Paused))
 	w.Gauge("verneuil_copier_consecutive_failures", "Database uploads in a row that failed with blob-store errors.", float64(s.ConsecutiveFailures))
 	w.Gauge("verneuil_copier_known_chunks", "Entries of the cache of chunks known to be in every target.", float64(s.KnownChunks))
+	var wal, outside int
+	for _, st := range sources {
+		wal += int(b2f(st.WAL))
+		outside += int(b2f(st.Outside))
+	}
+	w.Gauge("verneuil_spool_wal_databases", "Databases in WAL mode, which are not replicated (their writes are not captured).", float64(wal))
+	w.Gauge("verneuil_spool_changed_outside_capture_databases", "Databases whose file changed outside capture and could not be synced (as of the last check).", float64(outside))
+	w.Counter("verneuil_copier_outside_syncs_total", "Syncs of databases changed outside capture (bypassing writers, forked children).", float64(h.syncs.Load()))
+	w.Counter("verneuil_copier_outside_sync_errors_total", "Failed syncs of databases changed outside capture.", float64(h.syncErrors.Load()))
 	if !perDB {
 		return
 	}
@@ -175,6 +196,8 @@ func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, perDB bool, started
 		{"verneuil_db_consecutive_failures", "gauge", "Upload attempts in a row that failed (0 after a success).", func(d copier.DBSnapshot) float64 { return float64(d.ConsecutiveFailures) }},
 		{"verneuil_db_last_upload_timestamp_seconds", "gauge", "Unix time the last manifest published by this copier became visible.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastVisible) }},
 		{"verneuil_db_last_commit_timestamp_seconds", "gauge", "Source commit time of the last manifest published by this copier.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastCommitTime) }},
+		{"verneuil_db_wal", "gauge", "1 when the database is in WAL mode, which is not replicated.", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].WAL) }},
+		{"verneuil_db_changed_outside_capture", "gauge", "1 when the file changed outside capture and could not be synced (as of the last check).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].Outside) }},
 	} {
 		for _, d := range dbs {
 			if f.typ == "counter" {

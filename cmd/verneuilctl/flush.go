@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"log/slog"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 func init() {
@@ -36,5 +40,38 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	defer closeAll()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
 		Logger: a.log.With("component", "copier")})
-	return c.UploadAll(ctx)
+	return errors.Join(c.UploadAll(ctx), checkSpooled(cfg.SpoolDir, a.log))
+}
+
+// checkSpooled checks every spooled database file: one in WAL mode is an
+// error (its writes are not replicated); one changed outside capture is
+// logged (verneuilctl sync or the copier daemon replicates it).
+func checkSpooled(root string, log *slog.Logger) error {
+	keys, err := spool.List(root)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var errs []error
+	for _, key := range keys {
+		d, err := spool.Existing(root, key)
+		if err != nil {
+			continue
+		}
+		info, err := d.Info()
+		if err != nil || info.Path == "" {
+			continue
+		}
+		st, err := checkSource(d, info.Path, now)
+		switch {
+		case err != nil:
+			log.Warn("check database", "db", info.Path, "err", err)
+		case st.WAL:
+			errs = append(errs, errWAL(info.Path))
+		case st.Outside:
+			log.Warn("database changed outside capture: its replica lags behind the file; run verneuilctl sync (or the copier daemon)",
+				"db", info.Path, "reason", st.Reason)
+		}
+	}
+	return errors.Join(errs...)
 }

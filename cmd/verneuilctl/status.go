@@ -38,6 +38,17 @@ type dbStatus struct {
 	// LastError is why the last upload attempt failed (any process), nil
 	// when it succeeded.
 	LastError *spool.LastError `json:"last_error,omitempty"`
+	// WAL: the database is in WAL mode, which is not replicated; it
+	// counts as failing.
+	WAL bool `json:"wal,omitempty"`
+	// ChangedOutsideCapture: the file differs from the last state
+	// captured in the spool (a writer bypassed the VFS, a forked child
+	// wrote with capture off, the file was replaced, a capture failed),
+	// so the replica lags behind it until verneuilctl sync or the copier
+	// daemon syncs it.
+	ChangedOutsideCapture bool `json:"changed_outside_capture,omitempty"`
+	// Reason says why the database is WAL or changed outside capture.
+	Reason string `json:"reason,omitempty"`
 	// Error is a problem reading the spool itself.
 	Error string `json:"error,omitempty"`
 }
@@ -76,7 +87,7 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATABASE\tSTATE\tLAG\tSPOOL\tREPLICA AS OF\tLAST ERROR")
-	var pending, failing int
+	var pending, failing, outside int
 	var bytes int64
 	for _, r := range rows {
 		bytes += r.SpoolBytes
@@ -86,8 +97,12 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 			state = "pending"
 			lag = fmt.Sprintf("%.1fs", r.LagSeconds)
 		}
+		if r.ChangedOutsideCapture {
+			outside++
+			state = "changed outside capture"
+			errText = fmt.Sprintf("%s; verneuilctl sync %s (or the copier daemon) replicates it", r.Reason, r.Path)
+		}
 		if e := r.LastError; e != nil {
-			failing++
 			state = "FAILING"
 			errText = fmt.Sprintf("%d failures since %s", e.Failures, e.Since.Local().Format(time.DateTime))
 			if e.Permanent {
@@ -97,6 +112,13 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 				errText += fmt.Sprintf(", next attempt in %s", e.NextAttempt.Sub(now).Round(time.Second))
 			}
 			errText += ": " + e.Message
+		}
+		if r.WAL {
+			state = "FAILING"
+			errText = r.Reason
+		}
+		if state == "FAILING" {
+			failing++
 		}
 		if r.Error != "" {
 			state = "ERROR"
@@ -115,8 +137,8 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "%d databases, %d pending, %d failing; spool %s in %s\n",
-		len(rows), pending, failing, humanBytes(bytes), cfg.SpoolDir)
+	fmt.Fprintf(a.stdout, "%d databases, %d pending, %d failing, %d changed outside capture; spool %s in %s\n",
+		len(rows), pending, failing, outside, humanBytes(bytes), cfg.SpoolDir)
 	return nil
 }
 
@@ -144,6 +166,17 @@ func statusOf(root, key string, now time.Time) dbStatus {
 	up, _, err := d.Uploaded()
 	if err != nil {
 		errs = append(errs, err.Error())
+	}
+	if st.Path != "" {
+		src, err := checkSource(d, st.Path, now)
+		switch {
+		case err != nil:
+			errs = append(errs, err.Error())
+		case src.WAL:
+			st.WAL, st.Reason = true, walReason(st.Path)
+		case src.Outside:
+			st.ChangedOutsideCapture, st.Reason = true, src.Reason
+		}
 	}
 	st.Error = strings.Join(errs, "; ")
 	if m != nil {

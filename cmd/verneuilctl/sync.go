@@ -6,10 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 
 	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 func init() {
@@ -60,20 +65,41 @@ func runSync(ctx context.Context, a *app, args []string) error {
 // syncAll opens each database through the VFS and runs a read transaction:
 // its end makes the tracker check the file against the spool and rescan it
 // if anything changed outside the VFS. Then everything is uploaded.
+// A database in WAL mode is an error (it is not replicated). Rescan
+// markers (spool.RescanMarker) found before a successful sync are removed.
 func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string) error {
-	var err error
+	markers, err := rescanMarkers(r.Config(), paths)
+	if err != nil {
+		return err
+	}
 	for range 3 {
 		// Staged data found damaged makes the copier ask for a rescan,
 		// which the next read through the VFS performs: try again.
 		if err = syncOnce(ctx, r, paths); !errors.Is(err, copier.ErrChunkLost) {
-			return err
+			break
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return removeMarkers(markers)
 }
 
 func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error {
+	if err := captureThroughVFS(ctx, paths); err != nil {
+		return err
+	}
+	return r.Flush(ctx)
+}
+
+// captureThroughVFS makes the tracker check each database (and rescan it
+// if it changed outside capture) with a read transaction through the VFS.
+// No connection stays open.
+func captureThroughVFS(ctx context.Context, paths []string) error {
 	for _, p := range paths {
+		if err := checkNotWAL(p); err != nil {
+			return err
+		}
 		db, err := sql.Open("sqlite3", "file:"+url.PathEscape(p)+"?vfs="+verneuil.VFSName+"&mode=rw")
 		if err != nil {
 			return fmt.Errorf("open %s: %w", p, err)
@@ -87,5 +113,31 @@ func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error
 			return fmt.Errorf("read %s: %w", p, err)
 		}
 	}
-	return r.Flush(ctx)
+	return nil
+}
+
+// rescanMarkers returns the rescan markers present in the spools of paths.
+func rescanMarkers(cfg *config.Config, paths []string) ([]string, error) {
+	var markers []string
+	for _, p := range paths {
+		_, key, err := verneuil.ReplicaName(cfg, p, "")
+		if err != nil {
+			return nil, err
+		}
+		m := filepath.Join(spool.DBsDir(cfg.SpoolDir), key, spool.RescanMarker)
+		if _, err := os.Lstat(m); err == nil {
+			markers = append(markers, m)
+		}
+	}
+	return markers, nil
+}
+
+// removeMarkers removes rescan markers once their database is synced.
+func removeMarkers(markers []string) error {
+	for _, m := range markers {
+		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove rescan marker: %w", err)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -433,6 +434,11 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 		if err := WALError(db.path); err != nil {
 			return "", fmt.Errorf("verneuil_flush: %w", err)
 		}
+		if src != nil {
+			if err := m.recheck(db, src); err != nil {
+				return "", fmt.Errorf("verneuil_flush: %w", err)
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
 		if err := db.Flush(ctx); err != nil {
@@ -527,6 +533,45 @@ func (m *Manager) Flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// recheck compares the file's identity with the newest state captured,
+// by this process or in the spool, before a flush: the identity check of a
+// tracker runs once, so a change made since then by a writer that bypasses
+// the VFS, a forked child, or another process writing through another name
+// of the file (a hard link, with its own spool) would otherwise be flushed
+// as a stale replica with no error. src holds no lock, so a commit of
+// another process may be in flight: its capture is waited for (its build
+// delay) before the difference counts.
+func (m *Manager) recheck(db *DB, src Source) error {
+	deadline := time.Now().Add(5*m.opts.BuildDelay + 500*time.Millisecond)
+	for {
+		xattr, err := src.Xattr()
+		if err != nil {
+			xattr = nil // unsupported: identity falls back to the header
+		}
+		header := make([]byte, HeaderLen)
+		if err := src.ReadAt(header, 0); err != nil {
+			return nil // cannot tell; the flush reports what it can
+		}
+		// The Source does not know the inode: compare what follows it.
+		cur := identity(0, xattr, header)[8:]
+		db.mu.Lock()
+		last := db.lastID
+		db.mu.Unlock()
+		if len(last) > 8 && bytes.Equal(last[8:], cur) {
+			return nil
+		}
+		if man, _, err := db.spool.Manifest(); err == nil && man != nil && len(man.VersionID) > 8 && bytes.Equal(man.VersionID[8:], cur) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("database %s changed outside capture since the last capture (a writer that bypasses the VFS, "+
+				"a forked child, or a process writing through another name of the file): its replica lags behind the file "+
+				"until the next write through verneuil, or verneuilctl sync %s", db.path, db.path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // WALError returns an error naming the database at path and the fix when
 // it is in WAL mode, which verneuil does not replicate: its writes succeed
 // (through verneuil too) but are not captured. It only looks for the
@@ -563,3 +608,9 @@ func identity(ino uint64, xattr, header []byte) []byte {
 	id = append(id, xattr...)
 	return append(id, header...)
 }
+
+// Identity returns the identity of a file state as the tracker computes it
+// and manifests record it (manifest.Manifest.VersionID): the inode of the
+// file, its version xattr (nil when absent or unsupported) and its first
+// HeaderLen bytes.
+func Identity(ino uint64, xattr, header []byte) []byte { return identity(ino, xattr, header) }

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// versionXattr is the version stamp the replicating VFS writes on a
+// database file before the first write of each transaction
+// (docs/FORMAT.md).
+const versionXattr = "user.verneuil.version"
+
+// outsideGrace is how long a file may differ from its last capture when
+// the difference may be a capture still in flight (a transaction through
+// the VFS stamps the file before the writer's process publishes the new
+// manifest, about 100 ms later): only older differences count as changed
+// outside capture. A difference that no capture can explain (the header
+// changed but not the version stamp, or the file was replaced) counts at
+// once.
+const outsideGrace = 10 * time.Second
+
+// fileStamp is what stat(2) says of a database file; an unchanged stamp
+// means an unchanged identity.
+type fileStamp struct {
+	Ino, Size     uint64
+	MTime, CTime  int64
+	ManifestStamp spool.Stamp
+}
+
+// sourceState compares a database file with the last state captured in
+// its spool.
+type sourceState struct {
+	// WAL: the database is in WAL mode, which is not replicated.
+	WAL bool
+	// Outside: the file changed outside capture (a bypassing writer, a
+	// forked child, a replaced file, a failed capture): the spool and the
+	// replica lag behind it until something syncs it. Reason says how it
+	// was seen.
+	Outside bool
+	Reason  string
+	// Marker: the spool holds spool.RescanMarker (left by a forked child).
+	Marker bool
+	// Missing: the database file does not exist (any more).
+	Missing bool
+	// InSync: the file's identity is the one of the staged manifest.
+	InSync bool
+	stamp  fileStamp
+}
+
+// walReason is the status text of a database in WAL mode.
+func walReason(path string) string {
+	return fmt.Sprintf("in WAL mode: not replicated (writes succeed but are not captured); switch it back with: sqlite3 %s 'PRAGMA journal_mode=DELETE'", path)
+}
+
+// errWAL is the error sync, verify and flush return for a database in WAL
+// mode.
+func errWAL(path string) error {
+	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
+		"switch it back to a rollback journal (sqlite3 %s 'PRAGMA journal_mode=DELETE') to replicate it",
+		path, tracker.ErrWAL, path)
+}
+
+// checkSource reads the identity of the database file at path (inode,
+// version xattr, 100-byte header) and compares it with the spool's staged
+// manifest. It opens and closes the file: the caller must not hold SQLite
+// connections to it in this process (closing a descriptor drops the
+// process's POSIX locks).
+func checkSource(d *spool.Dir, path string, now time.Time) (sourceState, error) {
+	st, err := quickCheck(d, path)
+	if err != nil || st.Missing {
+		return st, err
+	}
+	header, err := readHeader(path)
+	if err != nil {
+		return st, err
+	}
+	if isWALHeader(header) {
+		st.WAL = true
+		return st, nil
+	}
+	if st.Marker {
+		st.Outside = true
+		st.Reason = "written by a process that does not capture (a child forked after the extension loaded)"
+		return st, nil
+	}
+	m, _, err := d.Manifest()
+	if err != nil {
+		return st, err
+	}
+	if m == nil {
+		if st.stamp.Size > 0 {
+			st.Outside, st.Reason = true, "never captured"
+		}
+		return st, nil
+	}
+	curX := readXattr(path)
+	if bytes.Equal(tracker.Identity(st.stamp.Ino, curX, header), m.VersionID) {
+		st.InSync = true
+		return st, nil
+	}
+	prevIno, prevX, ok := splitIdentity(m.VersionID)
+	switch {
+	case ok && prevIno != st.stamp.Ino:
+		st.Outside, st.Reason = true, "the file was replaced since the last capture"
+	case ok && len(prevX) > 0 && bytes.Equal(prevX, curX):
+		st.Outside, st.Reason = true, "written without the replicating VFS (the header changed, the version stamp did not)"
+	case now.Sub(time.Unix(0, st.stamp.CTime)) >= outsideGrace:
+		st.Outside = true
+		st.Reason = fmt.Sprintf("changed %s ago and not captured since", now.Sub(time.Unix(0, st.stamp.CTime)).Round(time.Second))
+	}
+	return st, nil
+}
+
+// quickCheck fills the marker flag and the stamps of the file and of the
+// staged manifest: three stat(2) calls.
+func quickCheck(d *spool.Dir, path string) (sourceState, error) {
+	var st sourceState
+	if _, err := os.Stat(filepath.Join(d.Path, spool.RescanMarker)); err == nil {
+		st.Marker = true
+	}
+	ms, err := d.ManifestStamp()
+	if err != nil {
+		return st, err
+	}
+	st.stamp.ManifestStamp = ms
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		st.Missing = true
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("database %s: %w", path, err)
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return st, fmt.Errorf("database %s: no inode number", path)
+	}
+	st.stamp.Ino, st.stamp.Size = sys.Ino, uint64(fi.Size())
+	st.stamp.MTime = fi.ModTime().UnixNano()
+	st.stamp.CTime = sys.Ctim.Sec*1e9 + sys.Ctim.Nsec
+	return st, nil
+}
+
+// splitIdentity returns the inode and version xattr of an identity
+// (tracker.Identity).
+func splitIdentity(id []byte) (ino uint64, xattr []byte, ok bool) {
+	if len(id) < 9 || len(id) < 9+int(id[8]) {
+		return 0, nil, false
+	}
+	for _, b := range id[:8] {
+		ino = ino<<8 | uint64(b)
+	}
+	return ino, id[9 : 9+int(id[8])], true
+}
+
+// readHeader returns the first tracker.HeaderLen bytes of the file (zeros
+// past its end).
+func readHeader(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	defer f.Close()
+	header := make([]byte, tracker.HeaderLen)
+	if _, err := f.ReadAt(header, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("database %s: read header: %w", path, err)
+	}
+	return header, nil
+}
+
+// readXattr returns the version xattr of the file, nil when absent or
+// unsupported (the tracker's identity then falls back to the header).
+func readXattr(path string) []byte {
+	buf := make([]byte, 256)
+	n, err := syscall.Getxattr(path, versionXattr, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return buf[:n]
+}
+
+// isWALHeader reports whether a SQLite header says WAL mode (file format
+// versions 2).
+func isWALHeader(h []byte) bool {
+	return len(h) >= 20 && (h[18] == 2 || h[19] == 2)
+}
+
+// checkNotWAL returns errWAL when the database at path is in WAL mode.
+func checkNotWAL(path string) error {
+	h, err := readHeader(path)
+	if err != nil {
+		return err
+	}
+	if isWALHeader(h) {
+		return errWAL(path)
+	}
+	return nil
+}
