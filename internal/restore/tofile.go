@@ -34,7 +34,7 @@ type Options struct {
 // Errors that ToFileWith's refusals match (errors.Is).
 var (
 	// ErrExists: the destination exists and Options.Replace is false.
-	ErrExists = errors.New("file exists")
+	ErrExists = errors.New("already exists")
 	// ErrNotRegular: the destination is a directory, a device, a pipe...
 	ErrNotRegular = errors.New("not a regular file")
 	// ErrHotJournal: a hot journal or a -wal file is beside the
@@ -192,7 +192,7 @@ func check(path, target string, opts Options) (fs.FileInfo, []string, error) {
 		return nil, nil, fmt.Errorf("restore to %s: %w %s beside it (SQLite would apply it to the restored file)", path, ErrHotJournal, sides[0])
 	}
 	if fi != nil && !opts.Replace {
-		return nil, nil, fmt.Errorf("restore to %s: %s exists (%w)", path, target, ErrExists)
+		return nil, nil, fmt.Errorf("restore to %s: %s %w", path, target, ErrExists)
 	}
 	return fi, sides, nil
 }
