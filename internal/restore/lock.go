@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,8 +27,8 @@ const (
 
 // lockDatabase opens the database at path and takes RESERVED, PENDING and
 // EXCLUSIVE as a writer would, waiting up to timeout for connections to
-// leave; the returned file holds the locks until it is closed (also on
-// error, when not nil).
+// leave; the returned file holds the locks until it is closed. On error it
+// may return a file holding some of them (close it), or nil.
 func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.File, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -54,12 +55,12 @@ func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.
 				break
 			}
 			if time.Now().After(deadline) {
-				return f, fmt.Errorf("%w: a SQLite connection holds a lock on %s (no %s lock after %v); stop the application first",
+				return park(f), fmt.Errorf("%w: a SQLite connection holds a lock on %s (no %s lock after %v); stop the application first",
 					ErrInUse, path, r.what, timeout)
 			}
 			select {
 			case <-ctx.Done():
-				return f, ctx.Err()
+				return park(f), ctx.Err()
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
@@ -90,16 +91,45 @@ func lockShm(path string) (*os.File, error) {
 		return f, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if !held {
-		return f, fmt.Errorf("%w: a SQLite connection in WAL mode has it open (%s is locked); stop the application first", ErrInUse, path)
+		return park(f), fmt.Errorf("%w: a SQLite connection in WAL mode has it open (%s is locked); stop the application first", ErrInUse, path)
 	}
 	return f, nil
 }
 
-// writeLock tries a classic POSIX write lock on [start, start+size): false
-// if another process (or open file description) holds a conflicting lock.
+// parked keeps descriptors open that must not be closed: see park.
+var parked struct {
+	sync.Mutex
+	files []*os.File
+}
+
+// park releases f's locks but keeps it open for the life of the process,
+// and returns nil. The lock that f could not get may be a classic POSIX
+// lock of a SQLite connection of this process, and closing any descriptor
+// of a file drops every classic lock the process holds on it (SQLite keeps
+// such descriptors open for the same reason). It costs one descriptor per
+// refusal, only when the destination was in use.
+func park(f *os.File) *os.File {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		// Closing is then the only way to release them.
+		f.Close()
+		return nil
+	}
+	parked.Lock()
+	parked.files = append(parked.files, f)
+	parked.Unlock()
+	return nil
+}
+
+// writeLock tries a write lock on [start, start+size): false if another
+// holds a conflicting lock. It is an open file description lock: those
+// conflict with the classic POSIX locks SQLite takes, also with ones of
+// this very process (which classic locks would silently share), and closing
+// f releases only them (closing a descriptor with classic locks would drop
+// every lock this process holds on the file, its SQLite connections' too).
 func writeLock(f *os.File, start, size int64) (bool, error) {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: start, Len: size}
-	err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
 		return false, nil
 	}

@@ -160,10 +160,14 @@ func TestRegression_RestoreRefusesNonRegular(t *testing.T) {
 	noTemp(t, dir)
 }
 
-// hold takes an open-file-description lock, which conflicts with the
-// classic POSIX locks restore takes even within this process, as another
-// process's SQLite connection would.
-func hold(t *testing.T, path string, typ int16, start, n int64) {
+// hold takes a lock on a file of its own, as another connection would (an
+// open file description lock: it conflicts with restore's even within this
+// process).
+func hold(t *testing.T, path string, typ int16, start, n int64) *os.File {
+	return holdWith(t, unix.F_OFD_SETLK, path, typ, start, n)
+}
+
+func holdWith(t *testing.T, cmd int, path string, typ int16, start, n int64) *os.File {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -171,9 +175,10 @@ func hold(t *testing.T, path string, typ int16, start, n int64) {
 	}
 	t.Cleanup(func() { f.Close() })
 	lk := unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: n}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+	if err := unix.FcntlFlock(f.Fd(), cmd, &lk); err != nil {
 		t.Fatal(err)
 	}
+	return f
 }
 
 func TestRegression_RestoreLockedDatabase(t *testing.T) {
@@ -202,6 +207,23 @@ func TestRegression_RestoreLockedDatabase(t *testing.T) {
 			}
 			mustContent(t, path, []byte("old"))
 		})
+	}
+	// A connection of this very process (SQLite's classic POSIX lock): it
+	// must conflict, and restore must not drop it when it gives up.
+	path := filepath.Join(t.TempDir(), "app.db")
+	os.WriteFile(path, []byte("old"), 0o644)
+	holdWith(t, unix.F_SETLK, path, unix.F_RDLCK, 0x40000002, 510)
+	if err := ToFile(ctx, emptyStore(t), m, path); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("restore over a database this process reads: %v, want a refusal saying it is in use", err)
+	}
+	probe, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0x40000002, Len: 510}
+	if err := unix.FcntlFlock(probe.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+		t.Fatalf("the connection's lock was dropped by the refused restore (%v)", err)
 	}
 }
 
