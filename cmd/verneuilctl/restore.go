@@ -15,8 +15,8 @@ import (
 func init() {
 	register(&command{
 		name:    "restore",
-		usage:   "(SOURCE_DB_PATH [--hostname H] | --manifest M) [--at TIME | --version N] --out FILE",
-		summary: "rebuild a database from its replica (atomically replaces FILE; - for stdout)",
+		usage:   "(SOURCE_DB_PATH [--hostname H] | --manifest M) [--at TIME | --version N] --out FILE [--force]",
+		summary: "rebuild a database from its replica into FILE (- for stdout; --force to replace a file)",
 		run:     runRestore,
 	})
 }
@@ -27,7 +27,8 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	manifestArg := fs.String("manifest", "", "a manifest file, or a replica key (see manifest-name)")
 	at := fs.String("at", "", "restore the version current at this time (RFC 3339, unix seconds or -DURATION)")
 	version := fs.Uint64("version", 0, "restore this version (see list --versions)")
-	out := fs.String("out", "", "destination file, replaced atomically; - for stdout")
+	out := fs.String("out", "", "destination file (a symlink is followed); - for stdout")
+	force := fs.Bool("force", false, "replace an existing FILE (atomically, under SQLite's locks), moving a hot journal, -wal and -shm beside it aside")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -50,7 +51,16 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := restore.ToFile(ctx, s, m, *out); err != nil {
+	opts := restore.Options{Replace: *force, MoveAside: *force}
+	if err := restore.ToFileWith(ctx, s, m, *out, opts); err != nil {
+		switch {
+		case errors.Is(err, restore.ErrHotJournal):
+			return fmt.Errorf("%w; pass --force to move it aside and replace the database", err)
+		case errors.Is(err, restore.ErrExists) && len(pos) == 1 && sameFile(pos[0], *out):
+			return fmt.Errorf("--out %s is the source database; replacing it needs --force (stop the application first)", *out)
+		case errors.Is(err, restore.ErrExists):
+			return fmt.Errorf("%w; pass --force to replace it", err)
+		}
 		return err
 	}
 	if *out != "-" {
@@ -60,6 +70,13 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	return nil
+}
+
+// sameFile says a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
 // pickManifest finds the manifest that restore, manifest and shell use.

@@ -1,7 +1,7 @@
 // Package restore owns reading replicas back: finding a database's newest
 // manifest or the version current at a point in time, and rebuilding the
 // database file from verified chunks into a temp file that is fsynced and
-// renamed atomically over the destination.
+// renamed atomically over the destination, under SQLite's locks on it.
 package restore
 
 import (
@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +30,9 @@ func Latest(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, 
 	}
 	m, err := manifest.Decode(data)
 	if err != nil {
+		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
+	}
+	if err := checkName(m, key); err != nil {
 		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
 	}
 	return m, nil
@@ -72,7 +73,19 @@ func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manife
 	if m.Seq != seq {
 		return nil, fmt.Errorf("manifest %d of %s: %w: holds version %d", seq, key, manifest.ErrCorrupt, m.Seq)
 	}
+	if err := checkName(m, key); err != nil {
+		return nil, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
+	}
 	return m, nil
+}
+
+// checkName refuses a manifest stored under key that describes another
+// database (its name's key is not key).
+func checkName(m *manifest.Manifest, key string) error {
+	if k := names.Key(m.Name); k != key {
+		return fmt.Errorf("%w: it is the manifest of database %q (key %s), not of key %s", manifest.ErrCorrupt, m.Name, k, key)
+	}
+	return nil
 }
 
 // atLinear is how many of the newest versions At examines one by one
@@ -203,61 +216,6 @@ feed:
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return err
-	}
-	return nil
-}
-
-// ToFile restores m to path atomically: a temp file in the same directory
-// is written, fsynced and renamed over path, and the directory fsynced.
-// path "-" writes to stdout.
-func ToFile(ctx context.Context, s blob.Store, m *manifest.Manifest, path string) error {
-	if path == "-" {
-		return toStream(ctx, s, m, os.Stdout)
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".verneuil-restore-*")
-	if err != nil {
-		return fmt.Errorf("restore to %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := Write(ctx, s, m, tmp, 8); err != nil {
-		return fmt.Errorf("restore to %s: %w", path, err)
-	}
-	if err := tmp.Truncate(m.Length); err != nil {
-		return fmt.Errorf("restore to %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("restore to %s: fsync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("restore to %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("restore to %s: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-func toStream(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.Writer) error {
-	for i := range m.Chunks {
-		data, err := Chunk(ctx, s, m, i)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(data); err != nil {
-			return fmt.Errorf("write restored bytes: %w", err)
-		}
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(s.store, "dbs")); err == nil {
 			out := filepath.Join(s.dir, "published.db")
-			if _, errOut, code := s.ctl("restore", db, "--out", out); code == 0 {
+			if _, errOut, code := s.ctl("restore", db, "--out", out, "--force"); code == 0 {
 				integrity(t, out)
 			} else if !strings.Contains(errOut, "no replica") {
 				t.Fatalf("iteration %d: restore published replica: %s", i, errOut)

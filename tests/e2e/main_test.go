@@ -131,7 +131,7 @@ func (s *setup) syncRestoreCompare(db string) {
 	s.t.Helper()
 	s.mustCtl("sync", db)
 	out := filepath.Join(s.dir, "restored.db")
-	s.mustCtl("restore", db, "--out", out)
+	s.mustCtl("restore", db, "--out", out, "--force")
 	if got, want := testutil.FileSHA256(s.t, out), testutil.FileSHA256(s.t, db); got != want {
 		s.t.Fatalf("restored %s differs from %s", got, want)
 	}

@@ -25,11 +25,11 @@ func TestCrashReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(s.dir, "out.db")
-	s.mustCtl("restore", db, "--out", out)
+	s.mustCtl("restore", db, "--out", out, "--force")
 	good := testutil.FileSHA256(t, out)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 20 {
-		args := []string{"restore", db, "--out", out}
+		args := []string{"restore", db, "--out", out, "--force"}
 		if i%4 == 3 {
 			args = []string{"verify", db}
 		}
