@@ -22,7 +22,12 @@ func (c *Copier) Stats() Snapshot {
 		Manifests: s.manifests.Load(), ManifestBytes: s.manifestBytes.Load(),
 		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
 		Lag: lag, LagCounts: lag.Counts, LagSum: lag.Sum, LagN: lag.N, LagMax: lag.Max,
-		KnownChunks: c.known.len(),
+		KnownChunks: c.known.len(), Panics: s.panics.Load(),
+	}
+	for i := range c.conds {
+		if c.conds[i].Load() == condIgnored {
+			snap.NoConditionalWrites = append(snap.NoConditionalWrites, c.opts.Targets[i].String())
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -22,7 +22,7 @@ func (c *Copier) scanner(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		c.Scan(ctx)
+		_ = c.safely("spool scan", func() error { c.Scan(ctx); return nil }) // logged and counted
 		d := c.opts.ScanInterval
 		timer.Reset(d*3/4 + rand.N(d/2+1))
 	}

@@ -137,7 +137,10 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 	at := &attempt{st: st}
 	defer func() { res.storeOK = at.storeOK.Load() }() // res is a named result
 	for n := 1; ; n++ {
-		published, encLen, err = c.uploadOnce(ctx, d, at)
+		err = c.safely("upload "+st.key, func() (err error) {
+			published, encLen, err = c.uploadOnce(ctx, d, at)
+			return err
+		})
 		if !errors.Is(err, errRestart) {
 			break
 		}
@@ -297,6 +300,11 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
 		up = nil
 	}
+	if up != nil && !c.recordCovers(d) {
+		// Uploaded to other targets (the configuration changed): its
+		// chunks prove nothing about these, which get a complete version.
+		up = nil
+	}
 	if up != nil && up.Seq >= m.Seq {
 		return nil, 0, nil
 	}
@@ -349,7 +357,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		}
 	}
 	failpoint.Hit("upload-before-record")
-	if err := d.MarkUploaded(enc); err != nil {
+	if err := d.MarkUploadedTo(enc, c.targetIDs()); err != nil {
 		return nil, 0, fmt.Errorf("record upload: %w", err)
 	}
 	if len(todo) > 0 {
@@ -411,7 +419,7 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := fn(ctx, h); err != nil {
+			if err := c.safely("upload chunk "+h.String(), func() error { return fn(ctx, h) }); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
 		}()
@@ -543,7 +551,11 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 	remember := func() {
 		st.latest[ti] = latestGuess{seq: m.Seq, version: versionFor(c.schemes[ti].Load(), enc)}
 	}
-	if g := st.latest[ti]; g.version != "" && g.seq < m.Seq {
+	enforced, err := c.conditionalWrites(ctx, at, ti, t)
+	if err != nil {
+		return err
+	}
+	if g := st.latest[ti]; enforced && g.version != "" && g.seq < m.Seq {
 		err := c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, g.version) })
 		if err == nil {
 			remember()
@@ -571,7 +583,13 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 			if s := detectScheme(cur, ver); s != c.schemes[ti].Load() {
 				c.schemes[ti].Store(s)
 			}
-			if old, derr := manifest.Decode(cur); derr == nil && old.Seq >= m.Seq {
+			old, derr := manifest.Decode(cur)
+			if derr != nil {
+				// Damage, or a format this build does not read: never
+				// replace what cannot be compared.
+				return fmt.Errorf("latest manifest in %s does not decode; not overwriting it: %w", t, derr)
+			}
+			if old.Seq >= m.Seq {
 				// Already as new (another copier): nothing to do, and our
 				// manifest stays reachable through manifests/.
 				st.latest[ti] = latestGuess{seq: old.Seq, version: ver}
@@ -629,6 +647,13 @@ func (c *Copier) do(ctx context.Context, at *attempt, op func(context.Context) e
 
 // markRescan asks for a rescan of the database whose spool is d.
 func (c *Copier) markRescan(d *spool.Dir, reason string) {
+	if !c.recordCovers(d) {
+		// A record for other targets would make the rescan skip the
+		// chunks that these lack.
+		if err := d.ForgetUploaded(); err != nil {
+			c.log.Error("forget upload record", "db", d.Key, "err", err)
+		}
+	}
 	if err := d.MarkRescan(reason); err != nil {
 		c.log.Error("mark spool for rescan", "db", d.Key, "err", err)
 	}
