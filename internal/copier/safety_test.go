@@ -70,6 +70,13 @@ func TestRegression_UploadRecordTiedToTargets(t *testing.T) {
 	if err := c1.Upload(context.Background(), "db"); err != nil {
 		t.Fatal(err)
 	}
+	// Another copier, with another target, sees the version as not
+	// uploaded there.
+	cb := copierOn(t, root, b)
+	cb.Scan(context.Background())
+	if st, ok := cb.DBStat("db"); !ok || !st.Pending {
+		t.Fatalf("the scan does not see the database as pending for the other target: %+v", st)
+	}
 	// The next version changes one chunk; the tracker stages only it.
 	copy(data[2*testChunk:], randomBytes(testChunk, 4))
 	m2 := stage(t, root, "db", 2, data)

@@ -101,7 +101,8 @@ func (c *Copier) scanOne(key string, gen uint64) {
 			// The tracker rebuilds a damaged manifest at the next write.
 			c.log.Debug("scan spool: damaged staged manifest", "key", key, "err", merr)
 		case m != nil:
-			pending = uerr != nil || up == nil || up.Seq < m.Seq
+			// A record for other targets proves nothing about these.
+			pending = uerr != nil || up == nil || up.Seq < m.Seq || !c.recordCovers(d)
 			staged = m.CommitTime
 		}
 	}
