@@ -12,6 +12,7 @@ import (
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -120,8 +121,20 @@ func TestRegression_MissingTargetAtStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := r.Flush(ctx)
-	if err == nil || !strings.Contains(err.Error(), store) {
+	if err == nil || !strings.Contains(err.Error(), store) || !strings.Contains(err.Error(), "unavailable") {
 		t.Fatalf("flush with the target missing: %v, want an error naming %s", err, store)
+	}
+	// What `verneuilctl status` shows, from any process.
+	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := spool.Existing(cfg.SpoolDir, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := d.ReadLastError(); err != nil || rec == nil || !strings.Contains(rec.Message, store) {
+		t.Fatalf("spool's last_error = %+v, %v; want the missing target", rec, err)
 	}
 	if err := os.MkdirAll(store, 0o755); err != nil {
 		t.Fatal(err)
