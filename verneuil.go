@@ -130,7 +130,7 @@ func NewLogger(cfg *Config) *slog.Logger {
 
 func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replicator, error) {
 	r := &Replicator{cfg: cfg, log: log}
-	stores, err := openTargets(ctx, cfg, log)
+	stores, allOpen, err := openTargets(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -155,9 +155,13 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		},
 	})
 	// Before the tracker adopts a spool: a spool uploaded to other
-	// targets is rescanned, so that these get a complete version.
-	if err := r.copier.ForgetForeignRecords(); err != nil {
-		log.Warn("check the spools' upload records", "err", err)
+	// targets is rescanned, so that these get a complete version. (With a
+	// target not open yet, its identity is not known for sure: the
+	// uploads check chunks in it instead.)
+	if allOpen {
+		if err := r.copier.ForgetForeignRecords(); err != nil {
+			log.Warn("check the spools' upload records", "err", err)
+		}
 	}
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,
@@ -180,8 +184,8 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 // application, so it is opened at its first request that can, and fails
 // uploads (logged, in the stats, `verneuilctl status` and flush results)
 // until then. Only malformed URLs and unknown schemes are errors.
-func openTargets(ctx context.Context, cfg *Config, log *slog.Logger) ([]blob.Store, error) {
-	var stores []blob.Store
+func openTargets(ctx context.Context, cfg *Config, log *slog.Logger) (stores []blob.Store, allOpen bool, err error) {
+	allOpen = true
 	for _, t := range cfg.Targets {
 		if t.Kind() == "file" && t.Dir() == config.Default().Targets[0].Dir() {
 			if err := os.MkdirAll(t.Dir(), 0o700); err != nil {
@@ -193,14 +197,15 @@ func openTargets(ctx context.Context, cfg *Config, log *slog.Logger) ([]blob.Sto
 			for _, s := range stores {
 				s.Close()
 			}
-			return nil, err
+			return nil, false, err
 		}
 		if err != nil {
+			allOpen = false
 			log.Error("target unavailable; writes are spooled and uploaded when it becomes available", "target", s.String(), "err", err)
 		}
 		stores = append(stores, s)
 	}
-	return stores, nil
+	return stores, allOpen, nil
 }
 
 // OpenTargets opens the blob stores a configuration names. The embedded

@@ -21,6 +21,7 @@ const (
 	condUnknown int32 = iota
 	condEnforced
 	condIgnored
+	condUnprobed // the probe was refused (a policy on the probe's key, say)
 )
 
 // probePrefix holds the objects of the conditional-write probe; each is
@@ -88,6 +89,13 @@ func (c *Copier) conditionalWrites(ctx context.Context, at *attempt, ti int, t b
 		err = nil // a fresh key exists: the condition was checked
 	} else if err == nil {
 		err = c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, key, body, "") })
+	} else if errors.Is(err, blob.ErrPermanent) {
+		// Not allowed to write the probe: do without it, never trusting
+		// a condition (as for a store that ignores them), quietly.
+		c.conds[ti].Store(condUnprobed)
+		c.log.Warn("cannot probe whether the target enforces conditional writes; \"latest\" is updated by read, compare and write",
+			"target", t.String(), "err", err)
+		return false, nil
 	} else {
 		return false, fmt.Errorf("probe conditional writes in %s: %w", t, err)
 	}

@@ -3,6 +3,7 @@ package copier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,31 @@ func TestRegression_UndecodableLatestKept(t *testing.T) {
 	}
 	if got, _ := s.get(names.LatestKey("db")); string(got) != string(junk) {
 		t.Fatal("the undecodable latest was overwritten")
+	}
+}
+
+// TestConditionalProbeRefusedDoesNotBlock: a target that refuses the
+// probe's key (a policy allowing only the replica prefixes, say) still
+// gets replicated.
+func TestConditionalProbeRefusedDoesNotBlock(t *testing.T) {
+	s := newMemStore()
+	s.setFail(func(op, key string) error {
+		if strings.HasPrefix(key, probePrefix) {
+			return fmt.Errorf("%s %s: access denied: %w", op, key, blob.ErrPermanent)
+		}
+		return nil
+	})
+	c, root := newTestCopier(t, s)
+	for seq := uint64(1); seq <= 3; seq++ {
+		stage(t, root, "db", seq, randomBytes(2*testChunk, seq))
+		if err := c.Upload(context.Background(), "db"); err != nil {
+			t.Fatalf("upload %d: %v", seq, err)
+		}
+	}
+	if got := latestSeq(t, s, "db"); got != 3 {
+		t.Fatalf("latest = %d, want 3", got)
+	}
+	if got := c.Stats().NoConditionalWrites; len(got) != 0 {
+		t.Fatalf("Stats().NoConditionalWrites = %q for an unprobed target", got)
 	}
 }
