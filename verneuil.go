@@ -130,7 +130,7 @@ func NewLogger(cfg *Config) *slog.Logger {
 
 func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replicator, error) {
 	r := &Replicator{cfg: cfg, log: log}
-	stores, err := OpenTargets(ctx, cfg)
+	stores, allOpen, err := openTargets(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +159,15 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 			}
 		},
 	})
+	// Before the tracker adopts a spool: a spool uploaded to other
+	// targets is rescanned, so that these get a complete version. (With a
+	// target not open yet, its identity is not known for sure: the
+	// uploads check chunks in it instead.)
+	if allOpen {
+		if err := r.copier.ForgetForeignRecords(); err != nil {
+			log.Warn("check the spools' upload records", "err", err)
+		}
+	}
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,
 		ChunkSize:    cfg.ChunkSize,
@@ -173,6 +182,35 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 	// Started after the tracker exists: OnRescan may be called at once.
 	r.copier.Start(context.WithoutCancel(ctx))
 	return r, nil
+}
+
+// openTargets opens the targets for replication: a target that cannot be
+// opened now (a directory on a volume not mounted yet) must not stop the
+// application, so it is opened at its first request that can, and fails
+// uploads (logged, in the stats, `verneuilctl status` and flush results)
+// until then. Only malformed URLs and unknown schemes are errors.
+func openTargets(ctx context.Context, cfg *Config, log *slog.Logger) (stores []blob.Store, allOpen bool, err error) {
+	allOpen = true
+	for _, t := range cfg.Targets {
+		if t.Kind() == "file" && t.Dir() == config.Default().Targets[0].Dir() {
+			if err := os.MkdirAll(t.Dir(), 0o700); err != nil {
+				log.Error("create the default target directory", "dir", t.Dir(), "err", err)
+			}
+		}
+		s, err := blob.OpenLazy(ctx, t.URL, blob.Options{Endpoint: t.Endpoint, Region: t.Region, PathStyle: t.PathStyle})
+		if s == nil {
+			for _, s := range stores {
+				s.Close()
+			}
+			return nil, false, err
+		}
+		if err != nil {
+			allOpen = false
+			log.Error("target unavailable; writes are spooled and uploaded when it becomes available", "target", s.String(), "err", err)
+		}
+		stores = append(stores, s)
+	}
+	return stores, allOpen, nil
 }
 
 // OpenTargets opens the blob stores a configuration names. The embedded

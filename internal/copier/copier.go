@@ -142,6 +142,8 @@ type Copier struct {
 	stats   stats
 	known   *knownSet
 	schemes []atomic.Int32 // per target: how to predict the version of a write
+	conds   []atomic.Int32 // per target: whether it enforces conditional writes (safety.go)
+	probeMu sync.Mutex     // one conditional-write probe at a time
 
 	mu       sync.Mutex
 	dbs      map[string]*dbState
@@ -275,6 +277,7 @@ func New(opts Options) *Copier {
 		limit:   newLimiter(opts.RateLimit, opts.RateBurst),
 		known:   newKnownSet(opts.KnownChunks, opts.KnownChunkTTL),
 		schemes: make([]atomic.Int32, len(opts.Targets)),
+		conds:   make([]atomic.Int32, len(opts.Targets)),
 		dbs:     map[string]*dbState{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -294,7 +297,10 @@ func (c *Copier) Start(ctx context.Context) {
 	c.started = true
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(1 + c.opts.Workers)
-	go c.dispatcher(ctx)
+	go func() {
+		defer c.wg.Done()
+		c.keepRunning(ctx, "dispatcher", c.dispatcher)
+	}()
 	for range c.opts.Workers {
 		go c.worker(ctx)
 	}
@@ -414,7 +420,6 @@ func (c *Copier) wakeup() {
 // dispatcher moves due databases to the ready queue and hands them to
 // workers, holding them while uploads are paused.
 func (c *Copier) dispatcher(ctx context.Context) {
-	defer c.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var held *dbState // dequeued, waiting for a free worker
@@ -493,7 +498,7 @@ func (c *Copier) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case st := <-c.work:
-			c.run(ctx, st)
+			_ = c.safely("upload worker", func() error { c.run(ctx, st); return nil }) // logged and counted
 		}
 	}
 }
@@ -607,7 +612,7 @@ func (c *Copier) UploadAll(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.Upload(ctx, key); err != nil {
+			if err := c.safely("upload "+key, func() error { return c.Upload(ctx, key) }); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

@@ -23,7 +23,12 @@ func (c *Copier) Stats() Snapshot {
 		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
 		Resequenced: s.resequenced.Load(), Superseded: s.superseded.Load(),
 		Lag: lag, LagCounts: lag.Counts, LagSum: lag.Sum, LagN: lag.N, LagMax: lag.Max,
-		KnownChunks: c.known.len(),
+		KnownChunks: c.known.len(), Panics: s.panics.Load(),
+	}
+	for i := range c.conds {
+		if c.conds[i].Load() == condIgnored {
+			snap.NoConditionalWrites = append(snap.NoConditionalWrites, c.opts.Targets[i].String())
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

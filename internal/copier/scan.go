@@ -22,7 +22,7 @@ func (c *Copier) scanner(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		c.Scan(ctx)
+		_ = c.safely("spool scan", func() error { c.Scan(ctx); return nil }) // logged and counted
 		d := c.opts.ScanInterval
 		timer.Reset(d*3/4 + rand.N(d/2+1))
 	}
@@ -101,7 +101,8 @@ func (c *Copier) scanOne(key string, gen uint64) {
 			// The tracker rebuilds a damaged manifest at the next write.
 			c.log.Debug("scan spool: damaged staged manifest", "key", key, "err", merr)
 		case m != nil:
-			pending = uerr != nil || spool.NeedsUpload(m, up)
+			// A record for other targets proves nothing about these.
+			pending = uerr != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d)
 			staged = m.CommitTime
 		}
 	}

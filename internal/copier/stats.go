@@ -53,6 +53,7 @@ type stats struct {
 	manifests, manifestBytes         atomic.Int64
 	scans, scanErrors                atomic.Int64
 	resequenced, superseded          atomic.Int64
+	panics                           atomic.Int64
 
 	mu  sync.Mutex
 	lag histogram
@@ -115,6 +116,14 @@ type Snapshot struct {
 	// KnownChunks is the size of the cache of chunks known to be present
 	// in every target.
 	KnownChunks int
+	// Panics counts panics recovered in the copier's goroutines (each
+	// failed the upload it happened in, which is retried).
+	Panics int64
+	// NoConditionalWrites lists the targets found to ignore conditional
+	// writes (If-Match, If-None-Match): for them "latest" is updated by
+	// read, compare and write, which racing copiers on several hosts can
+	// defeat (docs/OPERATIONS.md).
+	NoConditionalWrites []string
 }
 
 // DBSnapshot is a copy of one database's counters and state.

@@ -137,7 +137,10 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 	at := &attempt{st: st}
 	defer func() { res.storeOK = at.storeOK.Load() }() // res is a named result
 	for n := 1; ; n++ {
-		published, encLen, err = c.uploadOnce(ctx, d, at)
+		err = c.safely("upload "+st.key, func() (err error) {
+			published, encLen, err = c.uploadOnce(ctx, d, at)
+			return err
+		})
 		if !errors.Is(err, errRestart) {
 			break
 		}
@@ -298,6 +301,11 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
 		up = nil
 	}
+	if up != nil && !c.recordCovers(d) {
+		// Uploaded to other targets (the configuration changed): its
+		// chunks prove nothing about these, which get a complete version.
+		up = nil
+	}
 	if !spool.NeedsUpload(m, up) {
 		if !spool.SameState(m, up) {
 			c.supersededBy(d.Key, m, up, "the upload record")
@@ -351,7 +359,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		return nil, 0, err
 	}
 	failpoint.Hit("upload-before-record")
-	if err := d.MarkUploaded(enc); err != nil {
+	if err := d.MarkUploadedTo(enc, c.targetIDs()); err != nil {
 		return nil, 0, fmt.Errorf("record upload: %w", err)
 	}
 	if len(todo) > 0 {
@@ -413,7 +421,7 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := fn(ctx, h); err != nil {
+			if err := c.safely("upload chunk "+h.String(), func() error { return fn(ctx, h) }); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
 		}()
@@ -547,7 +555,11 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 	remember := func() {
 		st.latest[ti] = latestGuess{seq: m.Seq, version: versionFor(c.schemes[ti].Load(), enc)}
 	}
-	if g := st.latest[ti]; g.version != "" && g.seq < m.Seq {
+	enforced, err := c.conditionalWrites(ctx, at, ti, t)
+	if err != nil {
+		return nil, err
+	}
+	if g := st.latest[ti]; enforced && g.version != "" && g.seq < m.Seq {
 		err := c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, g.version) })
 		if err == nil {
 			remember()
@@ -575,7 +587,13 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 			if s := detectScheme(cur, ver); s != c.schemes[ti].Load() {
 				c.schemes[ti].Store(s)
 			}
-			if old, derr := manifest.Decode(cur); derr == nil && old.Seq >= m.Seq {
+			old, derr := manifest.Decode(cur)
+			if derr != nil {
+				// Damage, or a format this build does not read: never
+				// replace what cannot be compared.
+				return nil, fmt.Errorf("latest manifest in %s does not decode; not overwriting it: %w", t, derr)
+			}
+			if old.Seq >= m.Seq {
 				st.latest[ti] = latestGuess{seq: old.Seq, version: ver}
 				switch {
 				case spool.SameState(old, m):
@@ -641,6 +659,13 @@ func (c *Copier) do(ctx context.Context, at *attempt, op func(context.Context) e
 
 // markRescan asks for a rescan of the database whose spool is d.
 func (c *Copier) markRescan(d *spool.Dir, reason string) {
+	if !c.recordCovers(d) {
+		// A record for other targets would make the rescan skip the
+		// chunks that these lack.
+		if err := d.ForgetUploaded(); err != nil {
+			c.log.Error("forget upload record", "db", d.Key, "err", err)
+		}
+	}
 	if err := d.MarkRescan(reason); err != nil {
 		c.log.Error("mark spool for rescan", "db", d.Key, "err", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -228,4 +229,60 @@ func rewrite(f *os.File, data []byte) error {
 		return err
 	}
 	return f.Truncate(int64(len(data)))
+}
+
+// uploadedTargetsName lists, one per line, the targets (opaque IDs chosen
+// by the uploader) that the "uploaded" record is valid for: the chunks it
+// lists are known to be in those targets only. A record without this file
+// (older versions) or with other targets is not evidence of anything in
+// the configured targets.
+const uploadedTargetsName = "uploaded.targets"
+
+// UploadedTargets returns the target IDs the upload record is valid for;
+// nil (and no error) when the spool does not say.
+func (d *Dir) UploadedTargets() ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(d.Path, uploadedTargetsName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read spool %s/%s: %w", d.Path, uploadedTargetsName, err)
+	}
+	return append([]string{}, strings.Fields(string(data))...), nil
+}
+
+// MarkUploadedTo records encoded, the staged manifest's content, as the
+// last upload to the targets ids. When the targets differ from the
+// recorded ones, their file is removed before the record is rewritten and
+// written after, so that a crash in between leaves a record valid for no
+// target rather than one valid for the wrong targets.
+func (d *Dir) MarkUploadedTo(encoded []byte, ids []string) error {
+	want := strings.Join(ids, "\n") + "\n"
+	p := filepath.Join(d.Path, uploadedTargetsName)
+	cur, err := os.ReadFile(p)
+	same := err == nil && string(cur) == want
+	if !same {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool record upload %s: %w", d.Path, err)
+		}
+	}
+	if err := d.WriteUploaded(encoded); err != nil {
+		return err
+	}
+	if same {
+		return nil
+	}
+	return d.writeAtomic(uploadedTargetsName, []byte(want))
+}
+
+// ForgetUploaded removes the upload record (and its targets), so that a
+// rescan restages every chunk instead of trusting a record that is not
+// valid for the configured targets.
+func (d *Dir) ForgetUploaded() error {
+	for _, name := range []string{uploadedTargetsName, "uploaded"} {
+		if err := os.Remove(filepath.Join(d.Path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool forget upload record %s: %w", d.Path, err)
+		}
+	}
+	return nil
 }

@@ -25,7 +25,7 @@ type faultProxy struct {
 	rp   *httputil.ReverseProxy
 
 	mu       sync.Mutex
-	mode     string // "", "5xx", "slow", "reset"
+	mode     string // "", "5xx", "slow", "reset", "ignore-conditions", "huge-length"
 	rate     float64
 	delay    time.Duration
 	srv      *http.Server
@@ -134,6 +134,39 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "slow":
 		time.Sleep(delay)
 		p.rp.ServeHTTP(w, r)
+	case "ignore-conditions":
+		// A store (or a proxy) that does not enforce If-None-Match and
+		// If-Match: a conditional PUT that lost says it succeeded.
+		rec := httptest.NewRecorder()
+		p.rp.ServeHTTP(rec, r)
+		conditional := r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != ""
+		if r.Method == http.MethodPut && conditional && rec.Code == http.StatusPreconditionFailed {
+			w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	case "huge-length":
+		// GETs announce an absurd Content-Length.
+		if r.Method != http.MethodGet {
+			p.rp.ServeHTTP(w, r)
+			return
+		}
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			panic("proxy: cannot hijack")
+		}
+		conn, buf, err := hj.Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4611686018427387904\r\nETag: \"x\"\r\nConnection: close\r\n\r\nabc")
+		buf.Flush()
+		conn.Close()
 	case "reset":
 		if rand.IntN(2) == 0 {
 			// The request reaches the server; the answer is lost.
