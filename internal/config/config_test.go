@@ -77,6 +77,7 @@ func TestDefault(t *testing.T) {
 
 func TestDirs(t *testing.T) {
 	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // Validate creates the fallback data directory
 	fallback := filepath.Join(os.TempDir(), "verneuil-"+strconv.Itoa(os.Getuid()))
 	tests := []struct {
 		name                           string

@@ -14,7 +14,9 @@ import (
 // Validate checks every field of c and returns the first problem found, as an
 // error naming the key ("config: KEY: problem"). It does not apply defaults:
 // zero-valued tunables are errors here (Parse and Default apply defaults
-// first).
+// first). When a local directory lies in the fallback data directory
+// TMPDIR/verneuil-UID (HOME unset), Validate creates that directory (0700)
+// and checks that it is the current user's (see DataDir).
 func (c *Config) Validate() error {
 	if err := checkDir("spool_dir", c.SpoolDir); err != nil {
 		return err
@@ -87,7 +89,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log_format: %q is not one of text, json", c.LogFormat)
 	}
-	return nil
+	return c.checkTempHome()
 }
 
 func checkDir(key, dir string) error {

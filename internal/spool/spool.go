@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
@@ -60,7 +61,15 @@ type Dir struct {
 func DBsDir(root string) string { return filepath.Join(root, "dbs") }
 
 // Open creates (if needed) and returns the spool directory of a database.
+// The root is created 0700 if missing, and refused unless it is a real
+// directory owned by the current user (config.CheckOwnedDir).
 func Open(root, key string, info Info) (*Dir, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create spool root: %w", err)
+	}
+	if err := config.CheckOwnedDir(root); err != nil {
+		return nil, fmt.Errorf("spool root: %w", err)
+	}
 	d := &Dir{Path: filepath.Join(DBsDir(root), key), Key: key}
 	for _, sub := range []string{"chunks", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(d.Path, sub), 0o700); err != nil {
@@ -109,8 +118,12 @@ func Existing(root, key string) (*Dir, error) {
 	return d, nil
 }
 
-// List returns the keys of every database spooled under root.
+// List returns the keys of every database spooled under root. A root that
+// exists but fails config.CheckOwnedDir is an error.
 func List(root string) ([]string, error) {
+	if err := config.CheckOwnedDir(root); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("list spool: %w", err)
+	}
 	ents, err := os.ReadDir(DBsDir(root))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

@@ -15,6 +15,10 @@
 // key ("a" and "a/b" cannot both exist), each key segment must fit the file
 // system's name limit (usually 255 bytes), and segments starting with
 // ".verneuil-" are reserved for the store's own files.
+//
+// Files are created 0600 and directories 0700 (replicas hold the databases'
+// data), and the root must be a real directory owned by the current user
+// (config.CheckOwnedDir).
 package fileblob
 
 import (
@@ -36,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/config"
 )
 
 // reservedPrefix starts the names of the store's own files (temporary files
@@ -98,6 +103,11 @@ func OpenDir(root string, create bool) (*Store, error) {
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("target %s is not a directory", root)
+	}
+	// Replicas hold the databases' data: refuse a root another user
+	// controls, or a symlink that may have been planted to redirect them.
+	if err := config.CheckOwnedDir(root); err != nil {
+		return nil, fmt.Errorf("target directory: %w", err)
 	}
 	// Resolve symlinks so that directory walks start at a real directory.
 	resolved, err := filepath.EvalSymlinks(root)
@@ -371,7 +381,7 @@ func (s *Store) writeTemp(dir string, data []byte) (string, error) {
 	// A concurrent Delete may remove a directory as soon as it is empty,
 	// including between our mkdir and create: retry a few times.
 	for range 10 {
-		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
@@ -424,7 +434,7 @@ func mkdirAllSync(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return syncDir(parent)
@@ -451,12 +461,12 @@ func (s *Store) lock(key string) (unlock func(), err error) {
 	sum := sha256.Sum256([]byte(key))
 	dir := filepath.Join(s.root, lockDirName)
 	name := filepath.Join(dir, hex.EncodeToString(sum[:1]))
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err = os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("create lock directory: %w", err)
 		}
-		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)

@@ -141,25 +141,6 @@ func TestLayoutAndHiddenFiles(t *testing.T) {
 	}
 }
 
-func TestSymlinkedRoot(t *testing.T) {
-	real := t.TempDir()
-	link := filepath.Join(t.TempDir(), "link")
-	if err := os.Symlink(real, link); err != nil {
-		t.Fatal(err)
-	}
-	s, err := blob.Open(t.Context(), "file://"+link, blob.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(t.Context(), "x/y", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := s.List(t.Context(), "")
-	if err != nil || len(keys) != 1 || keys[0] != "x/y" {
-		t.Fatalf("List = %q, %v", keys, err)
-	}
-}
-
 // TestCrossProcessPutIf runs read-compare-write increments of one counter
 // from several processes (this test binary re-executed) at once.
 func TestCrossProcessPutIf(t *testing.T) {
