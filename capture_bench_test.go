@@ -109,3 +109,70 @@ func largeTxnChild(b *testing.B, spec string) {
 	end := time.Now()
 	fmt.Printf("largetxn commit %.2f s, transaction %.2f s\n", end.Sub(commit).Seconds(), end.Sub(start).Seconds())
 }
+
+// BenchmarkFirstCaptureStall measures how long a writer committing every
+// 50 ms (through unix, busy_timeout 10 s) waits while another connection
+// of the process runs the first read transaction on a database of
+// VERNEUIL_STALL_DB_MB megabytes (default 1024) written behind verneuil's
+// back: through verneuil that read's end captures the whole file (a
+// rescan), through unix it is a plain read. It prints the writer's
+// longest commit in both cases:
+//
+//	go test -run '^$' -bench BenchmarkFirstCaptureStall -benchtime 1x .
+func BenchmarkFirstCaptureStall(b *testing.B) {
+	mb := 1024
+	if v, err := strconv.Atoi(os.Getenv("VERNEUIL_STALL_DB_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	newEnv(b)
+	for range b.N {
+		for _, vfs := range []string{"unix", "verneuil"} {
+			path := filepath.Join(b.TempDir(), "stall.db")
+			w, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_journal_mode=DELETE&_busy_timeout=10000")
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.SetMaxOpenConns(1)
+			mustExec(b, w, "CREATE TABLE big(v BLOB)")
+			mustExec(b, w, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+			for i := 0; i < mb; i += 64 {
+				mustExec(b, w, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?) INSERT INTO big(v) SELECT randomblob(1048576) FROM s", min(64, mb-i))
+			}
+			stop := make(chan struct{})
+			worst := make(chan time.Duration)
+			go func() {
+				var longest time.Duration
+				for {
+					select {
+					case <-stop:
+						worst <- longest
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+					t0 := time.Now()
+					if _, err := w.Exec("INSERT INTO t(v) VALUES(randomblob(100))"); err != nil {
+						b.Error(err)
+					}
+					longest = max(longest, time.Since(t0))
+				}
+			}()
+			time.Sleep(300 * time.Millisecond)
+			r, err := sql.Open("sqlite3", "file:"+path+"?vfs="+vfs+"&_busy_timeout=10000")
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			var n int
+			if err := r.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+				b.Fatal(err)
+			}
+			read := time.Since(t0)
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			longest := <-worst
+			r.Close()
+			w.Close()
+			b.Logf("%d MiB database, first read through %-8s took %v; concurrent writer's longest commit %v", mb, vfs, read.Round(time.Millisecond), longest.Round(time.Millisecond))
+		}
+	}
+}
