@@ -44,7 +44,8 @@ test-go:
 # at exit. Bounded: -short and a -run selection (the shim's regression
 # tests, the multi-connection stress, the replication tests).
 test-asan:
-	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_' . ./internal/sqlite3vfs/
+	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_' .
+	$(GO) test -asan -count=1 -short ./internal/sqlite3vfs/
 
 test: deps fmt-check vet build
 	$(MAKE) sqlite-tcl-slice

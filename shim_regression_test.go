@@ -58,9 +58,15 @@ func TestRegression_JournalOfUntrackedConnection(t *testing.T) {
 			b := e.open(path, "_journal_mode="+mode)
 			b.SetMaxOpenConns(1)
 			mustExec(t, b, "CREATE TABLE t(a)")
+			// The tracked connection's own journal is paired.
+			before := sqlite3vfs.ReadStats()
+			mustExec(t, b, "INSERT INTO t VALUES(1)")
+			if sqlite3vfs.ReadStats().JournalsPaired == before.JournalsPaired {
+				t.Fatal("the journal of the tracked connection was not paired with its main file")
+			}
 			a := e.open(path, "nolock=1&_journal_mode="+mode)
 			a.SetMaxOpenConns(1)
-			before := sqlite3vfs.ReadStats()
+			before = sqlite3vfs.ReadStats()
 			ctx := context.Background()
 			conn, err := a.Conn(ctx)
 			if err != nil {

@@ -203,11 +203,16 @@ void vshimMarkRescan(const char *zMarker){
 /* The Go runtime does not survive fork() without exec: the child's VFS
 ** captures nothing; its writes leave rescan markers (vshimMarkRescan) and are
 ** caught by the parent's identity checks. gListMutex is held across fork()
-** so that the child's copy is consistent and unlocked. */
+** so that the child's copy is consistent and unlocked. Only the forking
+** thread exists in the child: the pins and condition waiters of the
+** parent's other threads are dropped there. */
 static void beforeFork(void){ pthread_mutex_lock(&gListMutex); }
 static void parentAfterFork(void){ pthread_mutex_unlock(&gListMutex); }
 static void childAfterFork(void){
+  VFile *p;
   vshimForked = 1;
+  for(p=gMainList; p; p=p->pNextMain) p->nPin = 0;
+  pthread_cond_init(&gUnpinned, 0);
   pthread_mutex_unlock(&gListMutex);
 }
 
