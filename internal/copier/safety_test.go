@@ -145,16 +145,16 @@ func TestRegression_IgnoredConditionalWrites(t *testing.T) {
 	rootA, rootB := t.TempDir(), t.TempDir()
 	ca, cb := copierOn(t, rootA, s), copierOn(t, rootB, s)
 	for _, seq := range []uint64{10, 12} { // A learns the store's version scheme
-		stage(t, rootA, "db", seq, randomBytes(3*testChunk, seq))
+		stage(t, rootA, "db", seq, dbBytes(3*testChunk, seq, uint32(seq)))
 		if err := ca.Upload(context.Background(), "db"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stage(t, rootB, "db", 20, randomBytes(3*testChunk, 20))
+	stage(t, rootB, "db", 20, dbBytes(3*testChunk, 20, 20))
 	if err := cb.Upload(context.Background(), "db"); err != nil {
 		t.Fatal(err)
 	}
-	stage(t, rootA, "db", 15, randomBytes(3*testChunk, 15))
+	stage(t, rootA, "db", 15, dbBytes(3*testChunk, 15, 15))
 	if err := ca.Upload(context.Background(), "db"); err != nil {
 		t.Fatal(err)
 	}

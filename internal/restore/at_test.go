@@ -49,7 +49,7 @@ func (c *countingGets) Get(ctx context.Context, key string) ([]byte, error) {
 // clock is behind), versions are numbered above their commit times: --at
 // must pick by commit time, not skip every version numbered above T.
 func TestRegression_AtSelectsByCommitTime(t *testing.T) {
-	const key = "k"
+	key := names.Key("h:/db")
 	const s1 = int64(time.Second)
 	// At 200 s the clock is stepped back to 150 s: later versions are
 	// numbered from the last one, above their commit times.
@@ -73,7 +73,7 @@ func TestRegression_AtSelectsByCommitTime(t *testing.T) {
 // With sane clocks (commit times increase with versions), --at costs a
 // few GETs per doubling of the versions after T, not one per version.
 func TestAtCostLogarithmic(t *testing.T) {
-	const key = "k"
+	key := names.Key("h:/db")
 	var vs [][2]int64
 	for i := range int64(300) {
 		vs = append(vs, [2]int64{(1000 + i) * int64(time.Second), (1000+i)*int64(time.Second) + 1000})
