@@ -34,6 +34,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
@@ -159,14 +160,13 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 			}
 		},
 	})
-	// Before the tracker adopts a spool: a spool uploaded to other
-	// targets is rescanned, so that these get a complete version. (With a
-	// target not open yet, its identity is not known for sure: the
+	// Before the tracker adopts a database's spool: a spool uploaded to
+	// other targets is rescanned, so that these get a complete version.
+	// (With a target not open yet, its identity is not known for sure: the
 	// uploads check chunks in it instead.)
+	var checkSpool func(*spool.Dir) error
 	if allOpen {
-		if err := r.copier.ForgetForeignRecords(); err != nil {
-			log.Warn("check the spools' upload records", "err", err)
-		}
+		checkSpool = r.copier.ForgetForeignRecord
 	}
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,
@@ -177,6 +177,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		Logger:       log.With("component", "tracker"),
 		FlushTimeout: cfg.FlushTimeout.Duration(),
 		FlushOnClose: cfg.FlushOnClose,
+		CheckSpool:   checkSpool,
 	})
 	r.tracker.Start()
 	// Started after the tracker exists: OnRescan may be called at once.

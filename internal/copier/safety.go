@@ -145,33 +145,25 @@ func (c *Copier) recordCovers(d *spool.Dir) bool {
 	return true
 }
 
-// ForgetForeignRecords drops the upload records of spools that were
-// uploaded to other targets (the configuration changed while the spool
-// stayed) and asks for a rescan of their databases, so that the first
-// capture restages every chunk and the new targets get a complete version.
-// Spools whose record names no targets (written by older versions) are
-// left to the upload, which checks their chunks in the targets.
-func (c *Copier) ForgetForeignRecords() error {
-	keys, err := spool.List(c.opts.SpoolDir)
-	if err != nil {
-		return fmt.Errorf("check upload records: %w", err)
+// ForgetForeignRecord drops the upload record of spool d when it was
+// written for other targets (the configuration changed while the spool
+// stayed) and asks for a rescan of its database, so that the first capture
+// restages every chunk and these targets get a complete version. A record
+// that names no targets (written by older versions) is left to the upload,
+// which checks its chunks in the targets. The tracker calls it when a
+// process opens the database: other databases of the spool root, which
+// processes with other configurations may be using, are left alone.
+func (c *Copier) ForgetForeignRecord(d *spool.Dir) error {
+	have, err := d.UploadedTargets()
+	if err != nil || have == nil || c.recordCovers(d) {
+		return nil
 	}
-	for _, key := range keys {
-		d, err := spool.Existing(c.opts.SpoolDir, key)
-		if err != nil {
-			continue // removed meanwhile
-		}
-		have, err := d.UploadedTargets()
-		if err != nil || have == nil || c.recordCovers(d) {
-			continue
-		}
-		if err := d.ForgetUploaded(); err != nil {
-			return fmt.Errorf("check upload records: %w", err)
-		}
-		c.log.Info("the targets changed since this database was uploaded: it will be rescanned and uploaded in full", "db", key)
-		if err := d.MarkRescan("targets changed"); err != nil {
-			return fmt.Errorf("check upload records: %w", err)
-		}
+	if err := d.ForgetUploaded(); err != nil {
+		return fmt.Errorf("check upload record: %w", err)
+	}
+	c.log.Info("the targets changed since this database was uploaded: it will be rescanned and uploaded in full", "db", d.Key)
+	if err := d.MarkRescan("targets changed"); err != nil {
+		return fmt.Errorf("check upload record: %w", err)
 	}
 	return nil
 }

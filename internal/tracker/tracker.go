@@ -105,6 +105,10 @@ type Options struct {
 	// and reloaded from the spool when needed; default 30s.
 	IdleRelease  time.Duration
 	FlushOnClose bool
+	// CheckSpool, when set, is called with a database's spool when this
+	// process starts tracking the database, before the spool's manifest is
+	// adopted (the copier drops an upload record made for other targets).
+	CheckSpool func(*spool.Dir) error
 }
 
 // Manager tracks every replicated database of the process.
@@ -312,6 +316,11 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 	sp, err := spool.Open(m.opts.SpoolDir, key, spool.Info{Path: canon, Name: name})
 	if err != nil {
 		return nil, err
+	}
+	if check := m.opts.CheckSpool; check != nil {
+		if err := check(sp); err != nil {
+			m.log.Warn("check the spool's upload record", "db", canon, "err", err)
+		}
 	}
 	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
 		log: m.log.With("db", canon)}

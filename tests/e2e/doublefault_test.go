@@ -79,7 +79,7 @@ func TestCrashLoopDoubleFault(t *testing.T) {
 			t.Logf("iteration %d: flush: %s", i, strings.TrimSpace(errOut))
 		}
 		out := filepath.Join(s.dir, "published.db")
-		if _, errOut, code := s.ctl("restore", db, "--out", out); code == 0 {
+		if _, errOut, code := s.ctl("restore", db, "--out", out, "--force"); code == 0 {
 			integrity(t, out)
 		} else if !strings.Contains(errOut, "no replica") {
 			t.Fatalf("iteration %d: restore published replica: %s", i, errOut)
@@ -89,7 +89,7 @@ func TestCrashLoopDoubleFault(t *testing.T) {
 		if err := s.writer("count", db, "VERNEUIL_E2E_N=3", "VERNEUIL_E2E_SEED="+strconv.Itoa(i)).Run(); err != nil {
 			t.Fatalf("iteration %d: writer after the faults: %v", i, err)
 		}
-		s.mustCtl("restore", db, "--out", out)
+		s.mustCtl("restore", db, "--out", out, "--force")
 		if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, db); got != want {
 			t.Fatalf("iteration %d: after a successful flush the replica %s differs from the file %s", i, got, want)
 		}

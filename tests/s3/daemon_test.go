@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
-	"github.com/verneuil-go/verneuil/internal/config"
 )
 
 // lockedBuffer collects a child's output.
@@ -44,16 +43,18 @@ func (l *lockedBuffer) String() string {
 func TestCopierDaemon(t *testing.T) {
 	endpoint, bucket := s3test.Start(t)
 	dir := t.TempDir()
-	good := s3Config(dir, endpoint, bucket, "daemon")
-	// The writers' own copiers point at a port nobody listens on, so
-	// what they commit stays in the (shared) spool.
-	bad := *good
-	bad.Targets = []config.Target{{URL: good.Targets[0].URL, Endpoint: "http://127.0.0.1:" + closedPort(t),
-		Region: "us-east-1", PathStyle: true}}
-	bad.LogLevel = "error"
+	// Everything reaches the store through a proxy that is down while the
+	// writers run, so what they commit stays in the (shared) spool. The
+	// writers and the daemon name the same target, as on a real host.
+	proxy := startProxy(t, endpoint)
+	good := s3Config(dir, proxy.URL(), bucket, "daemon")
+	quiet := *good
+	quiet.LogLevel = "error"
 	write := func(path string, n int) {
 		t.Helper()
-		cmd := child(t, "writer", &bad, "VERNEUIL_S3_DB="+path, fmt.Sprintf("VERNEUIL_S3_N=%d", n), "VERNEUIL_S3_LINGER=0s")
+		proxy.down()
+		defer proxy.up()
+		cmd := child(t, "writer", &quiet, "VERNEUIL_S3_DB="+path, fmt.Sprintf("VERNEUIL_S3_N=%d", n), "VERNEUIL_S3_LINGER=0s")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("writer: %v\n%s", err, out)
 		}
@@ -88,8 +89,15 @@ func TestCopierDaemon(t *testing.T) {
 		}
 	}()
 
+	var last []statusRow
+	defer func() {
+		if t.Failed() {
+			t.Logf("last status: %+v", last)
+		}
+	}()
 	drained := func() bool {
-		for _, r := range status(t, good) {
+		last = status(t, good)
+		for _, r := range last {
 			if r.Pending || r.LastError != nil {
 				return false
 			}

@@ -5,6 +5,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
@@ -20,11 +21,13 @@ import (
 )
 
 // stageVersion publishes a one-chunk manifest of version seq in the spool
-// at root.
+// at root. Its SQLite change counter (header offset 24) is seq, so a higher
+// version is a later state of the database, as with a real writer.
 func stageVersion(t *testing.T, root, key string, seq uint64) {
 	t.Helper()
-	testutil.PublishManifest(t, root, key, spool.Info{Path: "/race/" + key, Name: key}, seq,
-		bytes.Repeat([]byte(fmt.Sprint(seq)), 300), time.Now())
+	data := bytes.Repeat([]byte(fmt.Sprint(seq)), 300)
+	binary.BigEndian.PutUint32(data[24:28], uint32(seq))
+	testutil.PublishManifest(t, root, key, spool.Info{Path: "/race/" + key, Name: key}, seq, data, time.Now())
 }
 
 // TestLatestNeverRegressesS3 races two copiers (two hosts' spools with the
