@@ -9,8 +9,8 @@
 //  1. incremental: Commit and id == lastID. The dirty chunks are copied into
 //     pending (a newer copy of a chunk replaces an older one) and a build is
 //     scheduled. When the copies would take pending past the memory budget,
-//     they are streamed instead: read one chunk at a time, hashed, staged
-//     and published now. lastID := the identity after the transaction.
+//     they go to a spill file instead, one chunk at a time (memory stays at
+//     one chunk). lastID := the identity after the transaction.
 //  2. verified: Check and id == lastID (and no rescan was asked for):
 //     nothing to do.
 //  3. adopt: id != lastID, the spool's manifest has version id id, no
@@ -26,10 +26,9 @@
 //     capture adopts or rescans) and the reason is kept for Flush.
 //
 // The VFS holds SHARED during a capture, so a writer may be waiting for
-// it: steps 3, 4 and the streaming of 1 need buildMu and the spool's flock,
-// and wait for them at most captureLockWait; when they stay busy, 3 and 4
-// are deferred (5: the VFS runs a Check at the next read transaction) and 1
-// copies into memory past the budget.
+// it: steps 3 and 4 need buildMu and the spool's flock, and wait for them
+// at most captureLockWait; when they stay busy, the step is deferred (5:
+// the VFS runs a Check at the next read transaction). Step 1 takes neither.
 //
 // Builds (background, Flush, Close) take the pending copies. A build that
 // fails or panics puts them back under any copy taken since (no dirty-chunk
@@ -45,6 +44,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -128,22 +129,7 @@ func (db *DB) commit(src Source, ev Event) error {
 			return err
 		}
 	}
-	over, err := db.copyDirty(src, ev, size, false)
-	if err != nil || !over {
-		return err
-	}
-	unlock, err := db.lockForCapture()
-	if errors.Is(err, errDeferred) {
-		// Another build holds the spool: copy into memory past the
-		// budget rather than stall the writers.
-		_, err = db.copyDirty(src, ev, size, true)
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return db.streamLocked(src, ev, size)
+	return db.copyDirty(src, ev, size)
 }
 
 // dirtySetLocked returns the chunks a commit leaving the file at size must
@@ -172,138 +158,85 @@ func (db *DB) dirtySetLocked(dirty []uint32, size int64) []uint32 {
 	return out
 }
 
-// copyDirty copies the dirty chunks of a commit into pending (step 1).
-// Unless force is set, it copies nothing and reports over when the copies
-// would take pending past the memory budget.
-func (db *DB) copyDirty(src Source, ev Event, size int64, force bool) (over bool, err error) {
+// copyDirty copies the dirty chunks of a commit into pending (step 1):
+// into memory, or, when that would take pending past the memory budget,
+// into a spill file, one chunk at a time.
+func (db *DB) copyDirty(src Source, ev Event, size int64) (err error) {
 	db.mu.Lock()
 	done := false
 	defer func() {
 		if !done {
 			// The pending copies may be a mix of two states: drop them
 			// (lastID nil: the next capture rescans).
+			db.pending.close()
 			db.pending, db.pendingBytes, db.lastID = nil, 0, nil
 		}
 		db.mu.Unlock()
 	}()
 	cs := uint32(db.chunkSize())
 	dirty := db.dirtySetLocked(ev.Dirty, size)
-	if !force {
-		grow := int64(0)
-		for _, c := range dirty {
-			if db.pending == nil || db.pending.chunks[c] == nil {
-				grow += int64(manifest.ChunkLen(int(c), size, cs))
-			}
-		}
-		if db.pendingBytes+grow > db.m.opts.MemoryBudget {
-			done = true
-			return true, nil
-		}
-	}
 	if db.pending == nil {
 		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
 	}
+	p := db.pending
+	grow := int64(0)
+	for _, c := range dirty {
+		if p.chunks[c] == nil {
+			grow += int64(manifest.ChunkLen(int(c), size, cs))
+		}
+	}
+	spill := db.pendingBytes+grow > db.m.opts.MemoryBudget
+	var buf []byte
+	if spill {
+		buf = make([]byte, cs)
+		if p.spill == nil {
+			f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+			if err != nil {
+				return fmt.Errorf("spill chunk copies: %w", err)
+			}
+			os.Remove(f.Name()) // anonymous: gone with the process
+			p.spill, p.spillEnd = f, 0
+		}
+		if p.spilled == nil {
+			p.spilled = map[uint32]spillRef{}
+		}
+	}
 	// Copy each dirty chunk over the pending copy of an earlier commit when
-	// there is one (squashing it), else into a new buffer.
+	// there is one (squashing it), else into a new buffer or spill slot.
 	failpoint.Hit("capture-before-copy")
 	for _, c := range dirty {
 		failpoint.Hit("capture-mid-copy")
 		n := manifest.ChunkLen(int(c), size, cs)
-		buf := db.pending.chunks[c]
+		off := int64(c) * int64(cs)
+		if spill && c != 0 { // chunk 0 (the header) stays in memory
+			b := buf[:n]
+			if err := src.ReadAt(b, off); err != nil {
+				return fmt.Errorf("read chunk %d: %w", c, err)
+			}
+			if old, ok := p.chunks[c]; ok {
+				db.pendingBytes -= int64(len(old))
+				delete(p.chunks, c)
+			}
+			ref, ok := p.spilled[c]
+			if !ok || ref.n != n {
+				ref = spillRef{f: p.spill, off: p.spillEnd, n: n}
+				p.spillEnd += int64(n)
+			}
+			if _, err := ref.f.WriteAt(b, ref.off); err != nil {
+				return fmt.Errorf("spill chunk %d: %w", c, err)
+			}
+			p.spilled[c] = ref
+			continue
+		}
+		delete(p.spilled, c) // this newer copy replaces a spilled one
+		buf := p.chunks[c]
 		if len(buf) != n {
 			db.pendingBytes += int64(n - len(buf))
 			buf = make([]byte, n)
-			db.pending.chunks[c] = buf
+			p.chunks[c] = buf
 		}
-		if err := src.ReadAt(buf, int64(c)*int64(cs)); err != nil {
-			return false, fmt.Errorf("read chunk %d: %w", c, err)
-		}
-	}
-	header := make([]byte, HeaderLen)
-	if c0, ok := db.pending.chunks[0]; ok {
-		copy(header, c0)
-	} else if err := src.ReadAt(header, 0); err != nil {
-		return false, fmt.Errorf("read header: %w", err)
-	}
-	if isWAL(header) {
-		return false, ErrWAL
-	}
-	db.advanceLocked(db.pending, ev, size, header)
-	done = true
-	db.m.schedule(db)
-	return false, nil
-}
-
-// advanceLocked records that p now describes the state a commit left
-// (step 1). db.mu must be held.
-func (db *DB) advanceLocked(p *pending, ev Event, size int64, header []byte) {
-	seq := db.nextSeq(ev.Seq)
-	vid := identity(ev.Ino, ev.PostXattr, header)
-	p.length = size
-	p.seq = seq
-	p.versionID = vid
-	p.commitTime = time.Now()
-	db.lastID = vid
-	db.lastLen = size
-	db.lastSeq = seq
-	db.verified = true
-}
-
-// streamLocked captures a commit too large for the memory budget (step
-// 1): its dirty chunks are read one at a time, hashed and staged, and the
-// pending copies and those hashes are published now. db.buildMu and the
-// spool's flock must be held (no build or publish can run meanwhile, so
-// the staged chunks survive until the manifest referencing them is
-// published).
-func (db *DB) streamLocked(src Source, ev Event, size int64) (err error) {
-	db.mu.Lock()
-	p := db.pending
-	db.pending, db.pendingBytes = nil, 0
-	dirty := db.dirtySetLocked(ev.Dirty, size)
-	db.mu.Unlock()
-	ok := false
-	defer func() {
-		if !ok {
-			// Part of the change may be staged but is in no manifest, and
-			// the copies were taken: the next capture rescans.
-			db.mu.Lock()
-			db.pending, db.pendingBytes, db.lastID, db.suspect = nil, 0, nil, true
-			db.mu.Unlock()
-		}
-	}()
-	if p == nil {
-		p = &pending{chunks: map[uint32][]byte{}}
-	}
-	base, err := db.loadBaseLocked()
-	if err != nil {
-		return err
-	}
-	cs := uint32(db.chunkSize())
-	p.hashes = make(map[uint32]manifest.Hash, len(dirty))
-	buf := make([]byte, cs)
-	failpoint.Hit("capture-before-copy")
-	for _, c := range dirty {
-		failpoint.Hit("capture-mid-copy")
-		i := int(c)
-		b := buf[:manifest.ChunkLen(i, size, cs)]
-		if i == 0 {
-			b = make([]byte, len(b)) // chunk 0 is kept inline
-		}
-		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
-			return fmt.Errorf("read chunk %d: %w", i, err)
-		}
-		if i == 0 {
-			p.chunks[0] = b
-			continue
-		}
-		delete(p.chunks, c)
-		h := manifest.HashOf(b)
-		p.hashes[c] = h
-		if i < len(base.Chunks) && base.Chunks[i] == h || h == manifest.ZeroChunkHash(len(b)) {
-			continue
-		}
-		if err := db.spool.StageChunk(h, b); err != nil {
-			return err
+		if err := src.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read chunk %d: %w", c, err)
 		}
 	}
 	header := make([]byte, HeaderLen)
@@ -315,13 +248,18 @@ func (db *DB) streamLocked(src Source, ev Event, size int64) (err error) {
 	if isWAL(header) {
 		return ErrWAL
 	}
-	db.mu.Lock()
-	db.advanceLocked(p, ev, size, header)
-	db.mu.Unlock()
-	if err := db.buildWith(p, base, true); err != nil {
-		return err
-	}
-	ok = true
+	seq := db.nextSeq(ev.Seq)
+	vid := identity(ev.Ino, ev.PostXattr, header)
+	p.length = size
+	p.seq = seq
+	p.versionID = vid
+	p.commitTime = time.Now()
+	db.lastID = vid
+	db.lastLen = size
+	db.lastSeq = seq
+	db.verified = true
+	done = true
+	db.m.schedule(db)
 	return nil
 }
 
@@ -400,6 +338,7 @@ func (db *DB) adoptLocked(id []byte) bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	// Pending copies predate the adopted state: drop them.
+	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.setBaseLocked(man)
 	db.lastID = man.VersionID
@@ -413,6 +352,7 @@ func (db *DB) adoptLocked(id []byte) bool {
 // again. db.buildMu and the spool's flock must be held.
 func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) error {
 	db.mu.Lock()
+	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.lastID = nil
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
