@@ -68,21 +68,31 @@ func (db *DB) build() (err error) {
 	if testHookBuilding != nil {
 		testHookBuilding(db)
 	}
-	base, err := db.loadBaseLocked()
-	if err != nil {
-		return err
+	base := &manifest.Manifest{}
+	if !p.full {
+		if base, err = db.loadBaseLocked(); err != nil {
+			return err
+		}
 	}
 	if err := db.buildWith(p, base); err != nil {
 		return err
 	}
 	ok = true
 	p.close()
+	if p.full {
+		db.mu.Lock()
+		db.suspect = false // the published version was read from the file
+		db.mu.Unlock()
+	}
 	return nil
 }
 
 // requeueLocked merges the copies of a failed build into the pending set,
 // under any copy taken since. db.mu must be held.
 func (db *DB) requeueLocked(p *pending) {
+	if db.pending != nil && p.full {
+		db.pending.full = true // it now holds every chunk too
+	}
 	if db.pending == nil {
 		db.pending = p
 		db.pendingBytes = 0
@@ -233,6 +243,16 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest) error {
 	if err != nil {
 		return err
 	}
+	// A full set restages what the last upload does not have: staged
+	// files may be damaged (that is one reason for a rescan).
+	known := map[manifest.Hash]bool{}
+	if p.full {
+		if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
+			for _, h := range up.Chunks {
+				known[h] = true
+			}
+		}
+	}
 	unlock, err := db.spool.Lock()
 	if err != nil {
 		return err
@@ -240,6 +260,9 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest) error {
 	defer unlock()
 	failpoint.Hit("build-before-stage")
 	for _, s := range stage {
+		if p.full && known[s.h] {
+			continue
+		}
 		failpoint.Hit("build-mid-stage")
 		data := s.data
 		if s.ref.f != nil {
@@ -250,7 +273,13 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest) error {
 				return errors.New("build manifest: a spilled chunk changed while building")
 			}
 		}
-		if err := db.spool.StageChunk(s.h, data); err != nil {
+		if p.full {
+			err = db.spool.RestageChunk(s.h, data)
+			known[s.h] = true
+		} else {
+			err = db.spool.StageChunk(s.h, data)
+		}
+		if err != nil {
 			return err
 		}
 	}

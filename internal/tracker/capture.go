@@ -18,9 +18,11 @@
 //     last rescan (suspect is false): that manifest becomes the base,
 //     pending copies (older than it) are dropped, lastID := id. A Commit
 //     then continues as in 1.
-//  4. rescan: otherwise, and for Rescan events: the whole file is read,
-//     staged and published; it becomes the base, pending is dropped,
-//     suspect is cleared and lastID := its identity.
+//  4. rescan: otherwise, and for Rescan events: pending is dropped and the
+//     whole file is copied (sequentially, to a spill file: no hashing or
+//     staging under SHARED) into a new pending set marked full, which the
+//     next build publishes on no base (clearing suspect); lastID := its
+//     identity, and commits that follow squash into that set as in 1.
 //  5. lost: a Rollback, an error or a recovered panic in any step, or a
 //     step deferred because the spool was busy: lastID := nil (the next
 //     capture adopts or rescans) and the reason is kept for Flush.
@@ -347,75 +349,79 @@ func (db *DB) adoptLocked(id []byte) bool {
 	return true
 }
 
-// rescanLocked reads and hashes the whole file and publishes it as a new
-// version (step 4). Chunks of the last uploaded manifest are not staged
-// again. db.buildMu and the spool's flock must be held.
-func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) error {
-	db.mu.Lock()
-	db.pending.close()
-	db.pending, db.pendingBytes = nil, 0
-	db.lastID = nil
-	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
-	db.mu.Unlock()
-
-	// Only chunks of the last upload are known to be safe in the store;
-	// everything else is (re)written, as staged files may be damaged.
-	db.spool.TakeRescan()
-	known := map[manifest.Hash]bool{}
-	if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
-		for _, h := range up.Chunks {
-			known[h] = true
-		}
-	}
-
+// rescanLocked copies the whole file, as a new version, into a pending set
+// marked full (step 4): chunk 0 in memory, the others in a spill file, read
+// and written in slices of 1 MiB. Nothing is hashed or staged here (the VFS
+// holds SHARED): the next build does it, outside the capture, and applies
+// the copies to no base. Commits that follow squash into that set. db.mu
+// is taken; db.buildMu must be held.
+func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) (err error) {
 	size, err := src.Size()
 	if err != nil {
 		return fmt.Errorf("file size: %w", err)
 	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.pending.close()
+	db.pending, db.pendingBytes = nil, 0
+	db.lastID = nil
+	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
+	db.spool.TakeRescan()
+
 	cs := db.chunkSize()
 	n := manifest.ChunkCount(size, uint32(cs))
-	m := &manifest.Manifest{Name: db.name, Seq: seq, CommitTime: time.Now(),
-		ChunkSize: uint32(cs), Length: size, Chunks: make([]manifest.Hash, n)}
-	buf := make([]byte, cs)
-	for i := range n {
-		b := buf[:manifest.ChunkLen(i, size, uint32(cs))]
+	p := &pending{chunks: map[uint32][]byte{}, spilled: make(map[uint32]spillRef, n), full: true}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if n > 1 {
+		f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+		if err != nil {
+			return fmt.Errorf("rescan: %w", err)
+		}
+		os.Remove(f.Name()) // anonymous: gone with the process
+		p.spill = f
+	}
+	slice := max(1, (1<<20)/cs) // chunks per read
+	buf := make([]byte, slice*cs)
+	for i := 0; i < n; i += slice {
+		k := min(slice, n-i)
+		end := min(size, int64(i+k)*int64(cs))
+		b := buf[:end-int64(i)*int64(cs)]
 		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
 			return fmt.Errorf("rescan chunk %d: %w", i, err)
 		}
-		h := manifest.HashOf(b)
-		m.Chunks[i] = h
+		for j := range k {
+			c := i + j
+			data := b[j*cs : j*cs+manifest.ChunkLen(c, size, uint32(cs))]
+			if c == 0 {
+				p.chunks[0] = append([]byte(nil), data...)
+				db.pendingBytes = int64(len(data))
+				continue
+			}
+			p.spilled[uint32(c)] = spillRef{f: p.spill, off: p.spillEnd, n: len(data)}
+			p.spillEnd += int64(len(data))
+		}
+		from := 0
 		if i == 0 {
-			m.Chunk0 = append([]byte(nil), b...)
-			continue
+			from = len(p.chunks[0]) // chunk 0 stays in memory
 		}
-		if known[h] || h == manifest.ZeroChunkHash(len(b)) {
-			continue
+		if from < len(b) {
+			if _, err := p.spill.WriteAt(b[from:], p.spillEnd-int64(len(b)-from)); err != nil {
+				return fmt.Errorf("rescan: spill: %w", err)
+			}
 		}
-		if err := db.spool.RestageChunk(h, b); err != nil {
-			return err
-		}
-		known[h] = true
 	}
 	header := make([]byte, HeaderLen)
-	copy(header, m.Chunk0)
-	finish(m, identity(ino, xattr, header), header)
-	enc, err := m.Encode()
-	if err != nil {
-		return err
-	}
-	published, err := db.spool.Publish(m, enc)
-	if err != nil {
-		return err
-	}
-	db.setBaseLocked(m)
-	db.mu.Lock()
-	db.suspect = false
-	db.lastID = m.VersionID
+	copy(header, p.chunks[0])
+	vid := identity(ino, xattr, header)
+	p.length, p.seq, p.versionID, p.commitTime = size, seq, vid, time.Now()
+	db.pending = p
+	db.lastID = vid
 	db.lastLen = size
 	db.lastSeq = max(db.lastSeq, seq)
-	db.mu.Unlock()
-	if published {
-		db.notify()
-	}
+	db.m.schedule(db)
 	return nil
 }

@@ -65,6 +65,10 @@ type pending struct {
 	spilled  map[uint32]spillRef
 	spill    *os.File // the spill file new chunks are appended to
 	spillEnd int64
+	// full: the set holds every chunk (a rescan, and commits squashed
+	// into it): it is built on no base, and its chunks are restaged
+	// unless the last upload has them (staged files may be damaged).
+	full bool
 }
 
 // spillRef is where a chunk copy lies in a spill file.

@@ -214,6 +214,9 @@ func TestRegression_CaptureDoesNotWaitForBusySpool(t *testing.T) {
 	if s.m.Capture(s.h, s.f, Event{Kind: Check}) {
 		t.Fatal("the retried Check failed")
 	}
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	s.sameAsFile("after the deferred check")
 }
 
