@@ -276,3 +276,35 @@ func TestRegression_LargeTransactionStreamed(t *testing.T) {
 	}
 	s.sameAsFile("after the next commit")
 }
+
+// TestRegression_RescanWorkOutsideShared: the first capture of a file the
+// tracker does not know (a new process, a bypassing writer) runs under
+// SHARED; it only copies the file, in slices of at most 1 MiB, and leaves
+// hashing, staging and publishing to the build, outside SHARED.
+func TestRegression_RescanWorkOutsideShared(t *testing.T) {
+	s := newSimDB(t, Options{})
+	s.f.data = make([]byte, 5<<20+123)
+	for i := range s.f.data {
+		s.f.data[i] = byte(i / 4096)
+	}
+	rec := &bufRecorder{Source: s.f, bufs: map[*byte]int{}}
+	if s.m.Capture(s.h, rec, Event{Kind: Check}) {
+		t.Fatal("the first check failed")
+	}
+	for _, n := range rec.bufs {
+		if n > 1<<20 {
+			t.Fatalf("the rescan read %d bytes at once under SHARED", n)
+		}
+	}
+	if man, _, err := s.db.spool.Manifest(); err != nil || man != nil {
+		t.Fatalf("the capture published a manifest (%v) under SHARED", err)
+	}
+	if staged, err := s.db.spool.StagedChunks(); err != nil || len(staged) != 0 {
+		t.Fatalf("the capture staged %d chunks under SHARED (%v)", len(staged), err)
+	}
+	s.commit(3) // squashes into the rescanned set
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the rescan's build")
+}
