@@ -60,9 +60,11 @@ import (
 // the spool's flock (see the state machine above).
 const captureLockWait = 20 * time.Millisecond
 
-// errDeferred says that a capture could not take the spool in time and
-// left its work to the next capture.
-var errDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
+// ErrDeferred says that a capture could not take the spool in time and
+// left its work to the next capture (the next read transaction through the
+// VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
+// read again and retry.
+var ErrDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
 
 // capture runs one VFS event through the state machine. A panic is
 // recovered here (after every lock was released by defer) and becomes an
@@ -95,12 +97,12 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 }
 
 // lockForCapture takes buildMu and the spool's flock, waiting at most
-// captureLockWait for both; errDeferred when they stay busy.
+// captureLockWait for both; ErrDeferred when they stay busy.
 func (db *DB) lockForCapture() (unlock func(), err error) {
 	deadline := time.Now().Add(captureLockWait)
 	for !db.buildMu.TryLock() {
 		if !time.Now().Before(deadline) {
-			return nil, errDeferred
+			return nil, ErrDeferred
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -108,7 +110,7 @@ func (db *DB) lockForCapture() (unlock func(), err error) {
 	if err != nil || unlockSpool == nil {
 		db.buildMu.Unlock()
 		if err == nil {
-			err = errDeferred
+			err = ErrDeferred
 		}
 		return nil, err
 	}
