@@ -62,28 +62,7 @@ func largeTxnChild(b *testing.B, spec string) {
 	vfs, mbs, _ := strings.Cut(spec, ":")
 	mb, _ := strconv.Atoi(mbs)
 	dir := b.TempDir()
-	cfg := &config.Config{
-		SpoolDir: filepath.Join(dir, "spool"),
-		Targets:  []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}},
-		LogLevel: "error",
-		Hostname: "benchhost",
-	}
-	cfg.ApplyDefaults()
-	if err := os.MkdirAll(filepath.Join(dir, "store"), 0o755); err != nil {
-		b.Fatal(err)
-	}
-	r, err := verneuil.Start(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		// Uploading a large version takes long on a busy machine.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		if err := r.Close(ctx); err != nil {
-			b.Error(err)
-		}
-	}()
+	startLongReplicator(b, dir)
 	path := filepath.Join(dir, "large.db")
 	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?vfs=%s&_journal_mode=DELETE", path, vfs))
 	if err != nil {
@@ -124,7 +103,7 @@ func BenchmarkFirstCaptureStall(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("VERNEUIL_STALL_DB_MB")); err == nil && v > 0 {
 		mb = v
 	}
-	newEnv(b)
+	startLongReplicator(b, b.TempDir())
 	for range b.N {
 		for _, vfs := range []string{"unix", "verneuil"} {
 			path := filepath.Join(b.TempDir(), "stall.db")
@@ -175,4 +154,31 @@ func BenchmarkFirstCaptureStall(b *testing.B) {
 			b.Logf("%d MiB database, first read through %-8s took %v; concurrent writer's longest commit %v", mb, vfs, read.Round(time.Millisecond), longest.Round(time.Millisecond))
 		}
 	}
+}
+
+// startLongReplicator starts replication to a local target in dir and
+// closes it at the end of the benchmark, with time to upload large
+// versions on a busy machine.
+func startLongReplicator(b *testing.B, dir string) {
+	cfg := &config.Config{
+		SpoolDir: filepath.Join(dir, "spool"),
+		Targets:  []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}},
+		LogLevel: "error",
+		Hostname: "benchhost",
+	}
+	cfg.ApplyDefaults()
+	if err := os.MkdirAll(filepath.Join(dir, "store"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	r, err := verneuil.Start(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		if err := r.Close(ctx); err != nil {
+			b.Error(err)
+		}
+	})
 }

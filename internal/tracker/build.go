@@ -68,20 +68,31 @@ func (db *DB) build() (err error) {
 	if testHookBuilding != nil {
 		testHookBuilding(db)
 	}
-	base, err := db.loadBaseLocked()
-	if err != nil {
-		return err
+	base := &manifest.Manifest{}
+	if !p.full {
+		if base, err = db.loadBaseLocked(); err != nil {
+			return err
+		}
 	}
-	if err := db.buildWith(p, base, false); err != nil {
+	if err := db.buildWith(p, base); err != nil {
 		return err
 	}
 	ok = true
+	p.close()
+	if p.full {
+		db.mu.Lock()
+		db.suspect = false // the published version was read from the file
+		db.mu.Unlock()
+	}
 	return nil
 }
 
 // requeueLocked merges the copies of a failed build into the pending set,
 // under any copy taken since. db.mu must be held.
 func (db *DB) requeueLocked(p *pending) {
+	if db.pending != nil && p.full {
+		db.pending.full = true // it now holds every chunk too
+	}
 	if db.pending == nil {
 		db.pending = p
 		db.pendingBytes = 0
@@ -91,9 +102,17 @@ func (db *DB) requeueLocked(p *pending) {
 		return
 	}
 	for c, data := range p.chunks {
-		if _, ok := db.pending.chunks[c]; !ok {
+		if !db.pending.has(c) {
 			db.pending.chunks[c] = data
 			db.pendingBytes += int64(len(data))
+		}
+	}
+	for c, r := range p.spilled {
+		if !db.pending.has(c) {
+			if db.pending.spilled == nil {
+				db.pending.spilled = map[uint32]spillRef{}
+			}
+			db.pending.spilled[c] = r
 		}
 	}
 }
@@ -140,30 +159,35 @@ func (db *DB) releaseIfIdle(idle time.Duration) {
 	}
 }
 
-// buildWith applies p (copies, and hashes of chunks already staged) to
-// base, stages the new chunks and publishes the result. db.buildMu must be
-// held, and the spool's flock too when spoolLocked.
-func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) error {
+// buildWith applies the copies of p to base, stages the new chunks and
+// publishes the result. db.buildMu must be held.
+func (db *DB) buildWith(p *pending, base *manifest.Manifest) error {
 	cs := uint32(db.chunkSize())
 	n := manifest.ChunkCount(p.length, cs)
 	m := &manifest.Manifest{Name: db.name, Seq: p.seq, CommitTime: p.commitTime,
 		ChunkSize: cs, Length: p.length, Chunks: make([]manifest.Hash, n)}
 	copy(m.Chunks, base.Chunks)
-	for c, h := range p.hashes {
-		if int(c) < n {
-			m.Chunks[c] = h
-		}
-	}
+	// A spilled chunk is read twice (to hash it, then to stage it under
+	// the spool's lock), so that memory stays at one chunk.
 	type staged struct {
 		h    manifest.Hash
-		data []byte
+		data []byte   // a copy in memory
+		ref  spillRef // or a spilled one
 	}
 	var stage []staged
-	for c, data := range p.chunks {
-		i := int(c)
-		if i >= n {
-			continue
+	var buf []byte
+	readSpilled := func(c uint32, r spillRef) ([]byte, error) {
+		if len(buf) < r.n {
+			buf = make([]byte, cs)
 		}
+		b := buf[:r.n]
+		if _, err := r.f.ReadAt(b, r.off); err != nil {
+			return nil, fmt.Errorf("build manifest: read spilled chunk %d: %w", c, err)
+		}
+		return b, nil
+	}
+	add := func(c uint32, data []byte, ref spillRef) error {
+		i := int(c)
 		if len(data) != manifest.ChunkLen(i, p.length, cs) {
 			return fmt.Errorf("build manifest: chunk %d copy has %d bytes, want %d", i, len(data), manifest.ChunkLen(i, p.length, cs))
 		}
@@ -171,17 +195,38 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) e
 		m.Chunks[i] = h
 		if i == 0 {
 			m.Chunk0 = data
-			continue
+			return nil
 		}
 		if i < len(base.Chunks) && base.Chunks[i] == h || h == manifest.ZeroChunkHash(len(data)) {
+			return nil
+		}
+		if ref.f != nil {
+			data = nil
+		}
+		stage = append(stage, staged{h, data, ref})
+		return nil
+	}
+	for c, data := range p.chunks {
+		if int(c) < n {
+			if err := add(c, data, spillRef{}); err != nil {
+				return err
+			}
+		}
+	}
+	for c, r := range p.spilled {
+		if int(c) >= n {
 			continue
 		}
-		stage = append(stage, staged{h, data})
+		data, err := readSpilled(c, r)
+		if err != nil {
+			return err
+		}
+		if err := add(c, data, r); err != nil {
+			return err
+		}
 	}
 	for i := len(base.Chunks); i < n; i++ {
-		_, copied := p.chunks[uint32(i)]
-		_, hashed := p.hashes[uint32(i)]
-		if !copied && !hashed {
+		if !p.has(uint32(i)) {
 			return fmt.Errorf("build manifest: chunk %d past the old end was not copied", i)
 		}
 	}
@@ -198,17 +243,43 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest, spoolLocked bool) e
 	if err != nil {
 		return err
 	}
-	if !spoolLocked {
-		unlock, err := db.spool.Lock()
-		if err != nil {
-			return err
+	// A full set restages what the last upload does not have: staged
+	// files may be damaged (that is one reason for a rescan).
+	known := map[manifest.Hash]bool{}
+	if p.full {
+		if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
+			for _, h := range up.Chunks {
+				known[h] = true
+			}
 		}
-		defer unlock()
 	}
+	unlock, err := db.spool.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	failpoint.Hit("build-before-stage")
 	for _, s := range stage {
+		if p.full && known[s.h] {
+			continue
+		}
 		failpoint.Hit("build-mid-stage")
-		if err := db.spool.StageChunk(s.h, s.data); err != nil {
+		data := s.data
+		if s.ref.f != nil {
+			if data, err = readSpilled(0, s.ref); err != nil {
+				return err
+			}
+			if manifest.HashOf(data) != s.h {
+				return errors.New("build manifest: a spilled chunk changed while building")
+			}
+		}
+		if p.full {
+			err = db.spool.RestageChunk(s.h, data)
+			known[s.h] = true
+		} else {
+			err = db.spool.StageChunk(s.h, data)
+		}
+		if err != nil {
 			return err
 		}
 	}

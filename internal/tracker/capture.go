@@ -9,8 +9,8 @@
 //  1. incremental: Commit and id == lastID. The dirty chunks are copied into
 //     pending (a newer copy of a chunk replaces an older one) and a build is
 //     scheduled. When the copies would take pending past the memory budget,
-//     they are streamed instead: read one chunk at a time, hashed, staged
-//     and published now. lastID := the identity after the transaction.
+//     they go to a spill file instead, one chunk at a time (memory stays at
+//     one chunk). lastID := the identity after the transaction.
 //  2. verified: Check and id == lastID (and no rescan was asked for):
 //     nothing to do.
 //  3. adopt: id != lastID, the spool's manifest has version id id, no
@@ -18,18 +18,19 @@
 //     last rescan (suspect is false): that manifest becomes the base,
 //     pending copies (older than it) are dropped, lastID := id. A Commit
 //     then continues as in 1.
-//  4. rescan: otherwise, and for Rescan events: the whole file is read,
-//     staged and published; it becomes the base, pending is dropped,
-//     suspect is cleared and lastID := its identity.
+//  4. rescan: otherwise, and for Rescan events: pending is dropped and the
+//     whole file is copied (sequentially, to a spill file: no hashing or
+//     staging under SHARED) into a new pending set marked full, which the
+//     next build publishes on no base (clearing suspect); lastID := its
+//     identity, and commits that follow squash into that set as in 1.
 //  5. lost: a Rollback, an error or a recovered panic in any step, or a
 //     step deferred because the spool was busy: lastID := nil (the next
 //     capture adopts or rescans) and the reason is kept for Flush.
 //
 // The VFS holds SHARED during a capture, so a writer may be waiting for
-// it: steps 3, 4 and the streaming of 1 need buildMu and the spool's flock,
-// and wait for them at most captureLockWait; when they stay busy, 3 and 4
-// are deferred (5: the VFS runs a Check at the next read transaction) and 1
-// copies into memory past the budget.
+// it: steps 3 and 4 need buildMu and the spool's flock, and wait for them
+// at most captureLockWait; when they stay busy, the step is deferred (5:
+// the VFS runs a Check at the next read transaction). Step 1 takes neither.
 //
 // Builds (background, Flush, Close) take the pending copies. A build that
 // fails or panics puts them back under any copy taken since (no dirty-chunk
@@ -45,6 +46,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -57,9 +60,11 @@ import (
 // the spool's flock (see the state machine above).
 const captureLockWait = 20 * time.Millisecond
 
-// errDeferred says that a capture could not take the spool in time and
-// left its work to the next capture.
-var errDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
+// ErrDeferred says that a capture could not take the spool in time and
+// left its work to the next capture (the next read transaction through the
+// VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
+// read again and retry.
+var ErrDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
 
 // capture runs one VFS event through the state machine. A panic is
 // recovered here (after every lock was released by defer) and becomes an
@@ -92,12 +97,12 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 }
 
 // lockForCapture takes buildMu and the spool's flock, waiting at most
-// captureLockWait for both; errDeferred when they stay busy.
+// captureLockWait for both; ErrDeferred when they stay busy.
 func (db *DB) lockForCapture() (unlock func(), err error) {
 	deadline := time.Now().Add(captureLockWait)
 	for !db.buildMu.TryLock() {
 		if !time.Now().Before(deadline) {
-			return nil, errDeferred
+			return nil, ErrDeferred
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -105,7 +110,7 @@ func (db *DB) lockForCapture() (unlock func(), err error) {
 	if err != nil || unlockSpool == nil {
 		db.buildMu.Unlock()
 		if err == nil {
-			err = errDeferred
+			err = ErrDeferred
 		}
 		return nil, err
 	}
@@ -128,22 +133,7 @@ func (db *DB) commit(src Source, ev Event) error {
 			return err
 		}
 	}
-	over, err := db.copyDirty(src, ev, size, false)
-	if err != nil || !over {
-		return err
-	}
-	unlock, err := db.lockForCapture()
-	if errors.Is(err, errDeferred) {
-		// Another build holds the spool: copy into memory past the
-		// budget rather than stall the writers.
-		_, err = db.copyDirty(src, ev, size, true)
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return db.streamLocked(src, ev, size)
+	return db.copyDirty(src, ev, size)
 }
 
 // dirtySetLocked returns the chunks a commit leaving the file at size must
@@ -172,138 +162,85 @@ func (db *DB) dirtySetLocked(dirty []uint32, size int64) []uint32 {
 	return out
 }
 
-// copyDirty copies the dirty chunks of a commit into pending (step 1).
-// Unless force is set, it copies nothing and reports over when the copies
-// would take pending past the memory budget.
-func (db *DB) copyDirty(src Source, ev Event, size int64, force bool) (over bool, err error) {
+// copyDirty copies the dirty chunks of a commit into pending (step 1):
+// into memory, or, when that would take pending past the memory budget,
+// into a spill file, one chunk at a time.
+func (db *DB) copyDirty(src Source, ev Event, size int64) (err error) {
 	db.mu.Lock()
 	done := false
 	defer func() {
 		if !done {
 			// The pending copies may be a mix of two states: drop them
 			// (lastID nil: the next capture rescans).
+			db.pending.close()
 			db.pending, db.pendingBytes, db.lastID = nil, 0, nil
 		}
 		db.mu.Unlock()
 	}()
 	cs := uint32(db.chunkSize())
 	dirty := db.dirtySetLocked(ev.Dirty, size)
-	if !force {
-		grow := int64(0)
-		for _, c := range dirty {
-			if db.pending == nil || db.pending.chunks[c] == nil {
-				grow += int64(manifest.ChunkLen(int(c), size, cs))
-			}
-		}
-		if db.pendingBytes+grow > db.m.opts.MemoryBudget {
-			done = true
-			return true, nil
-		}
-	}
 	if db.pending == nil {
 		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
 	}
+	p := db.pending
+	grow := int64(0)
+	for _, c := range dirty {
+		if p.chunks[c] == nil {
+			grow += int64(manifest.ChunkLen(int(c), size, cs))
+		}
+	}
+	spill := db.pendingBytes+grow > db.m.opts.MemoryBudget
+	var buf []byte
+	if spill {
+		buf = make([]byte, cs)
+		if p.spill == nil {
+			f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+			if err != nil {
+				return fmt.Errorf("spill chunk copies: %w", err)
+			}
+			os.Remove(f.Name()) // anonymous: gone with the process
+			p.spill, p.spillEnd = f, 0
+		}
+		if p.spilled == nil {
+			p.spilled = map[uint32]spillRef{}
+		}
+	}
 	// Copy each dirty chunk over the pending copy of an earlier commit when
-	// there is one (squashing it), else into a new buffer.
+	// there is one (squashing it), else into a new buffer or spill slot.
 	failpoint.Hit("capture-before-copy")
 	for _, c := range dirty {
 		failpoint.Hit("capture-mid-copy")
 		n := manifest.ChunkLen(int(c), size, cs)
-		buf := db.pending.chunks[c]
+		off := int64(c) * int64(cs)
+		if spill && c != 0 { // chunk 0 (the header) stays in memory
+			b := buf[:n]
+			if err := src.ReadAt(b, off); err != nil {
+				return fmt.Errorf("read chunk %d: %w", c, err)
+			}
+			if old, ok := p.chunks[c]; ok {
+				db.pendingBytes -= int64(len(old))
+				delete(p.chunks, c)
+			}
+			ref, ok := p.spilled[c]
+			if !ok || ref.n != n {
+				ref = spillRef{f: p.spill, off: p.spillEnd, n: n}
+				p.spillEnd += int64(n)
+			}
+			if _, err := ref.f.WriteAt(b, ref.off); err != nil {
+				return fmt.Errorf("spill chunk %d: %w", c, err)
+			}
+			p.spilled[c] = ref
+			continue
+		}
+		delete(p.spilled, c) // this newer copy replaces a spilled one
+		buf := p.chunks[c]
 		if len(buf) != n {
 			db.pendingBytes += int64(n - len(buf))
 			buf = make([]byte, n)
-			db.pending.chunks[c] = buf
+			p.chunks[c] = buf
 		}
-		if err := src.ReadAt(buf, int64(c)*int64(cs)); err != nil {
-			return false, fmt.Errorf("read chunk %d: %w", c, err)
-		}
-	}
-	header := make([]byte, HeaderLen)
-	if c0, ok := db.pending.chunks[0]; ok {
-		copy(header, c0)
-	} else if err := src.ReadAt(header, 0); err != nil {
-		return false, fmt.Errorf("read header: %w", err)
-	}
-	if isWAL(header) {
-		return false, ErrWAL
-	}
-	db.advanceLocked(db.pending, ev, size, header)
-	done = true
-	db.m.schedule(db)
-	return false, nil
-}
-
-// advanceLocked records that p now describes the state a commit left
-// (step 1). db.mu must be held.
-func (db *DB) advanceLocked(p *pending, ev Event, size int64, header []byte) {
-	seq := db.nextSeq(ev.Seq)
-	vid := identity(ev.Ino, ev.PostXattr, header)
-	p.length = size
-	p.seq = seq
-	p.versionID = vid
-	p.commitTime = time.Now()
-	db.lastID = vid
-	db.lastLen = size
-	db.lastSeq = seq
-	db.verified = true
-}
-
-// streamLocked captures a commit too large for the memory budget (step
-// 1): its dirty chunks are read one at a time, hashed and staged, and the
-// pending copies and those hashes are published now. db.buildMu and the
-// spool's flock must be held (no build or publish can run meanwhile, so
-// the staged chunks survive until the manifest referencing them is
-// published).
-func (db *DB) streamLocked(src Source, ev Event, size int64) (err error) {
-	db.mu.Lock()
-	p := db.pending
-	db.pending, db.pendingBytes = nil, 0
-	dirty := db.dirtySetLocked(ev.Dirty, size)
-	db.mu.Unlock()
-	ok := false
-	defer func() {
-		if !ok {
-			// Part of the change may be staged but is in no manifest, and
-			// the copies were taken: the next capture rescans.
-			db.mu.Lock()
-			db.pending, db.pendingBytes, db.lastID, db.suspect = nil, 0, nil, true
-			db.mu.Unlock()
-		}
-	}()
-	if p == nil {
-		p = &pending{chunks: map[uint32][]byte{}}
-	}
-	base, err := db.loadBaseLocked()
-	if err != nil {
-		return err
-	}
-	cs := uint32(db.chunkSize())
-	p.hashes = make(map[uint32]manifest.Hash, len(dirty))
-	buf := make([]byte, cs)
-	failpoint.Hit("capture-before-copy")
-	for _, c := range dirty {
-		failpoint.Hit("capture-mid-copy")
-		i := int(c)
-		b := buf[:manifest.ChunkLen(i, size, cs)]
-		if i == 0 {
-			b = make([]byte, len(b)) // chunk 0 is kept inline
-		}
-		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
-			return fmt.Errorf("read chunk %d: %w", i, err)
-		}
-		if i == 0 {
-			p.chunks[0] = b
-			continue
-		}
-		delete(p.chunks, c)
-		h := manifest.HashOf(b)
-		p.hashes[c] = h
-		if i < len(base.Chunks) && base.Chunks[i] == h || h == manifest.ZeroChunkHash(len(b)) {
-			continue
-		}
-		if err := db.spool.StageChunk(h, b); err != nil {
-			return err
+		if err := src.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read chunk %d: %w", c, err)
 		}
 	}
 	header := make([]byte, HeaderLen)
@@ -315,13 +252,18 @@ func (db *DB) streamLocked(src Source, ev Event, size int64) (err error) {
 	if isWAL(header) {
 		return ErrWAL
 	}
-	db.mu.Lock()
-	db.advanceLocked(p, ev, size, header)
-	db.mu.Unlock()
-	if err := db.buildWith(p, base, true); err != nil {
-		return err
-	}
-	ok = true
+	seq := db.nextSeq(ev.Seq)
+	vid := identity(ev.Ino, ev.PostXattr, header)
+	p.length = size
+	p.seq = seq
+	p.versionID = vid
+	p.commitTime = time.Now()
+	db.lastID = vid
+	db.lastLen = size
+	db.lastSeq = seq
+	db.verified = true
+	done = true
+	db.m.schedule(db)
 	return nil
 }
 
@@ -400,6 +342,7 @@ func (db *DB) adoptLocked(id []byte) bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	// Pending copies predate the adopted state: drop them.
+	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.setBaseLocked(man)
 	db.lastID = man.VersionID
@@ -408,75 +351,79 @@ func (db *DB) adoptLocked(id []byte) bool {
 	return true
 }
 
-// rescanLocked reads and hashes the whole file and publishes it as a new
-// version (step 4). Chunks of the last uploaded manifest are not staged
-// again. db.buildMu and the spool's flock must be held.
-func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) error {
-	db.mu.Lock()
-	db.pending, db.pendingBytes = nil, 0
-	db.lastID = nil
-	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
-	db.mu.Unlock()
-
-	// Only chunks of the last upload are known to be safe in the store;
-	// everything else is (re)written, as staged files may be damaged.
-	db.spool.TakeRescan()
-	known := map[manifest.Hash]bool{}
-	if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
-		for _, h := range up.Chunks {
-			known[h] = true
-		}
-	}
-
+// rescanLocked copies the whole file, as a new version, into a pending set
+// marked full (step 4): chunk 0 in memory, the others in a spill file, read
+// and written in slices of 1 MiB. Nothing is hashed or staged here (the VFS
+// holds SHARED): the next build does it, outside the capture, and applies
+// the copies to no base. Commits that follow squash into that set. db.mu
+// is taken; db.buildMu must be held.
+func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) (err error) {
 	size, err := src.Size()
 	if err != nil {
 		return fmt.Errorf("file size: %w", err)
 	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.pending.close()
+	db.pending, db.pendingBytes = nil, 0
+	db.lastID = nil
+	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
+	db.spool.TakeRescan()
+
 	cs := db.chunkSize()
 	n := manifest.ChunkCount(size, uint32(cs))
-	m := &manifest.Manifest{Name: db.name, Seq: seq, CommitTime: time.Now(),
-		ChunkSize: uint32(cs), Length: size, Chunks: make([]manifest.Hash, n)}
-	buf := make([]byte, cs)
-	for i := range n {
-		b := buf[:manifest.ChunkLen(i, size, uint32(cs))]
+	p := &pending{chunks: map[uint32][]byte{}, spilled: make(map[uint32]spillRef, n), full: true}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if n > 1 {
+		f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+		if err != nil {
+			return fmt.Errorf("rescan: %w", err)
+		}
+		os.Remove(f.Name()) // anonymous: gone with the process
+		p.spill = f
+	}
+	slice := max(1, (1<<20)/cs) // chunks per read
+	buf := make([]byte, slice*cs)
+	for i := 0; i < n; i += slice {
+		k := min(slice, n-i)
+		end := min(size, int64(i+k)*int64(cs))
+		b := buf[:end-int64(i)*int64(cs)]
 		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
 			return fmt.Errorf("rescan chunk %d: %w", i, err)
 		}
-		h := manifest.HashOf(b)
-		m.Chunks[i] = h
+		for j := range k {
+			c := i + j
+			data := b[j*cs : j*cs+manifest.ChunkLen(c, size, uint32(cs))]
+			if c == 0 {
+				p.chunks[0] = append([]byte(nil), data...)
+				db.pendingBytes = int64(len(data))
+				continue
+			}
+			p.spilled[uint32(c)] = spillRef{f: p.spill, off: p.spillEnd, n: len(data)}
+			p.spillEnd += int64(len(data))
+		}
+		from := 0
 		if i == 0 {
-			m.Chunk0 = append([]byte(nil), b...)
-			continue
+			from = len(p.chunks[0]) // chunk 0 stays in memory
 		}
-		if known[h] || h == manifest.ZeroChunkHash(len(b)) {
-			continue
+		if from < len(b) {
+			if _, err := p.spill.WriteAt(b[from:], p.spillEnd-int64(len(b)-from)); err != nil {
+				return fmt.Errorf("rescan: spill: %w", err)
+			}
 		}
-		if err := db.spool.RestageChunk(h, b); err != nil {
-			return err
-		}
-		known[h] = true
 	}
 	header := make([]byte, HeaderLen)
-	copy(header, m.Chunk0)
-	finish(m, identity(ino, xattr, header), header)
-	enc, err := m.Encode()
-	if err != nil {
-		return err
-	}
-	published, err := db.spool.Publish(m, enc)
-	if err != nil {
-		return err
-	}
-	db.warnRenumbered(seq, m)
-	db.setBaseLocked(m)
-	db.mu.Lock()
-	db.suspect = false
-	db.lastID = m.VersionID
+	copy(header, p.chunks[0])
+	vid := identity(ino, xattr, header)
+	p.length, p.seq, p.versionID, p.commitTime = size, seq, vid, time.Now()
+	db.pending = p
+	db.lastID = vid
 	db.lastLen = size
-	db.lastSeq = max(db.lastSeq, m.Seq)
-	db.mu.Unlock()
-	if published {
-		db.notify()
-	}
+	db.lastSeq = max(db.lastSeq, seq)
+	db.m.schedule(db)
 	return nil
 }

@@ -3,6 +3,7 @@ package tracker
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +59,51 @@ type pending struct {
 	seq        uint64
 	versionID  []byte
 	commitTime time.Time
-	// hashes of chunks already staged (only while a commit past the
-	// memory budget is streamed and published; see streamLocked).
-	hashes map[uint32]manifest.Hash
+	// spilled holds the chunks of commits past the memory budget: they
+	// are copied, one chunk at a time, to unlinked spill files in the
+	// spool's tmp/ (see spillDirty), not into memory.
+	spilled  map[uint32]spillRef
+	spill    *os.File // the spill file new chunks are appended to
+	spillEnd int64
+	// full: the set holds every chunk (a rescan, and commits squashed
+	// into it): it is built on no base, and its chunks are restaged
+	// unless the last upload has them (staged files may be damaged).
+	full bool
+}
+
+// spillRef is where a chunk copy lies in a spill file.
+type spillRef struct {
+	f   *os.File
+	off int64
+	n   int
+}
+
+// has reports whether p holds a copy of chunk c.
+func (p *pending) has(c uint32) bool {
+	if _, ok := p.chunks[c]; ok {
+		return true
+	}
+	_, ok := p.spilled[c]
+	return ok
+}
+
+// close releases the spill files of a pending set that is dropped or
+// built (nil-safe).
+func (p *pending) close() {
+	if p == nil {
+		return
+	}
+	seen := map[*os.File]bool{}
+	for _, r := range p.spilled {
+		if !seen[r.f] {
+			seen[r.f] = true
+			r.f.Close()
+		}
+	}
+	if p.spill != nil && !seen[p.spill] {
+		p.spill.Close()
+	}
+	p.spilled, p.spill = nil, nil
 }
 
 // Key returns the replica key of the database.

@@ -214,6 +214,9 @@ func TestRegression_CaptureDoesNotWaitForBusySpool(t *testing.T) {
 	if s.m.Capture(s.h, s.f, Event{Kind: Check}) {
 		t.Fatal("the retried Check failed")
 	}
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	s.sameAsFile("after the deferred check")
 }
 
@@ -238,8 +241,8 @@ func (b *bufRecorder) held() (n int) {
 }
 
 // TestRegression_LargeTransactionStreamed: a transaction larger than the
-// memory budget is staged from the file in bounded pieces, not copied
-// into memory in full before the budget is checked.
+// memory budget is copied from the file one chunk at a time (to a spill
+// file), not into memory in full before the budget is checked.
 func TestRegression_LargeTransactionStreamed(t *testing.T) {
 	const budget = 256 << 10
 	s := newSimDB(t, Options{MemoryBudget: budget})
@@ -256,10 +259,52 @@ func TestRegression_LargeTransactionStreamed(t *testing.T) {
 	if held := rec.held(); held > budget {
 		t.Fatalf("the capture of a 4 MiB transaction filled %d bytes of buffers (budget %d)", held, budget)
 	}
-	s.sameAsFile("after the large commit") // published in the capture
+	s.commit(big[10:]...) // a second large commit squashes the first
+	s.db.mu.Lock()
+	inMemory := s.db.pendingBytes
+	s.db.mu.Unlock()
+	if inMemory > budget {
+		t.Fatalf("%d bytes of chunk copies in memory after the commit (budget %d)", inMemory, budget)
+	}
+	if err := s.db.build(); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the large commit")
 	s.commit(5)
 	if err := s.db.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	s.sameAsFile("after the next commit")
+}
+
+// TestRegression_RescanWorkOutsideShared: the first capture of a file the
+// tracker does not know (a new process, a bypassing writer) runs under
+// SHARED; it only copies the file, in slices of at most 1 MiB, and leaves
+// hashing, staging and publishing to the build, outside SHARED.
+func TestRegression_RescanWorkOutsideShared(t *testing.T) {
+	s := newSimDB(t, Options{})
+	s.f.data = make([]byte, 5<<20+123)
+	for i := range s.f.data {
+		s.f.data[i] = byte(i / 4096)
+	}
+	rec := &bufRecorder{Source: s.f, bufs: map[*byte]int{}}
+	if s.m.Capture(s.h, rec, Event{Kind: Check}) {
+		t.Fatal("the first check failed")
+	}
+	for _, n := range rec.bufs {
+		if n > 1<<20 {
+			t.Fatalf("the rescan read %d bytes at once under SHARED", n)
+		}
+	}
+	if man, _, err := s.db.spool.Manifest(); err != nil || man != nil {
+		t.Fatalf("the capture published a manifest (%v) under SHARED", err)
+	}
+	if staged, err := s.db.spool.StagedChunks(); err != nil || len(staged) != 0 {
+		t.Fatalf("the capture staged %d chunks under SHARED (%v)", len(staged), err)
+	}
+	s.commit(3) // squashes into the rescanned set
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the rescan's build")
 }

@@ -407,7 +407,7 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		return false
 	}
 	if err := db.capture(src, ev); err != nil {
-		if errors.Is(err, errDeferred) {
+		if errors.Is(err, ErrDeferred) {
 			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
 		} else {
 			db.log.Error("capture failed; the database will be rescanned", "err", err)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,24 +33,34 @@ func TestCrashLoopDoubleFault(t *testing.T) {
 	db := filepath.Join(s.dir, "double.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	pause := func() { time.Sleep(time.Duration(30+rng.IntN(200)) * time.Millisecond) }
+	live := map[*os.Process]bool{}
 	start := func(seed int) *os.Process {
 		w := s.writer("loop", db, "VERNEUIL_E2E_SEED="+strconv.Itoa(seed))
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}
+		live[w.Process] = true
 		return w.Process
 	}
 	stop := func(p *os.Process) {
 		p.Signal(syscall.SIGKILL)
 		p.Wait()
+		delete(live, p)
 	}
+	t.Cleanup(func() {
+		for p := range live {
+			stop(p)
+		}
+	})
 	for i := range iters {
 		a, b := start(2*i), start(2*i+1)
 		pause()
 		// Fault 1: the spool's tmp/ becomes unusable while both commit.
+		// (Renamed away, not removed: the writers keep creating files in
+		// it.)
 		tmps, _ := filepath.Glob(filepath.Join(s.dir, "spool", "dbs", "*", "tmp"))
-		for _, tmp := range tmps {
-			if err := os.RemoveAll(tmp); err != nil {
+		for j, tmp := range tmps {
+			if err := os.Rename(tmp, filepath.Join(s.dir, fmt.Sprintf("tmp-gone-%d-%d", i, j))); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(tmp, nil, 0o600); err != nil {
