@@ -159,7 +159,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 	// target not open yet, its identity is not known for sure: the
 	// uploads check chunks in it instead.)
 	if allOpen {
-		if err := r.copier.ForgetForeignRecords(); err != nil {
+		if err := r.copier.MarkForeignForRescan(); err != nil {
 			log.Warn("check the spools' upload records", "err", err)
 		}
 	}

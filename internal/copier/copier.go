@@ -266,7 +266,7 @@ func New(opts Options) *Copier {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Copier{
+	c := &Copier{
 		opts:    opts,
 		log:     opts.Logger,
 		limit:   newLimiter(opts.RateLimit, opts.RateBurst),
@@ -278,6 +278,8 @@ func New(opts Options) *Copier {
 		stop:    make(chan struct{}),
 		work:    make(chan *dbState),
 	}
+	c.declareTargets()
+	return c
 }
 
 // Start launches the dispatcher, the workers and the background scan (whose

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -118,11 +119,18 @@ func (c *Copier) conditionalWrites(ctx context.Context, at *attempt, ti int, t b
 }
 
 // targetIDs identifies the configured targets for the spool's upload
-// records (spool.Dir.UploadedTargets).
+// records (spool.Dir.UploadedTargets): a hash of each target's location,
+// its description without the S3 endpoint, which says how the bucket is
+// reached, not which (processes sharing a spool may reach one bucket
+// through different endpoints).
 func (c *Copier) targetIDs() []string {
 	ids := make([]string, 0, len(c.opts.Targets))
 	for _, t := range c.opts.Targets {
-		sum := sha256.Sum256([]byte(t.String()))
+		loc := t.String()
+		if i := strings.LastIndex(loc, " at "); strings.HasPrefix(loc, "s3://") && i >= 0 {
+			loc = loc[:i] // URLs have no spaces: this is the endpoint
+		}
+		sum := sha256.Sum256([]byte(loc))
 		ids = append(ids, hex.EncodeToString(sum[:8]))
 	}
 	slices.Sort(ids)
@@ -132,41 +140,35 @@ func (c *Copier) targetIDs() []string {
 // recordCovers reports whether the upload record of d was written for (a
 // superset of) the configured targets: only then are the chunks it lists
 // known to be in every target.
-func (c *Copier) recordCovers(d *spool.Dir) bool {
-	have, err := d.UploadedTargets()
-	if err != nil || have == nil {
-		return false
-	}
-	for _, id := range c.targetIDs() {
-		if !slices.Contains(have, id) {
-			return false
-		}
-	}
-	return true
-}
+func (c *Copier) recordCovers(d *spool.Dir) bool { return d.RecordCovers(c.targetIDs()) }
 
-// ForgetForeignRecords drops the upload records of spools that were
+// declareTargets tells the spool package which targets this process
+// uploads to, so that upload records for other targets are not trusted
+// (by the tracker's rescans either). The description of a target opened
+// late can change when it opens, hence a refresh at each upload.
+func (c *Copier) declareTargets() { spool.SetUploadTargets(c.opts.SpoolDir, c.targetIDs()) }
+
+// MarkForeignForRescan asks for a rescan of every database whose spool was
 // uploaded to other targets (the configuration changed while the spool
-// stayed) and asks for a rescan of their databases, so that the first
-// capture restages every chunk and the new targets get a complete version.
-// Spools whose record names no targets (written by older versions) are
-// left to the upload, which checks their chunks in the targets.
-func (c *Copier) ForgetForeignRecords() error {
+// stayed), so that its first capture restages every chunk and the new
+// targets get a complete version. Records are left alone: another process
+// sharing the spool may upload to those targets. Spools whose record names
+// no targets (written by older versions) are left to the upload, which
+// checks their chunks in the targets.
+func (c *Copier) MarkForeignForRescan() error {
 	keys, err := spool.List(c.opts.SpoolDir)
 	if err != nil {
 		return fmt.Errorf("check upload records: %w", err)
 	}
+	ids := c.targetIDs()
 	for _, key := range keys {
 		d, err := spool.Existing(c.opts.SpoolDir, key)
 		if err != nil {
 			continue // removed meanwhile
 		}
 		have, err := d.UploadedTargets()
-		if err != nil || have == nil || c.recordCovers(d) {
+		if err != nil || have == nil || d.RecordCovers(ids) || d.RescanWanted() {
 			continue
-		}
-		if err := d.ForgetUploaded(); err != nil {
-			return fmt.Errorf("check upload records: %w", err)
 		}
 		c.log.Info("the targets changed since this database was uploaded: it will be rescanned and uploaded in full", "db", key)
 		if err := d.MarkRescan("targets changed"); err != nil {
