@@ -151,6 +151,8 @@ func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, perDB bool, started
 	w.Gauge("verneuil_copier_paused", "1 while uploads are paused because the blob store keeps failing.", b2f(s.Paused))
 	w.Gauge("verneuil_copier_consecutive_failures", "Database uploads in a row that failed with blob-store errors.", float64(s.ConsecutiveFailures))
 	w.Gauge("verneuil_copier_known_chunks", "Entries of the cache of chunks known to be in every target.", float64(s.KnownChunks))
+	w.Counter("verneuil_copier_panics_total", "Panics recovered in the copier (each failed one upload).", float64(s.Panics))
+	w.Gauge("verneuil_copier_targets_ignoring_conditional_writes", "Targets found to ignore conditional writes (If-None-Match, If-Match).", float64(len(s.NoConditionalWrites)))
 	if !perDB {
 		return
 	}
