@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +37,10 @@ func copierOn(t *testing.T, root string, targets ...blob.Store) *Copier {
 // upload and is counted; the process survives and the next attempt works.
 func TestRegression_CopierRecoversPanics(t *testing.T) {
 	s := newMemStore()
-	panics := 2
+	var panics atomic.Int32
+	panics.Store(2)
 	s.setFail(func(op, key string) error {
-		if op == "put" && strings.HasPrefix(key, "chunks/") && panics > 0 {
-			panics--
+		if op == "put" && strings.HasPrefix(key, "chunks/") && panics.Add(-1) >= 0 {
 			panic("store exploded")
 		}
 		return nil
