@@ -166,7 +166,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 	// uploads check chunks in it instead.)
 	var checkSpool func(*spool.Dir) error
 	if allOpen {
-		checkSpool = r.copier.ForgetForeignRecord
+		checkSpool = r.copier.MarkForeignForRescan
 	}
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,

@@ -174,6 +174,8 @@ func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, h *healer, perDB bo
 	w.Gauge("verneuil_spool_changed_outside_capture_databases", "Databases whose file changed outside capture and could not be synced (as of the last check).", float64(outside))
 	w.Counter("verneuil_copier_outside_syncs_total", "Syncs of databases changed outside capture (bypassing writers, forked children).", float64(h.syncs.Load()))
 	w.Counter("verneuil_copier_outside_sync_errors_total", "Failed syncs of databases changed outside capture.", float64(h.syncErrors.Load()))
+	w.Counter("verneuil_copier_panics_total", "Panics recovered in the copier (each failed one upload).", float64(s.Panics))
+	w.Gauge("verneuil_copier_targets_ignoring_conditional_writes", "Targets found to ignore conditional writes (If-None-Match, If-Match).", float64(len(s.NoConditionalWrites)))
 	if !perDB {
 		return
 	}

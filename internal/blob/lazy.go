@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -37,9 +38,19 @@ func OpenLazy(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	if err == nil {
 		return s, nil
 	}
+	// Named as the store names itself once open, as far as the URL says.
 	name := u.Redacted()
-	if u.Scheme == "file" && u.Path != "" {
-		name = "file://" + filepath.Clean(u.Path) // as the local store names itself
+	switch {
+	case u.Scheme == "file" && u.Path != "":
+		name = "file://" + filepath.Clean(u.Path)
+	case u.Scheme == "s3" && u.User == nil:
+		name = "s3://" + u.Host + "/"
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			name += p + "/"
+		}
+		if opts.Endpoint != "" {
+			name += " at " + opts.Endpoint
+		}
 	}
 	return &lazyStore{url: rawURL, opts: opts, name: name, err: err}, err
 }

@@ -271,7 +271,7 @@ func New(opts Options) *Copier {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Copier{
+	c := &Copier{
 		opts:    opts,
 		log:     opts.Logger,
 		limit:   newLimiter(opts.RateLimit, opts.RateBurst),
@@ -283,6 +283,8 @@ func New(opts Options) *Copier {
 		stop:    make(chan struct{}),
 		work:    make(chan *dbState),
 	}
+	c.declareTargets()
+	return c
 }
 
 // Start launches the dispatcher, the workers and the background scan (whose

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -118,11 +119,18 @@ func (c *Copier) conditionalWrites(ctx context.Context, at *attempt, ti int, t b
 }
 
 // targetIDs identifies the configured targets for the spool's upload
-// records (spool.Dir.UploadedTargets).
+// records (spool.Dir.UploadedTargets): a hash of each target's location,
+// its description without the S3 endpoint, which says how the bucket is
+// reached, not which (processes sharing a spool may reach one bucket
+// through different endpoints).
 func (c *Copier) targetIDs() []string {
 	ids := make([]string, 0, len(c.opts.Targets))
 	for _, t := range c.opts.Targets {
-		sum := sha256.Sum256([]byte(t.String()))
+		loc := t.String()
+		if i := strings.LastIndex(loc, " at "); strings.HasPrefix(loc, "s3://") && i >= 0 {
+			loc = loc[:i] // URLs have no spaces: this is the endpoint
+		}
+		sum := sha256.Sum256([]byte(loc))
 		ids = append(ids, hex.EncodeToString(sum[:8]))
 	}
 	slices.Sort(ids)
@@ -132,34 +140,27 @@ func (c *Copier) targetIDs() []string {
 // recordCovers reports whether the upload record of d was written for (a
 // superset of) the configured targets: only then are the chunks it lists
 // known to be in every target.
-func (c *Copier) recordCovers(d *spool.Dir) bool {
-	have, err := d.UploadedTargets()
-	if err != nil || have == nil {
-		return false
-	}
-	for _, id := range c.targetIDs() {
-		if !slices.Contains(have, id) {
-			return false
-		}
-	}
-	return true
-}
+func (c *Copier) recordCovers(d *spool.Dir) bool { return d.RecordCovers(c.targetIDs()) }
 
-// ForgetForeignRecord drops the upload record of spool d when it was
-// written for other targets (the configuration changed while the spool
-// stayed) and asks for a rescan of its database, so that the first capture
-// restages every chunk and these targets get a complete version. A record
-// that names no targets (written by older versions) is left to the upload,
-// which checks its chunks in the targets. The tracker calls it when a
-// process opens the database: other databases of the spool root, which
-// processes with other configurations may be using, are left alone.
-func (c *Copier) ForgetForeignRecord(d *spool.Dir) error {
+// declareTargets tells the spool package which targets this process
+// uploads to, so that upload records for other targets are not trusted
+// (by the tracker's rescans either). The description of a target opened
+// late can change when it opens, hence a refresh at each upload.
+func (c *Copier) declareTargets() { spool.SetUploadTargets(c.opts.SpoolDir, c.targetIDs()) }
+
+// MarkForeignForRescan asks for a rescan of the database of spool d when
+// the spool was uploaded to other targets (the configuration changed while
+// the spool stayed), so that its first capture restages every chunk and
+// these targets get a complete version. The record is left alone: another
+// process sharing the spool may upload to those targets. A record that
+// names no targets (written by older versions) is left to the upload,
+// which checks its chunks in the targets. The tracker calls it when this
+// process starts tracking the database, so a process start costs nothing
+// per database of the spool root that it does not open.
+func (c *Copier) MarkForeignForRescan(d *spool.Dir) error {
 	have, err := d.UploadedTargets()
-	if err != nil || have == nil || c.recordCovers(d) {
+	if err != nil || have == nil || d.RecordCovers(c.targetIDs()) || d.RescanWanted() {
 		return nil
-	}
-	if err := d.ForgetUploaded(); err != nil {
-		return fmt.Errorf("check upload record: %w", err)
 	}
 	c.log.Info("the targets changed since this database was uploaded: it will be rescanned and uploaded in full", "db", d.Key)
 	if err := d.MarkRescan("targets changed"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +37,12 @@ func copierOn(t *testing.T, root string, targets ...blob.Store) *Copier {
 // upload and is counted; the process survives and the next attempt works.
 func TestRegression_CopierRecoversPanics(t *testing.T) {
 	s := newMemStore()
-	panics := 2
+	// Phase 1: every chunk upload panics (some run in goroutines);
+	// phase 2: the next one panics, in a background worker; then none.
+	var phase atomic.Int32
+	phase.Store(1)
 	s.setFail(func(op, key string) error {
-		if op == "put" && strings.HasPrefix(key, "chunks/") && panics > 0 {
-			panics--
+		if op == "put" && strings.HasPrefix(key, "chunks/") && (phase.Load() == 1 || phase.CompareAndSwap(2, 3)) {
 			panic("store exploded")
 		}
 		return nil
@@ -50,11 +53,19 @@ func TestRegression_CopierRecoversPanics(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "panic") {
 		t.Fatalf("Upload with a panicking store: %v, want an error reporting the panic", err)
 	}
+	first := c.Stats().Panics
+	if first < 1 {
+		t.Fatalf("Stats().Panics = %d after a panic", first)
+	}
+	phase.Store(2)
 	stage(t, root, "db", 2, randomBytes(5*testChunk, 2))
-	c.Notify("db") // a background worker meets the second panic
-	waitFor(t, 10*time.Second, "the background upload after the panics", func() bool { return latestSeq(t, s, "db") == 2 })
-	if got := c.Stats().Panics; got != 2 {
-		t.Fatalf("Stats().Panics = %d, want 2", got)
+	c.Notify("db")
+	waitFor(t, 10*time.Second, "the background upload after the panic", func() bool { return latestSeq(t, s, "db") == 2 })
+	if phase.Load() != 3 {
+		t.Fatal("the background upload met no panic")
+	}
+	if got := c.Stats().Panics; got != first+1 {
+		t.Fatalf("Stats().Panics = %d, want %d", got, first+1)
 	}
 }
 

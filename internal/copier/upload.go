@@ -296,6 +296,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	if m == nil {
 		return nil, 0, nil
 	}
+	c.declareTargets()
 	up, _, err := d.Uploaded()
 	if err != nil {
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
@@ -659,13 +660,6 @@ func (c *Copier) do(ctx context.Context, at *attempt, op func(context.Context) e
 
 // markRescan asks for a rescan of the database whose spool is d.
 func (c *Copier) markRescan(d *spool.Dir, reason string) {
-	if !c.recordCovers(d) {
-		// A record for other targets would make the rescan skip the
-		// chunks that these lack.
-		if err := d.ForgetUploaded(); err != nil {
-			c.log.Error("forget upload record", "db", d.Key, "err", err)
-		}
-	}
 	if err := d.MarkRescan(reason); err != nil {
 		c.log.Error("mark spool for rescan", "db", d.Key, "err", err)
 	}

@@ -6,13 +6,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // Creating a file costs far more than writing one on some file systems
@@ -238,6 +241,54 @@ func rewrite(f *os.File, data []byte) error {
 // the configured targets.
 const uploadedTargetsName = "uploaded.targets"
 
+var (
+	uploadTargetsMu sync.Mutex
+	uploadTargets   = map[string][]string{} // spool root → target IDs
+)
+
+// SetUploadTargets declares the targets (opaque IDs, as in
+// MarkUploadedTo) that this process uploads the spools under root to. From
+// then on, Uploaded returns only a record valid for every one of them: a
+// record for other targets (the configuration changed, or another process
+// sharing the spool uploads elsewhere) is not evidence that these targets
+// hold its chunks, so the uploader checks them and a rescan restages them.
+func SetUploadTargets(root string, ids []string) {
+	uploadTargetsMu.Lock()
+	defer uploadTargetsMu.Unlock()
+	uploadTargets[filepath.Clean(root)] = slices.Clone(ids)
+}
+
+// RecordCovers reports whether the upload record of d is valid for every
+// target in ids.
+func (d *Dir) RecordCovers(ids []string) bool {
+	have, err := d.UploadedTargets()
+	if err != nil || have == nil {
+		return false
+	}
+	for _, id := range ids {
+		if !slices.Contains(have, id) {
+			return false
+		}
+	}
+	return true
+}
+
+// uploadedForTargets reads the upload record, unless this process declared
+// targets (SetUploadTargets) that it is not valid for.
+func (d *Dir) uploadedForTargets() (*manifest.Manifest, []byte, error) {
+	m, enc, err := d.ReadManifestFile("uploaded")
+	if m == nil || err != nil {
+		return m, enc, err
+	}
+	uploadTargetsMu.Lock()
+	ids, ok := uploadTargets[filepath.Dir(filepath.Dir(filepath.Clean(d.Path)))]
+	uploadTargetsMu.Unlock()
+	if ok && !d.RecordCovers(ids) {
+		return nil, nil, nil
+	}
+	return m, enc, nil
+}
+
 // UploadedTargets returns the target IDs the upload record is valid for;
 // nil (and no error) when the spool does not say.
 func (d *Dir) UploadedTargets() ([]string, error) {
@@ -273,16 +324,4 @@ func (d *Dir) MarkUploadedTo(encoded []byte, ids []string) error {
 		return nil
 	}
 	return d.writeAtomic(uploadedTargetsName, []byte(want))
-}
-
-// ForgetUploaded removes the upload record (and its targets), so that a
-// rescan restages every chunk instead of trusting a record that is not
-// valid for the configured targets.
-func (d *Dir) ForgetUploaded() error {
-	for _, name := range []string{uploadedTargetsName, "uploaded"} {
-		if err := os.Remove(filepath.Join(d.Path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("spool forget upload record %s: %w", d.Path, err)
-		}
-	}
-	return nil
 }

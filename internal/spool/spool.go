@@ -524,7 +524,7 @@ func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeInPlace("uploa
 
 // Uploaded reads the record of the last upload.
 func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
-	return d.ReadManifestFile("uploaded")
+	return d.uploadedForTargets() // inplace.go
 }
 
 // MarkRescan asks the tracker to rescan the database from scratch.

@@ -243,7 +243,7 @@ func (m *Manager) builder() {
 			return
 		case db := <-m.work:
 			db.queued.Store(false)
-			if err := db.build(); err != nil {
+			if err := db.buildRecovering(); err != nil { // recover.go
 				db.log.Error("build manifest", "err", err)
 			}
 		}

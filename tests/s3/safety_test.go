@@ -5,6 +5,7 @@ package s3
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -102,4 +104,42 @@ func TestRegression_S3HugeContentLength(t *testing.T) {
 	if slices.Contains(r.Stats().NoConditionalWrites, r.Targets()[0].String()) {
 		t.Fatal("the server was reported as ignoring conditional writes")
 	}
+}
+
+// TestRegression_S3SwitchFromLocalTarget: the embedded-style local target
+// is replaced by S3 while spool_dir stays: the first flush to S3 makes a
+// complete replica there.
+func TestRegression_S3SwitchFromLocalTarget(t *testing.T) {
+	endpoint, bucket := s3test.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := s3Config(dir, endpoint, bucket, "switched")
+	local := *cfg
+	local.Targets = []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}}
+	if err := os.MkdirAll(filepath.Join(dir, "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "switch.db")
+
+	r := startReplicator(t, &local)
+	db := openDB(t, path)
+	exec1(t, db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)")
+	for range 50 {
+		exec1(t, db, "INSERT INTO t(b) VALUES(randomblob(5000))")
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r = startReplicator(t, cfg)
+	db = openDB(t, path)
+	exec1(t, db, "INSERT INTO t(b) VALUES(randomblob(10))")
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restoreCompare(t, cfg, openStore(t, cfg), path)
 }
