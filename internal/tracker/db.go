@@ -17,8 +17,12 @@ type DB struct {
 	path  string
 	name  string
 	key   string
-	spool *spool.Dir
+	spool *spool.Dir // nil when collision is set
 	log   *slog.Logger
+	// collision is set when another file open in the process has this
+	// replica name: this one is not replicated, and flushing it fails
+	// with this error.
+	collision error
 
 	refs   int // guarded by m.mu
 	queued atomic.Bool
@@ -62,6 +66,10 @@ type pending struct {
 	// memory budget is streamed and published; see streamLocked).
 	hashes map[uint32]manifest.Hash
 }
+
+// ErrNameCollision says that two database files open in the process have
+// one replica name (see the configuration's names).
+var ErrNameCollision = errors.New("replica name collision")
 
 // Key returns the replica key of the database.
 func (db *DB) Key() string { return db.key }

@@ -287,7 +287,11 @@ func (m *Manager) Open(path string) uint64 {
 	db := m.dbs[fk]
 	if db == nil {
 		db, err = m.openDB(canon)
-		if err != nil {
+		if errors.Is(err, ErrNameCollision) {
+			// Tracked (so that flushes fail naming the collision) but
+			// never captured: its writes pass through unreplicated.
+			m.log.Error("replication disabled for database", "db", canon, "err", err)
+		} else if err != nil {
 			m.log.Error("replication disabled for database", "db", canon, "err", err)
 			return 0
 		}
@@ -309,6 +313,18 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 		name = names.Replica(m.opts.Hostname, canon)
 	}
 	key := names.Key(name)
+	// Another file open in the process under this replica name (names
+	// maps it to another database's name): sharing one spool and key, the
+	// replica would alternate between the two files. m.mu is held.
+	for _, other := range m.dbs {
+		if other.key == key && other.collision == nil {
+			err := fmt.Errorf("database %s is not replicated: %w with %s, which is open in this process "+
+				"(replica name %q); give one of them another name in the configuration's names",
+				canon, ErrNameCollision, other.path, name)
+			return &DB{m: m, path: canon, name: name, key: key, collision: err,
+				log: m.log.With("db", canon)}, err
+		}
+	}
 	sp, err := spool.Open(m.opts.SpoolDir, key, spool.Info{Path: canon, Name: name})
 	if err != nil {
 		return nil, err
@@ -355,7 +371,7 @@ func (m *Manager) Release(h uint64) {
 	if err := db.build(); err != nil {
 		db.log.Error("build manifest at close", "err", err)
 	}
-	if m.opts.FlushOnClose && m.opts.Uploader != nil {
+	if m.opts.FlushOnClose && m.opts.Uploader != nil && db.collision == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
 		if err := m.opts.Uploader.Upload(ctx, db.key); err != nil {
@@ -383,7 +399,7 @@ func (m *Manager) lookup(h uint64) *DB {
 func (m *Manager) SpoolDir(h uint64) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if db := m.handles[h]; db != nil {
+	if db := m.handles[h]; db != nil && db.spool != nil {
 		return db.spool.Path
 	}
 	return ""
@@ -394,7 +410,7 @@ func (m *Manager) SpoolDir(h uint64) string {
 // are logged and force a rescan later.
 func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 	db := m.lookup(h)
-	if db == nil {
+	if db == nil || db.collision != nil {
 		return false
 	}
 	if err := db.capture(src, ev); err != nil {
@@ -424,6 +440,9 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	db := m.lookup(h)
 	if db == nil {
 		return "", errors.New("verneuil: replication is not enabled for this database")
+	}
+	if db.collision != nil {
+		return "", fmt.Errorf("%s: %w", name, db.collision)
 	}
 	switch name {
 	case "verneuil_flush":

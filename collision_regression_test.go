@@ -1,0 +1,87 @@
+package verneuil_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
+)
+
+// TestRegression_ReplicaNameCollisionAtRuntime: names maps one database
+// to the default replica name of another, and both are open in the
+// process. They would share one spool and one key, and the replica would
+// alternate between them. The second one opened must pass through
+// unreplicated (its writes succeed), and its flushes must fail naming the
+// collision, while the first one's replica stays its own.
+func TestRegression_ReplicaNameCollisionAtRuntime(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := filepath.Join(base, "a", "x.db")
+	y := filepath.Join(base, "b", "y.db")
+	e := newEnv(t, func(c *config.Config) {
+		c.Names = map[string]string{x: names.Replica(c.Hostname, y)}
+	})
+	ctx := context.Background()
+
+	dy := e.open(y, "_journal_mode=DELETE")
+	mustExec(t, dy, "CREATE TABLE y(v)")
+	mustExec(t, dy, "INSERT INTO y VALUES('the real y')")
+	if err := e.r.FlushDB(ctx, y); err != nil {
+		t.Fatalf("FlushDB(%s): %v", y, err)
+	}
+
+	dx := e.open(x, "_journal_mode=DELETE")
+	mustExec(t, dx, "CREATE TABLE x(v)")
+	for i := range 50 {
+		mustExec(t, dx, "INSERT INTO x VALUES(?)", strings.Repeat("x", i*100))
+	}
+	var n int
+	if err := dx.QueryRow("SELECT count(*) FROM x").Scan(&n); err != nil || n != 50 {
+		t.Fatalf("writes to %s: count %d, err %v", x, n, err)
+	}
+
+	collision := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: no error, want one naming the replica name collision", what)
+		}
+		if msg := err.Error(); !strings.Contains(msg, x) || !strings.Contains(msg, y) {
+			t.Fatalf("%s: %v; want an error naming %s and %s", what, err, x, y)
+		}
+	}
+	var res string
+	err = dx.QueryRow("PRAGMA verneuil_flush").Scan(&res)
+	collision("PRAGMA verneuil_flush on "+x, err)
+	collision("FlushDB("+x+")", e.r.FlushDB(ctx, x))
+	collision("Flush", e.r.Flush(ctx))
+
+	// y's replica is y, not x.
+	mustExec(t, dy, "INSERT INTO y VALUES('still y')")
+	if err := e.r.FlushDB(ctx, y); err != nil {
+		t.Fatalf("FlushDB(%s): %v", y, err)
+	}
+	m, err := restore.Latest(ctx, e.r.Targets()[0], e.key(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "restored.db")
+	if err := restore.ToFile(ctx, e.r.Targets()[0], m, out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, y); got != want {
+		t.Fatalf("the replica of %s is not %s (%s)", y, y, describeDiff(out, y))
+	}
+}
