@@ -15,6 +15,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
 )
 
 // Options says what ToFileWith may do to an existing destination.
@@ -219,36 +220,13 @@ func kind(m fs.FileMode) string {
 	return "special file"
 }
 
-// resolve follows symlinks at path (also dangling ones) to the file to
-// replace.
+// resolve returns the file to replace for path: the one SQLite opens for
+// it, resolving symlinks element by element (also a dangling one at the
+// end, and ".." after a symlink, which goes to the parent of the link's
+// target), so that the temp file, the locks, the journal checks and the
+// rename all concern that file's directory.
 func resolve(path string) (string, error) {
-	p := path
-	for range 40 {
-		fi, err := os.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return p, nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			return p, nil
-		}
-		link, err := os.Readlink(p)
-		if err != nil {
-			return "", err
-		}
-		if !filepath.IsAbs(link) {
-			// Relative to the link's real directory, as the kernel does.
-			dir, err := filepath.EvalSymlinks(filepath.Dir(p))
-			if err != nil {
-				return "", err
-			}
-			link = filepath.Join(dir, link)
-		}
-		p = link
-	}
-	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+	return names.Canonical(path)
 }
 
 // sideFiles lists the files beside target that SQLite would apply to a

@@ -1,0 +1,49 @@
+package restore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestRegression_RestoreOutDotDotAfterSymlink: for --out DIR/link/../r.db
+// SQLite (and the kernel) open r.db beside the link's target, element by
+// element. When that r.db is itself a relative symlink, restore must
+// replace the file the link designates there, and write its temp file in
+// that directory, not resolve "link/.." textually to DIR.
+func TestRegression_RestoreOutDotDotAfterSymlink(t *testing.T) {
+	ctx := context.Background()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "a", "b")
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sub, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(dir, "a", "real.db")
+	if err := os.WriteFile(real, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.db", filepath.Join(dir, "a", "r.db")); err != nil {
+		t.Fatal(err)
+	}
+	m, data := oneChunk(9)
+	out := dir + "/link/../r.db"
+	if err := ToFile(ctx, emptyStore(t), m, out); err != nil {
+		t.Fatalf("restore to %s: %v", out, err)
+	}
+	mustContent(t, real, data)
+	if _, err := os.Lstat(filepath.Join(dir, "real.db")); err == nil {
+		t.Fatalf("restore to %s created %s (link/.. resolved textually)", out, filepath.Join(dir, "real.db"))
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "a", "r.db")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("restore replaced the symlink a/r.db (%v)", err)
+	}
+	noTemp(t, dir)
+	noTemp(t, filepath.Join(dir, "a"))
+}
