@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
@@ -83,5 +84,44 @@ func TestRegression_ReplicaNameCollisionAtRuntime(t *testing.T) {
 	}
 	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, y); got != want {
 		t.Fatalf("the replica of %s is not %s (%s)", y, y, describeDiff(out, y))
+	}
+}
+
+// TestRegression_NamesKeyThroughSymlink: a names key written through a
+// symbolic link (/var/db/app.db with /var/db -> /srv/db) designates the file
+// SQLite opens, /srv/db/app.db. Its override must apply (replication and
+// ReplicaName, which verneuilctl uses) instead of being silently ignored
+// for the default HOST:/srv/db/app.db.
+func TestRegression_NamesKeyThroughSymlink(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	realDir := filepath.Join(base, "srv")
+	if err := os.Mkdir(realDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	linkDir := filepath.Join(base, "var")
+	if err := os.Symlink(realDir, linkDir); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := filepath.Join(linkDir, "app.db")
+	e := newEnv(t, func(c *config.Config) {
+		c.Names = map[string]string{viaLink: "app/main"}
+	})
+	ctx := context.Background()
+	for _, p := range []string{viaLink, filepath.Join(realDir, "app.db")} {
+		if name, _, err := verneuil.ReplicaName(e.cfg, p, ""); err != nil || name != "app/main" {
+			t.Fatalf("ReplicaName(%s) = %q, %v; want the configured \"app/main\"", p, name, err)
+		}
+	}
+	db := e.open(viaLink, "_journal_mode=DELETE")
+	mustExec(t, db, "CREATE TABLE t(v)")
+	mustExec(t, db, "INSERT INTO t VALUES('hello')")
+	if err := e.r.FlushDB(ctx, viaLink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Latest(ctx, e.r.Targets()[0], names.Key("app/main")); err != nil {
+		t.Fatalf("no replica under the configured name app/main: %v", err)
 	}
 }

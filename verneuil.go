@@ -172,7 +172,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		SpoolDir:     cfg.SpoolDir,
 		ChunkSize:    cfg.ChunkSize,
 		Hostname:     cfg.Hostname,
-		Names:        cfg.Names,
+		Names:        cfg.CanonicalNames(),
 		Uploader:     r.copier,
 		Logger:       log.With("component", "tracker"),
 		FlushTimeout: cfg.FlushTimeout.Duration(),
@@ -292,7 +292,7 @@ func ReplicaName(cfg *Config, path, hostname string) (name, key string, err erro
 	if err != nil {
 		return "", "", err
 	}
-	if n, ok := cfg.Names[canon]; ok && hostname == "" {
+	if n, ok := cfg.ReplicaName(canon); ok && hostname == "" {
 		return n, names.Key(n), nil
 	}
 	if hostname == "" {
