@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -100,13 +102,23 @@ func checkOwned(dir string, fi fs.FileInfo, private bool) error {
 	writable := fi.Mode().Perm()&0o022 != 0
 	switch {
 	case uid != me && uid != 0:
-		return fmt.Errorf("%s is owned by uid %d, not by the current user (uid %d): refusing it", dir, uid, me)
+		return fmt.Errorf("%s is owned by uid %d, not by the current user (uid %d): refusing it "+
+			"(another user could swap or read what is in it); run as its owner (sudo -u %s ...) "+
+			"or use a directory of your own", dir, uid, me, sudoUser(uid))
 	case uid != me && writable:
 		return fmt.Errorf("%s is owned by root and writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
 	case private && writable:
 		return fmt.Errorf("%s is writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
 	}
 	return nil
+}
+
+// sudoUser names the user uid for sudo -u: its login name, else "#UID".
+func sudoUser(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return fmt.Sprintf("'#%d'", uid)
 }
 
 // checkTempHome secures the fallback data directory TMPDIR/verneuil-UID when
