@@ -19,7 +19,8 @@ import (
 //   - $VERNEUIL_HOME if set (made absolute);
 //   - else $XDG_DATA_HOME/verneuil if XDG_DATA_HOME is an absolute path;
 //   - else ~/.local/share/verneuil;
-//   - else, when HOME is unset, os.TempDir()/verneuil-<uid>. That name is
+//   - else, when HOME is unset, os.TempDir()/verneuil-<uid> (/tmp when
+//     TMPDIR is not an absolute path). That name is
 //     predictable, in a directory every user can write: Validate creates it
 //     private (0700) and refuses a configuration that uses it when it is a
 //     symbolic link, not owned by the current user, or writable by group or
@@ -58,7 +59,14 @@ func CacheDir() string {
 }
 
 func tempHome() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("verneuil-%d", os.Getuid()))
+	tmp := os.TempDir()
+	if !filepath.IsAbs(tmp) {
+		// A relative TMPDIR would put the spool and the store in each
+		// process's working directory: ignored, like a relative
+		// XDG_DATA_HOME.
+		tmp = "/tmp"
+	}
+	return filepath.Join(tmp, fmt.Sprintf("verneuil-%d", os.Getuid()))
 }
 
 func absPath(p string) string {
