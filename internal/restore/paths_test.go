@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +47,24 @@ func TestRegression_RestoreOutDotDotAfterSymlink(t *testing.T) {
 	}
 	noTemp(t, dir)
 	noTemp(t, filepath.Join(dir, "a"))
+}
+
+// TestRegression_RestoreJournalIsDirectory: a directory where SQLite
+// expects the -journal makes the database unopenable; restore refuses it
+// with a message that names it once and says what it is.
+func TestRegression_RestoreJournalIsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path+"-journal", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := oneChunk(3)
+	err := ToFileWith(context.Background(), emptyStore(t), m, path, Options{Replace: true, MoveAside: true})
+	if err == nil || strings.Count(err.Error(), path+"-journal") != 1 || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("restore beside a -journal directory: %v, want one refusal naming %s-journal once and saying it is a directory", err, path)
+	}
+	mustContent(t, path, []byte("old"))
 }

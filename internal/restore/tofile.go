@@ -239,8 +239,11 @@ func sideFiles(target string) ([]string, error) {
 		var b [1]byte
 		n, err := f.Read(b[:])
 		f.Close()
+		if errors.Is(err, unix.EISDIR) {
+			return nil, fmt.Errorf("%s is a directory, not a rollback journal: SQLite cannot open the database beside it; remove it (%w)", j, ErrNotRegular)
+		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("read %s: %w", j, err)
+			return nil, err // *fs.PathError names j
 		}
 		if n == 1 && b[0] != 0 {
 			sides = append(sides, j)
