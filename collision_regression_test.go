@@ -125,3 +125,46 @@ func TestRegression_NamesKeyThroughSymlink(t *testing.T) {
 		t.Fatalf("no replica under the configured name app/main: %v", err)
 	}
 }
+
+// TestRegression_ReplacedFileIsNotACollision: a database file replaced
+// under a live connection (restore --force renames the restored file over
+// it) has a new inode, so a new connection gets a new tracker with the same
+// replica name as the old connection's. That is one database at one path,
+// not a name collision: the new file must be replicated.
+func TestRegression_ReplacedFileIsNotACollision(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	path := filepath.Join(e.dir, "app.db")
+	old := e.open(path, "_journal_mode=DELETE")
+	old.SetMaxOpenConns(1)
+	mustExec(t, old, "CREATE TABLE t(v)")
+	mustExec(t, old, "INSERT INTO t VALUES('old')")
+	// Replace the file (a new inode) while old stays open.
+	other := filepath.Join(e.dir, "other.db")
+	o := e.open(other, "_journal_mode=DELETE")
+	mustExec(t, o, "CREATE TABLE t(v)")
+	mustExec(t, o, "INSERT INTO t VALUES('new')")
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, path); err != nil {
+		t.Fatal(err)
+	}
+	db := e.open(path, "_journal_mode=DELETE")
+	mustExec(t, db, "INSERT INTO t VALUES('after')")
+	var res string
+	if err := db.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil {
+		t.Fatalf("PRAGMA verneuil_flush on the replaced file: %v", err)
+	}
+	if err := e.r.FlushDB(ctx, path); err != nil {
+		t.Fatalf("FlushDB on the replaced file: %v", err)
+	}
+	m := e.latest(path)
+	out := filepath.Join(t.TempDir(), "restored.db")
+	if err := restore.ToFile(ctx, e.r.Targets()[0], m, out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
+		t.Fatalf("the replica is not the replaced file (%s)", describeDiff(out, path))
+	}
+}

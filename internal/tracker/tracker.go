@@ -313,11 +313,13 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 		name = names.Replica(m.opts.Hostname, canon)
 	}
 	key := names.Key(name)
-	// Another file open in the process under this replica name (names
+	// Another database open in the process under this replica name (names
 	// maps it to another database's name): sharing one spool and key, the
-	// replica would alternate between the two files. m.mu is held.
+	// replica would alternate between the two files. (The same path with
+	// another inode is the file replaced under a live connection, e.g. by
+	// restore: one database, which keeps its replica.) m.mu is held.
 	for _, other := range m.dbs {
-		if other.key == key && other.collision == nil {
+		if other.key == key && other.collision == nil && other.path != canon {
 			err := fmt.Errorf("database %s is not replicated: %w with %s, which is open in this process "+
 				"(replica name %q); give one of them another name in the configuration's names",
 				canon, ErrNameCollision, other.path, name)
