@@ -168,3 +168,44 @@ func TestRegression_ReplacedFileIsNotACollision(t *testing.T) {
 		t.Fatalf("the replica is not the replaced file (%s)", describeDiff(out, path))
 	}
 }
+
+// TestRegression_UnreplicatedPragmaFlushFails: a database whose spool
+// cannot be created passes through unreplicated (its writes succeed), and
+// PRAGMA verneuil_flush on it must fail with the reason, not be ignored as
+// an unknown pragma (no row, no error: "flushed" to a caller that checks
+// errors).
+func TestRegression_UnreplicatedPragmaFlushFails(t *testing.T) {
+	e := newEnv(t)
+	dbs := filepath.Join(e.cfg.SpoolDir, "dbs")
+	if err := os.RemoveAll(dbs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dbs, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dbs) })
+	path := filepath.Join(e.dir, "unspooled.db")
+	db := e.open(path, "_journal_mode=DELETE")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "CREATE TABLE t(a)")
+	mustExec(t, db, "INSERT INTO t VALUES(1)")
+	rows, err := db.Query("PRAGMA verneuil_flush")
+	if err == nil {
+		var got []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err == nil {
+			t.Fatalf("PRAGMA verneuil_flush on an unreplicated database: rows %q and no error, want an error", got)
+		}
+	}
+	if !strings.Contains(err.Error(), "not replicated") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("PRAGMA verneuil_flush: %v, want an error saying %s is not replicated", err, path)
+	}
+}

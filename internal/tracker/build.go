@@ -32,7 +32,7 @@ var testHookBuilding func(db *DB)
 // publishes it in the spool. It may wait for locks: it never runs inside a
 // capture.
 func (db *DB) build() (err error) {
-	if db.collision != nil {
+	if db.disabled != nil {
 		return nil // never captured
 	}
 	db.buildMu.Lock()
@@ -256,8 +256,8 @@ func (db *DB) notify() {
 
 // Flush builds pending captures and uploads the spool synchronously.
 func (db *DB) Flush(ctx context.Context) error {
-	if db.collision != nil {
-		return db.collision
+	if db.disabled != nil {
+		return db.disabled
 	}
 	if err := db.build(); err != nil {
 		return err

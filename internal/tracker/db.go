@@ -17,12 +17,13 @@ type DB struct {
 	path  string
 	name  string
 	key   string
-	spool *spool.Dir // nil when collision is set
+	spool *spool.Dir // nil when disabled is set
 	log   *slog.Logger
-	// collision is set when another file open in the process has this
-	// replica name: this one is not replicated, and flushing it fails
+	// disabled says why the database is not replicated (another file
+	// open in the process has this replica name, or its spool could not
+	// be opened): its connections pass through, and flushing it fails
 	// with this error.
-	collision error
+	disabled error
 
 	refs   int // guarded by m.mu
 	queued atomic.Bool

@@ -279,7 +279,7 @@ func (m *Manager) Open(path string) uint64 {
 	canon, err := names.Canonical(path)
 	if err != nil {
 		m.log.Error("replication disabled for database", "db", path, "err", err)
-		return 0
+		return m.openDisabled(path, err)
 	}
 	fk := fileKey(canon)
 	m.mu.Lock()
@@ -293,7 +293,7 @@ func (m *Manager) Open(path string) uint64 {
 			m.log.Error("replication disabled for database", "db", canon, "err", err)
 		} else if err != nil {
 			m.log.Error("replication disabled for database", "db", canon, "err", err)
-			return 0
+			return m.openDisabledLocked(canon, err)
 		}
 		m.dbs[fk] = db
 		m.fileKeys[db] = fk
@@ -302,6 +302,25 @@ func (m *Manager) Open(path string) uint64 {
 			"db", db.path, "name", canon)
 	}
 	db.refs++
+	h := lastHandle.Add(1)
+	m.handles[h] = db
+	return h
+}
+
+// openDisabled returns a handle for a connection to a database that cannot
+// be replicated (err says why), and is not tracked: the next connection
+// tries again. Its writes pass through; PRAGMA verneuil_flush fails with
+// the reason (with no handle, SQLite would ignore it as an unknown pragma,
+// without an error).
+func (m *Manager) openDisabled(path string, err error) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.openDisabledLocked(path, err)
+}
+
+func (m *Manager) openDisabledLocked(path string, err error) uint64 {
+	db := &DB{m: m, path: path, refs: 1, log: m.log.With("db", path),
+		disabled: fmt.Errorf("database %s is not replicated: %w", path, err)}
 	h := lastHandle.Add(1)
 	m.handles[h] = db
 	return h
@@ -319,11 +338,11 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 	// another inode is the file replaced under a live connection, e.g. by
 	// restore: one database, which keeps its replica.) m.mu is held.
 	for _, other := range m.dbs {
-		if other.key == key && other.collision == nil && other.path != canon {
+		if other.key == key && other.disabled == nil && other.path != canon {
 			err := fmt.Errorf("database %s is not replicated: %w with %s, which is open in this process "+
 				"(replica name %q); give one of them another name in the configuration's names",
 				canon, ErrNameCollision, other.path, name)
-			return &DB{m: m, path: canon, name: name, key: key, collision: err,
+			return &DB{m: m, path: canon, name: name, key: key, disabled: err,
 				log: m.log.With("db", canon)}, err
 		}
 	}
@@ -362,7 +381,9 @@ func (m *Manager) Release(h uint64) {
 	if db != nil {
 		db.refs--
 		if db.refs == 0 {
-			m.forgetLocked(db)
+			if _, tracked := m.fileKeys[db]; tracked {
+				m.forgetLocked(db)
+			}
 			last = true
 		}
 	}
@@ -373,7 +394,7 @@ func (m *Manager) Release(h uint64) {
 	if err := db.build(); err != nil {
 		db.log.Error("build manifest at close", "err", err)
 	}
-	if m.opts.FlushOnClose && m.opts.Uploader != nil && db.collision == nil {
+	if m.opts.FlushOnClose && m.opts.Uploader != nil && db.disabled == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
 		if err := m.opts.Uploader.Upload(ctx, db.key); err != nil {
@@ -412,7 +433,7 @@ func (m *Manager) SpoolDir(h uint64) string {
 // are logged and force a rescan later.
 func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 	db := m.lookup(h)
-	if db == nil || db.collision != nil {
+	if db == nil || db.disabled != nil {
 		return false
 	}
 	if err := db.capture(src, ev); err != nil {
@@ -443,8 +464,8 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	if db == nil {
 		return "", errors.New("verneuil: replication is not enabled for this database")
 	}
-	if db.collision != nil {
-		return "", fmt.Errorf("%s: %w", name, db.collision)
+	if db.disabled != nil {
+		return "", fmt.Errorf("%s: %w", name, db.disabled)
 	}
 	switch name {
 	case "verneuil_flush":
