@@ -172,7 +172,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		SpoolDir:     cfg.SpoolDir,
 		ChunkSize:    cfg.ChunkSize,
 		Hostname:     cfg.Hostname,
-		Names:        cfg.CanonicalNames(),
+		Names:        cfg.Names,
 		Uploader:     r.copier,
 		Logger:       log.With("component", "tracker"),
 		FlushTimeout: cfg.FlushTimeout.Duration(),

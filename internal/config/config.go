@@ -25,12 +25,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -235,9 +233,9 @@ func (c *Config) SlogLevel() slog.Level {
 // ReplicaName returns the replica name override configured in Names for the
 // database at the absolute path dbPath, if any: the key equal to dbPath
 // (cleaned), or else a key that designates the same file as SQLite resolves
-// paths (names.Canonical: a key written through a symbolic link, such as
+// paths (names.Override: a key written through a symbolic link, such as
 // /var/db/app.db with /var/db -> /srv/db, applies to /srv/db/app.db, the
-// file SQLite opens). Among several such keys, the first in sorted order.
+// file SQLite opens).
 func (c *Config) ReplicaName(dbPath string) (string, bool) {
 	dbPath = filepath.Clean(dbPath)
 	if n, ok := c.Names[dbPath]; ok {
@@ -247,34 +245,7 @@ func (c *Config) ReplicaName(dbPath string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	if n, ok := c.Names[canon]; ok {
-		return n, true
-	}
-	n, ok := c.CanonicalNames()[canon]
-	return n, ok
-}
-
-// CanonicalNames returns Names keyed by both each key and the path SQLite
-// opens for it (names.Canonical), resolved now: the map the tracker looks
-// canonical database paths up in. A key itself wins over another key that
-// resolves to it; among keys resolving to one path, the first in sorted
-// order wins.
-func (c *Config) CanonicalNames() map[string]string {
-	keys := slices.Sorted(maps.Keys(c.Names))
-	out := make(map[string]string, 2*len(keys))
-	for _, k := range keys {
-		out[k] = c.Names[k]
-	}
-	for _, k := range keys {
-		canon, err := names.Canonical(k)
-		if err != nil || canon == k {
-			continue
-		}
-		if _, taken := out[canon]; !taken {
-			out[canon] = c.Names[k]
-		}
-	}
-	return out
+	return names.Override(c.Names, canon)
 }
 
 // JSON returns the configuration as indented JSON, in the form Parse accepts.

@@ -327,7 +327,7 @@ func (m *Manager) openDisabledLocked(path string, err error) uint64 {
 }
 
 func (m *Manager) openDB(canon string) (*DB, error) {
-	name := m.opts.Names[canon]
+	name, _ := names.Override(m.opts.Names, canon) // also a key through a symlink
 	if name == "" {
 		name = names.Replica(m.opts.Hostname, canon)
 	}
