@@ -48,7 +48,7 @@ func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.
 	}
 	readOnly := false
 	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
-	if errors.Is(err, fs.ErrPermission) {
+	if errors.Is(err, fs.ErrPermission) && ownedByMe(path) {
 		// A file its owner made read-only (0444): write locks need it
 		// open for writing. Read locks on PENDING and SHARED keep any
 		// writer from committing (EXCLUSIVE) until the rename; RESERVED
@@ -97,6 +97,12 @@ func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.
 		}
 	}
 	return f, nil
+}
+
+// ownedByMe says the file at path is the current user's.
+func ownedByMe(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && int(st.Uid) == os.Geteuid()
 }
 
 // lockShm takes a write lock on the -shm file's DMS byte, which fails while
