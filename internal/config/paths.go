@@ -81,8 +81,8 @@ func absPath(p string) string {
 var euid = os.Geteuid
 
 // CheckOwnedDir returns an error naming dir unless it is a directory (not a
-// symbolic link to one) owned by the current user, or owned by root and
-// writable by neither group nor others. Spool and local-target roots go
+// symbolic link to one) owned by the current user and not writable by
+// others, or owned by root and writable by neither group nor others. Spool and local-target roots go
 // through it: a directory another local user controls could be swapped or
 // read under us.
 func CheckOwnedDir(dir string) error {
@@ -115,6 +115,10 @@ func checkOwned(dir string, fi fs.FileInfo, private bool) error {
 			"or use a directory of your own", dir, uid, me, sudoUser(uid))
 	case uid != me && writable:
 		return fmt.Errorf("%s is owned by root and writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
+	case fi.Mode().Perm()&0o002 != 0:
+		// Another user could create the subdirectories first (dbs/,
+		// chunks/) and read what is written into them.
+		return fmt.Errorf("%s is writable by others (mode %v): refusing it (chmod o-w %s)", dir, fi.Mode().Perm(), dir)
 	case private && writable:
 		return fmt.Errorf("%s is writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
 	}
