@@ -282,11 +282,14 @@ func (m *Manager) Open(path string) uint64 {
 		return m.openDisabled(path, err)
 	}
 	fk := fileKey(canon)
+	// Before m.mu, which captures take: resolving names keys reads the
+	// file system.
+	name, _ := names.Override(m.opts.Names, canon) // also a key through a symlink
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	db := m.dbs[fk]
 	if db == nil {
-		db, err = m.openDB(canon)
+		db, err = m.openDB(canon, name)
 		if errors.Is(err, ErrNameCollision) {
 			// Tracked (so that flushes fail naming the collision) but
 			// never captured: its writes pass through unreplicated.
@@ -326,8 +329,9 @@ func (m *Manager) openDisabledLocked(path string, err error) uint64 {
 	return h
 }
 
-func (m *Manager) openDB(canon string) (*DB, error) {
-	name, _ := names.Override(m.opts.Names, canon) // also a key through a symlink
+// openDB opens the tracker of the database at canon, replicated as name
+// (its configured name, or "" for the default). m.mu is held.
+func (m *Manager) openDB(canon, name string) (*DB, error) {
 	if name == "" {
 		name = names.Replica(m.opts.Hostname, canon)
 	}
