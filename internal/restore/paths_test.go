@@ -2,10 +2,13 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRegression_RestoreOutDotDotAfterSymlink: for --out DIR/link/../r.db
@@ -65,6 +68,27 @@ func TestRegression_RestoreJournalIsDirectory(t *testing.T) {
 	err := ToFileWith(context.Background(), emptyStore(t), m, path, Options{Replace: true, MoveAside: true})
 	if err == nil || strings.Count(err.Error(), path+"-journal") != 1 || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("restore beside a -journal directory: %v, want one refusal naming %s-journal once and saying it is a directory", err, path)
+	}
+	mustContent(t, path, []byte("old"))
+}
+
+// TestRegression_RestoreJournalIsFIFO: a named pipe where SQLite expects the
+// -journal must be refused, not opened: opening a pipe for reading waits
+// for a writer, and restore would hang.
+func TestRegression_RestoreJournalIsFIFO(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(path+"-journal", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := oneChunk(3)
+	// On failure this hangs until the test binary's timeout.
+	err := ToFileWith(context.Background(), emptyStore(t), m, path, Options{Replace: true, MoveAside: true})
+	if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), path+"-journal") {
+		t.Fatalf("restore beside a -journal pipe: %v, want a refusal naming it", err)
 	}
 	mustContent(t, path, []byte("old"))
 }

@@ -235,6 +235,11 @@ func resolve(path string) (string, error) {
 func sideFiles(target string) ([]string, error) {
 	var sides []string
 	j := target + "-journal"
+	// Only a regular file (or a directory, refused below) is opened: a
+	// named pipe would block the open.
+	if fi, err := os.Stat(j); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return nil, fmt.Errorf("%s is a %s, not a rollback journal: remove it (%w)", j, kind(fi.Mode()), ErrNotRegular)
+	}
 	if f, err := os.Open(j); err == nil {
 		var b [1]byte
 		n, err := f.Read(b[:])
