@@ -30,6 +30,9 @@ type Options struct {
 	// BusyTimeout bounds the wait for SQLite connections to release their
 	// locks on the destination; 0 means 2 seconds.
 	BusyTimeout time.Duration
+	// MovedAside, when set, is told each file moved aside and its new
+	// name (which, for a long database name, does not start with it).
+	MovedAside func(from, to string)
 }
 
 // Errors that ToFileWith's refusals match (errors.Is).
@@ -145,8 +148,12 @@ func install(ctx context.Context, path, target string, tmp *os.File, opts Option
 		// without its journal (re-run the restore), never the restored
 		// one with a stale journal.
 		for _, side := range sides {
-			if _, err := moveAside(side); err != nil {
+			to, err := moveAside(side)
+			if err != nil {
 				return fmt.Errorf("restore to %s: move %s aside: %w", path, side, err)
+			}
+			if opts.MovedAside != nil {
+				opts.MovedAside(side, to)
 			}
 		}
 		if err := syncDir(dir); err != nil {
