@@ -356,6 +356,19 @@ func (m *Manager) openDB(canon, name string) (*DB, error) {
 	}
 	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
 		log: m.log.With("db", canon)}
+	// The spool was created for another file that still exists: another
+	// process may replicate it under this name (a names collision it
+	// cannot see), or it is a copy left behind by a move. Only a warning:
+	// a copy is harmless and refusing would stop replication.
+	if info, err := sp.Info(); err == nil && info.Path != "" && info.Path != canon {
+		if fo, err := os.Stat(info.Path); err == nil {
+			if fc, err := os.Stat(canon); err == nil && !os.SameFile(fo, fc) {
+				db.log.Warn("replica name collision? another database file has this replica name; if both are written, "+
+					"the replica alternates between them: give one of them another name in the configuration's names",
+					"name", name, "other", info.Path)
+			}
+		}
+	}
 	// Start from the staged manifest when it is sound; otherwise the first
 	// capture rescans the file.
 	if man, _, err := sp.Manifest(); err != nil {
