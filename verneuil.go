@@ -293,7 +293,7 @@ func ReplicaName(cfg *Config, path, hostname string) (name, key string, err erro
 	if err != nil {
 		return "", "", err
 	}
-	if n, ok := cfg.Names[canon]; ok && hostname == "" {
+	if n, ok := cfg.ReplicaName(canon); ok && hostname == "" {
 		return n, names.Key(n), nil
 	}
 	if hostname == "" {

@@ -44,7 +44,8 @@ func runManifest(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(*out, enc, 0o644); err != nil {
+		// Private: the manifest holds the database's first chunk.
+		if err := os.WriteFile(*out, enc, 0o600); err != nil {
 			return fmt.Errorf("write manifest: %w", err)
 		}
 	}

@@ -51,7 +51,10 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := restore.Options{Replace: *force, MoveAside: *force}
+	opts := restore.Options{Replace: *force, MoveAside: *force, MovedAside: func(from, to string) {
+		// Whatever the log level: the operator needs the name to go back.
+		fmt.Fprintf(a.stderr, "verneuilctl restore: moved %s aside to %s\n", from, to)
+	}}
 	if err := restore.ToFileWith(ctx, s, m, *out, opts); err != nil {
 		switch {
 		case errors.Is(err, restore.ErrHotJournal):

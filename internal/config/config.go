@@ -31,6 +31,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/verneuil-go/verneuil/internal/names"
 )
 
 // Default values of the tunables. A zero value in a parsed configuration is
@@ -229,10 +231,21 @@ func (c *Config) SlogLevel() slog.Level {
 }
 
 // ReplicaName returns the replica name override configured in Names for the
-// database at the absolute path dbPath, if any.
+// database at the absolute path dbPath, if any: the key equal to dbPath
+// (cleaned), or else a key that designates the same file as SQLite resolves
+// paths (names.Override: a key written through a symbolic link, such as
+// /var/db/app.db with /var/db -> /srv/db, applies to /srv/db/app.db, the
+// file SQLite opens).
 func (c *Config) ReplicaName(dbPath string) (string, bool) {
-	n, ok := c.Names[filepath.Clean(dbPath)]
-	return n, ok
+	dbPath = filepath.Clean(dbPath)
+	if n, ok := c.Names[dbPath]; ok {
+		return n, true
+	}
+	canon, err := names.Canonical(dbPath)
+	if err != nil {
+		return "", false
+	}
+	return names.Override(c.Names, canon)
 }
 
 // JSON returns the configuration as indented JSON, in the form Parse accepts.

@@ -120,3 +120,15 @@ func TestCheckOwnedDir(t *testing.T) {
 		t.Fatalf("foreign directory: err = %v", err)
 	}
 }
+
+// TestRegression_ForeignDirSaysHowToProceed: root running verneuilctl on a
+// store or spool another user owns (restoring a service user's replica) is
+// refused; the refusal must say how to proceed, not only "refusing it".
+func TestRegression_ForeignDirSaysHowToProceed(t *testing.T) {
+	dir := t.TempDir()
+	giveAway(t, dir)
+	err := CheckOwnedDir(dir)
+	if err == nil || !strings.Contains(err.Error(), "sudo -u") {
+		t.Fatalf("foreign directory: err = %v, want it to say how to proceed (run as its owner: sudo -u ...)", err)
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -17,7 +19,8 @@ import (
 //   - $VERNEUIL_HOME if set (made absolute);
 //   - else $XDG_DATA_HOME/verneuil if XDG_DATA_HOME is an absolute path;
 //   - else ~/.local/share/verneuil;
-//   - else, when HOME is unset, os.TempDir()/verneuil-<uid>. That name is
+//   - else, when HOME is unset, os.TempDir()/verneuil-<uid> (/tmp when
+//     TMPDIR is not an absolute path). That name is
 //     predictable, in a directory every user can write: Validate creates it
 //     private (0700) and refuses a configuration that uses it when it is a
 //     symbolic link, not owned by the current user, or writable by group or
@@ -56,7 +59,14 @@ func CacheDir() string {
 }
 
 func tempHome() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("verneuil-%d", os.Getuid()))
+	tmp := os.TempDir()
+	if !filepath.IsAbs(tmp) {
+		// A relative TMPDIR would put the spool and the store in each
+		// process's working directory: ignored, like a relative
+		// XDG_DATA_HOME.
+		tmp = "/tmp"
+	}
+	return filepath.Join(tmp, fmt.Sprintf("verneuil-%d", os.Getuid()))
 }
 
 func absPath(p string) string {
@@ -71,8 +81,8 @@ func absPath(p string) string {
 var euid = os.Geteuid
 
 // CheckOwnedDir returns an error naming dir unless it is a directory (not a
-// symbolic link to one) owned by the current user, or owned by root and
-// writable by neither group nor others. Spool and local-target roots go
+// symbolic link to one) owned by the current user and not writable by
+// others, or owned by root and writable by neither group nor others. Spool and local-target roots go
 // through it: a directory another local user controls could be swapped or
 // read under us.
 func CheckOwnedDir(dir string) error {
@@ -100,13 +110,27 @@ func checkOwned(dir string, fi fs.FileInfo, private bool) error {
 	writable := fi.Mode().Perm()&0o022 != 0
 	switch {
 	case uid != me && uid != 0:
-		return fmt.Errorf("%s is owned by uid %d, not by the current user (uid %d): refusing it", dir, uid, me)
+		return fmt.Errorf("%s is owned by uid %d, not by the current user (uid %d): refusing it "+
+			"(another user could swap or read what is in it); run as its owner (sudo -u %s ...) "+
+			"or use a directory of your own", dir, uid, me, sudoUser(uid))
 	case uid != me && writable:
 		return fmt.Errorf("%s is owned by root and writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
+	case fi.Mode().Perm()&0o002 != 0:
+		// Another user could create the subdirectories first (dbs/,
+		// chunks/) and read what is written into them.
+		return fmt.Errorf("%s is writable by others (mode %v): refusing it (chmod o-w %s)", dir, fi.Mode().Perm(), dir)
 	case private && writable:
 		return fmt.Errorf("%s is writable by group or others (mode %v): refusing it", dir, fi.Mode().Perm())
 	}
 	return nil
+}
+
+// sudoUser names the user uid for sudo -u: its login name, else "#UID".
+func sudoUser(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return fmt.Sprintf("'#%d'", uid)
 }
 
 // checkTempHome secures the fallback data directory TMPDIR/verneuil-UID when

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -104,4 +105,27 @@ func (r *resolver) appendOne(name string) error {
 		r.out = r.out[:len(r.out)-len(name)-1]
 	}
 	return r.appendAll(target)
+}
+
+// Override returns the replica name that overrides maps (database path →
+// name, as the configuration's names) to the database whose canonical path
+// is canon: the entry for canon itself, or else one whose key designates
+// that file when resolved now as SQLite resolves paths (a key written
+// through a symbolic link, such as /var/db/app.db with /var/db -> /srv/db,
+// applies to /srv/db/app.db); among several, the first key in sorted order.
+func Override(overrides map[string]string, canon string) (string, bool) {
+	if n, ok := overrides[canon]; ok {
+		return n, true
+	}
+	keys := make([]string, 0, len(overrides))
+	for k := range overrides {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if c, err := Canonical(k); err == nil && c == canon {
+			return overrides[k], true
+		}
+	}
+	return "", false
 }

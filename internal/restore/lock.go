@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -33,21 +34,51 @@ func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s to lock it: %w", path, err)
-	}
-	deadline := time.Now().Add(timeout)
-	for _, r := range []struct {
+	type step struct {
 		what        string
 		start, size int64
-	}{
-		{"RESERVED", reservedByte, 1},
-		{"PENDING", pendingByte, 1},
-		{"EXCLUSIVE", sharedFirst, sharedSize},
-	} {
+		// take: a read lock (readOnly) or a write lock; else only test
+		// that nobody holds a lock a write lock would conflict with.
+		take bool
+	}
+	steps := []step{
+		{"RESERVED", reservedByte, 1, true},
+		{"PENDING", pendingByte, 1, true},
+		{"EXCLUSIVE", sharedFirst, sharedSize, true},
+	}
+	readOnly := false
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, fs.ErrPermission) && ownedByMe(path) {
+		// A file its owner made read-only (0444): write locks need it
+		// open for writing. Read locks on PENDING and SHARED keep any
+		// writer from committing (EXCLUSIVE) until the rename; RESERVED
+		// and the readers' SHARED are tested free, as a writer's locks
+		// would require. Only root can write such a file anyway.
+		readOnly = true
+		steps = []step{
+			{"PENDING", pendingByte, 1, true},
+			{"EXCLUSIVE", sharedFirst, sharedSize, true},
+			{"RESERVED", reservedByte, 1, false},
+			{"EXCLUSIVE", sharedFirst, sharedSize, false},
+		}
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open to lock it: %w", err) // *fs.PathError names path
+	}
+	deadline := time.Now().Add(timeout)
+	for _, r := range steps {
 		for {
-			held, err := writeLock(f, r.start, r.size)
+			var held bool
+			var err error
+			switch {
+			case !r.take:
+				held, err = unlocked(f, r.start, r.size)
+			case readOnly:
+				held, err = setLock(f, unix.F_RDLCK, r.start, r.size)
+			default:
+				held, err = writeLock(f, r.start, r.size)
+			}
 			if err != nil {
 				return f, fmt.Errorf("lock %s (%s): %w", path, r.what, err)
 			}
@@ -66,6 +97,12 @@ func lockDatabase(ctx context.Context, path string, timeout time.Duration) (*os.
 		}
 	}
 	return f, nil
+}
+
+// ownedByMe says the file at path is the current user's.
+func ownedByMe(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && int(st.Uid) == os.Geteuid()
 }
 
 // lockShm takes a write lock on the -shm file's DMS byte, which fails while
@@ -128,10 +165,27 @@ func park(f *os.File) *os.File {
 // f releases only them (closing a descriptor with classic locks would drop
 // every lock this process holds on the file, its SQLite connections' too).
 func writeLock(f *os.File, start, size int64) (bool, error) {
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: start, Len: size}
+	return setLock(f, unix.F_WRLCK, start, size)
+}
+
+// setLock tries an open file description lock of type typ (F_RDLCK or
+// F_WRLCK) on [start, start+size); see writeLock.
+func setLock(f *os.File, typ int16, start, size int64) (bool, error) {
+	lk := unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: size}
 	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// unlocked says that nobody else holds a lock on [start, start+size) that a
+// write lock would conflict with (F_OFD_GETLK, which needs no write access:
+// it sees SQLite's classic locks, also this process's).
+func unlocked(f *os.File, start, size int64) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: start, Len: size}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, err
+	}
+	return lk.Type == unix.F_UNLCK, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
 )
 
 // Options says what ToFileWith may do to an existing destination.
@@ -29,6 +30,9 @@ type Options struct {
 	// BusyTimeout bounds the wait for SQLite connections to release their
 	// locks on the destination; 0 means 2 seconds.
 	BusyTimeout time.Duration
+	// MovedAside, when set, is told each file moved aside and its new
+	// name (which, for a long database name, does not start with it).
+	MovedAside func(from, to string)
 }
 
 // Errors that ToFileWith's refusals match (errors.Is).
@@ -144,8 +148,12 @@ func install(ctx context.Context, path, target string, tmp *os.File, opts Option
 		// without its journal (re-run the restore), never the restored
 		// one with a stale journal.
 		for _, side := range sides {
-			if _, err := moveAside(side); err != nil {
+			to, err := moveAside(side)
+			if err != nil {
 				return fmt.Errorf("restore to %s: move %s aside: %w", path, side, err)
+			}
+			if opts.MovedAside != nil {
+				opts.MovedAside(side, to)
 			}
 		}
 		if err := syncDir(dir); err != nil {
@@ -219,36 +227,13 @@ func kind(m fs.FileMode) string {
 	return "special file"
 }
 
-// resolve follows symlinks at path (also dangling ones) to the file to
-// replace.
+// resolve returns the file to replace for path: the one SQLite opens for
+// it, resolving symlinks element by element (also a dangling one at the
+// end, and ".." after a symlink, which goes to the parent of the link's
+// target), so that the temp file, the locks, the journal checks and the
+// rename all concern that file's directory.
 func resolve(path string) (string, error) {
-	p := path
-	for range 40 {
-		fi, err := os.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return p, nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			return p, nil
-		}
-		link, err := os.Readlink(p)
-		if err != nil {
-			return "", err
-		}
-		if !filepath.IsAbs(link) {
-			// Relative to the link's real directory, as the kernel does.
-			dir, err := filepath.EvalSymlinks(filepath.Dir(p))
-			if err != nil {
-				return "", err
-			}
-			link = filepath.Join(dir, link)
-		}
-		p = link
-	}
-	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+	return names.Canonical(path)
 }
 
 // sideFiles lists the files beside target that SQLite would apply to a
@@ -257,12 +242,20 @@ func resolve(path string) (string, error) {
 func sideFiles(target string) ([]string, error) {
 	var sides []string
 	j := target + "-journal"
+	// Only a regular file (or a directory, refused below) is opened: a
+	// named pipe would block the open.
+	if fi, err := os.Stat(j); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return nil, fmt.Errorf("%s is a %s, not a rollback journal: remove it (%w)", j, kind(fi.Mode()), ErrNotRegular)
+	}
 	if f, err := os.Open(j); err == nil {
 		var b [1]byte
 		n, err := f.Read(b[:])
 		f.Close()
+		if errors.Is(err, unix.EISDIR) {
+			return nil, fmt.Errorf("%s is a directory, not a rollback journal: SQLite cannot open the database beside it; remove it (%w)", j, ErrNotRegular)
+		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("read %s: %w", j, err)
+			return nil, err // *fs.PathError names j
 		}
 		if n == 1 && b[0] != 0 {
 			sides = append(sides, j)

@@ -32,6 +32,9 @@ var testHookBuilding func(db *DB)
 // publishes it in the spool. It may wait for locks: it never runs inside a
 // capture.
 func (db *DB) build() (err error) {
+	if db.disabled != nil {
+		return nil // never captured
+	}
 	db.buildMu.Lock()
 	defer db.buildMu.Unlock()
 	db.mu.Lock()
@@ -324,6 +327,9 @@ func (db *DB) notify() {
 
 // Flush builds pending captures and uploads the spool synchronously.
 func (db *DB) Flush(ctx context.Context) error {
+	if db.disabled != nil {
+		return db.disabled
+	}
 	if err := db.build(); err != nil {
 		return err
 	}

@@ -18,8 +18,13 @@ type DB struct {
 	path  string
 	name  string
 	key   string
-	spool *spool.Dir
+	spool *spool.Dir // nil when disabled is set
 	log   *slog.Logger
+	// disabled says why the database is not replicated (another file
+	// open in the process has this replica name, or its spool could not
+	// be opened): its connections pass through, and flushing it fails
+	// with this error.
+	disabled error
 
 	refs   int // guarded by m.mu
 	queued atomic.Bool
@@ -105,6 +110,10 @@ func (p *pending) close() {
 	}
 	p.spilled, p.spill = nil, nil
 }
+
+// ErrNameCollision says that two database files open in the process have
+// one replica name (see the configuration's names).
+var ErrNameCollision = errors.New("replica name collision")
 
 // Key returns the replica key of the database.
 func (db *DB) Key() string { return db.key }

@@ -283,17 +283,24 @@ func (m *Manager) Open(path string) uint64 {
 	canon, err := names.Canonical(path)
 	if err != nil {
 		m.log.Error("replication disabled for database", "db", path, "err", err)
-		return 0
+		return m.openDisabled(path, err)
 	}
 	fk := fileKey(canon)
+	// Before m.mu, which captures take: resolving names keys reads the
+	// file system.
+	name, _ := names.Override(m.opts.Names, canon) // also a key through a symlink
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	db := m.dbs[fk]
 	if db == nil {
-		db, err = m.openDB(canon)
-		if err != nil {
+		db, err = m.openDB(canon, name)
+		if errors.Is(err, ErrNameCollision) {
+			// Tracked (so that flushes fail naming the collision) but
+			// never captured: its writes pass through unreplicated.
 			m.log.Error("replication disabled for database", "db", canon, "err", err)
-			return 0
+		} else if err != nil {
+			m.log.Error("replication disabled for database", "db", canon, "err", err)
+			return m.openDisabledLocked(canon, err)
 		}
 		m.dbs[fk] = db
 		m.fileKeys[db] = fk
@@ -307,12 +314,46 @@ func (m *Manager) Open(path string) uint64 {
 	return h
 }
 
-func (m *Manager) openDB(canon string) (*DB, error) {
-	name := m.opts.Names[canon]
+// openDisabled returns a handle for a connection to a database that cannot
+// be replicated (err says why), and is not tracked: the next connection
+// tries again. Its writes pass through; PRAGMA verneuil_flush fails with
+// the reason (with no handle, SQLite would ignore it as an unknown pragma,
+// without an error).
+func (m *Manager) openDisabled(path string, err error) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.openDisabledLocked(path, err)
+}
+
+func (m *Manager) openDisabledLocked(path string, err error) uint64 {
+	db := &DB{m: m, path: path, refs: 1, log: m.log.With("db", path),
+		disabled: fmt.Errorf("database %s is not replicated: %w", path, err)}
+	h := lastHandle.Add(1)
+	m.handles[h] = db
+	return h
+}
+
+// openDB opens the tracker of the database at canon, replicated as name
+// (its configured name, or "" for the default). m.mu is held.
+func (m *Manager) openDB(canon, name string) (*DB, error) {
 	if name == "" {
 		name = names.Replica(m.opts.Hostname, canon)
 	}
 	key := names.Key(name)
+	// Another database open in the process under this replica name (names
+	// maps it to another database's name): sharing one spool and key, the
+	// replica would alternate between the two files. (The same path with
+	// another inode is the file replaced under a live connection, e.g. by
+	// restore: one database, which keeps its replica.) m.mu is held.
+	for _, other := range m.dbs {
+		if other.key == key && other.disabled == nil && other.path != canon {
+			err := fmt.Errorf("database %s is not replicated: %w with %s, which is open in this process "+
+				"(replica name %q); give one of them another name in the configuration's names",
+				canon, ErrNameCollision, other.path, name)
+			return &DB{m: m, path: canon, name: name, key: key, disabled: err,
+				log: m.log.With("db", canon)}, err
+		}
+	}
 	sp, err := spool.Open(m.opts.SpoolDir, key, spool.Info{Path: canon, Name: name})
 	if err != nil {
 		return nil, err
@@ -324,6 +365,19 @@ func (m *Manager) openDB(canon string) (*DB, error) {
 	}
 	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
 		log: m.log.With("db", canon)}
+	// The spool was created for another file that still exists: another
+	// process may replicate it under this name (a names collision it
+	// cannot see), or it is a copy left behind by a move. Only a warning:
+	// a copy is harmless and refusing would stop replication.
+	if info, err := sp.Info(); err == nil && info.Path != "" && info.Path != canon {
+		if fo, err := os.Stat(info.Path); err == nil {
+			if fc, err := os.Stat(canon); err == nil && !os.SameFile(fo, fc) {
+				db.log.Warn("replica name collision? another database file has this replica name; if both are written, "+
+					"the replica alternates between them: give one of them another name in the configuration's names",
+					"name", name, "other", info.Path)
+			}
+		}
+	}
 	// Start from the staged manifest when it is sound; otherwise the first
 	// capture rescans the file.
 	if man, _, err := sp.Manifest(); err != nil {
@@ -353,7 +407,9 @@ func (m *Manager) Release(h uint64) {
 	if db != nil {
 		db.refs--
 		if db.refs == 0 {
-			m.forgetLocked(db)
+			if _, tracked := m.fileKeys[db]; tracked {
+				m.forgetLocked(db)
+			}
 			last = true
 		}
 	}
@@ -364,7 +420,7 @@ func (m *Manager) Release(h uint64) {
 	if err := db.build(); err != nil {
 		db.log.Error("build manifest at close", "err", err)
 	}
-	if m.opts.FlushOnClose && m.opts.Uploader != nil {
+	if m.opts.FlushOnClose && m.opts.Uploader != nil && db.disabled == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
 		defer cancel()
 		if err := m.opts.Uploader.Upload(ctx, db.key); err != nil {
@@ -392,7 +448,7 @@ func (m *Manager) lookup(h uint64) *DB {
 func (m *Manager) SpoolDir(h uint64) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if db := m.handles[h]; db != nil {
+	if db := m.handles[h]; db != nil && db.spool != nil {
 		return db.spool.Path
 	}
 	return ""
@@ -403,7 +459,7 @@ func (m *Manager) SpoolDir(h uint64) string {
 // are logged and force a rescan later.
 func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 	db := m.lookup(h)
-	if db == nil {
+	if db == nil || db.disabled != nil {
 		return false
 	}
 	if err := db.capture(src, ev); err != nil {
@@ -433,6 +489,9 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	db := m.lookup(h)
 	if db == nil {
 		return "", errors.New("verneuil: replication is not enabled for this database")
+	}
+	if db.disabled != nil {
+		return "", fmt.Errorf("%s: %w", name, db.disabled)
 	}
 	switch name {
 	case "verneuil_flush":
