@@ -286,8 +286,13 @@ func TestRegression_SupersededVersionFailsVisibly(t *testing.T) {
 	}
 	// A second flush must not report success either (nothing was
 	// recorded as uploaded).
+	before := s.count("all")
 	if err := b.Upload(ctx, "db"); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("second Upload: %v, want ErrSuperseded", err)
+	}
+	// A retry costs the manifest PUT and the read of latest, no more.
+	if n := s.count("all") - before; n > 2 {
+		t.Errorf("a retry of a superseded version took %d requests, want at most 2", n)
 	}
 	// Once B's clock passes A's numbers, its next version is latest and
 	// the record is cleared.
