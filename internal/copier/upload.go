@@ -597,6 +597,10 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 					// Already there (another copier).
 				case spool.Follows(m, old):
 					return old, nil // numbered by a clock that is behind
+				case c.opts.TakeOver:
+					c.log.Warn("taking over the replica name: making this database's version latest after a version that is not an earlier state of it",
+						"key", key, "seq", m.Seq, "stored_seq", old.Seq, "target", t.String())
+					return old, nil
 				default:
 					// A newer state, or another writer's: our manifest
 					// stays reachable through manifests/, and the
