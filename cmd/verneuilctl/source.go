@@ -29,6 +29,9 @@ const versionXattr = "user.verneuil.version"
 // once.
 const outsideGrace = 10 * time.Second
 
+// statFile is os.Stat (tests simulate file systems with coarse times).
+var statFile = os.Stat
+
 // fileStamp is what stat(2) says of a database file; an unchanged stamp
 // means an unchanged identity.
 type fileStamp struct {
@@ -133,7 +136,7 @@ func quickCheck(d *spool.Dir, path string) (sourceState, error) {
 		return st, err
 	}
 	st.stamp.ManifestStamp = ms
-	fi, err := os.Stat(path)
+	fi, err := statFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		st.Missing = true
 		return st, nil
