@@ -277,12 +277,32 @@ func (d *Dir) MarkUploadedTo(encoded []byte, ids []string) error {
 
 // ForgetUploaded removes the upload record (and its targets), so that a
 // rescan restages every chunk instead of trusting a record that is not
-// valid for the configured targets.
+// valid for the configured targets. The staged manifest is then pending
+// again: its mtime is moved forward a little, so that copiers that found the spool
+// clean by the manifest's stamp (the background scan, in any process)
+// look at it again.
 func (d *Dir) ForgetUploaded() error {
 	for _, name := range []string{uploadedTargetsName, "uploaded"} {
 		if err := os.Remove(filepath.Join(d.Path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool forget upload record %s: %w", d.Path, err)
 		}
+	}
+	path := filepath.Join(d.Path, "manifest")
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("spool forget upload record %s: %w", d.Path, err)
+	}
+	// Just past the old mtime: the manifest keeps its age (a scan takes
+	// spools whose manifest is old enough), its stamp changes.
+	t := st.ModTime().Add(time.Microsecond)
+	if t.Nanosecond() == 0 {
+		t = t.Add(time.Microsecond) // whole seconds mark coarse stamps
+	}
+	if err := os.Chtimes(path, t, t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool forget upload record %s: touch manifest: %w", d.Path, err)
 	}
 	return nil
 }
