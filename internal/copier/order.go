@@ -20,7 +20,8 @@ import (
 // first: the same state is already uploaded whatever its number; a later
 // state of the same file (spool.Follows: its change counter is ahead) is renumbered
 // after the stored one and published, with a warning; anything else is an
-// older state or another writer's, left alone, also with a warning.
+// older state or another writer's: latest is left alone and the upload
+// fails with ErrSuperseded (status, flush), unless Options.TakeOver.
 
 // ErrSuperseded means a version could not be made the store's latest: the
 // latest there is numbered at or above it and is not an earlier state of
