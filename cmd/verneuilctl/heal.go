@@ -31,6 +31,8 @@ type healer struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	interval time.Duration
+	// clock is time.Now (tests set it).
+	clock func() time.Time
 
 	// r replicates through the VFS in this process; started at the first
 	// sync, closed by close.
@@ -50,7 +52,7 @@ type healer struct {
 }
 
 func newHealer(cfg *config.Config, log *slog.Logger, interval time.Duration) *healer {
-	return &healer{cfg: cfg, log: log, interval: interval,
+	return &healer{cfg: cfg, log: log, interval: interval, clock: time.Now,
 		clean: map[string]fileStamp{}, warned: map[string]bool{}, failing: map[string]bool{},
 		states: map[string]sourceState{}}
 }
@@ -85,7 +87,7 @@ func (h *healer) pass(ctx context.Context) {
 		h.log.Warn("check databases: list spool", "err", err)
 		return
 	}
-	now := time.Now()
+	now := h.clock()
 	states := make(map[string]sourceState, len(keys))
 	for _, key := range keys {
 		if ctx.Err() != nil {
@@ -155,10 +157,23 @@ func (h *healer) check(d *spool.Dir, path string, now time.Time) (sourceState, e
 	}
 	delete(h.clean, d.Key)
 	st, err := checkSource(d, path, now)
-	if err == nil && st.InSync && !st.Marker {
+	if err == nil && st.InSync && !st.Marker && stampSettled(st.stamp, now) {
 		h.clean[d.Key] = st.stamp
 	}
 	return st, err
+}
+
+// stampSettled reports whether the stamp of a file checked at now will
+// change with any later write. Whole-second times (file systems with
+// coarse timestamps) do not change for a write in the same second as the
+// check, so such a stamp is only trusted once the second of its ctime is
+// over, with a second of margin for clocks read at different ticks; until
+// then the file is checked again (its header and version xattr).
+func stampSettled(st fileStamp, now time.Time) bool {
+	if st.CTime%int64(time.Second) != 0 || st.MTime%int64(time.Second) != 0 {
+		return true
+	}
+	return now.Sub(time.Unix(0, st.CTime)) >= 2*time.Second
 }
 
 // sync captures the database through the VFS (the tracker finds its

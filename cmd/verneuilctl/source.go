@@ -29,6 +29,9 @@ const versionXattr = "user.verneuil.version"
 // once.
 const outsideGrace = 10 * time.Second
 
+// statFile is os.Stat (tests simulate file systems with coarse times).
+var statFile = os.Stat
+
 // fileStamp is what stat(2) says of a database file; an unchanged stamp
 // means an unchanged identity.
 type fileStamp struct {
@@ -114,11 +117,53 @@ func checkSource(d *spool.Dir, path string, now time.Time) (sourceState, error) 
 		st.Outside, st.Reason = true, "the file was replaced since the last capture"
 	case ok && len(prevX) > 0 && bytes.Equal(prevX, curX):
 		st.Outside, st.Reason = true, "written without the replicating VFS (the header changed, the version stamp did not)"
-	case now.Sub(time.Unix(0, st.stamp.CTime)) >= outsideGrace:
-		st.Outside = true
-		st.Reason = fmt.Sprintf("changed %s ago and not captured since", now.Sub(time.Unix(0, st.stamp.CTime)).Round(time.Second))
+	default:
+		if other := capturedAs(d, path, tracker.Identity(st.stamp.Ino, curX, header)); other != "" {
+			st.Outside = true
+			st.Reason = fmt.Sprintf("written through another name of the file, %s (a hard link, replicated separately): open the database by one name", other)
+		} else if age := now.Sub(time.Unix(0, st.stamp.CTime)); age >= outsideGrace {
+			st.Outside = true
+			st.Reason = fmt.Sprintf("changed %s ago and not captured since", age.Round(time.Second))
+		}
 	}
 	return st, nil
+}
+
+// capturedAs returns another name of the file at path (a hard link) whose
+// spool, next to d, has captured the file's current identity id, or "".
+// Then no capture in flight for path can explain the difference: a
+// process wrote through the other name. It reads the spools' db.json
+// files, so it runs only when the identity differs.
+func capturedAs(d *spool.Dir, path string, id []byte) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	root := filepath.Dir(filepath.Dir(d.Path)) // ROOT/dbs/KEY
+	keys, err := spool.List(root)
+	if err != nil {
+		return ""
+	}
+	for _, key := range keys {
+		if key == d.Key {
+			continue
+		}
+		o, err := spool.Existing(root, key)
+		if err != nil {
+			continue
+		}
+		info, err := o.Info()
+		if err != nil || info.Path == "" || info.Path == path {
+			continue
+		}
+		if ofi, err := os.Stat(info.Path); err != nil || !os.SameFile(fi, ofi) {
+			continue
+		}
+		if m, _, err := o.Manifest(); err == nil && m != nil && bytes.Equal(m.VersionID, id) {
+			return info.Path
+		}
+	}
+	return ""
 }
 
 // quickCheck fills the marker flag and the stamps of the file and of the
@@ -133,7 +178,7 @@ func quickCheck(d *spool.Dir, path string) (sourceState, error) {
 		return st, err
 	}
 	st.stamp.ManifestStamp = ms
-	fi, err := os.Stat(path)
+	fi, err := statFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		st.Missing = true
 		return st, nil

@@ -47,7 +47,11 @@ type dbStatus struct {
 	// so the replica lags behind it until verneuilctl sync or the copier
 	// daemon syncs it.
 	ChangedOutsideCapture bool `json:"changed_outside_capture,omitempty"`
-	// Reason says why the database is WAL or changed outside capture.
+	// Missing: the database file no longer exists; the replica keeps
+	// its last captured state.
+	Missing bool `json:"missing,omitempty"`
+	// Reason says why the database is WAL, changed outside capture or
+	// missing.
 	Reason string `json:"reason,omitempty"`
 	// Error is a problem reading the spool itself.
 	Error string `json:"error,omitempty"`
@@ -96,6 +100,9 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 			pending++
 			state = "pending"
 			lag = fmt.Sprintf("%.1fs", r.LagSeconds)
+		}
+		if r.Missing {
+			state, errText = "missing", r.Reason
 		}
 		if r.ChangedOutsideCapture {
 			outside++
@@ -172,6 +179,11 @@ func statusOf(root, key string, now time.Time) dbStatus {
 		switch {
 		case err != nil:
 			errs = append(errs, err.Error())
+		case src.Missing:
+			st.Missing, st.Reason = true, "the database file no longer exists; the replica keeps its last captured state (remove the spool directory to forget the database)"
+			if src.Marker {
+				st.Reason += "; writes by a process that did not capture (a forked child) were never replicated"
+			}
 		case src.WAL:
 			st.WAL, st.Reason = true, walReason(st.Path)
 		case src.Outside:

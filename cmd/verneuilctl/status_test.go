@@ -3,10 +3,14 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -46,5 +50,33 @@ func TestRegression_StatusPendingWhenNumberedBelowUpload(t *testing.T) {
 	}
 	if st := statusOf(root, "k", time.Now()); !st.Pending {
 		t.Errorf("status: staged version %d (a later state than uploaded version %d) not pending", st.StagedVersion, st.UploadedVersion)
+	}
+}
+
+// TestRegression_StatusDatabaseDeleted: a spooled database whose file was
+// deleted is not "up to date" (there is nothing left to be up to date
+// with), and one whose spool holds a forked child's rescan marker says
+// that those writes were never replicated.
+func TestRegression_StatusDatabaseDeleted(t *testing.T) {
+	s := newTestSpool(t)
+	path := filepath.Join(s.dir, "gone.db")
+	s.writeThroughVFS(t, path, "_journal_mode=DELETE", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.status(t, path); !r.Missing || !strings.Contains(r.Reason, "no longer exists") {
+		t.Errorf("status --json of a deleted database: %+v", r)
+	}
+	out, _, _ := s.ctl(t, "status")
+	if strings.Contains(out, "up to date") || !strings.Contains(out, "missing") {
+		t.Errorf("status of a deleted database:\n%s", out)
+	}
+	key := names.Key(names.Replica("ctltest", path))
+	marker := filepath.Join(spool.DBsDir(s.spoolDir), key, spool.RescanMarker)
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.status(t, path); !r.Missing || !strings.Contains(r.Reason, "never replicated") {
+		t.Errorf("status --json of a deleted database with a rescan marker: %+v", r)
 	}
 }

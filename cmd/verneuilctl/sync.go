@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 func init() {
 	register(&command{
 		name:    "sync",
-		usage:   "DB...",
+		usage:   "[--take-over] DB...",
 		summary: "capture databases now through the replicating VFS (rescanning if needed) and upload them",
 		run:     runSync,
 	})
@@ -28,6 +29,7 @@ func init() {
 
 func runSync(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
+	takeOver := fs.Bool("take-over", false, "make each database the replica's latest even where the store's latest is another state numbered above it (check first that this host is the database's only writer)")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -48,9 +50,12 @@ func runSync(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = syncAll(ctx, r, pos)
-	if cerr := r.Close(ctx); err == nil {
+	err = syncAll(ctx, r, pos, *takeOver)
+	if cerr := r.Close(ctx); err == nil && !(*takeOver && errors.Is(cerr, copier.ErrSuperseded)) {
 		err = cerr
+	}
+	if err == nil && *takeOver {
+		err = takeOverAll(ctx, cfg, pos, a.log)
 	}
 	if err != nil {
 		return err
@@ -67,7 +72,9 @@ func runSync(ctx context.Context, a *app, args []string) error {
 // if anything changed outside the VFS. Then everything is uploaded.
 // A database in WAL mode is an error (it is not replicated). Rescan
 // markers (spool.RescanMarker) found before a successful sync are removed.
-func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string) error {
+// With superseded set, an upload that the store's latest superseded
+// (copier.ErrSuperseded) still counts as a sync: takeOverAll follows.
+func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string, superseded bool) error {
 	markers, err := rescanMarkers(r.Config(), paths)
 	if err != nil {
 		return err
@@ -79,10 +86,34 @@ func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string) error 
 			break
 		}
 	}
-	if err != nil {
+	if err != nil && !(superseded && errors.Is(err, copier.ErrSuperseded)) {
 		return err
 	}
 	return removeMarkers(markers)
+}
+
+// takeOverAll uploads the staged version of each database as the
+// replica's latest, renumbered after the store's latest when that is
+// another state numbered at or above it (copier.Options.TakeOver).
+func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *slog.Logger) error {
+	stores, closeAll, err := openTargets(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
+		Logger: log.With("component", "copier"), TakeOver: true})
+	var errs []error
+	for _, p := range paths {
+		_, key, err := verneuil.ReplicaName(cfg, p, "")
+		if err == nil {
+			err = c.Upload(ctx, key)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("take over %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error {

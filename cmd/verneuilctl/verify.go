@@ -45,7 +45,7 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = syncAll(ctx, r, []string{path})
+	err = syncAll(ctx, r, []string{path}, false)
 	if cerr := r.Close(ctx); err == nil {
 		err = cerr
 	}

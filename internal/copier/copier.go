@@ -131,6 +131,12 @@ type Options struct {
 	// stored one, so that an in-process tracker numbers later versions
 	// after it.
 	OnResequence func(key string, seq uint64)
+	// TakeOver publishes staged versions as latest even where the
+	// store's latest is numbered at or above them without being an
+	// earlier state (they are renumbered after it, with a warning), for
+	// an operator who checked that this host is the database's only
+	// writer (verneuilctl sync --take-over).
+	TakeOver bool
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent

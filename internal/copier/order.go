@@ -2,7 +2,10 @@ package copier
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -17,7 +20,16 @@ import (
 // first: the same state is already uploaded whatever its number; a later
 // state of the same file (spool.Follows: its change counter is ahead) is renumbered
 // after the stored one and published, with a warning; anything else is an
-// older state or another writer's, left alone, also with a warning.
+// older state or another writer's: latest is left alone and the upload
+// fails with ErrSuperseded (status, flush), unless Options.TakeOver.
+
+// ErrSuperseded means a version could not be made the store's latest: the
+// latest there is numbered at or above it and is not an earlier state of
+// the database (a later state, another host's or a database recreated or
+// restored from an older copy while its host's clock is behind). The
+// version stays reachable under manifests/; the replica's latest does not
+// reflect this database until one of its versions follows the latest.
+var ErrSuperseded = errors.New("the store's latest holds a newer state of this replica name, or another writer's")
 
 // stagedUploaded reports whether the staged manifest of d is known to be
 // uploaded, comparing contents (for unreliable stamps).
@@ -49,14 +61,28 @@ func (c *Copier) renumber(key string, m *manifest.Manifest, seq uint64, above *m
 	return &r, enc, nil
 }
 
-// supersededBy notes that the staged manifest m is not published as latest
-// because newer, an older-or-foreign-state version with a number at least
-// m's, is there.
-func (c *Copier) supersededBy(key string, m, newer *manifest.Manifest, where string) {
+// supersededBy counts that the staged manifest m is not published as the
+// latest of target because latest there, newer, is numbered at or above m
+// and is not an earlier state of the database, and returns the error
+// (ErrSuperseded) that the upload fails with: recorded in the spool's
+// last_error (status) and logged by the failure path, so the database
+// never looks replicated while the replica shows another state.
+func (c *Copier) supersededBy(key string, m, newer *manifest.Manifest, target string) error {
 	c.stats.superseded.Add(1)
-	c.log.Warn("not publishing a version as latest: "+where+" holds a newer state of the database, or another writer's (clock skew, or two hosts writing one replica name?)",
-		"key", key, "seq", m.Seq, "stored_seq", newer.Seq,
-		"commit_time", m.CommitTime, "stored_commit_time", newer.CommitTime)
+	return fmt.Errorf("%w: version %d (committed %s, change counter %d) not made latest in %s, which holds version %d (committed %s, change counter %d); "+
+		"if this host is the database's only writer, check the clocks of the hosts that wrote this name (a version numbered above the latest fixes it); "+
+		"otherwise give each host's database its own name (config \"names\"); version %d stays under manifests/",
+		ErrSuperseded, m.Seq, m.CommitTime.UTC().Format(time.RFC3339Nano), changeCounter(m), target,
+		newer.Seq, newer.CommitTime.UTC().Format(time.RFC3339Nano), changeCounter(newer), m.Seq)
+}
+
+// changeCounter returns the SQLite file change counter in m's header (0
+// without one).
+func changeCounter(m *manifest.Manifest) uint32 {
+	if len(m.Chunk0) < 28 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(m.Chunk0[24:28])
 }
 
 // publishManifest puts m in every target and makes it their latest. When

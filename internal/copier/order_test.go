@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,10 +94,11 @@ func TestRegression_ClockBehindStillAdvancesLatest(t *testing.T) {
 		t.Errorf("upload record = %v, %v; want version 1002", up, err)
 	}
 	// A version the store's latest descends from (its change counter is
-	// behind) is older: it does not replace latest, and is counted.
+	// behind) is older: it does not replace latest, is counted, and its
+	// upload fails saying so.
 	stage(t, rootOld, "db", 1001, dbBytes(200, 4, 6))
-	if err := old.Upload(ctx, "db"); err != nil {
-		t.Fatal(err)
+	if err := old.Upload(ctx, "db"); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("Upload of an older state: %v, want ErrSuperseded", err)
 	}
 	if got := latestManifest(t, s, "db"); got.Seq != 1002 {
 		t.Errorf("latest = %d after an older state was uploaded, want 1002", got.Seq)
@@ -178,4 +181,126 @@ func TestRegression_CoarseStampsDoNotHideNewManifest(t *testing.T) {
 	repeatStamp(3)
 	c.Scan(ctx)
 	waitFor(t, 10*time.Second, "the scan to have version 3 uploaded", func() bool { return latestSeq(t, s, "db") == 3 })
+}
+
+// stageState publishes in the spool at root a version seq of a 200-byte
+// database whose header has change counter counter and whose version id
+// carries a version xattr (transaction xseq, process proc, its n-th
+// transaction), as the tracker records it.
+func stageState(t *testing.T, root string, seq uint64, counter uint32, xseq, proc, n uint64, seed uint64) *manifest.Manifest {
+	t.Helper()
+	d, err := spool.Open(root, "db", spool.Info{Path: "/data/db.db", Name: "test:db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := dbBytes(200, seed, counter)
+	xattr := binary.BigEndian.AppendUint64(nil, xseq)
+	xattr = binary.BigEndian.AppendUint64(xattr, proc)
+	xattr = binary.BigEndian.AppendUint64(xattr, n)
+	id := binary.BigEndian.AppendUint64(nil, 42)
+	id = append(append(append(id, byte(len(xattr))), xattr...), data[:100]...)
+	m := &manifest.Manifest{Name: "test:db", Seq: seq, CommitTime: time.Unix(0, int64(xseq)), ChunkSize: testChunk,
+		Length: int64(len(data)), Chunk0: data, Chunks: []manifest.Hash{manifest.HashOf(data)},
+		HeaderHash: manifest.HashOf(data[:100]), VersionID: id}
+	enc, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := d.Publish(m, enc); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestRegression_ExclusiveModeBehindClockAdvancesLatest: a database in
+// locking_mode=EXCLUSIVE (one change counter for the whole lock session)
+// moved to a host whose clock is behind. Its first version is renumbered
+// after the store's latest; its second, numbered by the slow clock before
+// the tracker heard of the renumbering (or by a process that never hears
+// of it), has the same change counter. It is a later state (its version
+// xattr continues the first's) and must become latest, not be dropped as
+// "superseded" while status says up to date.
+func TestRegression_ExclusiveModeBehindClockAdvancesLatest(t *testing.T) {
+	s := newMemStore()
+	old, rootOld := newTestCopier(t, s)
+	moved, rootNew := newTestCopier(t, s)
+	ctx := context.Background()
+	stageState(t, rootOld, 1000, 5, 1000, 1, 9, 1)
+	if err := old.Upload(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	stageState(t, rootNew, 500, 6, 500, 2, 1, 2)
+	if err := moved.Upload(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if got := latestManifest(t, s, "db"); got.Seq != 1001 {
+		t.Fatalf("latest = %d, want the moved database's first version renumbered 1001", got.Seq)
+	}
+	m2 := stageState(t, rootNew, 501, 6, 501, 2, 2, 3)
+	if err := moved.Upload(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	got := latestManifest(t, s, "db")
+	if got.Seq != 1002 || !bytes.Equal(got.VersionID, m2.VersionID) {
+		t.Fatalf("latest = version %d, want the second state renumbered 1002", got.Seq)
+	}
+}
+
+// TestRegression_SupersededVersionFailsVisibly: a database whose versions
+// cannot be made latest (the store's latest is numbered above them and is
+// not an earlier state of it: a host whose clock is behind writing a
+// database recreated or restored from an older copy, or two hosts writing
+// one replica name) must not look replicated: the upload (so flush) fails
+// naming the cause, and the spool's last_error (status) says it, until a
+// version does become latest.
+func TestRegression_SupersededVersionFailsVisibly(t *testing.T) {
+	s := newMemStore()
+	a, rootA := newTestCopier(t, s)
+	b, rootB := newTestCopier(t, s)
+	ctx := context.Background()
+	stageState(t, rootA, 1000, 100, 1000, 1, 1, 1)
+	if err := a.Upload(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	// B: a fresh database (change counter 6) numbered by a clock behind.
+	stageState(t, rootB, 500, 6, 500, 2, 1, 2)
+	err := b.Upload(ctx, "db")
+	if err == nil || !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("Upload of a version the store's latest supersedes: %v, want ErrSuperseded", err)
+	}
+	d, derr := spool.Existing(rootB, "db")
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	le, lerr := d.ReadLastError()
+	if lerr != nil || le == nil || !strings.Contains(le.Message, "latest") {
+		t.Fatalf("last_error = %+v, %v; want the supersession recorded for status", le, lerr)
+	}
+	if got := latestManifest(t, s, "db"); got.Seq != 1000 {
+		t.Fatalf("latest = %d, want A's 1000 kept", got.Seq)
+	}
+	// A second flush must not report success either (nothing was
+	// recorded as uploaded).
+	before := s.count("all")
+	if err := b.Upload(ctx, "db"); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("second Upload: %v, want ErrSuperseded", err)
+	}
+	// A retry costs the manifest PUT and the read of latest, no more.
+	if n := s.count("all") - before; n > 2 {
+		t.Errorf("a retry of a superseded version took %d requests, want at most 2", n)
+	}
+	// Once B's clock passes A's numbers, its next version is latest and
+	// the record is cleared.
+	stageState(t, rootB, 2000, 7, 2000, 2, 2, 3)
+	if err := b.Upload(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if le, err := d.ReadLastError(); err != nil || le != nil {
+		t.Fatalf("last_error = %+v, %v after a successful upload", le, err)
+	}
 }

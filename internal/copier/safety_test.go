@@ -166,8 +166,8 @@ func TestRegression_IgnoredConditionalWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	stage(t, rootA, "db", 15, dbBytes(3*testChunk, 15, 15))
-	if err := ca.Upload(context.Background(), "db"); err != nil {
-		t.Fatal(err)
+	if err := ca.Upload(context.Background(), "db"); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("Upload of a version below B's: %v, want ErrSuperseded", err)
 	}
 	if got := latestSeq(t, s, "db"); got != 20 {
 		t.Fatalf("latest holds version %d, want 20 (it moved backwards; regressions: %v)", got, s.regress)

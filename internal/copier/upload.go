@@ -308,14 +308,11 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		up = nil
 	}
 	if !spool.NeedsUpload(m, up) {
-		if !spool.SameState(m, up) {
-			c.supersededBy(d.Key, m, up, "the upload record")
-		}
 		return nil, 0, nil
 	}
 	if up != nil && up.Seq >= m.Seq {
 		// A later state numbered at or below the last upload: the clock
-		// went back.
+		// went back, or the uploader renumbered the last upload.
 		if m, enc, err = c.renumber(d.Key, m, up.Seq+1, up, "the last uploaded version"); err != nil {
 			return nil, 0, err
 		}
@@ -601,12 +598,22 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 					// Already there (another copier).
 				case spool.Follows(m, old):
 					return old, nil // numbered by a clock that is behind
+				case c.opts.TakeOver:
+					c.log.Warn("taking over the replica name: making this database's version latest after a version that is not an earlier state of it",
+						"key", key, "seq", m.Seq, "stored_seq", old.Seq, "target", t.String())
+					return old, nil
 				default:
 					// A newer state, or another writer's: our manifest
-					// stays reachable through manifests/.
-					c.supersededBy(key, m, old, "the store's latest")
+					// stays reachable through manifests/, and the
+					// upload fails (status, flush) until a version of
+					// this database becomes latest.
+					return nil, c.supersededBy(key, m, old, t.String())
 				}
 				return nil, nil
+			}
+			if spool.Follows(old, m) {
+				c.log.Warn("replacing the store's latest by a version with an earlier change counter: the database was replaced by an older copy or recreated, or another host writes this replica name",
+					"key", key, "seq", m.Seq, "stored_seq", old.Seq, "target", t.String())
 			}
 		}
 		err = c.do(ctx, at, func(ctx context.Context) error { return t.PutIf(ctx, lk, enc, ver) })

@@ -90,3 +90,39 @@ func TestAtCostLogarithmic(t *testing.T) {
 		t.Errorf("At fetched %d manifests of 300", s.gets)
 	}
 }
+
+// vanishing lists, on its first List, one manifest key that is not (any
+// more) there: a copier renumbering a version deletes the object put under
+// the old number, and a GC deletes old versions.
+type vanishing struct {
+	*countingGets
+	ghost  string
+	listed int
+}
+
+func (v *vanishing) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := v.countingGets.List(ctx, prefix)
+	v.listed++
+	if err == nil && v.listed == 1 {
+		keys = append(keys, v.ghost)
+	}
+	return keys, err
+}
+
+// TestRegression_AtVersionVanishedDuringSearch: a version listed by
+// --at's search but deleted before it is read (renumbered by a copier
+// after the store's latest, or removed by a GC) does not fail the restore:
+// the search lists the versions again.
+func TestRegression_AtVersionVanishedDuringSearch(t *testing.T) {
+	key := names.Key("h:/db")
+	const s1 = int64(time.Second)
+	s := &vanishing{countingGets: putVersions(t, key, [][2]int64{{100 * s1, 100 * s1}, {200 * s1, 200 * s1}}),
+		ghost: names.ManifestKey(key, 300*uint64(s1))}
+	m, err := At(context.Background(), s, key, time.Unix(250, 0))
+	if err != nil {
+		t.Fatalf("At with a version deleted during the search: %v", err)
+	}
+	if int64(m.Seq) != 200*s1 {
+		t.Fatalf("At = version %d, want %d", m.Seq, 200*s1)
+	}
+}

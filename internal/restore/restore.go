@@ -103,7 +103,33 @@ const atLinear = 8
 // increase with seq; where they do not (around a clock step back), the
 // version returned was still committed at or before t, but a newer one
 // may have been too (docs/FORMAT.md).
+//
+// A version listed but gone when read (a copier renumbering a version
+// removes the object it put under the old number; a GC removes old
+// versions) makes the search start again from a new listing, a few times.
 func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
+	for try := 1; ; try++ {
+		m, err := at(ctx, s, key, t)
+		var v *vanishedError
+		if !errors.As(err, &v) {
+			return m, err
+		}
+		if try >= atTries {
+			return nil, fmt.Errorf("versions of %s keep disappearing during the search: %w", key, v.err)
+		}
+	}
+}
+
+// atTries bounds the searches of At when listed versions disappear.
+const atTries = 3
+
+// vanishedError is a listed version that was gone when read.
+type vanishedError struct{ err error }
+
+func (e *vanishedError) Error() string { return e.err.Error() }
+func (e *vanishedError) Unwrap() error { return e.err }
+
+func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
 	seqs, err := Versions(ctx, s, key)
 	if err != nil {
 		return nil, err
@@ -111,6 +137,9 @@ func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 	got := map[int]*manifest.Manifest{}
 	before := func(i int) (bool, error) {
 		m, err := Version(ctx, s, key, seqs[i])
+		if errors.Is(err, blob.ErrNotFound) {
+			return false, &vanishedError{err}
+		}
 		if err != nil {
 			return false, err
 		}

@@ -365,15 +365,36 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 // Follows reports whether m describes a later state of the database file
 // than old, whatever their version numbers (which come from clocks): the
 // SQLite file change counter (header offset 24), which every commit of a
-// rollback-journal database increments, is ahead (in serial-number
-// arithmetic). It is false when either has no header.
+// rollback-journal database in the NORMAL locking mode increments, is
+// ahead (in serial-number arithmetic). In locking_mode=EXCLUSIVE SQLite
+// increments it once per lock session, so consecutive states can share
+// it; then the transaction seq of the version xattrs in their version ids
+// decides, which the VFS computes from the previous one (at least
+// previous + 1) along the chain of commits of the file. It is false when
+// either has no header, or the counters are equal and either has no
+// version xattr.
 func Follows(m, old *manifest.Manifest) bool {
 	if len(m.Chunk0) < 28 || len(old.Chunk0) < 28 {
 		return false
 	}
 	cm := binary.BigEndian.Uint32(m.Chunk0[24:28])
 	co := binary.BigEndian.Uint32(old.Chunk0[24:28])
-	return int32(cm-co) > 0
+	if cm != co {
+		return int32(cm-co) > 0
+	}
+	xm, okm := xattrSeq(m.VersionID)
+	xo, oko := xattrSeq(old.VersionID)
+	return okm && oko && xm > xo
+}
+
+// xattrSeq returns the transaction seq of the version xattr in a version
+// id (docs/FORMAT.md: inode, xattr length, xattr, header), if it has one.
+func xattrSeq(id []byte) (uint64, bool) {
+	const xattrLen = 24
+	if len(id) < 9+xattrLen || id[8] != xattrLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(id[9:17]), true
 }
 
 // SameState reports whether a and b describe the same state of the
@@ -384,16 +405,13 @@ func SameState(a, b *manifest.Manifest) bool {
 
 // NeedsUpload reports whether the staged manifest m still has to be
 // uploaded, up being the record of the last upload (nil when none): m is
-// not the state uploaded and is numbered above it, or is a later state
-// numbered at or below it (clock skew: the uploader renumbers it).
+// not the state uploaded. The record is a copy of an earlier staged
+// manifest (renumbered by the uploader when a clock was behind), and the
+// staged manifest only moves forward, so another state is a newer one
+// whatever its number and change counter; an uploader numbered below the
+// record renumbers it after it, and the store's latest decides the rest.
 func NeedsUpload(m, up *manifest.Manifest) bool {
-	if up == nil {
-		return true
-	}
-	if up.Seq < m.Seq {
-		return !SameState(m, up)
-	}
-	return !SameState(m, up) && Follows(m, up)
+	return up == nil || !SameState(m, up)
 }
 
 // seqStamp remembers the version of the staged manifest file with the
