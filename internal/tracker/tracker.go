@@ -558,7 +558,18 @@ func (m *Manager) DB(path string) *DB {
 	fk := fileKey(canon)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.dbs[fk]
+	if db := m.dbs[fk]; db != nil {
+		return db
+	}
+	// The file open under that name was renamed, unlinked or replaced
+	// while connections kept it open: they still capture into the
+	// database opened under path.
+	for _, db := range m.dbs {
+		if db.path == canon {
+			return db
+		}
+	}
+	return nil
 }
 
 // forgetLocked drops a database whose last connection closed. m.mu must
