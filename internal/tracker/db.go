@@ -38,6 +38,7 @@ type DB struct {
 	suspect      bool
 	pending      *pending
 	pendingBytes int64
+	sliced       *slicedRun // a sliced rescan in progress (sliced.go)
 
 	// buildMu serialises building, rescans and publishing; base is the
 	// version the next build applies pending copies to.

@@ -443,6 +443,7 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 		if err := WALError(db.path); err != nil {
 			return "", fmt.Errorf("verneuil_flush: %w", err)
 		}
+		db.waitSliced(false) // a sliced rescan in progress
 		if src != nil {
 			if err := m.recheck(db, src); err != nil {
 				return "", fmt.Errorf("verneuil_flush: %w", err)

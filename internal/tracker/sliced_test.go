@@ -1,0 +1,172 @@
+package tracker
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// holdFile is a memFile whose SHARED holds are modelled: the capture call
+// is one hold (reads through the Source), and each Lock..Unlock of its
+// SliceReader another. It records the bytes read in each hold.
+type holdFile struct {
+	mu     sync.Mutex
+	f      *memFile
+	mtime  int64
+	holds  []int64 // bytes read per hold; holds[0] is the capture's
+	locked bool
+	bad    string // a read outside any hold
+	// onLock, when set, runs before the nth Lock (from 1) is granted,
+	// with mu held: a writer committing between two slices.
+	onLock func(n int)
+	nLock  int
+}
+
+func newHoldFile(f *memFile) *holdFile {
+	return &holdFile{f: f, mtime: 1_700_000_000_123_456_789, holds: []int64{0}}
+}
+
+func (h *holdFile) ReadAt(p []byte, off int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.holds[0] += int64(len(p))
+	return h.f.ReadAt(p, off)
+}
+func (h *holdFile) Size() (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.f.Size()
+}
+func (h *holdFile) Xattr() ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.f.Xattr()
+}
+func (h *holdFile) OpenSlices() (SliceReader, error) { return &holdReader{h}, nil }
+
+type holdReader struct{ h *holdFile }
+
+func (r *holdReader) Lock() (bool, error) {
+	h := r.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nLock++
+	if h.onLock != nil {
+		h.onLock(h.nLock)
+	}
+	h.locked = true
+	h.holds = append(h.holds, 0)
+	return true, nil
+}
+func (r *holdReader) Unlock() error {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	r.h.locked = false
+	return nil
+}
+func (r *holdReader) ReadAt(p []byte, off int64) error {
+	h := r.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.locked {
+		h.bad = "a slice was read without SHARED"
+	}
+	h.holds[len(h.holds)-1] += int64(len(p))
+	return h.f.ReadAt(p, off)
+}
+func (r *holdReader) Stamp() (Stamp, error) {
+	h := r.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hdr := make([]byte, HeaderLen)
+	h.f.ReadAt(hdr, 0)
+	return Stamp{Size: int64(len(h.f.data)), MtimeSec: h.mtime / 1e9, MtimeNsec: h.mtime % 1e9,
+		CtimeSec: h.mtime / 1e9, CtimeNsec: h.mtime % 1e9, Xattr: h.f.xattr, Header: hdr}, nil
+}
+func (r *holdReader) Close() error { return nil }
+
+// bigSim is a simDB whose file is mb MiB of distinct chunks.
+func bigSim(t *testing.T, mb int) *simDB {
+	s := newSimDB(t, Options{})
+	s.f.data = make([]byte, mb<<20+777)
+	for i := 0; i < len(s.f.data); i += 512 {
+		binary.BigEndian.PutUint64(s.f.data[i:], uint64(i))
+	}
+	s.f.xattr = binary.BigEndian.AppendUint64(nil, 42)
+	return s
+}
+
+// TestRegression_FirstCaptureSharedHoldBounded: the first capture of a
+// 64 MiB file (a read transaction: `verneuilctl sync`, a new process, a
+// bypassing writer detected) must not read the whole file under one SHARED
+// hold: no hold may read more than one 1 MiB slice (plus the header), and
+// the replica must be byte-identical to the file.
+func TestRegression_FirstCaptureSharedHoldBounded(t *testing.T) {
+	s := bigSim(t, 64)
+	src := newHoldFile(s.f)
+	if s.m.Capture(s.h, src, Event{Kind: Check}) {
+		t.Fatal("the first check failed")
+	}
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.bad != "" {
+		t.Fatal(src.bad)
+	}
+	var longest int64
+	for _, n := range src.holds {
+		longest = max(longest, n)
+	}
+	if longest > sliceBytes+HeaderLen {
+		t.Fatalf("one SHARED hold read %d bytes of a %d-byte file (%d holds); want at most one slice (%d)",
+			longest, len(s.f.data), len(src.holds), sliceBytes)
+	}
+	s.sameAsFile("after the sliced rescan")
+	s.commit(3, 700) // squashes into the rescanned version
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the next commit")
+}
+
+// TestRegression_SlicedRescanTornByCommit: a writer that bypasses the VFS
+// commits between two slices of the first capture's copy. The copy must
+// notice and publish nothing (a torn mix of two states); Flush reports
+// ErrDeferred, and the next read transaction rescans the new state.
+func TestRegression_SlicedRescanTornByCommit(t *testing.T) {
+	s := bigSim(t, 16)
+	src := newHoldFile(s.f)
+	src.onLock = func(n int) {
+		if n != 8 {
+			return
+		}
+		// A bypassing commit: chunks before and after the copy's
+		// position, the change counter, and the mtime.
+		for _, off := range []int{64 << 10, 15 << 20} {
+			s.f.data[off+200] ^= 0xff
+		}
+		binary.BigEndian.PutUint32(s.f.data[24:], 777)
+		src.mtime += 1000
+	}
+	if s.m.Capture(s.h, src, Event{Kind: Check}) {
+		t.Fatal("the first check failed")
+	}
+	err := s.db.Flush(t.Context())
+	if !errors.Is(err, ErrDeferred) {
+		t.Fatalf("flush after a torn sliced copy: %v, want ErrDeferred", err)
+	}
+	if man, _, err := s.db.spool.Manifest(); err != nil || man != nil {
+		t.Fatalf("a torn copy was published (manifest %v, err %v)", man != nil, err)
+	}
+	src.onLock = nil
+	if s.m.Capture(s.h, src, Event{Kind: Check}) {
+		t.Fatal("the second check failed")
+	}
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the rescan that followed")
+}
