@@ -103,13 +103,16 @@ type Stats struct {
 	// JournalsPaired counts rollback journals paired with the tracked
 	// main file of their connection.
 	JournalsPaired int64
+	// SliceHolds counts the SHARED holds of sliced rescans (one per
+	// slice read outside a capture).
+	SliceHolds int64
 }
 
 // ReadStats returns the shim's counters.
 func ReadStats() Stats {
 	var s C.vshim_stats
 	C.vshim_get_stats(&s)
-	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired)}
+	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired), int64(s.sliceHolds)}
 }
 
 // source reads the database through SQLite's unix file during a capture.

@@ -306,6 +306,7 @@ void vshim_get_stats(vshim_stats *out){
   out->checks = __atomic_load_n(&gStats.checks, __ATOMIC_RELAXED);
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
   out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
+  out->sliceHolds = vshimSliceHolds();
 }
 
 /* ------------------------------------------------------- closing */

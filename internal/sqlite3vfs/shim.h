@@ -69,6 +69,7 @@ typedef struct vshim_stats {
   int64_t checks;      /* identity checks of read transactions */
   int64_t xattrErrors; /* failed xattr updates */
   int64_t journalsPaired; /* journals paired with their tracked main file */
+  int64_t sliceHolds;  /* SHARED holds taken for sliced rescans */
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
 

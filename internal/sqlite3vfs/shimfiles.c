@@ -341,10 +341,18 @@ void *vshim_slice_open(void *pFile){
   return s;
 }
 
+static int64_t gSliceHolds = 0;
+int64_t vshimSliceHolds(void){
+  return __atomic_load_n(&gSliceHolds, __ATOMIC_RELAXED);
+}
+
 int vshim_slice_lock(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
   int rc = s->pReal->pMethods->xLock(s->pReal, SQLITE_LOCK_SHARED);
-  if( rc==SQLITE_OK ) s->locked = 1;
+  if( rc==SQLITE_OK ){
+    s->locked = 1;
+    __atomic_fetch_add(&gSliceHolds, 1, __ATOMIC_RELAXED);
+  }
   return rc;
 }
 

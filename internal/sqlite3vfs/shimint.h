@@ -66,8 +66,9 @@ VSHIM_HIDDEN const char *vshimFindMarker(const char *zPath);
 VSHIM_HIDDEN void vshimMarkRescan(const char *zMarker);
 VSHIM_HIDDEN int vshimAtforkInit(void);
 
-/* The wrapped "unix" VFS (shim.c). */
+/* The wrapped "unix" VFS (shim.c); SHARED holds of sliced rescans. */
 VSHIM_HIDDEN sqlite3_vfs *vshimOrigVfs(void);
+VSHIM_HIDDEN int64_t vshimSliceHolds(void);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);
