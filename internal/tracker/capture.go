@@ -22,9 +22,13 @@
 //     whole file is copied (sequentially, to a spill file: no hashing or
 //     staging under SHARED) into a new pending set marked full, which the
 //     next build publishes on no base (clearing suspect); lastID := its
-//     identity, and commits that follow squash into that set as in 1.
+//     identity, and commits that follow squash into that set as in 1. A
+//     Check of a file larger than one slice copies it after the capture
+//     returns, one SHARED hold per 1 MiB slice (sliced.go); a commit
+//     captured meanwhile supersedes that copy and rescans as above.
 //  5. lost: a Rollback, an error or a recovered panic in any step, or a
-//     step deferred because the spool was busy: lastID := nil (the next
+//     step deferred because the spool was busy (or a sliced copy saw the
+//     file change): lastID := nil (the next
 //     capture adopts or rescans) and the reason is kept for Flush.
 //
 // The VFS holds SHARED during a capture, so a writer may be waiting for
@@ -60,11 +64,11 @@ import (
 // the spool's flock (see the state machine above).
 const captureLockWait = 20 * time.Millisecond
 
-// ErrDeferred says that a capture could not take the spool in time and
-// left its work to the next capture (the next read transaction through the
-// VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
+// ErrDeferred says that a capture could not take the spool in time, or
+// that a sliced rescan saw the file change, and left its work to the next
+// capture (the next read transaction through the VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
 // read again and retry.
-var ErrDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
+var ErrDeferred = errors.New("capture deferred (the spool was busy, or the file changed during a sliced rescan); the next capture rescans or adopts")
 
 // capture runs one VFS event through the state machine. A panic is
 // recovered here (after every lock was released by defer) and becomes an
