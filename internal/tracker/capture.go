@@ -296,15 +296,15 @@ func (db *DB) check(src Source, ino uint64) error {
 	cur := identity(ino, xattr, header)
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(cur, db.lastID)
+	// Set before a rescan: a failure (an error here, or of a sliced copy
+	// that may end before this capture returns) resets it.
+	db.verified = true
 	db.mu.Unlock()
 	if !known || db.spool.RescanWanted() {
 		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr), true); err != nil {
 			return err
 		}
 	}
-	db.mu.Lock()
-	db.verified = true
-	db.mu.Unlock()
 	return nil
 }
 
@@ -358,6 +358,7 @@ func (db *DB) adoptLocked(id []byte) bool {
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	db.slicedErr = nil
 	// Pending copies predate the adopted state: drop them.
 	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
@@ -384,6 +385,7 @@ func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) (er
 	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.lastID = nil
+	db.slicedErr = nil
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
 	db.spool.TakeRescan()
 

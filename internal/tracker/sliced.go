@@ -124,6 +124,7 @@ func (db *DB) startSliced(src Source, ino uint64, xattr []byte, seq uint64, unlo
 	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.lastID = nil
+	db.slicedErr = nil
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
 	db.sliced = run
 	db.mu.Unlock()
@@ -158,7 +159,7 @@ func (db *DB) runSliced(r SliceReader, st0 Stamp, seq uint64, unlock func(), run
 			db.log.Info("sliced rescan abandoned; the next read transaction rescans", "err", err)
 			db.lastID = nil
 			db.verified = false
-			db.lastErr = err
+			db.slicedErr = err
 		}
 		return
 	}
