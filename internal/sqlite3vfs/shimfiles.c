@@ -322,7 +322,9 @@ void *vshim_slice_open(void *pFile){
   sqlite3_vfs *pOrig = vshimOrigVfs();
   VSlice *s;
   int outFlags = 0, rc;
-  if( pOrig==0 || p->zPath==0 || vshimForked ) return 0;
+  /* The slices are read from another thread (a goroutine): only where
+  ** unix's lock bookkeeping has mutexes. */
+  if( pOrig==0 || p->zPath==0 || vshimForked || !sqlite3_threadsafe() ) return 0;
   s = (VSlice*)calloc(1, sizeof(VSlice) + pOrig->szOsFile);
   if( s==0 ) return 0;
   s->pReal = (sqlite3_file*)&s[1];
