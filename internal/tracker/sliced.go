@@ -248,6 +248,15 @@ func (db *DB) waitSliced(abort bool) {
 	<-run.done
 }
 
+// slicedUnsettled reports whether a sliced copy runs or was abandoned:
+// the VFS then checks again at the next read transaction (which rescans
+// after an abandoned copy).
+func (db *DB) slicedUnsettled() bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.sliced != nil || db.slicedErr != nil
+}
+
 // newRescanSet returns an empty full pending set for a file of size bytes
 // (with its spill file when the file has more than one chunk) and a buffer
 // of one slice.
