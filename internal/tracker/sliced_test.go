@@ -21,6 +21,7 @@ type holdFile struct {
 	// with mu held: a writer committing between two slices.
 	onLock func(n int)
 	nLock  int
+	busy   bool // a writer holds the file: Lock fails
 }
 
 func newHoldFile(f *memFile) *holdFile {
@@ -54,6 +55,9 @@ func (r *holdReader) Lock() (bool, error) {
 	h.nLock++
 	if h.onLock != nil {
 		h.onLock(h.nLock)
+	}
+	if h.busy {
+		return false, nil
 	}
 	h.locked = true
 	h.holds = append(h.holds, 0)
@@ -176,4 +180,30 @@ func TestRegression_SlicedRescanTornByCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.sameAsFile("after the rescan that followed")
+}
+
+// TestSlicedRescan_CommitSupersedes: a commit captured while a sliced copy
+// waits for the writer's lock supersedes the copy (no deadlock: the
+// commit's capture holds the lock the copy waits for) and rescans under
+// its own lock; the replica is the file.
+func TestSlicedRescan_CommitSupersedes(t *testing.T) {
+	s := bigSim(t, 8)
+	src := newHoldFile(s.f)
+	waiting := make(chan struct{})
+	src.onLock = func(n int) {
+		if n == 3 {
+			src.busy = true // a writer took the file
+			close(waiting)
+		}
+	}
+	firstCheck(t, s, src)
+	<-waiting
+	s.commit(2, 100) // s.f's data is only read by the copy under a lock it cannot take
+	src.mu.Lock()
+	src.busy = false
+	src.mu.Unlock()
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.sameAsFile("after the commit that superseded the sliced copy")
 }
