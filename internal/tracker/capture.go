@@ -66,8 +66,8 @@ const captureLockWait = 20 * time.Millisecond
 
 // ErrDeferred says that a capture could not take the spool in time, or
 // that a sliced rescan saw the file change, and left its work to the next
-// capture (the next read transaction through the VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
-// read again and retry.
+// capture (the next read transaction through the VFS). Flush wraps it
+// until then: callers such as `verneuilctl sync` may read again and retry.
 var ErrDeferred = errors.New("capture deferred (the spool was busy, or the file changed during a sliced rescan); the next capture rescans or adopts")
 
 // capture runs one VFS event through the state machine. A panic is

@@ -119,6 +119,7 @@ func (db *DB) startSliced(src Source, ino uint64, xattr []byte, seq uint64, unlo
 		r.Close()
 		return false
 	}
+	db.spool.TakeRescan()
 	run := &slicedRun{done: make(chan struct{})}
 	db.mu.Lock()
 	db.pending.close()
@@ -126,9 +127,8 @@ func (db *DB) startSliced(src Source, ino uint64, xattr []byte, seq uint64, unlo
 	db.lastID = nil
 	db.slicedErr = nil
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
-	db.sliced = run
+	db.sliced = run // done is closed by runSliced, whatever happens
 	db.mu.Unlock()
-	db.spool.TakeRescan()
 	go db.runSliced(r, st0, seq, unlock, run)
 	return true
 }
