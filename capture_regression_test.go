@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -131,4 +132,109 @@ func TestRegression_FlushRechecksIdentity(t *testing.T) {
 		t.Fatalf("PRAGMA verneuil_flush after the next write: %q, %v", res, err)
 	}
 	e.checkReplica(second)
+}
+
+// TestRegression_SlicedRescanThroughVFS: the first read through verneuil of
+// a 12 MiB database written behind its back copies it through the VFS's
+// private file in 1 MiB slices, one SHARED hold each, after the capture;
+// PRAGMA verneuil_flush waits for the copy and the replica is the file.
+func TestRegression_SlicedRescanThroughVFS(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "sliced.db")
+	writeBig(t, path, 12)
+	before := sqlite3vfs.ReadStats().SliceHolds
+	b := e.open(path, "_journal_mode=DELETE")
+	defer b.Close()
+	var n int
+	if err := b.QueryRow("SELECT count(*) FROM big").Scan(&n); err != nil || n != 12 {
+		t.Fatalf("first read through verneuil: %d rows, %v", n, err)
+	}
+	var res string
+	if err := b.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush after the first read: %q, %v", res, err)
+	}
+	if holds := sqlite3vfs.ReadStats().SliceHolds - before; holds < 12 {
+		t.Fatalf("the first capture of a 12 MiB file took %d slice holds; want one per MiB", holds)
+	}
+	e.checkReplica(path)
+	mustExec(t, b, "INSERT INTO big VALUES(randomblob(5000))") // squashes into the rescan
+	e.checkReplica(path)
+}
+
+// TestSlicedRescan_ConcurrentBypassingWriter: a writer that bypasses the
+// VFS commits without pause while the first read's sliced copy runs.
+// Whatever the interleaving, a flush either fails (the copy was abandoned)
+// or publishes a consistent database, never a torn mix; the next write
+// through verneuil rescans and the replica is the file.
+func TestSlicedRescan_ConcurrentBypassingWriter(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "sliced.db")
+	plain := writeBig(t, path, 12)
+	stop, done := make(chan struct{}), make(chan error)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := plain.Exec("INSERT INTO t VALUES(randomblob(3000))"); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	b := e.open(path, "_journal_mode=DELETE&_busy_timeout=10000")
+	defer b.Close()
+	b.SetMaxOpenConns(1)
+	var n int
+	if err := b.QueryRow("SELECT count(*) FROM big").Scan(&n); err != nil || n != 12 {
+		t.Fatalf("first read through verneuil: %d rows, %v", n, err)
+	}
+	var res string
+	ferr := b.QueryRow("PRAGMA verneuil_flush").Scan(&res)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("bypassing writer: %v", err)
+	}
+	t.Logf("flush during concurrent bypassing commits: %q, %v", res, ferr)
+	if ferr == nil {
+		out := filepath.Join(e.dir, "published.db")
+		if err := restore.ToFile(context.Background(), e.r.Targets()[0], e.latest(path), out); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		r, err := sql.Open("sqlite3", "file:"+out+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ic string
+		err = r.QueryRow("PRAGMA integrity_check").Scan(&ic)
+		r.Close()
+		if err != nil || ic != "ok" {
+			t.Fatalf("the published replica is not a consistent database: %q, %v", ic, err)
+		}
+	}
+	mustExec(t, b, "INSERT INTO t VALUES(1)")
+	if err := b.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush after a write through verneuil: %q, %v", res, err)
+	}
+	e.checkReplica(path)
+}
+
+// writeBig creates the database path through unix (behind verneuil's
+// back) with mb blobs of 1 MiB in table big and an empty table t, and
+// returns the open connection.
+func writeBig(t *testing.T, path string, mb int) *sql.DB {
+	t.Helper()
+	plain, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_journal_mode=DELETE&_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Close() })
+	plain.SetMaxOpenConns(1)
+	mustExec(t, plain, "CREATE TABLE big(v BLOB)")
+	mustExec(t, plain, "CREATE TABLE t(v)")
+	mustExec(t, plain, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?) INSERT INTO big(v) SELECT randomblob(1048576) FROM s", mb)
+	return plain
 }

@@ -11,11 +11,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
 func init() {
@@ -79,13 +81,7 @@ func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string, supers
 	if err != nil {
 		return err
 	}
-	for range 3 {
-		// Staged data found damaged makes the copier ask for a rescan,
-		// which the next read through the VFS performs: try again.
-		if err = syncOnce(ctx, r, paths); !errors.Is(err, copier.ErrChunkLost) {
-			break
-		}
-	}
+	err = retrySync(ctx, func() error { return syncOnce(ctx, r, paths) })
 	if err != nil && !(superseded && errors.Is(err, copier.ErrSuperseded)) {
 		return err
 	}
@@ -114,6 +110,38 @@ func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *s
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// syncAttempts bounds the attempts of a sync; syncRetryPause is the pause
+// after a deferred one.
+const (
+	syncAttempts   = 5
+	syncRetryPause = 100 * time.Millisecond
+)
+
+// retrySync runs once until it succeeds or fails for good, at most
+// syncAttempts times. Two failures are retried: staged data found damaged
+// (copier.ErrChunkLost: the copier asks for a rescan, which the next read
+// through the VFS performs), and a capture deferred (tracker.ErrDeferred:
+// another process's build held the spool, or a writer committed during
+// the sliced copy of a large file), after a short pause.
+func retrySync(ctx context.Context, once func() error) error {
+	var err error
+	for range syncAttempts {
+		err = once()
+		switch {
+		case errors.Is(err, copier.ErrChunkLost):
+		case errors.Is(err, tracker.ErrDeferred):
+			select {
+			case <-ctx.Done():
+				return errors.Join(err, ctx.Err())
+			case <-time.After(syncRetryPause):
+			}
+		default:
+			return err
+		}
+	}
+	return err
 }
 
 func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error {

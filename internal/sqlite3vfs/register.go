@@ -103,13 +103,16 @@ type Stats struct {
 	// JournalsPaired counts rollback journals paired with the tracked
 	// main file of their connection.
 	JournalsPaired int64
+	// SliceHolds counts the SHARED holds of sliced rescans (one per
+	// slice read outside a capture).
+	SliceHolds int64
 }
 
 // ReadStats returns the shim's counters.
 func ReadStats() Stats {
 	var s C.vshim_stats
 	C.vshim_get_stats(&s)
-	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired)}
+	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired), int64(s.sliceHolds)}
 }
 
 // source reads the database through SQLite's unix file during a capture.
@@ -147,6 +150,73 @@ func (s *source) Xattr() ([]byte, error) {
 		return nil, nil
 	}
 	return append([]byte(nil), buf[:n]...), nil
+}
+
+// OpenSlices opens a private file on the capture's database, for a sliced
+// rescan outside the capture (tracker.SliceReader).
+func (s *source) OpenSlices() (tracker.SliceReader, error) {
+	h := C.vshim_slice_open(s.f)
+	if h == nil {
+		return nil, errors.New("open the database for a sliced rescan: sqlite I/O error")
+	}
+	return &sliceReader{h: h}, nil
+}
+
+// sliceReader is a private unix file on a tracked database (shimfiles.c).
+type sliceReader struct{ h unsafe.Pointer }
+
+const sqliteBusy = 5
+
+func (r *sliceReader) Lock() (bool, error) {
+	switch rc := C.vshim_slice_lock(r.h); rc {
+	case sqliteOK:
+		return true, nil
+	case sqliteBusy:
+		return false, nil
+	default:
+		return false, fmt.Errorf("take SHARED: sqlite error %d", int(rc))
+	}
+}
+
+func (r *sliceReader) Unlock() error {
+	if rc := C.vshim_slice_unlock(r.h); rc != sqliteOK {
+		return fmt.Errorf("release SHARED: sqlite error %d", int(rc))
+	}
+	return nil
+}
+
+func (r *sliceReader) ReadAt(p []byte, off int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	rc := C.vshim_slice_read(r.h, unsafe.Pointer(&p[0]), C.int(len(p)), C.int64_t(off))
+	if rc != sqliteOK && rc != sqliteIOErrShortRead {
+		return fmt.Errorf("read %d bytes at %d: sqlite error %d", len(p), off, int(rc))
+	}
+	return nil
+}
+
+func (r *sliceReader) Stamp() (tracker.Stamp, error) {
+	var st C.vshim_stamp
+	if rc := C.vshim_slice_stamp(r.h, &st); rc != sqliteOK {
+		return tracker.Stamp{}, fmt.Errorf("stat the database: sqlite error %d", int(rc))
+	}
+	out := tracker.Stamp{
+		Ino: uint64(st.ino), Size: int64(st.size),
+		MtimeSec: int64(st.mtimeSec), MtimeNsec: int64(st.mtimeNsec),
+		CtimeSec: int64(st.ctimeSec), CtimeNsec: int64(st.ctimeNsec),
+		Header: C.GoBytes(unsafe.Pointer(&st.header[0]), C.int(len(st.header))),
+	}
+	if st.xattrLen > 0 {
+		out.Xattr = C.GoBytes(unsafe.Pointer(&st.xattr[0]), st.xattrLen)
+	}
+	return out, nil
+}
+
+func (r *sliceReader) Close() error {
+	C.vshim_slice_close(r.h)
+	r.h = nil
+	return nil
 }
 
 // MakeDefault makes the registered VFS called name SQLite's default.

@@ -65,7 +65,6 @@ SQLITE_EXTENSION_INIT3
 #include "shimint.h"
 #include "_cgo_export.h"
 
-#define VSHIM_XATTR_NAME "user.verneuil.version"
 
 static sqlite3_vfs *gOrig = 0;        /* the wrapped "unix" VFS */
 static sqlite3_vfs gVfs;              /* the "verneuil" VFS */
@@ -299,12 +298,15 @@ int vshim_get_xattr(void *pFile, unsigned char *buf, int cap){
   return readXattr((VFile*)pFile, buf, cap);
 }
 
+sqlite3_vfs *vshimOrigVfs(void){ return gOrig; }
+
 void vshim_get_stats(vshim_stats *out){
   out->commits = __atomic_load_n(&gStats.commits, __ATOMIC_RELAXED);
   out->rollbacks = __atomic_load_n(&gStats.rollbacks, __ATOMIC_RELAXED);
   out->checks = __atomic_load_n(&gStats.checks, __ATOMIC_RELAXED);
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
   out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
+  out->sliceHolds = vshimSliceHolds();
 }
 
 /* ------------------------------------------------------- closing */

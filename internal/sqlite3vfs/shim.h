@@ -40,6 +40,28 @@ int64_t vshim_size(void *pFile);
 ** or unreadable. */
 int vshim_get_xattr(void *pFile, unsigned char *buf, int cap);
 
+/* Sliced reads outside a capture (shimfiles.c). vshim_slice_open, called
+** during a capture, opens a private file on the path of the capture's file
+** through the wrapped unix VFS (which shares its per-inode lock
+** bookkeeping, so closing it never drops other connections' POSIX locks);
+** 0 on failure. vshim_slice_lock takes SHARED on it (SQLITE_BUSY when a
+** writer holds PENDING or more: never waits), vshim_slice_unlock releases
+** it. vshim_slice_stamp describes the file as it is now: identity, size
+** and timestamps, for a reader to check that nothing changed. */
+typedef struct vshim_stamp {
+  uint64_t ino;
+  int64_t size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec;
+  int xattrLen;                        /* -1: xattrs unsupported */
+  unsigned char xattr[VSHIM_XATTR_LEN];
+  unsigned char header[VSHIM_HEADER_LEN];
+} vshim_stamp;
+void *vshim_slice_open(void *pFile);
+int vshim_slice_lock(void *pSlice);
+int vshim_slice_unlock(void *pSlice);
+int vshim_slice_read(void *pSlice, void *buf, int n, int64_t off);
+int vshim_slice_stamp(void *pSlice, vshim_stamp *out);
+void vshim_slice_close(void *pSlice);
+
 /* Statistics (racy counters, for tests and benchmarks). */
 typedef struct vshim_stats {
   int64_t commits;     /* captures of kind COMMIT handed to Go */
@@ -47,6 +69,7 @@ typedef struct vshim_stats {
   int64_t checks;      /* identity checks of read transactions */
   int64_t xattrErrors; /* failed xattr updates */
   int64_t journalsPaired; /* journals paired with their tracked main file */
+  int64_t sliceHolds;  /* SHARED holds taken for sliced rescans */
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
 

@@ -24,6 +24,8 @@ SQLITE_EXTENSION_INIT3
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include "shim.h"
 #include "shimint.h"
@@ -302,4 +304,100 @@ int vshimUnfetch(sqlite3_file *f, sqlite3_int64 o, void *pp){
   sqlite3_file *r = REAL(f);
   if( r->pMethods->iVersion<3 || r->pMethods->xUnfetch==0 ) return SQLITE_OK;
   return r->pMethods->xUnfetch(r, o, pp);
+}
+
+/* ------------------------------------------------------- sliced reads */
+
+/* A private unix file on a tracked database, for reads in slices outside a
+** capture (see shim.h). zPath is owned: unix keeps a pointer to it. */
+typedef struct VSlice VSlice;
+struct VSlice {
+  char *zPath;
+  int locked;
+  sqlite3_file *pReal;     /* allocated right after VSlice */
+};
+
+void *vshim_slice_open(void *pFile){
+  VFile *p = (VFile*)pFile;
+  sqlite3_vfs *pOrig = vshimOrigVfs();
+  VSlice *s;
+  int outFlags = 0, rc;
+  /* The slices are read from another thread (a goroutine): only where
+  ** unix's lock bookkeeping has mutexes. */
+  if( pOrig==0 || p->zPath==0 || vshimForked || !sqlite3_threadsafe() ) return 0;
+  s = (VSlice*)calloc(1, sizeof(VSlice) + pOrig->szOsFile);
+  if( s==0 ) return 0;
+  s->pReal = (sqlite3_file*)&s[1];
+  /* A copy of the path ending like a database file name (two NULs): unix
+  ** only reads URI parameters with SQLITE_OPEN_URI, which is not passed. */
+  s->zPath = (char*)calloc(1, p->nPath + 4);
+  if( s->zPath==0 ){ free(s); return 0; }
+  memcpy(s->zPath, p->zPath, p->nPath);
+  rc = pOrig->xOpen(pOrig, s->zPath, s->pReal,
+                    SQLITE_OPEN_READONLY|SQLITE_OPEN_MAIN_DB, &outFlags);
+  if( rc!=SQLITE_OK ){
+    if( s->pReal->pMethods ) s->pReal->pMethods->xClose(s->pReal);
+    free(s->zPath); free(s);
+    return 0;
+  }
+  return s;
+}
+
+static int64_t gSliceHolds = 0;
+int64_t vshimSliceHolds(void){
+  return __atomic_load_n(&gSliceHolds, __ATOMIC_RELAXED);
+}
+
+int vshim_slice_lock(void *pSlice){
+  VSlice *s = (VSlice*)pSlice;
+  int rc = s->pReal->pMethods->xLock(s->pReal, SQLITE_LOCK_SHARED);
+  if( rc==SQLITE_OK ){
+    s->locked = 1;
+    __atomic_fetch_add(&gSliceHolds, 1, __ATOMIC_RELAXED);
+  }
+  return rc;
+}
+
+int vshim_slice_unlock(void *pSlice){
+  VSlice *s = (VSlice*)pSlice;
+  s->locked = 0;
+  return s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
+}
+
+int vshim_slice_read(void *pSlice, void *buf, int n, int64_t off){
+  VSlice *s = (VSlice*)pSlice;
+  return s->pReal->pMethods->xRead(s->pReal, buf, n, off);
+}
+
+int vshim_slice_stamp(void *pSlice, vshim_stamp *out){
+  VSlice *s = (VSlice*)pSlice;
+  /* unix keeps its file descriptor right after three pointers in unixFile
+  ** (see findFd in shim.c); fstat proves it is this file's. */
+  int fd = *(int*)((char*)s->pReal + 3*sizeof(void*));
+  struct stat a, b;
+  ssize_t n;
+  memset(out, 0, sizeof(*out));
+  if( fd<0 || fstat(fd, &a)!=0 || stat(s->zPath, &b)!=0
+   || a.st_dev!=b.st_dev || a.st_ino!=b.st_ino ) return SQLITE_IOERR_FSTAT;
+  out->ino = (uint64_t)a.st_ino;
+  out->size = (int64_t)a.st_size;
+  out->mtimeSec = (int64_t)a.st_mtim.tv_sec;
+  out->mtimeNsec = (int64_t)a.st_mtim.tv_nsec;
+  out->ctimeSec = (int64_t)a.st_ctim.tv_sec;
+  out->ctimeNsec = (int64_t)a.st_ctim.tv_nsec;
+  n = fgetxattr(fd, VSHIM_XATTR_NAME, out->xattr, sizeof(out->xattr));
+  if( n>=0 ) out->xattrLen = (int)n;
+  else out->xattrLen = (errno==ENODATA) ? 0 : -1;
+  n = pread(fd, out->header, VSHIM_HEADER_LEN, 0);
+  if( n<0 ) return SQLITE_IOERR_READ;
+  return SQLITE_OK;
+}
+
+void vshim_slice_close(void *pSlice){
+  VSlice *s = (VSlice*)pSlice;
+  if( s==0 ) return;
+  if( s->locked ) s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
+  s->pReal->pMethods->xClose(s->pReal);
+  free(s->zPath);
+  free(s);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #define VSHIM_HIDDEN __attribute__((visibility("hidden")))
+#define VSHIM_XATTR_NAME "user.verneuil.version"
 
 typedef struct VFile VFile;
 struct VFile {
@@ -64,6 +65,10 @@ VSHIM_HIDDEN const char *vshimRegisterMarker(const char *zPath, const char *zSpo
 VSHIM_HIDDEN const char *vshimFindMarker(const char *zPath);
 VSHIM_HIDDEN void vshimMarkRescan(const char *zMarker);
 VSHIM_HIDDEN int vshimAtforkInit(void);
+
+/* The wrapped "unix" VFS (shim.c); SHARED holds of sliced rescans. */
+VSHIM_HIDDEN sqlite3_vfs *vshimOrigVfs(void);
+VSHIM_HIDDEN int64_t vshimSliceHolds(void);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

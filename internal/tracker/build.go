@@ -335,6 +335,9 @@ func (db *DB) Flush(ctx context.Context) error {
 	}
 	db.mu.Lock()
 	lastErr := db.lastErr
+	if lastErr == nil {
+		lastErr = db.slicedErr
+	}
 	db.mu.Unlock()
 	if lastErr != nil {
 		return fmt.Errorf("the last commit could not be captured (the next one rescans the file): %w", lastErr)

@@ -22,9 +22,13 @@
 //     whole file is copied (sequentially, to a spill file: no hashing or
 //     staging under SHARED) into a new pending set marked full, which the
 //     next build publishes on no base (clearing suspect); lastID := its
-//     identity, and commits that follow squash into that set as in 1.
+//     identity, and commits that follow squash into that set as in 1. A
+//     Check of a file larger than one slice copies it after the capture
+//     returns, one SHARED hold per 1 MiB slice (sliced.go); a commit
+//     captured meanwhile supersedes that copy and rescans as above.
 //  5. lost: a Rollback, an error or a recovered panic in any step, or a
-//     step deferred because the spool was busy: lastID := nil (the next
+//     step deferred because the spool was busy (or a sliced copy saw the
+//     file change): lastID := nil (the next
 //     capture adopts or rescans) and the reason is kept for Flush.
 //
 // The VFS holds SHARED during a capture, so a writer may be waiting for
@@ -60,11 +64,11 @@ import (
 // the spool's flock (see the state machine above).
 const captureLockWait = 20 * time.Millisecond
 
-// ErrDeferred says that a capture could not take the spool in time and
-// left its work to the next capture (the next read transaction through the
-// VFS). Flush wraps it until then: callers such as `verneuilctl sync` may
-// read again and retry.
-var ErrDeferred = errors.New("the spool was busy (another build held it); the next capture rescans or adopts")
+// ErrDeferred says that a capture could not take the spool in time, or
+// that a sliced rescan saw the file change, and left its work to the next
+// capture (the next read transaction through the VFS). Flush wraps it
+// until then: callers such as `verneuilctl sync` may read again and retry.
+var ErrDeferred = errors.New("capture deferred (the spool was busy, or the file changed during a sliced rescan); the next capture rescans or adopts")
 
 // capture runs one VFS event through the state machine. A panic is
 // recovered here (after every lock was released by defer) and becomes an
@@ -86,6 +90,7 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 	case Check:
 		return db.check(src, ev.Ino)
 	case Rescan:
+		db.waitSliced(true)
 		unlock, err := db.lockForCapture()
 		if err != nil {
 			return err
@@ -124,11 +129,12 @@ func (db *DB) commit(src Source, ev Event) error {
 		return fmt.Errorf("file size: %w", err)
 	}
 	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
+	db.waitSliced(true) // this commit supersedes a sliced copy in progress
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
 	db.mu.Unlock()
 	if !known {
-		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq)
+		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq, false)
 		if err != nil || !adopted {
 			return err
 		}
@@ -290,31 +296,42 @@ func (db *DB) check(src Source, ino uint64) error {
 	cur := identity(ino, xattr, header)
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(cur, db.lastID)
+	// Set before a rescan: a failure (an error here, or of a sliced copy
+	// that may end before this capture returns) resets it.
+	db.verified = true
 	db.mu.Unlock()
 	if !known || db.spool.RescanWanted() {
-		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr)); err != nil {
+		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr), true); err != nil {
 			return err
 		}
 	}
-	db.mu.Lock()
-	db.verified = true
-	db.mu.Unlock()
 	return nil
 }
 
 // adoptOrRescan adopts the spool's manifest when it is the state id (step
 // 3, adopted true), else rescans the file, whose current version xattr
 // and sequence number are xattr and seq (step 4).
-func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64) (adopted bool, err error) {
+// With sliced (a Check), a large file is copied after the capture returns,
+// in slices (see sliced.go).
+func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64, sliced bool) (adopted bool, err error) {
+	db.waitSliced(true) // a newer capture supersedes a sliced copy
 	unlock, err := db.lockForCapture()
 	if err != nil {
 		return false, err
 	}
-	defer unlock()
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
 	if db.adoptLocked(id) {
 		return true, nil
 	}
 	db.log.Debug("file changed outside the tracker; rescanning")
+	if sliced && db.startSliced(src, ino, xattr, seq, unlock) {
+		unlock = nil // the sliced copy releases the locks
+		return false, nil
+	}
 	return false, db.rescanLocked(src, ino, xattr, seq)
 }
 
@@ -341,6 +358,7 @@ func (db *DB) adoptLocked(id []byte) bool {
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	db.slicedErr = nil
 	// Pending copies predate the adopted state: drop them.
 	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
@@ -367,55 +385,33 @@ func (db *DB) rescanLocked(src Source, ino uint64, xattr []byte, seq uint64) (er
 	db.pending.close()
 	db.pending, db.pendingBytes = nil, 0
 	db.lastID = nil
+	db.slicedErr = nil
 	seq = db.nextSeq(max(seq, uint64(time.Now().UnixNano())))
 	db.spool.TakeRescan()
 
-	cs := db.chunkSize()
-	n := manifest.ChunkCount(size, uint32(cs))
-	p := &pending{chunks: map[uint32][]byte{}, spilled: make(map[uint32]spillRef, n), full: true}
+	p, buf, err := db.newRescanSet(size)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
-	if n > 1 {
-		f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
-		if err != nil {
-			return fmt.Errorf("rescan: %w", err)
-		}
-		os.Remove(f.Name()) // anonymous: gone with the process
-		p.spill = f
-	}
-	slice := max(1, (1<<20)/cs) // chunks per read
-	buf := make([]byte, slice*cs)
+	cs := db.chunkSize()
+	n := manifest.ChunkCount(size, uint32(cs))
+	slice := len(buf) / cs
 	for i := 0; i < n; i += slice {
 		k := min(slice, n-i)
-		end := min(size, int64(i+k)*int64(cs))
-		b := buf[:end-int64(i)*int64(cs)]
+		b := buf[:min(size, int64(i+k)*int64(cs))-int64(i)*int64(cs)]
 		if err := src.ReadAt(b, int64(i)*int64(cs)); err != nil {
 			return fmt.Errorf("rescan chunk %d: %w", i, err)
 		}
-		for j := range k {
-			c := i + j
-			data := b[j*cs : j*cs+manifest.ChunkLen(c, size, uint32(cs))]
-			if c == 0 {
-				p.chunks[0] = append([]byte(nil), data...)
-				db.pendingBytes = int64(len(data))
-				continue
-			}
-			p.spilled[uint32(c)] = spillRef{f: p.spill, off: p.spillEnd, n: len(data)}
-			p.spillEnd += int64(len(data))
-		}
-		from := 0
-		if i == 0 {
-			from = len(p.chunks[0]) // chunk 0 stays in memory
-		}
-		if from < len(b) {
-			if _, err := p.spill.WriteAt(b[from:], p.spillEnd-int64(len(b)-from)); err != nil {
-				return fmt.Errorf("rescan: spill: %w", err)
-			}
+		if err := db.addSlice(p, b, i, k, size); err != nil {
+			return err
 		}
 	}
+	db.pendingBytes = int64(len(p.chunks[0]))
 	header := make([]byte, HeaderLen)
 	copy(header, p.chunks[0])
 	vid := identity(ino, xattr, header)

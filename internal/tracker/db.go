@@ -43,6 +43,11 @@ type DB struct {
 	suspect      bool
 	pending      *pending
 	pendingBytes int64
+	sliced       *slicedRun // a sliced rescan in progress (sliced.go)
+	// slicedErr: the last sliced rescan was abandoned, and no capture
+	// established the file's state since (Flush reports it). Kept apart
+	// from lastErr, which a capture ending after the copy would clear.
+	slicedErr error
 
 	// buildMu serialises building, rescans and publishing; base is the
 	// version the next build applies pending copies to.

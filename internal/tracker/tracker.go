@@ -480,7 +480,7 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		db.lastErr = nil
 		db.mu.Unlock()
 	}
-	return false
+	return ev.Kind == Check && db.slicedUnsettled()
 }
 
 // Pragma runs a verneuil_* pragma for the connection h. src may only be
@@ -502,6 +502,7 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 		if err := WALError(db.path); err != nil {
 			return "", fmt.Errorf("verneuil_flush: %w", err)
 		}
+		db.waitSliced(false) // a sliced rescan in progress
 		if src != nil {
 			if err := m.recheck(db, src); err != nil {
 				return "", fmt.Errorf("verneuil_flush: %w", err)
