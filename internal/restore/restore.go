@@ -222,6 +222,13 @@ func Write(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.WriterA
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				// A bug must fail this restore, not the process that
+				// embeds it.
+				if v := recover(); v != nil {
+					cancel(fmt.Errorf("restore: internal error (recovered panic): %v", v))
+				}
+			}()
 			for i := range idx {
 				data, err := Chunk(ctx, s, m, i)
 				if err == nil {
