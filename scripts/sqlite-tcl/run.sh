@@ -612,7 +612,7 @@ if [ -s "$STATE/verneuil.log" ]; then
 	echo "== verneuil log ($RUN/verneuil.log): $(grep -c 'level=ERROR' "$STATE/verneuil.log" || true) errors," \
 		"$(grep -c 'level=WARN' "$STATE/verneuil.log" || true) warnings; most frequent:"
 	sed -E 's/^time=[^ ]+ //; s/ (db|err|pid|stack|panic)=("([^"\\]|\\.)*"|[^ ]*)//g' "$STATE/verneuil.log" |
-		sort | uniq -c | sort -rn | head -10
+		sort | uniq -c | sort -rn | sed -n '1,10p' # sed reads to the end: no SIGPIPE under pipefail
 fi
 comm -3 "$RUN/plain/failures" "$RUN/verneuil/failures" | sed 's/^\t//' | classify >"$RUN/differences"
 if [ -s "$RUN/differences" ]; then
