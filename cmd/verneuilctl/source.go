@@ -87,7 +87,7 @@ func checkSource(d *spool.Dir, path string, now time.Time) (sourceState, error) 
 	if err != nil {
 		return st, err
 	}
-	if isWALHeader(header) {
+	if tracker.IsWAL(header) {
 		st.WAL = true
 		return st, nil
 	}
@@ -234,19 +234,13 @@ func readXattr(path string) []byte {
 	return buf[:n]
 }
 
-// isWALHeader reports whether a SQLite header says WAL mode (file format
-// versions 2).
-func isWALHeader(h []byte) bool {
-	return len(h) >= 20 && (h[18] == 2 || h[19] == 2)
-}
-
 // checkNotWAL returns errWAL when the database at path is in WAL mode.
 func checkNotWAL(path string) error {
 	h, err := readHeader(path)
 	if err != nil {
 		return err
 	}
-	if isWALHeader(h) {
+	if tracker.IsWAL(h) {
 		return errWAL(path)
 	}
 	return nil

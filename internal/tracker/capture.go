@@ -255,7 +255,7 @@ func (db *DB) copyDirty(src Source, ev Event, size int64) (err error) {
 	} else if err := src.ReadAt(header, 0); err != nil {
 		return fmt.Errorf("read header: %w", err)
 	}
-	if isWAL(header) {
+	if IsWAL(header) {
 		return ErrWAL
 	}
 	seq := db.nextSeq(ev.Seq)
@@ -290,7 +290,7 @@ func (db *DB) check(src Source, ino uint64) error {
 	if err := src.ReadAt(header, 0); err != nil {
 		return fmt.Errorf("read header: %w", err)
 	}
-	if isWAL(header) {
+	if IsWAL(header) {
 		return ErrWAL
 	}
 	cur := identity(ino, xattr, header)

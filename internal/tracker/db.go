@@ -141,7 +141,8 @@ func (db *DB) nextSeq(seq uint64) uint64 {
 // ErrWAL is returned for databases in WAL mode, which are not replicated.
 var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL); verneuil replicates rollback-journal databases only")
 
-// isWAL reports whether a header says WAL mode (file format versions 2).
-func isWAL(header []byte) bool {
+// IsWAL reports whether a SQLite header says WAL mode (file format
+// versions 2).
+func IsWAL(header []byte) bool {
 	return len(header) >= 20 && (header[18] == 2 || header[19] == 2)
 }

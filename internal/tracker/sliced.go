@@ -115,7 +115,7 @@ func (db *DB) startSliced(src Source, ino uint64, xattr []byte, seq uint64, unlo
 		return false
 	}
 	st0, err := r.Stamp()
-	if err != nil || !st0.fine() || st0.Ino != ino || st0.Size != size || !bytes.Equal(st0.Xattr, xattr) || isWAL(st0.Header) {
+	if err != nil || !st0.fine() || st0.Ino != ino || st0.Size != size || !bytes.Equal(st0.Xattr, xattr) || IsWAL(st0.Header) {
 		r.Close()
 		return false
 	}

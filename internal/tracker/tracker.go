@@ -496,7 +496,7 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	switch name {
 	case "verneuil_flush":
 		header := make([]byte, HeaderLen)
-		if src != nil && src.ReadAt(header, 0) == nil && isWAL(header) {
+		if src != nil && src.ReadAt(header, 0) == nil && IsWAL(header) {
 			return "", fmt.Errorf("verneuil_flush: %w", walError(db.path))
 		}
 		if err := WALError(db.path); err != nil {
