@@ -296,15 +296,13 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	if m == nil {
 		return nil, 0, nil
 	}
+	// Uploaded returns no record made for other targets than the ones
+	// declared here (the configuration changed): its chunks prove nothing
+	// about these, which get a complete version.
 	c.declareTargets()
 	up, _, err := d.Uploaded()
 	if err != nil {
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
-		up = nil
-	}
-	if up != nil && !c.recordCovers(d) {
-		// Uploaded to other targets (the configuration changed): its
-		// chunks prove nothing about these, which get a complete version.
 		up = nil
 	}
 	if !spool.NeedsUpload(m, up) {
