@@ -10,8 +10,10 @@ import (
 )
 
 // replicated returns a setup with one replicated database and the paths of
-// its latest manifest and of one of its stored chunks.
-func replicated(t *testing.T) (s *setup, db, latest, chunk string) {
+// its latest manifest and of every stored chunk. Older versions' chunks stay
+// in the store, so a test that damages chunks damages all of them: one picked
+// at random may be one the latest manifest no longer references.
+func replicated(t *testing.T) (s *setup, db, latest string, chunks []string) {
 	s = newSetup(t)
 	db = filepath.Join(s.dir, "bad.db")
 	if err := s.writer("count", db, "VERNEUIL_E2E_N=200").Run(); err != nil {
@@ -19,11 +21,11 @@ func replicated(t *testing.T) (s *setup, db, latest, chunk string) {
 	}
 	key := strings.TrimSpace(s.mustCtl("manifest-name", db))
 	latest = filepath.Join(s.store, "dbs", key, "latest")
-	chunks, _ := filepath.Glob(filepath.Join(s.store, "chunks", "*"))
+	chunks, _ = filepath.Glob(filepath.Join(s.store, "chunks", "*"))
 	if len(chunks) == 0 {
 		t.Fatal("no chunk objects stored")
 	}
-	return s, db, latest, chunks[0]
+	return s, db, latest, chunks
 }
 
 // expectFailure runs verneuilctl and checks for a non-zero exit with a
@@ -64,15 +66,19 @@ func TestBadInput(t *testing.T) {
 		expectFailure(t, s, "corrupt manifest", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
 	})
 	t.Run("TruncatedChunk", func(t *testing.T) {
-		s, db, _, chunk := replicated(t)
-		data, _ := os.ReadFile(chunk)
-		os.WriteFile(chunk, data[:len(data)/2], 0o644)
+		s, db, _, chunks := replicated(t)
+		for _, chunk := range chunks {
+			data, _ := os.ReadFile(chunk)
+			os.WriteFile(chunk, data[:len(data)/2], 0o644)
+		}
 		expectFailure(t, s, "corrupt", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
 	})
 	t.Run("ChunkHashMismatch", func(t *testing.T) {
-		s, db, _, chunk := replicated(t)
-		// A well-formed raw chunk object whose bytes are not the hash's.
-		os.WriteFile(chunk, append([]byte{0}, make([]byte, 65536)...), 0o644)
+		s, db, _, chunks := replicated(t)
+		// Well-formed raw chunk objects whose bytes are not their hash's.
+		for _, chunk := range chunks {
+			os.WriteFile(chunk, append([]byte{0}, make([]byte, 65536)...), 0o644)
+		}
 		expectFailure(t, s, "content hash", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
 	})
 	t.Run("MissingTargetDirectory", func(t *testing.T) {
