@@ -20,16 +20,20 @@ func init() {
 		name:    "copier",
 		usage:   "[--metrics-addr HOST:PORT] [--scan-interval D] [--shutdown-timeout D] [--workers N] [--per-db-metrics=false]",
 		summary: "run the copier daemon: drain every spool on this host into the targets until SIGINT/SIGTERM",
-		run:     runCopier,
+		examples: []string{
+			"verneuilctl copier --metrics-addr 127.0.0.1:9464",
+			"systemctl enable --now verneuil-copier  # contrib/verneuil-copier.service",
+		},
+		run: runCopier,
 	})
 }
 
 func runCopier(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("copier", flag.ContinueOnError)
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics")
-	scanInterval := fs.Duration("scan-interval", 5*time.Second, "period of the spool scan")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight uploads may take to finish")
-	workers := fs.Int("workers", 0, "concurrent uploads (default: copier_workers from the configuration)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (and /healthz)")
+	scanInterval := fs.Duration("scan-interval", 5*time.Second, "`period` of the spool scan")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how `long` in-flight uploads may take to finish")
+	workers := fs.Int("workers", 0, "`number` of concurrent uploads (default: copier_workers from the configuration)")
 	perDB := fs.Bool("per-db-metrics", true, "export per-database series (one set per spooled database)")
 	pos, err := a.parse(fs, args)
 	if err != nil {
@@ -50,6 +54,9 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	}
 	if *workers == 0 {
 		*workers = cfg.CopierWorkers
+	}
+	if *workers < 0 {
+		return usagef("--workers must not be negative")
 	}
 	if *workers < 1 {
 		return usagef("--workers must be at least 1")

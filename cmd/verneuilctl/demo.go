@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/verneuil-go/verneuil"
@@ -17,23 +18,31 @@ import (
 
 func init() {
 	register(&command{
-		name:    "demo",
-		usage:   "[--dir DIR] [--rows N]",
-		summary: "write a database through the VFS, replicate it, restore it and compare byte for byte",
-		run:     runDemo,
+		name:     "demo",
+		usage:    "[--dir DIR] [--rows N]",
+		summary:  "write a database through the VFS, replicate it, restore it and compare byte for byte",
+		examples: []string{"verneuilctl demo", "verneuilctl demo --dir /tmp/demo --rows 100000"},
+		json: `{"target": "file:///...", "spool": "...", "database": "/tmp/demo/demo.db", "rows": 5000,
+ "name": "web-1:/tmp/demo/demo.db", "key": "...", "version": "1764057600123456789", "length": 466944,
+ "chunks": 8, "restored": "/tmp/demo/restored.db", "source_sha256": "...", "restored_sha256": "...",
+ "identical": true}`,
+		run: runDemo,
 	})
 }
 
 func runDemo(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "", "directory for the demo database (default: a new temp dir)")
-	rows := fs.Int("rows", 5000, "rows to insert")
+	rows := fs.Int("rows", 5000, "`number` of rows to insert")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
 		return usagef("demo takes no arguments")
+	}
+	if *rows < 0 {
+		return usagef("--rows must not be negative")
 	}
 	cfg, err := a.config()
 	if err != nil {
@@ -50,7 +59,11 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	for _, suffix := range []string{"", "-journal"} {
 		os.Remove(dbPath + suffix)
 	}
-	fmt.Fprintf(a.stdout, "target:   %s\nspool:    %s\ndatabase: %s\n", cfg.Targets[0].URL, cfg.SpoolDir, dbPath)
+	text := a.stdout
+	if a.jsonOut {
+		text = io.Discard
+	}
+	fmt.Fprintf(text, "target:   %s\nspool:    %s\ndatabase: %s\n", cfg.Targets[0].URL, cfg.SpoolDir, dbPath)
 
 	r, err := verneuil.Start(ctx, cfg)
 	if err != nil {
@@ -88,10 +101,10 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	if err := db.QueryRowContext(ctx, "PRAGMA verneuil_flush").Scan(&flushed); err != nil {
 		return fmt.Errorf("PRAGMA verneuil_flush: %w", err)
 	}
-	fmt.Fprintf(a.stdout, "wrote %d rows in %d transactions through the verneuil VFS (%s), PRAGMA verneuil_flush: %s\n",
+	fmt.Fprintf(text, "wrote %d rows in %d transactions through the verneuil VFS (%s), PRAGMA verneuil_flush: %s\n",
 		*rows, (*rows+99)/100+2, time.Since(start).Round(time.Millisecond), flushed)
 
-	_, key, err := verneuil.ReplicaName(cfg, dbPath, "")
+	name, key, err := verneuil.ReplicaName(cfg, dbPath, "")
 	if err != nil {
 		return err
 	}
@@ -111,12 +124,20 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "replica:  %s version %d (%d bytes, %d chunks)\nrestored: %s\n", key, m.Seq, m.Length, len(m.Chunks), out)
-	fmt.Fprintf(a.stdout, "sha256 source   %x\nsha256 restored %x\n", want, got)
+	fmt.Fprintf(text, "replica:  %s version %d (%d bytes, %d chunks)\nrestored: %s\n", name, m.Seq, m.Length, len(m.Chunks), out)
+	fmt.Fprintf(text, "sha256 source   %x\nsha256 restored %x\n", want, got)
+	if a.jsonOut {
+		if err := a.printJSON(map[string]any{"target": cfg.Targets[0].URL, "spool": cfg.SpoolDir, "database": dbPath,
+			"rows": *rows, "name": name, "key": key, "version": strconv.FormatUint(m.Seq, 10), "length": m.Length,
+			"chunks": len(m.Chunks), "restored": out, "source_sha256": fmt.Sprintf("%x", want),
+			"restored_sha256": fmt.Sprintf("%x", got), "identical": want == got}); err != nil {
+			return err
+		}
+	}
 	if want != got {
 		return fmt.Errorf("restored file differs from the source")
 	}
-	fmt.Fprintln(a.stdout, "identical: yes")
+	fmt.Fprintln(text, "identical: yes")
 	return nil
 }
 

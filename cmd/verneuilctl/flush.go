@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -13,10 +14,12 @@ import (
 
 func init() {
 	register(&command{
-		name:    "flush",
-		usage:   "",
-		summary: "upload everything waiting in the spool directory, then exit",
-		run:     runFlush,
+		name:     "flush",
+		usage:    "",
+		summary:  "upload everything waiting in the spool directory, then exit",
+		examples: []string{"verneuilctl flush", "verneuilctl flush --json"},
+		json:     `{"databases": 3, "manifests": 2, "chunks": 40, "chunk_bytes": 2621440, "seconds": 0.8}`,
+		run:      runFlush,
 	})
 }
 
@@ -38,9 +41,30 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer closeAll()
+	start := time.Now()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
 		Logger: a.log.With("component", "copier")})
-	return errors.Join(c.UploadAll(ctx), checkSpooled(cfg.SpoolDir, a.log))
+	if err := errors.Join(c.UploadAll(ctx), checkSpooled(cfg.SpoolDir, a.log)); err != nil {
+		return err
+	}
+	st := c.Stats()
+	res := flushResult{Databases: st.Databases, Manifests: st.Manifests, Chunks: st.ChunksUploaded,
+		ChunkBytes: st.BytesUploaded, Seconds: time.Since(start).Seconds()}
+	if a.jsonOut {
+		return a.printJSON(res)
+	}
+	fmt.Fprintf(a.stdout, "flushed %d databases: %d manifests, %d chunks (%s) in %s\n", res.Databases, res.Manifests,
+		res.Chunks, humanBytes(res.ChunkBytes), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// flushResult is what flush reports.
+type flushResult struct {
+	Databases  int     `json:"databases"`
+	Manifests  int64   `json:"manifests"`
+	Chunks     int64   `json:"chunks"`
+	ChunkBytes int64   `json:"chunk_bytes"`
+	Seconds    float64 `json:"seconds"`
 }
 
 // checkSpooled checks every spooled database file: one in WAL mode is an

@@ -4,25 +4,35 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
-	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
 func init() {
 	register(&command{
 		name:    "list",
-		usage:   "[--versions DB|KEY]",
-		summary: "list replicated databases in the target, or the versions of one",
-		run:     runList,
+		usage:   "[--versions DB [--hostname H]]",
+		summary: "list the databases in the target (by name, with their latest version, commit time and size), or the versions of one",
+		examples: []string{
+			"verneuilctl list",
+			"verneuilctl list --versions web-1:/srv/app.db",
+			"verneuilctl list --versions /srv/app.db --json | jq -r '.[-1].version'",
+		},
+		json: `list: [{"name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db", "version": "1764057600123456789",
+  "commit_time": "2026-11-25T08:00:00.123456789Z", "length": 1048576, "page_size": 4096,
+  "chunk_size": 65536, "chunks": 16}, ...]
+list --versions: the same objects, one per version, oldest first`,
+		run: runList,
 	})
 }
 
 func runList(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	versionsOf := fs.String("versions", "", "list the versions of this database (path or replica key)")
-	hostname := fs.String("hostname", "", "with --versions DB: host the database was replicated from")
+	versionsOf := fs.String("versions", "", "list the versions of this database (`DB`: a path, a name as list prints it, or a replica key)")
+	hostname := fs.String("hostname", "", "with --versions and a path: `host` the database was replicated from")
+	target := targetFlag(fs)
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -30,67 +40,59 @@ func runList(ctx context.Context, a *app, args []string) error {
 	if len(pos) != 0 {
 		return usagef("unexpected argument %q", pos[0])
 	}
-	s, err := a.store(ctx)
+	if *hostname != "" && *versionsOf == "" {
+		return usagef("--hostname applies to --versions")
+	}
+	s, err := a.store(ctx, *target)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	infos := []manifestInfo{}
 	if *versionsOf != "" {
-		key := *versionsOf
-		if _, err := names.NameFromKey(key); err != nil {
-			if _, key, err = a.dbKey(key, *hostname); err != nil {
-				return err
-			}
-		}
-		seqs, err := restore.Versions(ctx, s, key)
+		ref, err := a.resolveDB(ctx, s, *versionsOf, *hostname)
 		if err != nil {
 			return err
 		}
-		var infos []manifestInfo
+		seqs, err := restore.Versions(ctx, s, ref.Key)
+		if err != nil {
+			return storeError(err, ref)
+		}
 		for _, seq := range seqs {
-			m, err := restore.Version(ctx, s, key, seq)
+			m, err := restore.Version(ctx, s, ref.Key, seq)
 			if err != nil {
-				return err
+				return storeError(err, ref)
 			}
 			infos = append(infos, infoOf(m))
 		}
-		if a.jsonOut {
-			return a.printJSON(infos)
-		}
-		for _, i := range infos {
-			fmt.Fprintf(a.stdout, "%d\t%s\t%d bytes\n", i.Version, i.CommitTime.Format("2006-01-02T15:04:05.000Z07:00"), i.Length)
-		}
-		return nil
-	}
-	keys, err := s.List(ctx, "dbs/")
-	if err != nil {
-		return err
-	}
-	type entry struct {
-		Key string `json:"key"`
-		manifestInfo
-	}
-	var out []entry
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/latest") {
-			continue
-		}
-		key := strings.TrimSuffix(strings.TrimPrefix(k, "dbs/"), "/latest")
-		m, err := restore.Latest(ctx, s, key)
+	} else {
+		keys, err := s.List(ctx, "dbs/")
 		if err != nil {
-			a.log.Warn("unreadable replica", "key", key, "err", err)
-			continue
+			return storeError(err, dbRef{})
 		}
-		out = append(out, entry{key, infoOf(m)})
+		for _, k := range keys {
+			if !strings.HasSuffix(k, "/latest") {
+				continue
+			}
+			key := strings.TrimSuffix(strings.TrimPrefix(k, "dbs/"), "/latest")
+			m, err := restore.Latest(ctx, s, key)
+			if err != nil {
+				a.log.Warn("unreadable replica", "key", key, "err", err)
+				continue
+			}
+			infos = append(infos, infoOf(m))
+		}
+		slices.SortFunc(infos, func(x, y manifestInfo) int { return strings.Compare(x.Name, y.Name) })
 	}
 	if a.jsonOut {
-		if out == nil {
-			out = []entry{}
-		}
-		return a.printJSON(out)
+		return a.printJSON(infos)
 	}
-	for _, e := range out {
-		fmt.Fprintf(a.stdout, "%s\tversion %d\t%s\t%d bytes\n", e.Name, e.Version, e.CommitTime.Format("2006-01-02T15:04:05.000Z07:00"), e.Length)
+	for _, i := range infos {
+		name := ""
+		if *versionsOf == "" {
+			name = i.Name + "\t"
+		}
+		fmt.Fprintf(a.stdout, "%sversion %d\t%s\t%s\n", name, i.Version, i.CommitTime.Format(timeFormat), humanBytes(i.Length))
 	}
 	return nil
 }

@@ -4,8 +4,9 @@
 // status, verify).
 //
 // Exit status is 0 on success; otherwise a one-line reason goes to stderr
-// and the status is non-zero (2 for usage errors). Data commands accept
-// --json for machine-readable output.
+// and the status is non-zero: 2 for usage errors, 3 when the database has
+// no replica, 4 when the target cannot be reached, 1 otherwise. Every
+// command accepts --json for machine-readable output and --help.
 package main
 
 import (
@@ -17,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -25,12 +25,17 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 )
 
-// command is one subcommand.
+// command is one subcommand. Its run function defines its flags on a
+// flag.FlagSet and calls app.parse before doing anything else: asked for
+// help, parse returns the flag set, which is how --help, help CMD, the
+// generated reference (docs/CLI.md) and shell completion learn the flags.
 type command struct {
-	name    string
-	usage   string // arguments, after the name
-	summary string
-	run     func(ctx context.Context, a *app, args []string) error
+	name     string
+	usage    string // arguments, after the name
+	summary  string
+	examples []string // command lines, each optionally followed by "  # comment"
+	json     string   // the shape of the --json output
+	run      func(ctx context.Context, a *app, args []string) error
 }
 
 var commands = map[string]*command{}
@@ -55,6 +60,29 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// helpRequest is what parse returns for -h/--help: the command's flags.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (helpRequest) Error() string { return "help requested" }
+
+// Exit statuses (README, CLI reference).
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitNoReplica   = 3 // the database has no replica (or not that version) in the target
+	exitUnreachable = 4 // the target could not be reached or read
+)
+
+// exitError gives an error its exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -67,60 +95,101 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verneuilctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	a.globalFlags(fs)
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+	showVersion := fs.Bool("version", false, "print the version of verneuilctl, Go and SQLite")
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout)
+		return exitOK
+	case err != nil:
 		printUsage(stderr)
-		if err != nil && !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "verneuilctl:", err)
-		}
-		return 2
+		fmt.Fprintln(stderr, "verneuilctl:", err)
+		return exitUsage
+	case *showVersion:
+		return a.exit("version", printVersion(a))
+	case fs.NArg() == 0:
+		printUsage(stderr)
+		return exitUsage
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
-		printUsage(stdout)
-		return 0
+		return a.exit("help", a.help(ctx, rest))
 	}
 	cmd := commands[name]
 	if cmd == nil {
 		fmt.Fprintf(stderr, "verneuilctl: unknown command %q (run verneuilctl help)\n", name)
-		return 2
+		return exitUsage
 	}
-	err := cmd.run(ctx, a, rest)
+	err = cmd.run(ctx, a, rest)
+	var hr helpRequest
+	if errors.As(err, &hr) {
+		printCommandHelp(stdout, cmd, hr.fs)
+		return exitOK
+	}
+	return a.exit(name, err)
+}
+
+// exit reports err (if any) on stderr and returns the exit status.
+func (a *app) exit(name string, err error) int {
 	if err == nil {
-		return 0
+		return exitOK
 	}
-	fmt.Fprintf(stderr, "verneuilctl %s: %s\n", name, oneLine(err))
+	fmt.Fprintf(a.stderr, "verneuilctl %s: %s\n", name, oneLine(err))
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "usage: verneuilctl %s %s\n", cmd.name, cmd.usage)
-		return 2
+		if cmd := commands[name]; cmd != nil {
+			fmt.Fprintf(a.stderr, "usage: verneuilctl %s %s (verneuilctl %s --help)\n", cmd.name, cmd.usage, cmd.name)
+		}
+		return exitUsage
 	}
-	return 1
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailure
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
+// globalFlagNames are the flags every command accepts (globalFlags).
+var globalFlagNames = map[string]bool{"config": true, "log-level": true, "json": true}
+
+// Their defaults are the zero values (help shows those); values already
+// parsed before the command name are kept.
 func (a *app) globalFlags(fs *flag.FlagSet) {
-	fs.StringVar(&a.configSpec, "config", a.configSpec, "configuration: inline JSON, @file or a file path (default $VERNEUIL_CONFIG, else the embedded default)")
-	fs.StringVar(&a.logLevel, "log-level", a.logLevel, "log level: debug, info, warn, error (default from the configuration)")
-	fs.BoolVar(&a.jsonOut, "json", a.jsonOut, "print data as JSON")
+	spec, level, jsonOut := a.configSpec, a.logLevel, a.jsonOut
+	defer func() { a.configSpec, a.logLevel, a.jsonOut = spec, level, jsonOut }()
+	fs.StringVar(&a.configSpec, "config", "", "configuration: inline JSON, @FILE or a file path (default $VERNEUIL_CONFIG, else the embedded default)")
+	fs.StringVar(&a.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default from the configuration)")
+	fs.BoolVar(&a.jsonOut, "json", false, "print results as JSON on stdout (versions are strings; shapes in the CLI reference)")
 }
 
 // parse parses a subcommand's flags, allowing flags after positional
-// arguments ("restore DB --out FILE").
+// arguments ("restore DB --out FILE"). -h/--help returns a helpRequest.
 func (a *app) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	a.globalFlags(fs)
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, helpRequest{fs}
+		}
+		if err != nil {
 			return nil, usagef("%v", err)
 		}
 		if fs.NArg() == 0 {
-			return pos, nil
+			break
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if a.logLevel != "" {
+		if err := config.CheckLogLevel(a.logLevel); err != nil {
+			return nil, usagef("--log-level: %v", err)
+		}
+	}
+	return pos, nil
 }
 
 // config loads the configuration once.
@@ -142,18 +211,4 @@ func (a *app) config() (*config.Config, error) {
 	}
 	a.log = verneuil.NewLogger(a.cfg)
 	return a.cfg, nil
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: verneuilctl [--config SPEC] [--log-level L] [--json] COMMAND [ARGS]")
-	fmt.Fprintln(w, "\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		c := commands[n]
-		fmt.Fprintf(w, "  %-14s %s\n      %s %s\n", n, c.summary, n, c.usage)
-	}
 }

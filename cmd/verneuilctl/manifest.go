@@ -12,30 +12,34 @@ func init() {
 		name:    "manifest",
 		usage:   "(DB [--hostname H] | --manifest KEY) [--at TIME | --version N] [--out FILE]",
 		summary: "fetch a manifest (raw bytes to --out, or a summary)",
-		run:     runManifest,
+		examples: []string{
+			"verneuilctl manifest /srv/app.db",
+			"verneuilctl manifest web-1:/srv/app.db --at -1h --out pinned.manifest  # pin a version for restore --manifest",
+		},
+		json: `{"name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db", "version": "1764057600123456789",
+ "commit_time": "2026-11-25T08:00:00.123456789Z", "length": 1048576, "page_size": 4096,
+ "chunk_size": 65536, "chunks": 16}`,
+		run: runManifest,
 	})
 }
 
 func runManifest(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("manifest", flag.ContinueOnError)
-	hostname := fs.String("hostname", "", "host the database was replicated from")
-	key := fs.String("manifest", "", "replica key instead of a database path")
-	at := fs.String("at", "", "version current at this time")
-	version := fs.Uint64("version", 0, "this version")
-	out := fs.String("out", "", "write the encoded manifest to this file (pins the version for restore --manifest)")
+	pick := definePickFlags(fs)
+	out := fs.String("out", "", "write the encoded manifest to this `file` (pins the version for restore --manifest)")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if (len(pos) == 1) == (*key != "") || len(pos) > 1 {
-		return usagef("give exactly one of DB or --manifest")
+	if err := pick.check(pos); err != nil {
+		return err
 	}
-	s, err := a.store(ctx)
+	s, err := a.store(ctx, *pick.target)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	m, err := pickManifest(ctx, a, s, pos, *hostname, *key, *at, *version)
+	m, _, err := pickManifest(ctx, a, s, pos, pick)
 	if err != nil {
 		return err
 	}
@@ -54,8 +58,8 @@ func runManifest(ctx context.Context, a *app, args []string) error {
 	}
 	if *out == "" {
 		i := infoOf(m)
-		fmt.Fprintf(a.stdout, "name %s\nversion %d\ncommit_time %s\nlength %d\npage_size %d\nchunks %d\n",
-			i.Name, i.Version, i.CommitTime.Format("2006-01-02T15:04:05.000000000Z"), i.Length, i.PageSize, i.Chunks)
+		fmt.Fprintf(a.stdout, "name %s\nkey %s\nversion %d\ncommit_time %s\nlength %d\npage_size %d\nchunk_size %d\nchunks %d\n",
+			i.Name, i.Key, i.Version, i.CommitTime.Format(timeFormat), i.Length, i.PageSize, i.ChunkSize, i.Chunks)
 	}
 	return nil
 }

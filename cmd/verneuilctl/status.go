@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,9 +16,22 @@ import (
 func init() {
 	register(&command{
 		name:    "status",
-		usage:   "[--json]",
+		usage:   "[--prune]",
 		summary: "show the spool backlog, replication lag and last upload error of every database on this host",
-		run:     runStatus,
+		examples: []string{
+			"verneuilctl status",
+			"verneuilctl status --json | jq '.[] | select(.pending)'",
+			"verneuilctl status --prune  # forget databases whose file no longer exists",
+		},
+		json: `[{"path": "/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db",
+  "staged_version": "1764057600123456789", "staged_commit_time": "2026-11-25T08:00:00.123456789Z",
+  "uploaded_version": "1764057600123456789", "uploaded_commit_time": "2026-11-25T08:00:00.123456789Z",
+  "pending": false, "lag_seconds": 0, "spool_bytes": 1130,
+  "last_error": {"message": "...", "failures": 3, "since": "...", ...},
+  "wal": false, "changed_outside_capture": false, "missing": false, "pruned": false,
+  "reason": "...", "error": "..."}, ...]
+(last_error and the flags after pending appear only when set; last_error.message is the full error)`,
+		run: runStatus,
 	})
 }
 
@@ -24,9 +39,9 @@ func init() {
 type dbStatus struct {
 	Path            string    `json:"path"`
 	Key             string    `json:"key"`
-	StagedVersion   uint64    `json:"staged_version"`
+	StagedVersion   uint64    `json:"staged_version,string"`
 	StagedCommit    time.Time `json:"staged_commit_time,omitzero"`
-	UploadedVersion uint64    `json:"uploaded_version"`
+	UploadedVersion uint64    `json:"uploaded_version,string"`
 	UploadedCommit  time.Time `json:"uploaded_commit_time,omitzero"`
 	// Pending: a committed version is staged but not uploaded yet.
 	Pending bool `json:"pending"`
@@ -50,6 +65,8 @@ type dbStatus struct {
 	// Missing: the database file no longer exists; the replica keeps
 	// its last captured state.
 	Missing bool `json:"missing,omitempty"`
+	// Pruned: status --prune removed the spool of this missing database.
+	Pruned bool `json:"pruned,omitempty"`
 	// Reason says why the database is WAL, changed outside capture or
 	// missing.
 	Reason string `json:"reason,omitempty"`
@@ -59,6 +76,7 @@ type dbStatus struct {
 
 func runStatus(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	prune := fs.Bool("prune", false, "forget (remove the spool of) each database whose file no longer exists and whose last version is uploaded")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -80,7 +98,13 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rows = append(rows, statusOf(cfg.SpoolDir, key, now))
+		row := statusOf(cfg.SpoolDir, key, now)
+		if *prune && row.Missing {
+			if err := pruneSpool(cfg.SpoolDir, &row); err != nil {
+				return err
+			}
+		}
+		rows = append(rows, row)
 	}
 	if a.jsonOut {
 		return a.printJSON(rows)
@@ -104,6 +128,9 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 		if r.Missing {
 			state, errText = "missing", r.Reason
 		}
+		if r.Pruned {
+			state = "pruned"
+		}
 		if r.ChangedOutsideCapture {
 			outside++
 			state = "changed outside capture"
@@ -111,14 +138,14 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 		}
 		if e := r.LastError; e != nil {
 			state = "FAILING"
-			errText = fmt.Sprintf("%d failures since %s", e.Failures, e.Since.Local().Format(time.DateTime))
+			errText = fmt.Sprintf("%d failures since %s", e.Failures, e.Since.UTC().Format(time.RFC3339))
 			if e.Permanent {
 				errText += ", permanent"
 			}
 			if !e.NextAttempt.IsZero() && e.NextAttempt.After(now) {
 				errText += fmt.Sprintf(", next attempt in %s", e.NextAttempt.Sub(now).Round(time.Second))
 			}
-			errText += ": " + e.Message
+			errText += ": " + shortError(e.Message)
 		}
 		if r.WAL {
 			state = "FAILING"
@@ -133,7 +160,7 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 		}
 		asOf := "never"
 		if !r.UploadedCommit.IsZero() {
-			asOf = r.UploadedCommit.Local().Format(time.DateTime)
+			asOf = r.UploadedCommit.UTC().Format(timeFormat)
 		}
 		name := r.Path
 		if name == "" {
@@ -206,6 +233,76 @@ func statusOf(root, key string, now time.Time) dbStatus {
 		st.LagSeconds = max(now.Sub(oldest).Seconds(), 0)
 	}
 	return st
+}
+
+// pruneSpool removes the spool of a missing database whose last version
+// is uploaded (holding its locks, so that no capture or upload is under
+// way); a pending version keeps it, with the reason in row.
+func pruneSpool(root string, row *dbStatus) error {
+	if row.Pending {
+		row.Reason += "; not pruned: its last version is not uploaded (verneuilctl flush, then prune)"
+		return nil
+	}
+	d, err := spool.Existing(root, row.Key)
+	if err != nil {
+		return err
+	}
+	unlock, err := d.TryLock(100 * time.Millisecond)
+	if err != nil || unlock == nil {
+		row.Reason += "; not pruned: its spool is in use"
+		return err
+	}
+	defer unlock()
+	unlockUpload, err := d.UploadLock(false)
+	if err != nil || unlockUpload == nil {
+		row.Reason += "; not pruned: an upload is in progress"
+		return err
+	}
+	defer unlockUpload()
+	if err := os.RemoveAll(d.Path); err != nil {
+		return fmt.Errorf("prune %s: %w", row.Path, err)
+	}
+	row.Pruned, row.Reason = true, "the database file no longer exists: its spool was removed (the replica stays in the target)"
+	return nil
+}
+
+// Patterns of the AWS SDK's long error messages (operation, HTTP status,
+// request ids, then the cause).
+var (
+	apiErrorRE   = regexp.MustCompile(`api error (.*)$`)
+	operationRE  = regexp.MustCompile(`operation error [^:]+: (\w+)`)
+	statusCodeRE = regexp.MustCompile(`StatusCode: (\d+)`)
+	dialRE       = regexp.MustCompile(`dial tcp (.*)$`)
+)
+
+// maxErrorText bounds an error message status prints in its table.
+const maxErrorText = 200
+
+// shortError shortens an upload error for the status table (--json keeps
+// it whole): an AWS SDK error becomes its operation, HTTP status and
+// cause; another long message keeps its start and its end.
+func shortError(msg string) string {
+	cause := ""
+	if m := apiErrorRE.FindStringSubmatch(msg); m != nil {
+		cause = m[1]
+	} else if m := dialRE.FindStringSubmatch(msg); m != nil {
+		cause = "dial " + m[1]
+	}
+	if cause != "" {
+		var b strings.Builder
+		if m := operationRE.FindStringSubmatch(msg); m != nil {
+			b.WriteString(m[1] + ": ")
+		}
+		b.WriteString(cause)
+		if m := statusCodeRE.FindStringSubmatch(msg); m != nil && m[1] != "0" {
+			b.WriteString(" (HTTP " + m[1] + ")")
+		}
+		msg = b.String()
+	}
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText/2] + " … " + msg[len(msg)-maxErrorText/2+3:]
+	}
+	return msg
 }
 
 func humanBytes(n int64) string {

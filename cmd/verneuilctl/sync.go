@@ -25,7 +25,13 @@ func init() {
 		name:    "sync",
 		usage:   "[--take-over] DB...",
 		summary: "capture databases now through the replicating VFS (rescanning if needed) and upload them",
-		run:     runSync,
+		examples: []string{
+			"verneuilctl sync /srv/app.db /srv/jobs.db",
+			"verneuilctl sync --take-over /srv/app.db  # after moving the database to this host",
+		},
+		json: `[{"db": "/srv/app.db", "name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db",
+  "version": "1764057600123456789", "commit_time": "2026-11-25T08:00:00.123456789Z", "length": 1048576}, ...]`,
+		run: runSync,
 	})
 }
 
@@ -48,6 +54,7 @@ func runSync(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 	}
+	start := time.Now()
 	r, err := verneuil.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -62,11 +69,50 @@ func runSync(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	results := make([]syncResult, 0, len(pos))
 	for _, p := range pos {
-		_, key, _ := verneuil.ReplicaName(cfg, p, "")
-		fmt.Fprintln(a.stdout, key)
+		res, err := syncedVersion(a, cfg, p)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	if a.jsonOut {
+		return a.printJSON(results)
+	}
+	for _, r := range results {
+		fmt.Fprintf(a.stdout, "synced %s as %s version %d (%s) in %s\n", r.DB, r.Name, r.Version, humanBytes(r.Length), time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// syncResult is what sync reports of one database.
+type syncResult struct {
+	DB string `json:"db"`
+	dbRef
+	Version    uint64    `json:"version,string"`
+	CommitTime time.Time `json:"commit_time"`
+	Length     int64     `json:"length"`
+}
+
+// syncedVersion returns the version of the database at path that its
+// spool records as uploaded.
+func syncedVersion(a *app, cfg *config.Config, path string) (syncResult, error) {
+	ref, err := a.dbKey(path, "")
+	if err != nil {
+		return syncResult{}, err
+	}
+	res := syncResult{DB: path, dbRef: ref}
+	d, err := spool.Existing(cfg.SpoolDir, ref.Key)
+	if err != nil {
+		return res, err
+	}
+	m, _, err := d.Uploaded()
+	if err != nil || m == nil {
+		return res, fmt.Errorf("%s synced, but its spool records no upload: %v", path, err)
+	}
+	res.Version, res.CommitTime, res.Length = m.Seq, m.CommitTime.UTC(), m.Length
+	return res, nil
 }
 
 // syncAll opens each database through the VFS and runs a read transaction:

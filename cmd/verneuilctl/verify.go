@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/restore"
@@ -17,15 +18,20 @@ import (
 
 func init() {
 	register(&command{
-		name:    "verify",
-		usage:   "DB",
-		summary: "sync a database, then check that its replica is byte-identical to the file",
-		run:     runVerify,
+		name:     "verify",
+		usage:    "DB",
+		summary:  "sync a database, then check that its replica is byte-identical to the file",
+		examples: []string{"verneuilctl verify /srv/app.db"},
+		json: `{"db": "/srv/app.db", "name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db",
+ "version": "1764057600123456789", "length": 1048576, "source_sha256": "...", "replica_sha256": "...",
+ "identical": true}`,
+		run: runVerify,
 	})
 }
 
 func runVerify(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	target := targetFlag(fs)
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -56,25 +62,25 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.store(ctx)
+	s, err := a.store(ctx, *target)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	_, key, err := a.dbKey(path, "")
+	ref, err := a.dbKey(path, "")
 	if err != nil {
 		return err
 	}
-	m, err := restore.Latest(ctx, s, key)
+	m, err := restore.Latest(ctx, s, ref.Key)
 	if err != nil {
-		return err
+		return storeError(err, ref)
 	}
 	h := sha256.New()
 	if err := restore.Write(ctx, s, m, &hashWriter{h: h}, 1); err != nil {
-		return err
+		return storeError(err, ref)
 	}
 	repHash := h.Sum(nil)
-	res := map[string]any{"db": path, "version": m.Seq, "length": m.Length,
+	res := map[string]any{"db": path, "name": ref.Name, "key": ref.Key, "version": strconv.FormatUint(m.Seq, 10), "length": m.Length,
 		"source_sha256": fmt.Sprintf("%x", srcHash), "replica_sha256": fmt.Sprintf("%x", repHash),
 		"identical": bytes.Equal(srcHash, repHash)}
 	if a.jsonOut {

@@ -79,10 +79,8 @@ func (c *Config) Validate() error {
 		}
 		byName[c.Names[k]] = k
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("config: log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	if err := CheckLogLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("config: log_level: %w", err)
 	}
 	switch c.LogFormat {
 	case "text", "json":
@@ -90,6 +88,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: log_format: %q is not one of text, json", c.LogFormat)
 	}
 	return c.checkTempHome()
+}
+
+// CheckLogLevel returns an error unless level is one of debug, info, warn,
+// error (the values of log_level; verneuilctl --log-level checks it too).
+func CheckLogLevel(level string) error {
+	switch level {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("%q is not one of debug, info, warn, error", level)
 }
 
 func checkDir(key, dir string) error {

@@ -26,7 +26,7 @@ func TestPointInTimeRestore(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var versions []struct {
-		Version    uint64    `json:"version"`
+		Version    uint64    `json:"version,string"`
 		CommitTime time.Time `json:"commit_time"`
 	}
 	if err := json.Unmarshal([]byte(s.mustCtl("--json", "list", "--versions", db)), &versions); err != nil {

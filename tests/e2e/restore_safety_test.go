@@ -20,7 +20,7 @@ import (
 func (s *setup) lastVersion(db string) string {
 	s.t.Helper()
 	var versions []struct {
-		Version uint64 `json:"version"`
+		Version uint64 `json:"version,string"`
 	}
 	if err := json.Unmarshal([]byte(s.mustCtl("--json", "list", "--versions", db)), &versions); err != nil || len(versions) == 0 {
 		s.t.Fatalf("list --versions %s: %d versions, %v", db, len(versions), err)
