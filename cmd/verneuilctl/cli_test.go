@@ -445,3 +445,33 @@ func TestStatusPrune(t *testing.T) {
 		t.Errorf("prune removed the replica:\n%s", out)
 	}
 }
+
+// TestJSONOfDataCommands: sync, verify and demo print JSON with --json
+// (versions as strings) and a one-line summary without.
+func TestJSONOfDataCommands(t *testing.T) {
+	s := newTestSpool(t)
+	path := filepath.Join(s.dir, "app.db")
+	writePlain(t, path, "_journal_mode=DELETE", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
+	var synced []map[string]any
+	if err := json.Unmarshal([]byte(s.mustCtl(t, "sync", path, "--json")), &synced); err != nil || len(synced) != 1 {
+		t.Fatalf("sync --json: %v %v", synced, err)
+	}
+	if v, ok := synced[0]["version"].(string); !ok || v == "" || synced[0]["name"] != "ctltest:"+path || synced[0]["db"] != path {
+		t.Errorf("sync --json: %v", synced[0])
+	}
+	if out := s.mustCtl(t, "sync", path); !strings.HasPrefix(out, "synced "+path+" as ctltest:"+path+" version "+synced[0]["version"].(string)) {
+		t.Errorf("sync: %q", out)
+	}
+	var verified map[string]any
+	if err := json.Unmarshal([]byte(s.mustCtl(t, "verify", path, "--json")), &verified); err != nil || verified["identical"] != true || verified["version"] != synced[0]["version"] {
+		t.Errorf("verify --json: %v %v", verified, err)
+	}
+	var demo map[string]any
+	out := s.mustCtl(t, "demo", "--dir", filepath.Join(s.dir, "demo"), "--rows", "300", "--json")
+	if err := json.Unmarshal([]byte(out), &demo); err != nil || demo["identical"] != true || demo["rows"] != 300.0 {
+		t.Errorf("demo --json: %v\n%s", err, out)
+	}
+	if _, ok := demo["version"].(string); !ok {
+		t.Errorf("demo --json version: %#v", demo["version"])
+	}
+}

@@ -44,7 +44,11 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	start := time.Now()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
 		Logger: a.log.With("component", "copier")})
-	if err := errors.Join(c.UploadAll(ctx), checkSpooled(cfg.SpoolDir, a.log)); err != nil {
+	uploaded := func() int64 { return c.Stats().BytesUploaded }
+	p := a.startProgress("flush", uploaded, uploadTotal(cfg.SpoolDir, nil, uploaded))
+	err = c.UploadAll(ctx)
+	p.finish(err)
+	if err := errors.Join(err, checkSpooled(cfg.SpoolDir, a.log)); err != nil {
 		return err
 	}
 	st := c.Stats()

@@ -144,7 +144,12 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "verneuilctl restore: moved %s aside to %s\n", from, to)
 	}}
 	start := time.Now()
-	if err := restore.ToFileWith(ctx, s, m, *out, opts); err != nil {
+	counted := &chunkCounter{Store: s}
+	p := a.startProgress("restore "+m.Name, func() int64 { return counted.chunks.Load() * int64(m.ChunkSize) },
+		func() int64 { return m.Length })
+	err = restore.ToFileWith(ctx, counted, m, *out, opts)
+	p.finish(err)
+	if err != nil {
 		switch {
 		case errors.Is(err, restore.ErrHotJournal):
 			return fmt.Errorf("%w; pass --force to move it aside and replace the database", err)

@@ -54,12 +54,23 @@ func runSync(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 	}
+	keys := make([]string, len(pos))
+	for i, p := range pos {
+		ref, err := a.dbKey(p, "")
+		if err != nil {
+			return err
+		}
+		keys[i] = ref.Key
+	}
 	start := time.Now()
 	r, err := verneuil.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	uploaded := func() int64 { return r.Stats().BytesUploaded }
+	p := a.startProgress("sync", uploaded, uploadTotal(cfg.SpoolDir, keys, uploaded))
 	err = syncAll(ctx, r, pos, *takeOver)
+	p.finish(err)
 	if cerr := r.Close(ctx); err == nil && !(*takeOver && errors.Is(cerr, copier.ErrSuperseded)) {
 		err = cerr
 	}

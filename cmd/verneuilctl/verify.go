@@ -76,7 +76,12 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 		return storeError(err, ref)
 	}
 	h := sha256.New()
-	if err := restore.Write(ctx, s, m, &hashWriter{h: h}, 1); err != nil {
+	counted := &chunkCounter{Store: s}
+	p := a.startProgress("verify "+ref.Name, func() int64 { return counted.chunks.Load() * int64(m.ChunkSize) },
+		func() int64 { return m.Length })
+	err = restore.Write(ctx, counted, m, &hashWriter{h: h}, 1)
+	p.finish(err)
+	if err != nil {
 		return storeError(err, ref)
 	}
 	repHash := h.Sum(nil)
