@@ -45,10 +45,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/spool"
@@ -94,7 +98,9 @@ type Options struct {
 	// their own copier. Default 2×Interval; negative means no minimum.
 	ScanMinAge time.Duration
 	// RateLimit is in blob-store requests per second, process-wide, and
-	// RateBurst the bucket size.
+	// RateBurst the bucket size. They apply when a target is remote: a
+	// copier whose targets are all local directories (file://) is not
+	// rate-limited.
 	RateLimit float64
 	RateBurst int
 	// ChunkParallelism is how many chunks of one database upload are sent
@@ -144,7 +150,7 @@ type Options struct {
 type Copier struct {
 	opts    Options
 	log     *slog.Logger
-	limit   *limiter
+	limit   *rate.Limiter
 	stats   stats
 	known   *knownSet
 	schemes []atomic.Int32 // per target: how to predict the version of a write
@@ -226,6 +232,17 @@ type dbState struct {
 	loggedErr   string
 }
 
+// allLocal says every target is a local directory (a store that names
+// itself file://...), which a request rate limit would only slow down.
+func allLocal(targets []blob.Store) bool {
+	for _, t := range targets {
+		if !strings.HasPrefix(t.String(), "file://") {
+			return false
+		}
+	}
+	return len(targets) > 0
+}
+
 // New returns a Copier with defaults applied; Start launches its workers.
 func New(opts Options) *Copier {
 	if opts.Workers <= 0 {
@@ -244,7 +261,10 @@ func New(opts Options) *Copier {
 		opts.RateLimit = DefaultRateLimit
 	}
 	if opts.RateBurst <= 0 {
-		opts.RateBurst = int(max(opts.RateLimit, 1))
+		opts.RateBurst = int(max(min(opts.RateLimit, math.MaxInt32), 1))
+	}
+	if allLocal(opts.Targets) {
+		opts.RateLimit = math.Inf(1)
 	}
 	if opts.ChunkParallelism <= 0 {
 		opts.ChunkParallelism = DefaultChunkParallelism

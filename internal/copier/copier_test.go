@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -537,21 +539,44 @@ func TestKnownSetBounded(t *testing.T) {
 	}
 }
 
+// TestRateLimit: the copier limits requests to remote targets to
+// RateLimit with bursts of RateBurst, and does not limit targets that are
+// all local directories; a wait is cancelled with its context.
 func TestRateLimit(t *testing.T) {
-	l := newLimiter(50, 1)
-	start := time.Now()
-	for range 11 {
-		if err := l.wait(context.Background()); err != nil {
-			t.Fatal(err)
+	local, err := fileblob.OpenDir(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		targets []blob.Store
+		limit   rate.Limit
+		burst   int
+	}{
+		{"remote", []blob.Store{newMemStore()}, 50, 7},
+		{"remote and local", []blob.Store{local, newMemStore()}, 50, 7},
+		{"local", []blob.Store{local}, rate.Inf, 0},
+	} {
+		c := New(Options{Targets: tc.targets, RateLimit: 50, RateBurst: 7})
+		if got, burst := c.limit.Limit(), c.limit.Burst(); got != tc.limit || (tc.limit != rate.Inf && burst != tc.burst) {
+			t.Errorf("%s: limit %v burst %d, want %v %d", tc.name, got, burst, tc.limit, tc.burst)
 		}
 	}
-	if d := time.Since(start); d < 190*time.Millisecond {
-		t.Errorf("11 requests at 50/s with burst 1 took %v", d)
+	l := newLimiter(50, 1)
+	if err := waitLimit(context.Background(), l); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.wait(ctx); err == nil {
-		t.Error("wait on a cancelled context succeeded")
+	if err := waitLimit(ctx, l); !errors.Is(err, context.Canceled) {
+		t.Errorf("wait on a cancelled context: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	slow := newLimiter(0.001, 1)
+	waitLimit(context.Background(), slow)
+	if err := waitLimit(ctx, slow); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait beyond the deadline: %v", err)
 	}
 }
 

@@ -3,9 +3,12 @@ package copier
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // LagBuckets are the upper bounds (seconds) of the replication-lag
@@ -161,48 +164,25 @@ type DBSnapshot struct {
 	NextAttempt         time.Time
 }
 
-// limiter is a token bucket shared by every request of the process.
-type limiter struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
-}
-
-// wait takes one token, sleeping until one is available or ctx is done.
-func (l *limiter) wait(ctx context.Context) error {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		l.mu.Lock()
-		now := time.Now()
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-		l.last = now
-		if l.tokens >= 1 {
-			l.tokens--
-			l.mu.Unlock()
-			return nil
-		}
-		need := time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
-		l.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(need)
-		} else {
-			timer.Reset(need)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the request rate limit: %w", ctx.Err())
-		case <-timer.C:
-		}
+// newLimiter returns the token bucket shared by every request of the
+// process: r requests per second with bursts of burst, or no limit when r
+// is +Inf (targets that are all local directories).
+func newLimiter(r float64, burst int) *rate.Limiter {
+	if math.IsInf(r, 1) {
+		return rate.NewLimiter(rate.Inf, 0)
 	}
+	return rate.NewLimiter(rate.Limit(r), burst)
+}
+
+// waitLimit takes one token of l, sleeping until one is available. A wait
+// that would outlast ctx's deadline fails at once (with
+// context.DeadlineExceeded) instead of sleeping until then.
+func waitLimit(ctx context.Context, l *rate.Limiter) error {
+	if err := l.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+		}
+		return fmt.Errorf("waiting for the request rate limit: %w", err)
+	}
+	return nil
 }

@@ -632,7 +632,7 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 func (c *Copier) do(ctx context.Context, at *attempt, op func(context.Context) error) error {
 	st := at.st
 	for attempt := 1; ; attempt++ {
-		if err := c.limit.wait(ctx); err != nil {
+		if err := waitLimit(ctx, c.limit); err != nil {
 			return err
 		}
 		c.stats.requests.Add(1)
