@@ -1,5 +1,7 @@
 # verneuil: build, demo, tests, benchmarks. `make` builds everything;
 # `make demo` builds and runs the demo on the embedded default target;
+# `make install` installs verneuilctl, libverneuil.so, the C header and the
+# shell completions under PREFIX (DESTDIR for staging);
 # `make test` runs the whole test suite (what CI runs).
 
 GO      ?= go
@@ -7,12 +9,40 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build ext demo test deps vet fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
+# VERSION is what verneuilctl --version prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
+
+.PHONY: all build ext demo docs install uninstall test deps vet fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
 build:
-	$(GO) build -o $(BIN)/verneuilctl ./cmd/verneuilctl
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/verneuilctl ./cmd/verneuilctl
+
+# docs regenerates the CLI reference from the flag definitions (a test
+# fails when it is out of date).
+docs: build
+	$(BIN)/verneuilctl help --reference > docs/CLI.md
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions
+	install -m 0755 $(BIN)/verneuilctl $(DESTDIR)$(BINDIR)/verneuilctl
+	install -m 0755 $(BIN)/libverneuil.so $(DESTDIR)$(LIBDIR)/libverneuil.so
+	install -m 0644 include/verneuil.h $(DESTDIR)$(INCDIR)/verneuil.h
+	$(BIN)/verneuilctl completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/verneuilctl
+	$(BIN)/verneuilctl completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_verneuilctl
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/verneuilctl $(DESTDIR)$(LIBDIR)/libverneuil.so $(DESTDIR)$(INCDIR)/verneuil.h \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/verneuilctl $(DESTDIR)$(DATADIR)/zsh/site-functions/_verneuilctl
 
 ext:
 	sh scripts/build-ext.sh $(BIN)/libverneuil.so
