@@ -47,7 +47,10 @@ const (
 	MaxCopierWorkers      = 256
 	DefaultRateLimit      = 100.0 // requests per second
 	DefaultRateBurst      = 100
-	DefaultFlushTimeout   = Duration(60 * time.Second)
+	// DefaultFlushTimeout lets a flush of a large change succeed: at the
+	// default rate_limit, about 60,000 changed chunks (3.75 GiB of 64 KiB
+	// chunks) to one remote target.
+	DefaultFlushTimeout = Duration(10 * time.Minute)
 	DefaultLogLevel       = "warn"
 	DefaultLogFormat      = "text"
 )
@@ -80,7 +83,7 @@ type Config struct {
 	CopierWorkers  int               `json:"copier_workers"`  // default 4, 1..256
 	RateLimit      float64           `json:"rate_limit"`      // blob-store requests per second per process; default 100; 0 < x
 	RateBurst      int               `json:"rate_burst"`      // default 100
-	FlushTimeout   Duration          `json:"flush_timeout"`   // default 60s
+	FlushTimeout   Duration          `json:"flush_timeout"`   // default 10m
 	FlushOnClose   bool              `json:"flush_on_close"`  // upload synchronously when the last connection to a db closes
 	Hostname       string            `json:"hostname"`        // default os.Hostname()
 	Names          map[string]string `json:"names"`           // absolute db path → replica name override

@@ -55,7 +55,7 @@ func TestDefault(t *testing.T) {
 		{"copier_workers", c.CopierWorkers, 4},
 		{"rate_limit", c.RateLimit, 100.0},
 		{"rate_burst", c.RateBurst, 100},
-		{"flush_timeout", c.FlushTimeout.Duration(), 60 * time.Second},
+		{"flush_timeout", c.FlushTimeout.Duration(), 10 * time.Minute},
 		{"flush_on_close", c.FlushOnClose, false},
 		{"hostname", c.Hostname, host},
 		{"names", c.Names, map[string]string{}},

@@ -214,15 +214,19 @@ type dbState struct {
 	spoolBytes   int64
 
 	requests, retries atomic.Int64
-	uploads, errs     int64
-	manifests, chunks int64
-	chunkBytes        int64
-	lastSeq           uint64
-	lastCommit        time.Time
-	lastVisible       time.Time
-	lastLag           float64
-	lastSignal        time.Time
-	lag               *histogram
+	// chunksTodo and chunksDone: the changed chunks of the upload in
+	// progress (or the last one), and how many of them are in every
+	// target; a flush that gives up says how far it got.
+	chunksTodo, chunksDone atomic.Int64
+	uploads, errs          int64
+	manifests, chunks      int64
+	chunkBytes             int64
+	lastSeq                uint64
+	lastCommit             time.Time
+	lastVisible            time.Time
+	lastLag                float64
+	lastSignal             time.Time
+	lag                    *histogram
 
 	failures    int // consecutive failed uploads
 	failedSince time.Time
@@ -690,7 +694,7 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 			now := time.Now()
 			c.scheduleLocked(st, now.Add(c.backoff(st.backoff)), now)
 		}
-		return fmt.Errorf("upload %s: %w", c.describeLocked(st), err)
+		return fmt.Errorf("upload %s: %w", c.describeLocked(st), withProgress(err, st))
 	}
 	if res.storeOK {
 		c.breakerOKLocked(time.Now())
@@ -700,6 +704,21 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	}
 	st.backoff = 0
 	return nil
+}
+
+// withProgress adds to an upload cut short by its context (a flush
+// timeout) how far the upload in progress got and what becomes of the
+// rest.
+func withProgress(err error, st *dbState) error {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	todo := st.chunksTodo.Load()
+	if todo == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (stopped with %d of %d changed chunks uploaded; the rest stays in the spool for the copier or the next flush, which skip what is already uploaded)",
+		err, st.chunksDone.Load(), todo)
 }
 
 func (c *Copier) describeLocked(st *dbState) string {

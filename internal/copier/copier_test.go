@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -602,4 +603,46 @@ func TestFailedFlushRetriedInBackground(t *testing.T) {
 	}
 	s.setFail(nil)
 	waitFor(t, 3*time.Second, "background retry", func() bool { return latestSeq(t, s, "db") == 3 })
+}
+
+// gateStore lets the first allow chunk uploads through, then cancels the
+// flush (as its timeout would) at the next one.
+type gateStore struct {
+	blob.Store
+	allow  int64
+	puts   atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (g *gateStore) Put(ctx context.Context, key string, data []byte) error {
+	if strings.HasPrefix(key, "chunks/") && g.puts.Add(1) > g.allow {
+		g.cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return g.Store.Put(ctx, key, data)
+}
+
+// TestRegression_FlushTimeoutSaysHowFar: a flush cut short (flush_timeout)
+// says how many of the changed chunks it uploaded, and that the rest stays
+// spooled; the next flush uploads only the rest.
+func TestRegression_FlushTimeoutSaysHowFar(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := &gateStore{Store: newMemStore(), allow: 3, cancel: cancel}
+	root := t.TempDir()
+	c := New(Options{SpoolDir: root, Targets: []blob.Store{g}, ChunkParallelism: 1, RateLimit: 10000})
+	stage(t, root, "big", 1, randomBytes(11*testChunk, 1))
+	err := c.Upload(ctx, "big")
+	if err == nil || !strings.Contains(err.Error(), "3 of 10 changed chunks uploaded") || !strings.Contains(err.Error(), "stays in the spool") {
+		t.Fatalf("flush cut short: %v", err)
+	}
+	g.allow = 1 << 30
+	before := g.puts.Load()
+	if err := c.Upload(context.Background(), "big"); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.puts.Load() - before; n != 7 {
+		t.Errorf("the next flush uploaded %d chunks, want the 7 left", n)
+	}
 }

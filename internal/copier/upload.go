@@ -343,8 +343,14 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 				inUploaded[u] = true
 			}
 		}
+		at.st.chunksTodo.Store(int64(len(todo)))
+		at.st.chunksDone.Store(0)
 		err := c.parallel(ctx, todo, func(ctx context.Context, h manifest.Hash) error {
-			return c.uploadChunk(ctx, d, at, m, h, inUploaded[h])
+			if err := c.uploadChunk(ctx, d, at, m, h, inUploaded[h]); err != nil {
+				return err
+			}
+			at.st.chunksDone.Add(1)
+			return nil
 		})
 		if err != nil {
 			return nil, 0, err
