@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -56,17 +56,32 @@ demo: all
 deps:
 	sh scripts/install-s3-server.sh
 	sh scripts/install-test-hosts.sh
+	sh scripts/install-staticcheck.sh
 
+# Every internal package builds without cgo (internal/sqlite3vfs falls back
+# to an error); internal/testutil's TestOnlyCgoPackagesImportC enforces it
+# and that only the cgo packages import "C".
 vet:
 	$(GO) vet ./...
-	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/blob/... ./internal/testutil/ ./internal/failpoint/ ./internal/metrics/
+	CGO_ENABLED=0 $(GO) vet ./internal/...
+
+# lint runs staticcheck (scripts/install-staticcheck.sh, run by make deps).
+lint:
+	sh scripts/install-staticcheck.sh >/dev/null
+	.cache/tools/staticcheck ./...
+	.cache/tools/staticcheck -tags verneuil_ext ./cmd/verneuil-ext/
+
+# tidy-check fails (printing the diff) when go.mod or go.sum differ from
+# what go mod tidy would write.
+tidy-check:
+	$(GO) mod tidy -diff
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test-go:
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 40m ./...
-	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/...
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/... ./internal/testutil/
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
 
 # test-asan runs the cgo packages' tests that drive the VFS shim under
@@ -77,7 +92,7 @@ test-asan:
 	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_' .
 	$(GO) test -asan -count=1 -short ./internal/sqlite3vfs/
 
-test: deps fmt-check vet build
+test: deps fmt-check tidy-check vet lint build
 	$(MAKE) sqlite-tcl-slice
 	$(MAKE) test-go
 	$(MAKE) test-asan

@@ -131,8 +131,6 @@ func (q *fifo) len() int { return len(q.items) - q.head }
 
 func (q *fifo) push(st *dbState) { q.items = append(q.items, st) }
 
-func (q *fifo) peek() *dbState { return q.items[q.head] }
-
 func (q *fifo) pop() *dbState {
 	st := q.items[q.head]
 	q.items[q.head] = nil

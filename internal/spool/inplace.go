@@ -44,9 +44,6 @@ import (
 // come back with the same size and time, so readers then identify versions
 // by content.
 
-// spareName is the spare manifest file, in tmp/.
-const spareName = "manifest.spare"
-
 // simulateCoarseTimes makes publishing behave as on a file system without
 // RENAME_EXCHANGE that keeps whole-second times (tests).
 var simulateCoarseTimes atomic.Bool
@@ -105,7 +102,7 @@ func setStampTime(path string, mtime time.Time) (fs.FileInfo, error) {
 // manifest (whose file info is cur, nil when there is none) and returns
 // the file info of the published file.
 func (d *Dir) renameManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
-	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), "manifest.*")
+	f, err := os.CreateTemp(filepath.Join(d.Path, TmpDir), "manifest.*")
 	if err != nil {
 		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
 	}
@@ -120,7 +117,7 @@ func (d *Dir) renameManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, erro
 	}
 	if err == nil {
 		failpoint.Hit("publish-before-rename")
-		err = os.Rename(tmp, filepath.Join(d.Path, "manifest"))
+		err = os.Rename(tmp, filepath.Join(d.Path, ManifestFile))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -135,8 +132,8 @@ func (d *Dir) renameManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, erro
 // info of the published file. It returns (nil, nil) when the caller should
 // fall back to rename(2).
 func (d *Dir) exchangeManifest(encoded []byte, cur fs.FileInfo) (fs.FileInfo, error) {
-	target := filepath.Join(d.Path, "manifest")
-	spare := filepath.Join(d.Path, "tmp", spareName)
+	target := filepath.Join(d.Path, ManifestFile)
+	spare := filepath.Join(d.Path, TmpDir, SpareFile)
 	f, err := openSingleLinked(spare)
 	if err != nil {
 		return nil, fmt.Errorf("spool publish %s: %w", d.Path, err)
@@ -234,13 +231,6 @@ func rewrite(f *os.File, data []byte) error {
 	return f.Truncate(int64(len(data)))
 }
 
-// uploadedTargetsName lists, one per line, the targets (opaque IDs chosen
-// by the uploader) that the "uploaded" record is valid for: the chunks it
-// lists are known to be in those targets only. A record without this file
-// (older versions) or with other targets is not evidence of anything in
-// the configured targets.
-const uploadedTargetsName = "uploaded.targets"
-
 var (
 	uploadTargetsMu sync.Mutex
 	uploadTargets   = map[string][]string{} // spool root → target IDs
@@ -276,7 +266,7 @@ func (d *Dir) RecordCovers(ids []string) bool {
 // uploadedForTargets reads the upload record, unless this process declared
 // targets (SetUploadTargets) that it is not valid for.
 func (d *Dir) uploadedForTargets() (*manifest.Manifest, []byte, error) {
-	m, enc, err := d.ReadManifestFile("uploaded")
+	m, enc, err := d.ReadManifestFile(UploadedFile)
 	if m == nil || err != nil {
 		return m, enc, err
 	}
@@ -292,12 +282,12 @@ func (d *Dir) uploadedForTargets() (*manifest.Manifest, []byte, error) {
 // UploadedTargets returns the target IDs the upload record is valid for;
 // nil (and no error) when the spool does not say.
 func (d *Dir) UploadedTargets() ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(d.Path, uploadedTargetsName))
+	data, err := os.ReadFile(filepath.Join(d.Path, UploadedTargetsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read spool %s/%s: %w", d.Path, uploadedTargetsName, err)
+		return nil, fmt.Errorf("read spool %s/%s: %w", d.Path, UploadedTargetsFile, err)
 	}
 	return append([]string{}, strings.Fields(string(data))...), nil
 }
@@ -309,7 +299,7 @@ func (d *Dir) UploadedTargets() ([]string, error) {
 // target rather than one valid for the wrong targets.
 func (d *Dir) MarkUploadedTo(encoded []byte, ids []string) error {
 	want := strings.Join(ids, "\n") + "\n"
-	p := filepath.Join(d.Path, uploadedTargetsName)
+	p := filepath.Join(d.Path, UploadedTargetsFile)
 	cur, err := os.ReadFile(p)
 	same := err == nil && string(cur) == want
 	if !same {
@@ -323,5 +313,5 @@ func (d *Dir) MarkUploadedTo(encoded []byte, ids []string) error {
 	if same {
 		return nil
 	}
-	return d.writeAtomic(uploadedTargetsName, []byte(want))
+	return d.writeAtomic(UploadedTargetsFile, []byte(want))
 }

@@ -103,7 +103,7 @@ func (s Stamp) Reliable() bool { return s.MTime%int64(time.Second) != 0 }
 // ManifestStamp returns the Stamp of the staged manifest, the zero Stamp
 // when there is none.
 func (d *Dir) ManifestStamp() (Stamp, error) {
-	st, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	st, err := os.Stat(filepath.Join(d.Path, ManifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return Stamp{}, nil
 	}

@@ -93,7 +93,7 @@ func TestManifestStampAndMarkUploaded(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(filepath.Join(d.Path, "tmp"))
 	for _, e := range ents {
-		if e.Name() != spareName {
+		if e.Name() != SpareFile {
 			t.Errorf("temp file left: %s", e.Name())
 		}
 	}

@@ -58,7 +58,7 @@ type Dir struct {
 }
 
 // DBsDir returns the directory holding every database's spool.
-func DBsDir(root string) string { return filepath.Join(root, "dbs") }
+func DBsDir(root string) string { return filepath.Join(root, DBsDirName) }
 
 // Open creates (if needed) and returns the spool directory of a database.
 // The root is created 0700 if missing, and refused unless it is a real
@@ -71,16 +71,16 @@ func Open(root, key string, info Info) (*Dir, error) {
 		return nil, fmt.Errorf("spool root: %w", err)
 	}
 	d := &Dir{Path: filepath.Join(DBsDir(root), key), Key: key}
-	for _, sub := range []string{"chunks", "tmp"} {
+	for _, sub := range []string{ChunksDir, TmpDir} {
 		if err := os.MkdirAll(filepath.Join(d.Path, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create spool %s: %w", d.Path, err)
 		}
 	}
 	d.removeStaleTemps(time.Minute)
-	infoPath := filepath.Join(d.Path, "db.json")
+	infoPath := filepath.Join(d.Path, InfoFile)
 	if _, err := os.Stat(infoPath); errors.Is(err, fs.ErrNotExist) {
 		data, _ := json.Marshal(info)
-		if err := d.writeAtomic("db.json", data); err != nil {
+		if err := d.writeAtomic(InfoFile, data); err != nil {
 			return nil, err
 		}
 	}
@@ -91,16 +91,16 @@ func Open(root, key string, info Info) (*Dir, error) {
 // processes killed while writing (live writers rename theirs within
 // milliseconds).
 func (d *Dir) removeStaleTemps(age time.Duration) {
-	ents, err := os.ReadDir(filepath.Join(d.Path, "tmp"))
+	ents, err := os.ReadDir(filepath.Join(d.Path, TmpDir))
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if e.Name() == spareName {
+		if e.Name() == SpareFile {
 			continue // in use by publishers, whatever its age
 		}
 		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > age {
-			os.Remove(filepath.Join(d.Path, "tmp", e.Name()))
+			os.Remove(filepath.Join(d.Path, TmpDir, e.Name()))
 		}
 	}
 }
@@ -143,7 +143,7 @@ func List(root string) ([]string, error) {
 // Info reads db.json.
 func (d *Dir) Info() (Info, error) {
 	var info Info
-	data, err := os.ReadFile(filepath.Join(d.Path, "db.json"))
+	data, err := os.ReadFile(filepath.Join(d.Path, InfoFile))
 	if err != nil {
 		return info, fmt.Errorf("read spool info: %w", err)
 	}
@@ -161,7 +161,7 @@ func (d *Dir) writeAtomic(name string, data []byte) error {
 
 // writeAtomicHook is writeAtomic with a hook run before the rename.
 func (d *Dir) writeAtomicHook(name string, data []byte, beforeRename func()) error {
-	f, err := os.CreateTemp(filepath.Join(d.Path, "tmp"), filepath.Base(name)+".*")
+	f, err := os.CreateTemp(filepath.Join(d.Path, TmpDir), filepath.Base(name)+".*")
 	if err != nil {
 		return fmt.Errorf("spool write %s: %w", name, err)
 	}
@@ -187,7 +187,7 @@ func (d *Dir) writeAtomicHook(name string, data []byte, beforeRename func()) err
 // the open file description, so they do not interact with SQLite's POSIX
 // locks on the database.
 func (d *Dir) Lock() (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(d.Path, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
 	}
@@ -209,7 +209,7 @@ func (d *Dir) Lock() (unlock func(), err error) {
 // held elsewhere: callers that must not stall (a capture runs while SQLite
 // holds SHARED and a writer may be waiting) defer their work instead.
 func (d *Dir) TryLock(wait time.Duration) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(d.Path, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
 	}
@@ -236,7 +236,7 @@ func (d *Dir) TryLock(wait time.Duration) (unlock func(), err error) {
 // UploadLock takes the spool's upload flock. When wait is false and
 // another process holds it, it returns (nil, nil).
 func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, "upload.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(d.Path, UploadLockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool upload lock %s: %w", d.Path, err)
 	}
@@ -261,7 +261,7 @@ func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
 }
 
 // ReadManifestFile reads and verifies one of the manifest files ("manifest"
-// or "uploaded"). A missing file returns (nil, nil, nil).
+// or "uploaded": ManifestFile, UploadedFile). A missing file returns (nil, nil, nil).
 // A read that does not decode is retried a few times: it may have raced
 // with a rewrite of the file (see inplace.go).
 func (d *Dir) ReadManifestFile(name string) (*manifest.Manifest, []byte, error) {
@@ -326,7 +326,7 @@ const readManifestTries = 3
 
 // Manifest reads the newest staged manifest.
 func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
-	return d.ReadManifestFile("manifest")
+	return d.ReadManifestFile(ManifestFile)
 }
 
 // Publish replaces the staged manifest with m if m is newer (larger Seq)
@@ -336,7 +336,7 @@ func (d *Dir) Manifest() (*manifest.Manifest, []byte, error) {
 // is updated and m re-encoded; the caller compares m.Seq to notice. The
 // caller must hold Lock.
 func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
-	cur, err := os.Stat(filepath.Join(d.Path, "manifest"))
+	cur, err := os.Stat(filepath.Join(d.Path, ManifestFile))
 	if err != nil {
 		cur = nil // none, or unreadable: replaced
 	}
@@ -474,7 +474,7 @@ func (d *Dir) gc(m *manifest.Manifest) error {
 
 // ChunkPath is the staged file of a chunk.
 func (d *Dir) ChunkPath(hexHash string) string {
-	return filepath.Join(d.Path, "chunks", hexHash)
+	return filepath.Join(d.Path, ChunksDir, hexHash)
 }
 
 // HasChunk reports whether a chunk is staged.
@@ -488,18 +488,18 @@ func (d *Dir) StageChunk(h manifest.Hash, data []byte) error {
 	if d.HasChunk(h) {
 		return nil
 	}
-	return d.writeAtomic(filepath.Join("chunks", h.String()), data)
+	return d.writeAtomic(filepath.Join(ChunksDir, h.String()), data)
 }
 
 // RestageChunk writes a chunk even if a file of that name is staged (it
 // may be damaged: rescans after lost data use this).
 func (d *Dir) RestageChunk(h manifest.Hash, data []byte) error {
-	return d.writeAtomic(filepath.Join("chunks", h.String()), data)
+	return d.writeAtomic(filepath.Join(ChunksDir, h.String()), data)
 }
 
 // StagedChunks lists the hex hashes of staged chunks.
 func (d *Dir) StagedChunks() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(d.Path, "chunks"))
+	ents, err := os.ReadDir(filepath.Join(d.Path, ChunksDir))
 	if err != nil {
 		return nil, fmt.Errorf("list staged chunks: %w", err)
 	}
@@ -538,7 +538,7 @@ func (d *Dir) RemoveChunk(h manifest.Hash) error {
 // WriteUploaded records the manifest that was last uploaded. The record
 // is rewritten in place: a torn one reads as damaged, which only costs
 // checking chunks the store may already hold.
-func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeInPlace("uploaded", encoded) }
+func (d *Dir) WriteUploaded(encoded []byte) error { return d.writeInPlace(UploadedFile, encoded) }
 
 // Uploaded reads the record of the last upload.
 func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
@@ -546,17 +546,17 @@ func (d *Dir) Uploaded() (*manifest.Manifest, []byte, error) {
 }
 
 // MarkRescan asks the tracker to rescan the database from scratch.
-func (d *Dir) MarkRescan(reason string) error { return d.writeAtomic("rescan", []byte(reason)) }
+func (d *Dir) MarkRescan(reason string) error { return d.writeAtomic(RescanFile, []byte(reason)) }
 
 // RescanWanted reports whether the rescan marker is set.
 func (d *Dir) RescanWanted() bool {
-	_, err := os.Stat(filepath.Join(d.Path, "rescan"))
+	_, err := os.Stat(filepath.Join(d.Path, RescanFile))
 	return err == nil
 }
 
 // TakeRescan reports whether the rescan marker was set, and clears it.
 func (d *Dir) TakeRescan() bool {
-	err := os.Remove(filepath.Join(d.Path, "rescan"))
+	err := os.Remove(filepath.Join(d.Path, RescanFile))
 	return err == nil
 }
 
