@@ -51,8 +51,8 @@ const (
 	// default rate_limit, about 60,000 changed chunks (3.75 GiB of 64 KiB
 	// chunks) to one remote target.
 	DefaultFlushTimeout = Duration(10 * time.Minute)
-	DefaultLogLevel       = "warn"
-	DefaultLogFormat      = "text"
+	DefaultLogLevel     = "warn"
+	DefaultLogFormat    = "text"
 )
 
 // EnvConfig is the environment variable read by FromEnv.

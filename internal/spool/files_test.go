@@ -25,7 +25,7 @@ func TestFileNamesDocumented(t *testing.T) {
 	if !slices.Equal(documented, used) {
 		t.Errorf("docs/FORMAT.md lists %q, the spool uses %q", documented, used)
 	}
-	if !regexp.MustCompile(`SPOOL/` + DBsDirName + `/KEY/`).Match(doc) || !regexp.MustCompile(regexp.QuoteMeta(SpareFile)).Match(doc) {
+	if !regexp.MustCompile(`SPOOL/`+DBsDirName+`/KEY/`).Match(doc) || !regexp.MustCompile(regexp.QuoteMeta(SpareFile)).Match(doc) {
 		t.Errorf("docs/FORMAT.md does not name %s/ or %s", DBsDirName, SpareFile)
 	}
 }
