@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/copier"
-	"github.com/verneuil-go/verneuil/internal/metrics"
 )
 
 func init() {
@@ -91,7 +90,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		}
 		mux := http.NewServeMux()
 		started := time.Now()
-		mux.Handle("/metrics", metrics.Handler(func(w *metrics.Writer) {
+		mux.Handle("/metrics", metricsHandler(func(w metricWriter) {
 			writeCopierMetrics(w, c, h, *perDB, started)
 		}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +142,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 
 // writeCopierMetrics writes the copier's stats as Prometheus metrics
 // (docs/OPERATIONS.md lists them).
-func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, h *healer, perDB bool, started time.Time) {
+func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool, started time.Time) {
 	s := c.Stats()
 	sources := h.snapshot()
 	w.Gauge("verneuil_copier_start_time_seconds", "Unix time the copier started.", float64(started.UnixNano())/1e9)
@@ -188,8 +187,8 @@ func writeCopierMetrics(w *metrics.Writer, c *copier.Copier, h *healer, perDB bo
 	}
 	dbs := c.DBStats()
 	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Key < dbs[j].Key })
-	labels := func(d copier.DBSnapshot) []metrics.Label {
-		return []metrics.Label{{Name: "db", Value: d.Path}, {Name: "key", Value: d.Key}}
+	labels := func(d copier.DBSnapshot) []label {
+		return []label{{Name: "db", Value: d.Path}, {Name: "key", Value: d.Key}}
 	}
 	type family struct {
 		name, typ, help string

@@ -137,6 +137,8 @@ func TestCopierCommand(t *testing.T) {
 		`verneuil_db_pending_versions{db="/data/b.db",key="` + keyB + `"} 0`,
 		`verneuil_replication_lag_seconds_count 2`,
 		`verneuil_spool_databases 2`,
+		"\ngo_goroutines ",                // the Go runtime's collector
+		"\nprocess_resident_memory_bytes ", // the process collector
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
@@ -250,7 +252,7 @@ func checkExposition(t *testing.T, body string) {
 			}
 			name := m[1]
 			base := name
-			if types[current] == "histogram" {
+			if types[current] == "histogram" || types[current] == "summary" {
 				for _, suf := range []string{"_bucket", "_sum", "_count"} {
 					base = strings.TrimSuffix(base, suf)
 				}

@@ -44,3 +44,24 @@ func TestOnlyCgoPackagesImportC(t *testing.T) {
 		t.Errorf("CGO_ENABLED=0 go build ./internal/...: %v\n%s", err, out)
 	}
 }
+
+// TestExtensionWithoutPrometheus: the Prometheus client is verneuilctl's
+// (its copier daemon's metrics); the library and libverneuil.so do not
+// link it.
+func TestExtensionWithoutPrometheus(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	for _, pkg := range []string{"github.com/verneuil-go/verneuil", "github.com/verneuil-go/verneuil/cmd/verneuil-ext"} {
+		cmd := exec.Command(goBin, "list", "-deps", "-tags", "verneuil_ext", pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		if strings.Contains(string(out), "github.com/prometheus/") {
+			t.Errorf("%s depends on the Prometheus client", pkg)
+		}
+	}
+}
