@@ -137,7 +137,7 @@ func TestCopierCommand(t *testing.T) {
 		`verneuil_db_pending_versions{db="/data/b.db",key="` + keyB + `"} 0`,
 		`verneuil_replication_lag_seconds_count 2`,
 		`verneuil_spool_databases 2`,
-		"\ngo_goroutines ",                // the Go runtime's collector
+		"\ngo_goroutines ",                 // the Go runtime's collector
 		"\nprocess_resident_memory_bytes ", // the process collector
 	} {
 		if !strings.Contains(body, want) {
