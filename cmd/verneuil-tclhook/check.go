@@ -18,8 +18,8 @@ import (
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
-// The per-commit invariant check (VERNEUIL_CHECK_EVERY_COMMIT=1): DESIGN §3
-// invariant 1, "a flushed replica is byte-identical to the database file",
+// The per-commit invariant check (VERNEUIL_CHECK_EVERY_COMMIT=1):
+// docs/ARCHITECTURE.md invariant 1, "a flushed replica is byte-identical to the database file",
 // checked after every captured commit of every test.
 //
 // The hooks layer (hooks.go) calls the checker after the tracker has

@@ -399,7 +399,8 @@ run_batch() {
 }
 
 # WAL_REFUSED is the error the replicating VFS gives PRAGMA journal_mode=WAL
-# (DESIGN §2.1: WAL is not supported, and must fail clearly).
+# (docs/ARCHITECTURE.md, Limitations: WAL is not supported, and must fail
+# clearly).
 WAL_REFUSED='journal_mode=WAL is not supported by the replicating VFS'
 
 # known KIND FILE TEST prints the reason of a matching entry of
