@@ -393,12 +393,19 @@ func (s *testSpool) stageAt(t *testing.T, path string, seq uint64, commit time.T
 		bytes.Repeat([]byte{byte(seq)}, 4096), commit)
 }
 
-// TestShortError: status shortens the AWS SDK's long errors to the
-// operation, the HTTP status and the cause.
+// TestShortError: status shortens the AWS SDK's long errors to verneuil's
+// explanation (or the SDK's cause), the operation, the error code and the
+// HTTP status.
 func TestShortError(t *testing.T) {
+	const sdk403 = "operation error S3: PutObject, https response error StatusCode: 403, RequestID: 18A2B, HostID: dd9025bab4ad464b049177c95eb6ebf374d3b3fd1af9251148b658df7ac2e3e8, api error SignatureDoesNotMatch: The request signature we calculated does not match the signature you provided."
+	const hash = "7bb1c16b29027d9412bf031dcbeb4a28d16c666254641516285904bf54947d52"
 	for _, tc := range []struct{ in, want string }{
-		{"operation error S3: PutObject, https response error StatusCode: 403, RequestID: 18A2B, HostID: dd9025bab4ad464b049177c95eb6ebf374d3b3fd1af9251148b658df7ac2e3e8, api error AccessDenied: Access Denied.",
+		{"upload /srv/app.db: upload chunk " + hash + " to s3://b/p/: PUT chunks/" + hash + ": http://127.0.0.1:9000 rejected the request signature (wrong secret key?): permanent blob store error: " + sdk403,
+			"upload /srv/app.db: upload chunk 7bb1c16b2902… to s3://b/p/: PUT chunks/7bb1c16b2902…: http://127.0.0.1:9000 rejected the request signature (wrong secret key?) [PutObject SignatureDoesNotMatch (HTTP 403)]"},
+		{"operation error S3: PutObject, https response error StatusCode: 403, RequestID: 18A2B, HostID: dd90, api error AccessDenied: Access Denied.",
 			"PutObject: AccessDenied: Access Denied. (HTTP 403)"},
+		{`PUT x at http://127.0.0.1:1: operation error S3: GetObject, exceeded maximum number of attempts, 3, https response error StatusCode: 0, RequestID: , HostID: , request send failed, Get "http://127.0.0.1:1/b/x": dial tcp 127.0.0.1:1: connect: connection refused`,
+			"PUT x at http://127.0.0.1:1: GetObject: dial 127.0.0.1:1: connect: connection refused"},
 		{`operation error S3: GetObject, exceeded maximum number of attempts, 3, https response error StatusCode: 0, RequestID: , HostID: , request send failed, Get "http://127.0.0.1:1/b/x": dial tcp 127.0.0.1:1: connect: connection refused`,
 			"GetObject: dial 127.0.0.1:1: connect: connection refused"},
 		{"short", "short"},

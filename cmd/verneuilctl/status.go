@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -267,40 +268,64 @@ func pruneSpool(root string, row *dbStatus) error {
 }
 
 // Patterns of the AWS SDK's long error messages (operation, HTTP status,
-// request ids, then the cause).
+// request ids, then the cause), and of chunk hashes.
 var (
 	apiErrorRE   = regexp.MustCompile(`api error (.*)$`)
+	apiCodeRE    = regexp.MustCompile(`api error (\w+)`)
 	operationRE  = regexp.MustCompile(`operation error [^:]+: (\w+)`)
 	statusCodeRE = regexp.MustCompile(`StatusCode: (\d+)`)
 	dialRE       = regexp.MustCompile(`dial tcp (.*)$`)
+	hashRE       = regexp.MustCompile(`\b([0-9a-f]{12})[0-9a-f]{52}\b`)
 )
 
 // maxErrorText bounds an error message status prints in its table.
-const maxErrorText = 200
+const maxErrorText = 240
 
 // shortError shortens an upload error for the status table (--json keeps
-// it whole): an AWS SDK error becomes its operation, HTTP status and
-// cause; another long message keeps its start and its end.
+// it whole). The AWS SDK's part ("operation error S3: ...", with request
+// ids) becomes its operation, error code and HTTP status, after verneuil's
+// own explanation when there is one (bucket missing, wrong key...), or the
+// SDK's cause otherwise; chunk hashes keep 12 digits; what is still too
+// long keeps its start and its end.
 func shortError(msg string) string {
-	cause := ""
-	if m := apiErrorRE.FindStringSubmatch(msg); m != nil {
-		cause = m[1]
-	} else if m := dialRE.FindStringSubmatch(msg); m != nil {
-		cause = "dial " + m[1]
-	}
-	if cause != "" {
+	if i := strings.Index(msg, "operation error "); i >= 0 {
+		// A permanent error carries verneuil's explanation before the
+		// SDK's part; another one only says where.
+		ours := strings.TrimSuffix(strings.TrimSpace(msg[:i]), ":")
+		explained := strings.HasSuffix(ours, ": "+blob.ErrPermanent.Error())
+		ours = strings.TrimSuffix(ours, ": "+blob.ErrPermanent.Error())
+		sdk := msg[i:]
 		var b strings.Builder
-		if m := operationRE.FindStringSubmatch(msg); m != nil {
-			b.WriteString(m[1] + ": ")
+		if m := operationRE.FindStringSubmatch(sdk); m != nil {
+			b.WriteString(m[1])
 		}
-		b.WriteString(cause)
-		if m := statusCodeRE.FindStringSubmatch(msg); m != nil && m[1] != "0" {
+		switch {
+		case explained:
+			if m := apiCodeRE.FindStringSubmatch(sdk); m != nil {
+				b.WriteString(" " + m[1])
+			}
+		default:
+			if m := apiErrorRE.FindStringSubmatch(sdk); m != nil {
+				b.WriteString(": " + m[1])
+			} else if m := dialRE.FindStringSubmatch(sdk); m != nil {
+				b.WriteString(": dial " + m[1])
+			}
+		}
+		if m := statusCodeRE.FindStringSubmatch(sdk); m != nil && m[1] != "0" {
 			b.WriteString(" (HTTP " + m[1] + ")")
 		}
-		msg = b.String()
+		switch {
+		case explained:
+			msg = ours + " [" + b.String() + "]"
+		case ours != "":
+			msg = ours + ": " + b.String()
+		default:
+			msg = b.String()
+		}
 	}
+	msg = hashRE.ReplaceAllString(msg, "$1…")
 	if len(msg) > maxErrorText {
-		msg = msg[:maxErrorText/2] + " … " + msg[len(msg)-maxErrorText/2+3:]
+		msg = msg[:maxErrorText/3] + " … " + msg[len(msg)-2*maxErrorText/3:]
 	}
 	return msg
 }
