@@ -113,7 +113,7 @@ func printUsage(w io.Writer) {
 // prints docs/CLI.md).
 func (a *app) help(ctx context.Context, args []string) error {
 	switch {
-	case len(args) == 0:
+	case len(args) == 0 || len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
 		printUsage(a.stdout)
 		return nil
 	case len(args) == 1 && args[0] == "--reference":

@@ -161,7 +161,7 @@ func (a *app) globalFlags(fs *flag.FlagSet) {
 	defer func() { a.configSpec, a.logLevel, a.jsonOut = spec, level, jsonOut }()
 	fs.StringVar(&a.configSpec, "config", "", "configuration: inline JSON, @FILE or a file path (default $VERNEUIL_CONFIG, else the embedded default)")
 	fs.StringVar(&a.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default from the configuration)")
-	fs.BoolVar(&a.jsonOut, "json", false, "print results as JSON on stdout (versions are strings; shapes in the CLI reference)")
+	fs.BoolVar(&a.jsonOut, "json", false, "print results as JSON on stdout (versions are strings; shapes in the CLI reference), and logs as JSON on stderr")
 }
 
 // parse parses a subcommand's flags, allowing flags after positional
@@ -208,6 +208,9 @@ func (a *app) config() (*config.Config, error) {
 	}
 	if a.logLevel != "" {
 		a.cfg.LogLevel = a.logLevel
+	}
+	if a.jsonOut {
+		a.cfg.LogFormat = "json"
 	}
 	a.log = verneuil.NewLogger(a.cfg)
 	return a.cfg, nil

@@ -75,13 +75,13 @@ func (p pickFlags) check(pos []string) error {
 	if *p.manifest != "" && *p.hostname != "" {
 		return usagef("--hostname applies to DB, not to --manifest")
 	}
-	if *p.manifest != "" && (*p.at != "" || *p.version != 0) && isFile(*p.manifest) {
+	if *p.manifest != "" && (*p.at != "" || *p.version != 0) && isRegularFile(*p.manifest) {
 		return usagef("--manifest %s is a file, which pins one version: --at and --version do not apply", *p.manifest)
 	}
 	return nil
 }
 
-func isFile(path string) bool {
+func isRegularFile(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -128,5 +129,33 @@ func TestProgressLine(t *testing.T) {
 		if got := progressLine("x", tc.done, tc.total, tc.elapsed); got != tc.want {
 			t.Errorf("progressLine(%d, %d, %v) = %q, want %q", tc.done, tc.total, tc.elapsed, got, tc.want)
 		}
+	}
+}
+
+// TestJSONLogs: with --json, the logs on stderr are JSON lines too.
+func TestJSONLogs(t *testing.T) {
+	s := newTestSpool(t)
+	db := filepath.Join(s.dir, "app.db")
+	s.stage(t, db, bigSeq)
+	s.mustCtl(t, "flush")
+	cmd := exec.Command(ctlBinary(t), "--config", s.config, "--json", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("restore --json: %v\n%s", err, stderr.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res["restored"] != true {
+		t.Errorf("stdout: %v %q", err, stdout.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	for _, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["msg"] == nil {
+			t.Errorf("stderr line is not a JSON log record: %q", line)
+		}
+	}
+	if len(lines) == 0 || !strings.Contains(stderr.String(), `"msg":"restored"`) {
+		t.Errorf("no restored record in the logs: %q", stderr.String())
 	}
 }
