@@ -22,7 +22,7 @@ import (
 
 // targetFlag defines --target on a command that reads a target.
 func targetFlag(fs *flag.FlagSet) *string {
-	return fs.String("target", "", "read from this `target`: its position in the configuration (1, 2...) or its URL (default: the first)")
+	return fs.String("target", "", "read from this `TARGET`: its position in the configuration (1, 2...) or its URL (default: the first)")
 }
 
 // store opens the target a command reads: choice is --target ("" for the

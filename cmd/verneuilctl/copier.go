@@ -30,9 +30,9 @@ func init() {
 func runCopier(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("copier", flag.ContinueOnError)
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (and /healthz)")
-	scanInterval := fs.Duration("scan-interval", 5*time.Second, "`period` of the spool scan")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how `long` in-flight uploads may take to finish")
-	workers := fs.Int("workers", 0, "`number` of concurrent uploads (default: copier_workers from the configuration)")
+	scanInterval := fs.Duration("scan-interval", 5*time.Second, "`DURATION` of the spool scan")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how `DURATION` in-flight uploads may take to finish")
+	workers := fs.Int("workers", 0, "number `N` of concurrent uploads (default: copier_workers from the configuration)")
 	perDB := fs.Bool("per-db-metrics", true, "export per-database series (one set per spooled database)")
 	pos, err := a.parse(fs, args)
 	if err != nil {

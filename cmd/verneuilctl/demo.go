@@ -33,7 +33,7 @@ func init() {
 func runDemo(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "", "directory for the demo database (default: a new temp dir)")
-	rows := fs.Int("rows", 5000, "`number` of rows to insert")
+	rows := fs.Int("rows", 5000, "number `N` of rows to insert")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ list --versions: the same objects, one per version, oldest first`,
 func runList(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	versionsOf := fs.String("versions", "", "list the versions of this database (`DB`: a path, a name as list prints it, or a replica key)")
-	hostname := fs.String("hostname", "", "with --versions and a path: `host` the database was replicated from")
+	hostname := fs.String("hostname", "", "with --versions and a path: the `HOST` the database was replicated from")
 	target := targetFlag(fs)
 	pos, err := a.parse(fs, args)
 	if err != nil {

@@ -29,6 +29,11 @@ import (
 // flag.FlagSet and calls app.parse before doing anything else: asked for
 // help, parse returns the flag set, which is how --help, help CMD, the
 // generated reference (docs/CLI.md) and shell completion learn the flags.
+//
+// The standard flag package is enough: parse (flags after positional
+// arguments) and help.go (help, reference, completion) are the only
+// hand-written parts, about the size of the glue a CLI library would need,
+// and a subcommand stays one self-contained file.
 type command struct {
 	name     string
 	usage    string // arguments, after the name
@@ -159,8 +164,8 @@ var globalFlagNames = map[string]bool{"config": true, "log-level": true, "json":
 func (a *app) globalFlags(fs *flag.FlagSet) {
 	spec, level, jsonOut := a.configSpec, a.logLevel, a.jsonOut
 	defer func() { a.configSpec, a.logLevel, a.jsonOut = spec, level, jsonOut }()
-	fs.StringVar(&a.configSpec, "config", "", "configuration: inline JSON, @FILE or a file path (default $VERNEUIL_CONFIG, else the embedded default)")
-	fs.StringVar(&a.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default from the configuration)")
+	fs.StringVar(&a.configSpec, "config", "", "configuration `SPEC`: inline JSON, @FILE or a file path (default $VERNEUIL_CONFIG, else the embedded default)")
+	fs.StringVar(&a.logLevel, "log-level", "", "log `LEVEL`: debug, info, warn or error (default from the configuration)")
 	fs.BoolVar(&a.jsonOut, "json", false, "print results as JSON on stdout (versions are strings; shapes in the CLI reference), and logs as JSON on stderr")
 }
 

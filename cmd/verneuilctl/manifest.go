@@ -26,7 +26,7 @@ func init() {
 func runManifest(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("manifest", flag.ContinueOnError)
 	pick := definePickFlags(fs)
-	out := fs.String("out", "", "write the encoded manifest to this `file` (pins the version for restore --manifest)")
+	out := fs.String("out", "", "write the encoded manifest to this `FILE` (pins the version for restore --manifest)")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err

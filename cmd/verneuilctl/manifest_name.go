@@ -22,7 +22,7 @@ func init() {
 
 func runManifestName(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("manifest-name", flag.ContinueOnError)
-	hostname := fs.String("hostname", "", "`host` the database lives on (default: this host)")
+	hostname := fs.String("hostname", "", "the `HOST` the database lives on (default: this host)")
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err

@@ -55,10 +55,10 @@ type pickFlags struct {
 
 func definePickFlags(fs *flag.FlagSet) pickFlags {
 	return pickFlags{
-		hostname: fs.String("hostname", "", "`host` the database was replicated from, for a DB given as a path (default: this host)"),
-		manifest: fs.String("manifest", "", "a manifest `file` (manifest --out pins a version) or a replica key, instead of DB"),
-		at:       fs.String("at", "", "the version current at this `time`: RFC 3339 with a zone (as printed by list), unix seconds, or -DURATION before now"),
-		version:  fs.Uint64("version", 0, "this `version` (decimal, as list --versions prints it)"),
+		hostname: fs.String("hostname", "", "the `HOST` the database was replicated from, for a DB given as a path (default: this host)"),
+		manifest: fs.String("manifest", "", "a manifest `FILE` (manifest --out pins a version) or a replica key, instead of DB"),
+		at:       fs.String("at", "", "the version current at `TIME`: RFC 3339 with a zone (as printed by list), unix seconds, or -DURATION before now"),
+		version:  fs.Uint64("version", 0, "the version `N` (decimal, as list --versions prints it)"),
 		target:   targetFlag(fs),
 	}
 }
@@ -89,7 +89,7 @@ func isRegularFile(path string) bool {
 func runRestore(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	pick := definePickFlags(fs)
-	out := fs.String("out", "", "destination `file` (a symlink is followed); - for stdout (default: the database's path, for a DB of this host)")
+	out := fs.String("out", "", "destination `FILE` (a symlink is followed); - for stdout (default: the database's path, for a DB of this host)")
 	force := fs.Bool("force", false, "replace an existing FILE (atomically, under SQLite's locks), moving a hot journal, -wal and -shm beside it aside; with --out -, write to a terminal")
 	ifDBNotExists := fs.Bool("if-db-not-exists", false, "do nothing (exit 0) when FILE exists")
 	ifReplicaExists := fs.Bool("if-replica-exists", false, "do nothing (exit 0) when the target has no replica of the database")
