@@ -71,6 +71,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		ScanInterval: *scanInterval,
 		RateLimit:    cfg.RateLimit,
 		RateBurst:    cfg.RateBurst,
+		GCGrace:      cfg.GCGrace.Duration(),
 		Logger:       log,
 	})
 

@@ -39,7 +39,7 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	}
 	defer closeAll()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		Logger: a.log.With("component", "copier")})
+		GCGrace: cfg.GCGrace.Duration(), Logger: a.log.With("component", "copier")})
 	return errors.Join(c.UploadAll(ctx), checkSpooled(cfg.SpoolDir, a.log))
 }
 

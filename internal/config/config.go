@@ -50,6 +50,10 @@ const (
 	DefaultFlushTimeout   = Duration(60 * time.Second)
 	DefaultLogLevel       = "warn"
 	DefaultLogFormat      = "text"
+	DefaultGCGrace        = Duration(24 * time.Hour)
+	DefaultKeepAll        = Duration(time.Hour)
+	DefaultKeepHourly     = Duration(7 * 24 * time.Hour)
+	DefaultKeepDaily      = Duration(30 * 24 * time.Hour)
 )
 
 // EnvConfig is the environment variable read by FromEnv.
@@ -87,6 +91,18 @@ type Config struct {
 	LogLevel       string            `json:"log_level"`       // debug|info|warn|error; default "warn"
 	LogFormat      string            `json:"log_format"`      // text|json; default "text"
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
+	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
+	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
+}
+
+// Retention is the policy verneuilctl gc applies to every database's
+// versions (docs/CONFIG.md): every version until it has been superseded for
+// KeepAll, then the newest of each hour for versions younger than Hourly
+// and of each day for versions younger than Daily; the latest always.
+type Retention struct {
+	KeepAll Duration `json:"keep_all"` // default 1h
+	Hourly  Duration `json:"hourly"`   // default 168h (7 days)
+	Daily   Duration `json:"daily"`    // default 720h (30 days)
 }
 
 // Duration is a time.Duration that unmarshals from a Go duration string
@@ -194,6 +210,18 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = DefaultLogFormat
+	}
+	if c.GCGrace == 0 {
+		c.GCGrace = DefaultGCGrace
+	}
+	if c.Retention.KeepAll == 0 {
+		c.Retention.KeepAll = DefaultKeepAll
+	}
+	if c.Retention.Hourly == 0 {
+		c.Retention.Hourly = DefaultKeepHourly
+	}
+	if c.Retention.Daily == 0 {
+		c.Retention.Daily = DefaultKeepDaily
 	}
 	if c.Replicate == nil {
 		t := true

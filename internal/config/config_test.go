@@ -129,7 +129,9 @@ const fullConfig = `{
   "names": {"/data/app.db": "app/main"},
   "log_level": "debug",
   "log_format": "json",
-  "replicate": false
+  "replicate": false,
+  "gc_grace": "6h",
+  "retention": {"keep_all": "2h", "hourly": "48h", "daily": 864000}
 }`
 
 func TestParseInline(t *testing.T) {
@@ -157,6 +159,9 @@ func TestParseInline(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		Replicate:      &f,
+		GCGrace:        config.Duration(6 * time.Hour),
+		Retention: config.Retention{KeepAll: config.Duration(2 * time.Hour), Hourly: config.Duration(48 * time.Hour),
+			Daily: config.Duration(10 * 24 * time.Hour)},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse:\n%v\nwant:\n%v", c, want)

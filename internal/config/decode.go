@@ -36,8 +36,10 @@ var topKeys = []string{
 	"spool_dir", "make_default", "targets", "cache_dir", "chunk_size",
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
-	"log_level", "log_format", "replicate",
+	"log_level", "log_format", "replicate", "gc_grace", "retention",
 }
+
+var retentionKeys = []string{"keep_all", "hourly", "daily"}
 
 var targetKeys = []string{"url", "endpoint", "region", "path_style"}
 
@@ -90,6 +92,10 @@ func decode(data []byte, c *Config) error {
 			return decodeString(path, v, &c.LogLevel)
 		case "log_format":
 			return decodeString(path, v, &c.LogFormat)
+		case "gc_grace":
+			return decodeDuration(path, v, &c.GCGrace)
+		case "retention":
+			return decodeRetention(path, v, &c.Retention)
 		case "replicate":
 			if isNull(v) {
 				return nil
@@ -164,6 +170,27 @@ func decodeTarget(path string, v json.RawMessage) (Target, error) {
 		return t, fmt.Errorf("config: %s: only valid for s3 targets", s3Only[0])
 	}
 	return t, nil
+}
+
+func decodeRetention(path string, v json.RawMessage, dst *Retention) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("config: %s: expected an object with keep_all, hourly and daily durations, got %s", path, describe(v))
+	}
+	sub := func(k string) string { return path + "." + k }
+	return eachField(v, path, sub, retentionKeys, func(key, path string, v json.RawMessage) error {
+		switch key {
+		case "keep_all":
+			return decodeDuration(path, v, &dst.KeepAll)
+		case "hourly":
+			return decodeDuration(path, v, &dst.Hourly)
+		case "daily":
+			return decodeDuration(path, v, &dst.Daily)
+		}
+		return fmt.Errorf("config: %s: key not handled", path)
+	})
 }
 
 func decodeNames(path string, v json.RawMessage, dst *map[string]string) error {

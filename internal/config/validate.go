@@ -45,6 +45,10 @@ func (c *Config) Validate() error {
 		{"upload_interval", c.UploadInterval},
 		{"scan_interval", c.ScanInterval},
 		{"flush_timeout", c.FlushTimeout},
+		{"gc_grace", c.GCGrace},
+		{"retention.keep_all", c.Retention.KeepAll},
+		{"retention.hourly", c.Retention.Hourly},
+		{"retention.daily", c.Retention.Daily},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/gc"
+	"github.com/verneuil-go/verneuil/internal/retention"
+)
+
+func init() {
+	register(&command{
+		name:    "gc",
+		usage:   "[--dry-run] [--keep-last N] [--grace DURATION] [--json]",
+		summary: "delete the versions the retention policy drops, then unreferenced chunks past the grace period",
+		run:     runGC,
+	})
+}
+
+func runGC(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
+	dryRun := fs.Bool("dry-run", false, "report what would be deleted; delete nothing")
+	keepLast := fs.Int("keep-last", 0, "keep only the newest N versions of every database (instead of the configured retention)")
+	grace := fs.String("grace", "", "grace period of unreferenced chunks (default: the configuration's gc_grace; 0 only with no writer running)")
+	tmpDir := fs.String("tmp-dir", "", "directory for the spill files (default the system's)")
+	pos, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *keepLast < 0 {
+		return usagef("--keep-last: %d is negative", *keepLast)
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	opts := gc.Options{
+		Policy:  policyOf(cfg.Retention.KeepAll.Duration(), cfg.Retention.Hourly.Duration(), cfg.Retention.Daily.Duration()),
+		Grace:   cfg.GCGrace.Duration(),
+		DryRun:  *dryRun,
+		TempDir: *tmpDir,
+		Logger:  a.log,
+	}
+	if *grace != "" {
+		d, err := time.ParseDuration(*grace)
+		if *grace == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return usagef("--grace: bad duration %q", *grace)
+		}
+		opts.Grace = d
+	}
+	if *keepLast > 0 {
+		// Versions superseded less than the grace period ago stay for
+		// readers still using them.
+		opts.Policy = retention.Policy{KeepLast: *keepLast, KeepAll: opts.Grace}
+	}
+	if isTerminal(os.Stderr) && !a.jsonOut {
+		opts.Progress = func(s gc.Summary) {
+			fmt.Fprintf(a.stderr, "\rgc: %d databases, %d manifests deleted, %d chunks kept, %d deleted ", s.Databases, s.ManifestsDeleted, s.ChunksKept, s.ChunksDeleted)
+		}
+	}
+	stores, closeAll, err := openTargets(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	var sums []*gc.Summary
+	for _, s := range stores {
+		ls, ok := s.(blob.Lifecycle)
+		if !ok {
+			return fmt.Errorf("target %s cannot list with timestamps: gc is not supported on it", s)
+		}
+		sum, err := gc.Run(ctx, ls, opts)
+		if opts.Progress != nil {
+			fmt.Fprintln(a.stderr)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		sums = append(sums, sum)
+	}
+	if a.jsonOut {
+		type out struct {
+			Target string `json:"target"`
+			*gc.Summary
+		}
+		var o []out
+		for i, s := range sums {
+			o = append(o, out{stores[i].String(), s})
+		}
+		return a.printJSON(o)
+	}
+	verb := "deleted"
+	if *dryRun {
+		verb = "would delete"
+	}
+	for i, s := range sums {
+		fmt.Fprintf(a.stdout, "%s: %d databases; manifests: %d kept (%d bytes), %s %d (%d bytes); chunks: %d kept (%d bytes, %d in grace), %s %d (%d bytes), %d deferred; %d requests in %s\n",
+			stores[i], s.Databases, s.ManifestsKept, s.ManifestBytesKept, verb, s.ManifestsDeleted, s.ManifestBytesDeleted,
+			s.ChunksKept, s.ChunkBytesKept, s.ChunksInGrace, verb, s.ChunksDeleted, s.ChunkBytesDeleted, s.ChunksDeferred,
+			s.Requests.ListPages+s.Requests.Gets+s.Requests.Puts+s.Requests.Stats+s.Requests.Deletes, s.Duration.Round(time.Millisecond))
+		if s.MissingChunks > 0 {
+			fmt.Fprintf(a.stdout, "%s: WARNING: retained manifests reference %d chunks missing from the store (e.g. %v)\n", stores[i], s.MissingChunks, s.MissingSample)
+		}
+	}
+	return nil
+}
+
+// policyOf is the configured retention policy.
+func policyOf(keepAll, hourly, daily time.Duration) retention.Policy {
+	return retention.Policy{KeepAll: keepAll, Hourly: hourly, Daily: daily}
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
