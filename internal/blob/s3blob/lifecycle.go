@@ -62,22 +62,37 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
 
 // Touch implements blob.Toucher: the object is copied onto itself with its
 // metadata replaced, which S3 requires to accept a self-copy and which
-// sets a new Last-Modified without sending the bytes again.
+// sets a new Last-Modified without sending the bytes again. Some
+// compatible servers accept the copy but keep the old time (versitygw);
+// when the time the copy reports is not recent, the object is read and
+// written again.
 func (s *Store) Touch(ctx context.Context, key string) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	src := s.bucket + "/" + (&url.URL{Path: *k}).EscapedPath()
-	_, err = s.cli.CopyObject(ctx, &s3.CopyObjectInput{
+	out, err := s.cli.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket:            &s.bucket,
 		Key:               k,
 		CopySource:        &src,
 		MetadataDirective: types.MetadataDirectiveReplace,
-		Metadata:          map[string]string{"touched": time.Now().UTC().Format(time.RFC3339)},
+		Metadata:          map[string]string{"touched": start.UTC().Format(time.RFC3339)},
 	})
 	if err != nil {
 		return s.classify(ctx, "touch", key, err)
 	}
-	return nil
+	if out.CopyObjectResult != nil && aws.ToTime(out.CopyObjectResult.LastModified).After(start.Add(-touchSlack)) {
+		return nil
+	}
+	data, err := s.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, key, data)
 }
+
+// touchSlack is how far before the request a copy's Last-Modified may be
+// (its one-second resolution, clock differences) and still count as new.
+const touchSlack = 2 * time.Second
