@@ -351,6 +351,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 			return nil, 0, err
 		}
 	}
+	failpoint.Hit("upload-before-manifest")
 	// Everything the manifest references is in every target: publish it,
 	// unless the chunks it relies on might have aged past a collection's
 	// grace period meanwhile (docs/FORMAT.md, "Garbage collection"): then

@@ -67,7 +67,10 @@ func TestGCRace(t *testing.T) {
 	for i := range 3 {
 		db := filepath.Join(s.dir, fmt.Sprintf("race%d.db", i))
 		dbs = append(dbs, db)
-		w := s.writer("churn", db, fmt.Sprint("VERNEUIL_E2E_SEED=", i))
+		// Uploads pause between their chunks and their manifest (within
+		// the copiers' publish deadline, a quarter of the grace period),
+		// so that collections start and read the database in between.
+		w := s.writer("churn", db, fmt.Sprint("VERNEUIL_E2E_SEED=", i), "VERNEUIL_FAILPOINT_SLEEP=upload-before-manifest:1s")
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -106,9 +109,10 @@ func TestGCRace(t *testing.T) {
 					return
 				}
 				sum := gcSummary(t, out)
-				if sum.MissingChunks != 0 {
-					errs <- fmt.Sprintf("gc %v reports missing chunks: %v", args, sum.MissingSample)
-				}
+				// A collection's own count of missing chunks includes
+				// those of versions the other collection (another
+				// policy, a later start) deleted meanwhile: the check
+				// after the round is the authoritative one.
 				mu.Lock()
 				deleted += sum.ChunksDeleted
 				manifestsDeleted += sum.ManifestsDeleted
