@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/gc"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/retention"
 )
 
@@ -124,4 +127,42 @@ func policyOf(keepAll, hourly, daily time.Duration) retention.Policy {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// retained says, for each stored version of the database key, why the
+// configured retention policy keeps it ("" when the next gc deletes it),
+// judged on the store's upload times as gc judges them.
+func (a *app) retained(ctx context.Context, s blob.Store, key string) (map[uint64]string, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	ls, ok := s.(blob.Lifecycle)
+	if !ok {
+		return map[uint64]string{}, nil
+	}
+	var vs []retention.Version
+	err = ls.Walk(ctx, names.ManifestsPrefix(key), func(page []blob.ObjectInfo) error {
+		for _, o := range page {
+			if seq, err := names.ParseManifestKey(o.Key); err == nil {
+				vs = append(vs, retention.Version{Seq: seq, Uploaded: o.ModTime})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", key, err)
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Seq < vs[j].Seq })
+	var latest uint64
+	if m, err := restore.Latest(ctx, s, key); err == nil {
+		latest = m.Seq
+	}
+	p := policyOf(cfg.Retention.KeepAll.Duration(), cfg.Retention.Hourly.Duration(), cfg.Retention.Daily.Duration())
+	why := retention.Select(p, vs, latest, time.Now())
+	out := make(map[uint64]string, len(vs))
+	for i, v := range vs {
+		out[v.Seq] = why[i]
+	}
+	return out, nil
 }

@@ -46,19 +46,31 @@ func runList(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		var infos []manifestInfo
+		kept, err := a.retained(ctx, s, key)
+		if err != nil {
+			return err
+		}
+		type versionInfo struct {
+			manifestInfo
+			Retained string `json:"retained"` // why gc keeps it; "" when the next gc deletes it
+		}
+		var infos []versionInfo
 		for _, seq := range seqs {
 			m, err := restore.Version(ctx, s, key, seq)
 			if err != nil {
 				return err
 			}
-			infos = append(infos, infoOf(m))
+			infos = append(infos, versionInfo{infoOf(m), kept[seq]})
 		}
 		if a.jsonOut {
 			return a.printJSON(infos)
 		}
 		for _, i := range infos {
-			fmt.Fprintf(a.stdout, "%d\t%s\t%d bytes\n", i.Version, i.CommitTime.Format("2006-01-02T15:04:05.000Z07:00"), i.Length)
+			why := i.Retained
+			if why == "" {
+				why = "expired"
+			}
+			fmt.Fprintf(a.stdout, "%d\t%s\t%d bytes\t%s\n", i.Version, i.CommitTime.Format("2006-01-02T15:04:05.000Z07:00"), i.Length, why)
 		}
 		return nil
 	}

@@ -166,8 +166,15 @@ func TestGCRace(t *testing.T) {
 		t.Fatalf("after the final collection: missing %v, unreferenced %v", missing, unref)
 	}
 	for _, db := range dbs {
+		var versions []struct {
+			Retained string `json:"retained"`
+		}
+		if err := json.Unmarshal([]byte(s.mustCtl("--json", "list", "--versions", db)), &versions); err != nil ||
+			len(versions) != 1 || versions[0].Retained != "latest" {
+			t.Fatalf("list --versions %s after gc --keep-last 1: %+v, %v", db, versions, err)
+		}
 		out := filepath.Join(s.dir, "final.db")
-		s.mustCtl("restore", db, "--out", out, "--force")
+		s.mustCtl("restore", db, "--out", out, "--force", "--at", time.Now().UTC().Format(time.RFC3339Nano))
 		if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, db); got != want {
 			t.Fatalf("%s restores to other bytes after the final collection", db)
 		}
