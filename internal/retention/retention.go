@@ -87,8 +87,13 @@ func Select(p Policy, vs []Version, latest uint64, now time.Time) []string {
 		// When the version stopped being the newest: its successor's
 		// upload (or its own, for the newest when it is not latest).
 		superseded := v.Uploaded
-		if i+1 < len(vs) {
+		switch {
+		case i+1 < len(vs):
 			superseded = vs[i+1].Uploaded
+		case v.Seq < latest:
+			// latest names a version published after the listing:
+			// this one was the latest until just now.
+			superseded = now
 		}
 		age := now.Sub(v.Uploaded)
 		switch {

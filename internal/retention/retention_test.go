@@ -69,6 +69,13 @@ func TestSelect(t *testing.T) {
 			[]string{"", "", "recent", "latest"},
 		},
 		{
+			"latest published after the listing",
+			retention.Policy{KeepLast: 1, KeepAll: time.Hour},
+			vs(ago(4*time.Hour), ago(3*time.Hour)),
+			7,
+			[]string{"", "recent"},
+		},
+		{
 			"unpublished newer than latest",
 			retention.Policy{KeepLast: 1, KeepAll: time.Hour},
 			vs(ago(4*time.Hour), ago(3*time.Hour), ago(time.Minute)),
