@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/gc"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
@@ -45,11 +46,12 @@ func runGC(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	opts := gc.Options{
-		Policy:  policyOf(cfg.Retention.KeepAll.Duration(), cfg.Retention.Hourly.Duration(), cfg.Retention.Daily.Duration()),
-		Grace:   cfg.GCGrace.Duration(),
-		DryRun:  *dryRun,
-		TempDir: *tmpDir,
-		Logger:  a.log,
+		Policy:    policyOf(cfg.Retention.For("")),
+		PolicyFor: func(key string) retention.Policy { return policyFor(cfg, key) },
+		Grace:     cfg.GCGrace.Duration(),
+		DryRun:    *dryRun,
+		TempDir:   *tmpDir,
+		Logger:    a.log,
 	}
 	if *grace != "" {
 		d, err := time.ParseDuration(*grace)
@@ -65,6 +67,7 @@ func runGC(ctx context.Context, a *app, args []string) error {
 		// Versions superseded less than the grace period ago stay for
 		// readers still using them.
 		opts.Policy = retention.Policy{KeepLast: *keepLast, KeepAll: opts.Grace}
+		opts.PolicyFor = nil
 	}
 	if isTerminal(os.Stderr) && !a.jsonOut {
 		opts.Progress = func(s gc.Summary) {
@@ -118,9 +121,19 @@ func runGC(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// policyOf is the configured retention policy.
+// policyOf is a retention policy of the configured windows.
 func policyOf(keepAll, hourly, daily time.Duration) retention.Policy {
 	return retention.Policy{KeepAll: keepAll, Hourly: hourly, Daily: daily}
+}
+
+// policyFor is the configured policy of the database key, with the
+// overrides of its replica name (a shortened key names none).
+func policyFor(cfg *config.Config, key string) retention.Policy {
+	name, err := names.NameFromKey(key)
+	if err != nil {
+		name = ""
+	}
+	return policyOf(cfg.Retention.For(name))
 }
 
 // isTerminal reports whether f is a character device (a terminal).
@@ -158,8 +171,7 @@ func (a *app) retained(ctx context.Context, s blob.Store, key string) (map[uint6
 	if m, err := restore.Latest(ctx, s, key); err == nil {
 		latest = m.Seq
 	}
-	p := policyOf(cfg.Retention.KeepAll.Duration(), cfg.Retention.Hourly.Duration(), cfg.Retention.Daily.Duration())
-	why := retention.Select(p, vs, latest, time.Now())
+	why := retention.Select(policyFor(cfg, key), vs, latest, time.Now())
 	out := make(map[uint64]string, len(vs))
 	for i, v := range vs {
 		out[v.Seq] = why[i]

@@ -103,6 +103,33 @@ type Retention struct {
 	KeepAll Duration `json:"keep_all"` // default 1h
 	Hourly  Duration `json:"hourly"`   // default 168h (7 days)
 	Daily   Duration `json:"daily"`    // default 720h (30 days)
+	// Databases overrides the windows for some databases, by replica
+	// name; a window left out (or 0) takes the value above.
+	Databases map[string]RetentionWindows `json:"databases,omitempty"`
+}
+
+// RetentionWindows are the windows of one database's retention.
+type RetentionWindows struct {
+	KeepAll Duration `json:"keep_all,omitempty"`
+	Hourly  Duration `json:"hourly,omitempty"`
+	Daily   Duration `json:"daily,omitempty"`
+}
+
+// For returns the windows that apply to the database of replica name.
+func (r Retention) For(name string) (keepAll, hourly, daily time.Duration) {
+	w := RetentionWindows{r.KeepAll, r.Hourly, r.Daily}
+	if o, ok := r.Databases[name]; ok {
+		if o.KeepAll > 0 {
+			w.KeepAll = o.KeepAll
+		}
+		if o.Hourly > 0 {
+			w.Hourly = o.Hourly
+		}
+		if o.Daily > 0 {
+			w.Daily = o.Daily
+		}
+	}
+	return w.KeepAll.Duration(), w.Hourly.Duration(), w.Daily.Duration()
 }
 
 // Duration is a time.Duration that unmarshals from a Go duration string

@@ -39,7 +39,10 @@ var topKeys = []string{
 	"log_level", "log_format", "replicate", "gc_grace", "retention",
 }
 
-var retentionKeys = []string{"keep_all", "hourly", "daily"}
+var (
+	retentionKeys = []string{"keep_all", "hourly", "daily", "databases"}
+	windowKeys    = []string{"keep_all", "hourly", "daily"}
+)
 
 var targetKeys = []string{"url", "endpoint", "region", "path_style"}
 
@@ -188,9 +191,47 @@ func decodeRetention(path string, v json.RawMessage, dst *Retention) error {
 			return decodeDuration(path, v, &dst.Hourly)
 		case "daily":
 			return decodeDuration(path, v, &dst.Daily)
+		case "databases":
+			return decodeRetentionDatabases(path, v, &dst.Databases)
 		}
 		return fmt.Errorf("config: %s: key not handled", path)
 	})
+}
+
+func decodeRetentionDatabases(path string, v json.RawMessage, dst *map[string]RetentionWindows) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("config: %s: expected an object mapping replica names to retention windows, got %s", path, describe(v))
+	}
+	m := map[string]RetentionWindows{}
+	elem := func(k string) string { return fmt.Sprintf("%s[%q]", path, k) }
+	err := eachField(v, path, elem, nil, func(name, p string, v json.RawMessage) error {
+		if v[0] != '{' {
+			return fmt.Errorf("config: %s: expected an object with keep_all, hourly and daily durations, got %s", p, describe(v))
+		}
+		var w RetentionWindows
+		sub := func(k string) string { return p + "." + k }
+		err := eachField(v, p, sub, windowKeys, func(key, p string, v json.RawMessage) error {
+			switch key {
+			case "keep_all":
+				return decodeDuration(p, v, &w.KeepAll)
+			case "hourly":
+				return decodeDuration(p, v, &w.Hourly)
+			case "daily":
+				return decodeDuration(p, v, &w.Daily)
+			}
+			return fmt.Errorf("config: %s: key not handled", p)
+		})
+		m[name] = w
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*dst = m
+	return nil
 }
 
 func decodeNames(path string, v json.RawMessage, dst *map[string]string) error {

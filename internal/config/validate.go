@@ -54,6 +54,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)
 		}
 	}
+	for name, w := range c.Retention.Databases {
+		if w.KeepAll < 0 || w.Hourly < 0 || w.Daily < 0 {
+			return fmt.Errorf("config: retention.databases[%q]: durations must not be negative", name)
+		}
+	}
 	if n := c.CopierWorkers; n < 1 || n > MaxCopierWorkers {
 		return fmt.Errorf("config: copier_workers: %d is out of range 1..%d", n, MaxCopierWorkers)
 	}

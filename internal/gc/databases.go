@@ -146,7 +146,7 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 	for i, v := range g.versions {
 		vs[i] = retention.Version{Seq: v.seq, Uploaded: v.info.ModTime}
 	}
-	why := retention.Select(r.opts.Policy, vs, latestSeq, r.t0)
+	why := retention.Select(r.opts.PolicyFor(g.key), vs, latestSeq, r.t0)
 	var drop []string
 	var kept, keptBytes, dropBytes int64
 	for i, v := range g.versions {

@@ -42,6 +42,9 @@ const clockPrefix = "gc/clock/"
 // Options configure a collection.
 type Options struct {
 	Policy retention.Policy
+	// PolicyFor, if set, gives the policy of one database (by key)
+	// instead of Policy (per-database overrides).
+	PolicyFor func(key string) retention.Policy
 	// Grace: an unreferenced chunk is deleted only when its modification
 	// time is older than the collection's start minus Grace (store time).
 	// It must exceed the copiers' known-chunk lifetime plus their publish
@@ -131,6 +134,10 @@ func Run(ctx context.Context, s blob.Lifecycle, opts Options) (*Summary, error) 
 	}
 	if err := opts.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
+	}
+	if opts.PolicyFor == nil {
+		p := opts.Policy
+		opts.PolicyFor = func(string) retention.Policy { return p }
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

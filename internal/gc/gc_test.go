@@ -207,3 +207,28 @@ func TestMissingReported(t *testing.T) {
 		t.Fatalf("missing %d %v, want %s", sum.MissingChunks, sum.MissingSample, keys[0])
 	}
 }
+
+// TestPolicyPerDatabase: PolicyFor overrides the policy of one database.
+func TestPolicyPerDatabase(t *testing.T) {
+	s := newStore(t)
+	f := gctest.Build(t, s, 2, 5, 4, 4)
+	age(t, s, time.Minute)
+	_, err := gc.Run(context.Background(), s, gc.Options{TempDir: t.TempDir(),
+		PolicyFor: func(key string) retention.Policy {
+			if key == gctest.Key(0) {
+				return retention.Policy{KeepLast: 3}
+			}
+			return retention.Policy{KeepLast: 1}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := gctest.List(t, s)
+	if a, b := len(st.Versions[gctest.Key(0)]), len(st.Versions[gctest.Key(1)]); a != 3 || b != 1 {
+		t.Fatalf("versions kept: %d and %d, want 3 and 1", a, b)
+	}
+	if missing, unref := gctest.Missing(t, s); len(missing) != 0 || len(unref) != 0 {
+		t.Fatalf("missing %v, unreferenced %v", missing, unref)
+	}
+	f.CheckRestores(t, s)
+}
