@@ -137,9 +137,10 @@ func run(dbs, chunks, versions int, dir string) error {
 	}
 	cfg := config.Config{SpoolDir: filepath.Join(dir, "spool"), Targets: []config.Target{{URL: config.FileURL(store)}}}
 	cfgJSON, _ := json.Marshal(cfg)
-	for _, args := range [][]string{
+	for i, args := range [][]string{
 		{"gc", "--json", "--dry-run", "--keep-last", "2", "--grace", "0", "--tmp-dir", dir},
 		{"gc", "--json", "--keep-last", "2", "--grace", "0", "--tmp-dir", dir},
+		{"gc", "--json", "--dry-run", "--keep-last", "2", "--grace", "0", "--tmp-dir", dir}, // nothing left to do
 	} {
 		cmd := exec.CommandContext(context.Background(), bin, args...)
 		cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+string(cfgJSON))
@@ -165,6 +166,9 @@ func run(dbs, chunks, versions int, dir string) error {
 		fmt.Printf("  requests: %d list pages, %d gets, %d puts, %d stats, %d deletes\n", r.ListPages, r.Gets, r.Puts, r.Stats, r.Deletes)
 		if s.MissingChunks != 0 {
 			return fmt.Errorf("missing chunks: %v", s.MissingSample)
+		}
+		if i == 2 && (s.ManifestsDeleted != 0 || s.ChunksDeleted != 0) {
+			return fmt.Errorf("after the collection, %d manifests and %d chunks are still to delete", s.ManifestsDeleted, s.ChunksDeleted)
 		}
 	}
 	return nil
