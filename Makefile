@@ -29,7 +29,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
-	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/blob/... ./internal/testutil/ ./internal/failpoint/ ./internal/metrics/
+	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/blob/... ./internal/testutil/ ./internal/failpoint/ ./internal/metrics/ ./internal/gc/... ./internal/retention/
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
