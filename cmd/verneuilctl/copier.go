@@ -111,6 +111,11 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		defer close(healed)
 		h.run(hctx)
 	}()
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		periodicGC(hctx, cfg, stores, log)
+	}()
 
 	var serveErr error
 	select {
@@ -120,6 +125,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	}
 	hstop()
 	<-healed
+	<-collected
 	log.Info("shutting down: finishing in-flight uploads", "timeout", *shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()

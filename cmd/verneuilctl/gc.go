@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sort"
 	"time"
@@ -45,14 +47,9 @@ func runGC(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := gc.Options{
-		Policy:    policyOf(cfg.Retention.For("")),
-		PolicyFor: func(key string) retention.Policy { return policyFor(cfg, key) },
-		Grace:     cfg.GCGrace.Duration(),
-		DryRun:    *dryRun,
-		TempDir:   *tmpDir,
-		Logger:    a.log,
-	}
+	opts := gcOptions(cfg, a.log)
+	opts.DryRun = *dryRun
+	opts.TempDir = *tmpDir
 	if *grace != "" {
 		d, err := time.ParseDuration(*grace)
 		if *grace == "0" {
@@ -119,6 +116,49 @@ func runGC(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	return nil
+}
+
+// gcOptions are the collection options the configuration gives.
+func gcOptions(cfg *config.Config, log *slog.Logger) gc.Options {
+	return gc.Options{
+		Policy:    policyOf(cfg.Retention.For("")),
+		PolicyFor: func(key string) retention.Policy { return policyFor(cfg, key) },
+		Grace:     cfg.GCGrace.Duration(),
+		Logger:    log,
+	}
+}
+
+// periodicGC collects every target each gc_interval (±10%) until ctx is
+// done (verneuilctl copier). Failures are logged; the next run retries.
+func periodicGC(ctx context.Context, cfg *config.Config, stores []blob.Store, log *slog.Logger) {
+	every := cfg.GCInterval.Duration()
+	if every <= 0 {
+		return
+	}
+	opts := gcOptions(cfg, log)
+	for {
+		timer := time.NewTimer(every*9/10 + rand.N(every/5+1))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		for _, s := range stores {
+			ls, ok := s.(blob.Lifecycle)
+			if !ok {
+				continue
+			}
+			sum, err := gc.Run(ctx, ls, opts)
+			if err != nil {
+				log.Warn("periodic gc failed", "target", s.String(), "err", err)
+				continue
+			}
+			log.Info("periodic gc", "target", s.String(), "manifests_deleted", sum.ManifestsDeleted,
+				"chunks_deleted", sum.ChunksDeleted, "chunk_bytes_deleted", sum.ChunkBytesDeleted,
+				"missing_chunks", sum.MissingChunks, "duration", sum.Duration)
+		}
+	}
 }
 
 // policyOf is a retention policy of the configured windows.

@@ -92,6 +92,7 @@ type Config struct {
 	LogFormat      string            `json:"log_format"`      // text|json; default "text"
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
 	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
+	GCInterval     Duration          `json:"gc_interval"`     // verneuilctl copier runs gc this often; 0 (default): never
 	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
 }
 

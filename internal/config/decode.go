@@ -36,7 +36,7 @@ var topKeys = []string{
 	"spool_dir", "make_default", "targets", "cache_dir", "chunk_size",
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
-	"log_level", "log_format", "replicate", "gc_grace", "retention",
+	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention",
 }
 
 var (
@@ -97,6 +97,8 @@ func decode(data []byte, c *Config) error {
 			return decodeString(path, v, &c.LogFormat)
 		case "gc_grace":
 			return decodeDuration(path, v, &c.GCGrace)
+		case "gc_interval":
+			return decodeDuration(path, v, &c.GCInterval)
 		case "retention":
 			return decodeRetention(path, v, &c.Retention)
 		case "replicate":

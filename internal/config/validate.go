@@ -54,6 +54,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)
 		}
 	}
+	if c.GCInterval < 0 {
+		return fmt.Errorf("config: gc_interval: %v must not be negative (0 disables periodic gc)", c.GCInterval)
+	}
 	for name, w := range c.Retention.Databases {
 		if w.KeepAll < 0 || w.Hourly < 0 || w.Daily < 0 {
 			return fmt.Errorf("config: retention.databases[%q]: durations must not be negative", name)
