@@ -103,7 +103,9 @@ func (r *run) databases(ctx context.Context) error {
 	}
 	close(work)
 	wg.Wait()
-	if err == nil {
+	if ctx.Err() != nil {
+		// A worker's failure (or the caller's cancellation) stopped
+		// the walk: report why, not the walk's "context canceled".
 		err = context.Cause(ctx)
 	}
 	if err != nil {

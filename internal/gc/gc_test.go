@@ -2,6 +2,7 @@ package gc_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,4 +232,28 @@ func TestPolicyPerDatabase(t *testing.T) {
 		t.Fatalf("missing %v, unreferenced %v", missing, unref)
 	}
 	f.CheckRestores(t, s)
+}
+
+// failingGets fails every manifest read.
+type failingGets struct{ *fileblob.Store }
+
+func (f failingGets) Get(ctx context.Context, key string) ([]byte, error) {
+	return nil, errors.New("injected read failure")
+}
+
+// TestReadFailureStopsBeforeChunks: a manifest that cannot be read stops
+// the collection before any chunk is deleted, with the reason.
+func TestReadFailureStopsBeforeChunks(t *testing.T) {
+	s := newStore(t)
+	gctest.Build(t, s, 2, 3, 4, 6)
+	orphan(t, s, 'f')
+	age(t, s, time.Minute)
+	_, before := gctest.Missing(t, s)
+	_, err := gc.Run(context.Background(), failingGets{s}, gc.Options{Policy: retention.Policy{KeepLast: 1}, TempDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "injected read failure") {
+		t.Fatalf("Run: %v, want the read failure", err)
+	}
+	if _, after := gctest.Missing(t, s); len(after) != len(before) {
+		t.Fatalf("unreferenced chunks went from %d to %d after a failed run", len(before), len(after))
+	}
 }
