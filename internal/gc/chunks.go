@@ -73,24 +73,38 @@ func (r *run) chunks(ctx context.Context) error {
 		return err
 	}
 	cutoff := r.t0.Add(-r.opts.Grace)
+	// Candidates of several partitions share delete batches.
+	var pending []listed
 	for i := range partitionCount {
-		if err := r.partition(ctx, list, i, cutoff); err != nil {
+		cands, err := r.partition(list, i, cutoff)
+		if err != nil {
 			return err
 		}
+		pending = append(pending, cands...)
+		for len(pending) >= deleteBatch {
+			if err := r.sweep(ctx, pending[:deleteBatch], cutoff); err != nil {
+				return err
+			}
+			pending = pending[deleteBatch:]
+		}
 		r.progress()
+	}
+	if len(pending) > 0 {
+		return r.sweep(ctx, pending, cutoff)
 	}
 	return nil
 }
 
-// partition merges partition i of the listing with the references.
-func (r *run) partition(ctx context.Context, list *partitions, i int, cutoff time.Time) error {
+// partition merges partition i of the listing with the references and
+// returns the deletion candidates: unreferenced and past the grace period.
+func (r *run) partition(list *partitions, i int, cutoff time.Time) ([]listed, error) {
 	refData, err := r.refs.read(i)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	listData, err := list.read(i)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	refs := sortedRecords(refData, hashRecordSize)
 	objs := sortedRecords(listData, listRecordSize)
@@ -111,6 +125,7 @@ func (r *run) partition(ctx context.Context, list *partitions, i int, cutoff tim
 			kept++
 			keptBytes += o.size
 		default:
+			o.hash = bytes.Clone(o.hash) // not the partition's buffer
 			cands = append(cands, o)
 		}
 	}
@@ -135,12 +150,7 @@ func (r *run) partition(ctx context.Context, list *partitions, i int, cutoff tim
 		}
 	}
 	r.mu.Unlock()
-	for batch := range slices.Chunk(cands, deleteBatch) {
-		if err := r.sweep(ctx, batch, cutoff); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cands, nil
 }
 
 // sortedRecords splits data into records sorted and without duplicates.
