@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz gcbench sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -119,6 +119,12 @@ bench: build
 s3bench:
 	sh scripts/install-s3-server.sh
 	$(GO) run ./cmd/verneuil-s3bench $(S3BENCH_FLAGS)
+
+# gcbench measures verneuilctl gc on a synthetic local target of 10,000
+# databases and 1,000,000 chunks (docs/OPERATIONS.md); GCBENCH_FLAGS e.g.
+# "-dbs 1000 -chunks 100000".
+gcbench:
+	$(GO) run ./cmd/verneuil-gcbench $(GCBENCH_FLAGS)
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \

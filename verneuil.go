@@ -148,6 +148,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		ScanInterval: cfg.ScanInterval.Duration(),
 		RateLimit:    cfg.RateLimit,
 		RateBurst:    cfg.RateBurst,
+		GCGrace:      cfg.GCGrace.Duration(),
 		Logger:       log.With("component", "copier"),
 		OnRescan: func(key string) {
 			if t := r.tracker; t != nil {

@@ -250,6 +250,9 @@ type manifestInfo struct {
 	PageSize   uint32    `json:"page_size"`
 	ChunkSize  uint32    `json:"chunk_size"`
 	Chunks     int       `json:"chunks"`
+	// Retained, in list --versions only, says why the retention policy
+	// keeps the version (latest, recent, hourly, daily) or "expired".
+	Retained string `json:"retained,omitempty"`
 }
 
 func infoOf(m *manifest.Manifest) manifestInfo {

@@ -77,6 +77,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		ScanInterval: *scanInterval,
 		RateLimit:    cfg.RateLimit,
 		RateBurst:    cfg.RateBurst,
+		GCGrace:      cfg.GCGrace.Duration(),
 		Logger:       log,
 	})
 
@@ -116,6 +117,11 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		defer close(healed)
 		h.run(hctx)
 	}()
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		periodicGC(hctx, cfg, stores, log)
+	}()
 
 	var serveErr error
 	select {
@@ -125,6 +131,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	}
 	hstop()
 	<-healed
+	<-collected
 	log.Info("shutting down: finishing in-flight uploads", "timeout", *shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()

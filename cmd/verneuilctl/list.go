@@ -58,12 +58,21 @@ func runList(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return storeError(err, ref)
 		}
+		kept, err := a.retained(ctx, s, ref.Key)
+		if err != nil {
+			return err
+		}
 		for _, seq := range seqs {
 			m, err := restore.Version(ctx, s, ref.Key, seq)
 			if err != nil {
 				return storeError(err, ref)
 			}
-			infos = append(infos, infoOf(m))
+			info := infoOf(m)
+			info.Retained = kept[seq]
+			if info.Retained == "" {
+				info.Retained = "expired"
+			}
+			infos = append(infos, info)
 		}
 	} else {
 		keys, err := s.List(ctx, "dbs/")
@@ -92,7 +101,11 @@ func runList(ctx context.Context, a *app, args []string) error {
 		if *versionsOf == "" {
 			name = i.Name + "\t"
 		}
-		fmt.Fprintf(a.stdout, "%sversion %d\t%s\t%s\n", name, i.Version, i.CommitTime.Format(timeFormat), humanBytes(i.Length))
+		retained := ""
+		if i.Retained != "" {
+			retained = "\t" + i.Retained
+		}
+		fmt.Fprintf(a.stdout, "%sversion %d\t%s\t%s%s\n", name, i.Version, i.CommitTime.Format(timeFormat), humanBytes(i.Length), retained)
 	}
 	return nil
 }

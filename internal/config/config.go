@@ -53,6 +53,10 @@ const (
 	DefaultFlushTimeout = Duration(10 * time.Minute)
 	DefaultLogLevel     = "warn"
 	DefaultLogFormat    = "text"
+	DefaultGCGrace        = Duration(24 * time.Hour)
+	DefaultKeepAll        = Duration(time.Hour)
+	DefaultKeepHourly     = Duration(7 * 24 * time.Hour)
+	DefaultKeepDaily      = Duration(30 * 24 * time.Hour)
 )
 
 // EnvConfig is the environment variable read by FromEnv.
@@ -90,6 +94,46 @@ type Config struct {
 	LogLevel       string            `json:"log_level"`       // debug|info|warn|error; default "warn"
 	LogFormat      string            `json:"log_format"`      // text|json; default "text"
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
+	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
+	GCInterval     Duration          `json:"gc_interval"`     // verneuilctl copier runs gc this often; 0 (default): never
+	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
+}
+
+// Retention is the policy verneuilctl gc applies to every database's
+// versions (docs/CONFIG.md): every version until it has been superseded for
+// KeepAll, then the newest of each hour for versions younger than Hourly
+// and of each day for versions younger than Daily; the latest always.
+type Retention struct {
+	KeepAll Duration `json:"keep_all"` // default 1h
+	Hourly  Duration `json:"hourly"`   // default 168h (7 days)
+	Daily   Duration `json:"daily"`    // default 720h (30 days)
+	// Databases overrides the windows for some databases, by replica
+	// name; a window left out (or 0) takes the value above.
+	Databases map[string]RetentionWindows `json:"databases,omitempty"`
+}
+
+// RetentionWindows are the windows of one database's retention.
+type RetentionWindows struct {
+	KeepAll Duration `json:"keep_all,omitempty"`
+	Hourly  Duration `json:"hourly,omitempty"`
+	Daily   Duration `json:"daily,omitempty"`
+}
+
+// For returns the windows that apply to the database of replica name.
+func (r Retention) For(name string) (keepAll, hourly, daily time.Duration) {
+	w := RetentionWindows{r.KeepAll, r.Hourly, r.Daily}
+	if o, ok := r.Databases[name]; ok {
+		if o.KeepAll > 0 {
+			w.KeepAll = o.KeepAll
+		}
+		if o.Hourly > 0 {
+			w.Hourly = o.Hourly
+		}
+		if o.Daily > 0 {
+			w.Daily = o.Daily
+		}
+	}
+	return w.KeepAll.Duration(), w.Hourly.Duration(), w.Daily.Duration()
 }
 
 // Duration is a time.Duration that unmarshals from a Go duration string
@@ -197,6 +241,18 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = DefaultLogFormat
+	}
+	if c.GCGrace == 0 {
+		c.GCGrace = DefaultGCGrace
+	}
+	if c.Retention.KeepAll == 0 {
+		c.Retention.KeepAll = DefaultKeepAll
+	}
+	if c.Retention.Hourly == 0 {
+		c.Retention.Hourly = DefaultKeepHourly
+	}
+	if c.Retention.Daily == 0 {
+		c.Retention.Daily = DefaultKeepDaily
 	}
 	if c.Replicate == nil {
 		t := true

@@ -129,7 +129,10 @@ const fullConfig = `{
   "names": {"/data/app.db": "app/main"},
   "log_level": "debug",
   "log_format": "json",
-  "replicate": false
+  "replicate": false,
+  "gc_grace": "6h",
+  "retention": {"keep_all": "2h", "hourly": "48h", "daily": 864000,
+    "databases": {"app/main": {"daily": "8760h"}}}
 }`
 
 func TestParseInline(t *testing.T) {
@@ -157,9 +160,19 @@ func TestParseInline(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		Replicate:      &f,
+		GCGrace:        config.Duration(6 * time.Hour),
+		Retention: config.Retention{KeepAll: config.Duration(2 * time.Hour), Hourly: config.Duration(48 * time.Hour),
+			Daily:     config.Duration(10 * 24 * time.Hour),
+			Databases: map[string]config.RetentionWindows{"app/main": {Daily: config.Duration(365 * 24 * time.Hour)}}},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse:\n%v\nwant:\n%v", c, want)
+	}
+	if all, h, d := c.Retention.For("app/main"); all != 2*time.Hour || h != 48*time.Hour || d != 365*24*time.Hour {
+		t.Errorf("Retention.For(app/main) = %v %v %v", all, h, d)
+	}
+	if _, _, d := c.Retention.For("other"); d != 10*24*time.Hour {
+		t.Errorf("Retention.For(other): daily %v", d)
 	}
 	if c.ReplicateEnabled() {
 		t.Error("ReplicateEnabled() = true with \"replicate\": false")

@@ -36,8 +36,13 @@ var topKeys = []string{
 	"spool_dir", "make_default", "targets", "cache_dir", "chunk_size",
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
-	"log_level", "log_format", "replicate",
+	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention",
 }
+
+var (
+	retentionKeys = []string{"keep_all", "hourly", "daily", "databases"}
+	windowKeys    = []string{"keep_all", "hourly", "daily"}
+)
 
 var targetKeys = []string{"url", "endpoint", "region", "path_style"}
 
@@ -90,6 +95,12 @@ func decode(data []byte, c *Config) error {
 			return decodeString(path, v, &c.LogLevel)
 		case "log_format":
 			return decodeString(path, v, &c.LogFormat)
+		case "gc_grace":
+			return decodeDuration(path, v, &c.GCGrace)
+		case "gc_interval":
+			return decodeDuration(path, v, &c.GCInterval)
+		case "retention":
+			return decodeRetention(path, v, &c.Retention)
 		case "replicate":
 			if isNull(v) {
 				return nil
@@ -164,6 +175,65 @@ func decodeTarget(path string, v json.RawMessage) (Target, error) {
 		return t, fmt.Errorf("config: %s: only valid for s3 targets", s3Only[0])
 	}
 	return t, nil
+}
+
+func decodeRetention(path string, v json.RawMessage, dst *Retention) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("config: %s: expected an object with keep_all, hourly and daily durations, got %s", path, describe(v))
+	}
+	sub := func(k string) string { return path + "." + k }
+	return eachField(v, path, sub, retentionKeys, func(key, path string, v json.RawMessage) error {
+		switch key {
+		case "keep_all":
+			return decodeDuration(path, v, &dst.KeepAll)
+		case "hourly":
+			return decodeDuration(path, v, &dst.Hourly)
+		case "daily":
+			return decodeDuration(path, v, &dst.Daily)
+		case "databases":
+			return decodeRetentionDatabases(path, v, &dst.Databases)
+		}
+		return fmt.Errorf("config: %s: key not handled", path)
+	})
+}
+
+func decodeRetentionDatabases(path string, v json.RawMessage, dst *map[string]RetentionWindows) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("config: %s: expected an object mapping replica names to retention windows, got %s", path, describe(v))
+	}
+	m := map[string]RetentionWindows{}
+	elem := func(k string) string { return fmt.Sprintf("%s[%q]", path, k) }
+	err := eachField(v, path, elem, nil, func(name, p string, v json.RawMessage) error {
+		if v[0] != '{' {
+			return fmt.Errorf("config: %s: expected an object with keep_all, hourly and daily durations, got %s", p, describe(v))
+		}
+		var w RetentionWindows
+		sub := func(k string) string { return p + "." + k }
+		err := eachField(v, p, sub, windowKeys, func(key, p string, v json.RawMessage) error {
+			switch key {
+			case "keep_all":
+				return decodeDuration(p, v, &w.KeepAll)
+			case "hourly":
+				return decodeDuration(p, v, &w.Hourly)
+			case "daily":
+				return decodeDuration(p, v, &w.Daily)
+			}
+			return fmt.Errorf("config: %s: key not handled", p)
+		})
+		m[name] = w
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*dst = m
+	return nil
 }
 
 func decodeNames(path string, v json.RawMessage, dst *map[string]string) error {

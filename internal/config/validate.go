@@ -45,9 +45,21 @@ func (c *Config) Validate() error {
 		{"upload_interval", c.UploadInterval},
 		{"scan_interval", c.ScanInterval},
 		{"flush_timeout", c.FlushTimeout},
+		{"gc_grace", c.GCGrace},
+		{"retention.keep_all", c.Retention.KeepAll},
+		{"retention.hourly", c.Retention.Hourly},
+		{"retention.daily", c.Retention.Daily},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)
+		}
+	}
+	if c.GCInterval < 0 {
+		return fmt.Errorf("config: gc_interval: %v must not be negative (0 disables periodic gc)", c.GCInterval)
+	}
+	for name, w := range c.Retention.Databases {
+		if w.KeepAll < 0 || w.Hourly < 0 || w.Daily < 0 {
+			return fmt.Errorf("config: retention.databases[%q]: durations must not be negative", name)
 		}
 	}
 	if n := c.CopierWorkers; n < 1 || n > MaxCopierWorkers {

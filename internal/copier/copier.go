@@ -73,6 +73,7 @@ const (
 	DefaultProbeMax         = 5 * time.Second
 	DefaultKnownChunks      = 1 << 17
 	DefaultKnownChunkTTL    = time.Hour
+	DefaultGCGrace          = 24 * time.Hour
 	requestBackoffMin       = 50 * time.Millisecond
 	requestBackoffMax       = 5 * time.Second
 	logRepeatFailureEvery   = 5 * time.Minute
@@ -127,7 +128,14 @@ type Options struct {
 	// younger than KnownChunkTTL.
 	KnownChunks   int
 	KnownChunkTTL time.Duration
-	Logger        *slog.Logger
+	// GCGrace is the grace period of the collections (verneuilctl gc)
+	// that run on the targets; default DefaultGCGrace. The copier keeps
+	// within it (docs/FORMAT.md, "Garbage collection"): a known-chunk
+	// entry is trusted for at most GCGrace/4, and a manifest is published
+	// at most GCGrace/4 after its upload attempt began (later, the
+	// attempt starts again and re-validates the chunks it relies on).
+	GCGrace time.Duration
+	Logger  *slog.Logger
 	// OnRescan, if set, is called when staged data of a database was
 	// found lost or damaged and the spool was marked for a rescan, so that
 	// an in-process tracker rescans at its next capture.
@@ -298,6 +306,10 @@ func New(opts Options) *Copier {
 	if opts.KnownChunkTTL <= 0 {
 		opts.KnownChunkTTL = DefaultKnownChunkTTL
 	}
+	if opts.GCGrace <= 0 {
+		opts.GCGrace = DefaultGCGrace
+	}
+	opts.KnownChunkTTL = min(opts.KnownChunkTTL, opts.GCGrace/4)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -284,6 +284,7 @@ var errRestart = errors.New("staged manifest changed during upload")
 // uploaded one: chunks first, then the immutable manifest, then "latest".
 // It returns the manifest published (nil when there was nothing to do).
 func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*manifest.Manifest, int, error) {
+	began := time.Now()
 	m, enc, err := d.Manifest()
 	if err != nil {
 		if errors.Is(err, manifest.ErrCorrupt) {
@@ -356,7 +357,15 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 			return nil, 0, err
 		}
 	}
-	// Everything the manifest references is in every target: publish it.
+	failpoint.Hit("upload-before-manifest")
+	// Everything the manifest references is in every target: publish it,
+	// unless the chunks it relies on might have aged past a collection's
+	// grace period meanwhile (docs/FORMAT.md, "Garbage collection"): then
+	// start again, which re-validates them.
+	if time.Since(began) > c.opts.GCGrace/4 {
+		c.log.Warn("upload outlasted its publish deadline; starting again", "db", d.Key, "deadline", c.opts.GCGrace/4)
+		return nil, 0, errRestart
+	}
 	if m, enc, err = c.publishManifest(ctx, d, at, m, enc); err != nil {
 		return nil, 0, err
 	}
@@ -478,10 +487,13 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 	if wasUploaded || c.known.has(h) {
 		return nil
 	}
-	// Not staged and not known: it must already be in every target.
+	// Not staged and not known: it must already be in every target. Where
+	// the store can, the check also resets the chunk's modification time,
+	// so that no collection deletes it before the manifest is published
+	// (it may be an old chunk no retained manifest references).
 	for _, t := range c.opts.Targets {
 		var ok bool
-		err := c.do(ctx, at, func(ctx context.Context) (err error) { ok, err = t.Exists(ctx, key); return err })
+		err := c.do(ctx, at, func(ctx context.Context) (err error) { ok, err = present(ctx, t, key); return err })
 		if err != nil {
 			return fmt.Errorf("check chunk %s in %s: %w", h, t, err)
 		}
@@ -497,6 +509,19 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 	}
 	c.known.add(h)
 	return nil
+}
+
+// present reports whether key exists in t, touching it where t can.
+func present(ctx context.Context, t blob.Store, key string) (bool, error) {
+	tt, ok := t.(blob.Toucher)
+	if !ok {
+		return t.Exists(ctx, key)
+	}
+	err := tt.Touch(ctx, key)
+	if errors.Is(err, blob.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // latestGuess is what a copier knows about a "latest" object it wrote.

@@ -6,7 +6,12 @@
 //	VERNEUIL_FAILPOINT=NAME[:N]
 //
 // makes the process SIGKILL itself the Nth time (default 1st) it reaches
-// the site NAME. Names are listed in Names.
+// the site NAME. Names are listed in Names. Race tests can instead make a
+// site slow:
+//
+//	VERNEUIL_FAILPOINT_SLEEP=NAME:DURATION
+//
+// makes every hit of NAME sleep for DURATION (e.g. "1s").
 package failpoint
 
 import (
@@ -15,19 +20,35 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Names lists the sites compiled into the library, in commit order.
 var Names = []string{
-	"capture-before-copy",   // in the commit hook, before copying chunks
-	"capture-mid-copy",      // in the commit hook, between two chunk copies
-	"build-before-stage",    // building a manifest, before staging chunks
-	"build-mid-stage",       // between two staged chunks
-	"publish-before-rename", // manifest written to tmp, not yet renamed
-	"publish-before-gc",     // manifest published, unreferenced chunks not yet deleted
-	"upload-mid-chunks",     // some chunks uploaded, not the manifest
-	"upload-before-latest",  // manifest version uploaded, latest not updated
-	"upload-before-record",  // latest updated, upload not yet recorded in the spool
+	"capture-before-copy",    // in the commit hook, before copying chunks
+	"capture-mid-copy",       // in the commit hook, between two chunk copies
+	"build-before-stage",     // building a manifest, before staging chunks
+	"build-mid-stage",        // between two staged chunks
+	"publish-before-rename",  // manifest written to tmp, not yet renamed
+	"publish-before-gc",      // manifest published, unreferenced chunks not yet deleted
+	"upload-mid-chunks",      // some chunks uploaded, not the manifest
+	"upload-before-latest",   // manifest version uploaded, latest not updated
+	"upload-before-record",   // latest updated, upload not yet recorded in the spool
+	"upload-before-manifest", // every chunk uploaded, the manifest not yet
+}
+
+var (
+	sleepArmed  atomic.Bool
+	sleepTarget string
+	sleepFor    time.Duration
+)
+
+func init() {
+	name, d, ok := strings.Cut(os.Getenv("VERNEUIL_FAILPOINT_SLEEP"), ":")
+	if v, err := time.ParseDuration(d); ok && err == nil && v > 0 {
+		sleepTarget, sleepFor = name, v
+		sleepArmed.Store(true)
+	}
 }
 
 var (
@@ -55,6 +76,9 @@ func init() {
 // Hit kills the process with SIGKILL if the failpoint name is armed and
 // this is the chosen hit.
 func Hit(name string) {
+	if sleepArmed.Load() && name == sleepTarget {
+		time.Sleep(sleepFor)
+	}
 	if !armed.Load() || name != target {
 		return
 	}

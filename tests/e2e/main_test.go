@@ -203,6 +203,10 @@ func runRole(role string) int {
 				}
 			}
 		}
+	case "churn": // rewrite rows of a bounded table until killed (about 1 MB)
+		for {
+			must("INSERT OR REPLACE INTO t(id, k, v) VALUES(?, ?, randomblob(?))", rng.IntN(500), rng.IntN(1000), rng.IntN(4000))
+		}
 	case "count": // N committed transactions, then flush and exit
 		n, _ := strconv.Atoi(os.Getenv("VERNEUIL_E2E_N"))
 		for i := range n {

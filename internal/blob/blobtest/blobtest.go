@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"PutIfVersionRace", testPutIfVersionRace},
 		{"PutIfCounter", testPutIfCounter},
 		{"CanceledContext", testCanceledContext},
+		{"Lifecycle", testLifecycle},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -385,7 +385,8 @@ func (s *Store) writeTemp(dir string, data []byte) (string, error) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
-		if err = s.mkdirAll(dir); err != nil {
+		// mkdir of a parent removed meanwhile fails the same way.
+		if err = s.mkdirAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
 	}
