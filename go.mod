@@ -27,4 +27,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sso v1.39.4 // indirect
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.4 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.51.9 // indirect
+	github.com/pierrec/lz4/v4 v4.1.23 // indirect
+	github.com/superfly/ltx v0.5.2 // indirect
 )
