@@ -210,9 +210,9 @@ type phaseResult struct {
 	LastRestorable        time.Duration // last commit → restorable (slowest polled database)
 	Window                time.Duration // requests were counted over this window
 	Requests              counts
-	CPUWriter, CPURepl    time.Duration // of the writer process and, for Litestream, of `litestream replicate`
-	RSSWriter, RSSRepl    int64         // at the end of the window
-	DBBytes               int64         // size of database 0 at the end
+	CPUWriter, CPURepl    time.Duration  // of the writer process and, for Litestream, of `litestream replicate`
+	RSSWriter, RSSRepl    int64          // at the end of the window
+	DBBytes               int64          // size of database 0 at the end
 	Restore               *restoreResult `json:",omitempty"`
 	Notes                 []string       `json:",omitempty"`
 }

@@ -132,7 +132,7 @@ func (p *litestreamProbe) seq(ctx context.Context, i int) (int64, error) {
 
 // ltxHead is how much of an LTX file is read: the header and page 1 (at
 // most a 64 KiB page, compressed).
-const ltxHead = ltx.HeaderSize + ltx.PageHeaderSize + 4 + 66 << 10
+const ltxHead = ltx.HeaderSize + ltx.PageHeaderSize + 4 + 66<<10
 
 func (p *litestreamProbe) head(ctx context.Context, key string) ([]byte, error) {
 	out, err := p.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(key),

@@ -26,14 +26,14 @@ const (
 type writerSpec struct {
 	Tool      string        `json:"tool"`
 	DBs       []string      `json:"dbs"`
-	Rate      float64       `json:"rate"`       // transactions per second per database; 0: as fast as possible
-	Duration  time.Duration `json:"duration"`   // of the load (paced loads)
+	Rate      float64       `json:"rate"`     // transactions per second per database; 0: as fast as possible
+	Duration  time.Duration `json:"duration"` // of the load (paced loads)
 	RowsPerTx int           `json:"rows_per_tx"`
 	RowBytes  int           `json:"row_bytes"`
-	Txs       int64         `json:"txs"`        // unpaced loads: transactions per database
-	Idle      bool          `json:"idle"`       // no load: wait Duration
-	Records   string        `json:"records"`    // where the commit records go
-	Config    string        `json:"config"`     // verneuil: the replicator's configuration (JSON)
+	Txs       int64         `json:"txs"`     // unpaced loads: transactions per database
+	Idle      bool          `json:"idle"`    // no load: wait Duration
+	Records   string        `json:"records"` // where the commit records go
+	Config    string        `json:"config"`  // verneuil: the replicator's configuration (JSON)
 }
 
 // commitRecord is one committed transaction: database index, its sequence
