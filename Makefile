@@ -7,7 +7,7 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build ext demo test deps vet fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo test deps vet fmt-check test-go test-asan crash bench s3bench bench-litestream bench-litestream-quick fuzz sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -74,6 +74,18 @@ bench: build
 s3bench:
 	sh scripts/install-s3-server.sh
 	$(GO) run ./cmd/verneuil-s3bench $(S3BENCH_FLAGS)
+
+# bench-litestream runs the same workloads through Litestream (installed into
+# .cache/tools) and through verneuil against one loopback S3 server, and
+# prints the comparison table and cost model of docs/BENCHMARKS.md (about
+# 15 minutes; bench-litestream-quick: 2). LSBENCH_FLAGS e.g. "-only ad".
+bench-litestream:
+	sh scripts/install-s3-server.sh
+	sh scripts/install-litestream.sh
+	$(GO) run ./cmd/verneuil-lsbench $(LSBENCH_FLAGS)
+
+bench-litestream-quick:
+	$(MAKE) bench-litestream LSBENCH_FLAGS="-quick $(LSBENCH_FLAGS)"
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \

@@ -210,9 +210,11 @@ type phaseResult struct {
 	LastRestorable        time.Duration // last commit → restorable (slowest polled database)
 	Window                time.Duration // requests were counted over this window
 	Requests              counts
-	CPUWriter, CPURepl    time.Duration  // of the writer process and, for Litestream, of `litestream replicate`
-	RSSWriter, RSSRepl    int64          // at the end of the window
-	DBBytes               int64          // size of database 0 at the end
+	CPUWriter, CPURepl    time.Duration // of the writer process and, for Litestream, of `litestream replicate`
+	RSSWriter, RSSRepl    int64         // at the end of the window
+	DBBytes               int64         // size of database 0 at the end
+	StoredBytes           int64         // under the phase's prefix once the tools stopped
+	StoredObjects         int
 	Restore               *restoreResult `json:",omitempty"`
 	Notes                 []string       `json:",omitempty"`
 }
@@ -327,7 +329,11 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 			filepath.Join(dir, "litestream.log"))
 	}
 	// Let the initial uploads finish before counting.
-	if err := sleep(ctx, 3*time.Second); err != nil {
+	warmup := 3 * time.Second
+	if w.idle {
+		warmup = max(warmup, e.o.idleWarmup)
+	}
+	if err := sleep(ctx, warmup); err != nil {
 		return nil, err
 	}
 
@@ -432,12 +438,31 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 		}
 		ls = nil
 	}
+	if res.StoredObjects, res.StoredBytes, err = stored(ctx, s3test.Client(e.direct), prefix+"/"); err != nil {
+		return nil, err
+	}
 	if w.restore {
 		if res.Restore, err = e.restore(ctx, tool, dir, paths[0], lsConfig, prefix, want[0]); err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
 	}
 	return res, nil
+}
+
+// stored counts the objects under prefix and their bytes.
+func stored(ctx context.Context, client *s3.Client, prefix string) (n int, bytes int64, err error) {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
+	for pg := s3.NewListObjectsV2Paginator(client, in); pg.HasMorePages(); {
+		out, err := pg.NextPage(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		for _, o := range out.Contents {
+			n++
+			bytes += aws.ToInt64(o.Size)
+		}
+	}
+	return n, bytes, nil
 }
 
 // restore restores database 0 with the tool, through the proxy, and checks

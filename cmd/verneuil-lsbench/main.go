@@ -51,6 +51,7 @@ type options struct {
 	rowBytes   int
 	idleDBs    int
 	idle       time.Duration
+	idleWarmup time.Duration
 	settle     time.Duration
 	poll       time.Duration
 	sample     int
@@ -58,6 +59,10 @@ type options struct {
 	tools      string
 	jsonOut    string
 	lagTimeout time.Duration
+
+	fleetDBs         int
+	fleetSizeGiB     float64
+	fleetActiveHours float64
 }
 
 func main() {
@@ -80,6 +85,7 @@ func main() {
 	flag.IntVar(&o.rowBytes, "row-bytes", 1000, "bytes of random data per row in (c) (rows of (a) and (b): 100)")
 	flag.IntVar(&o.idleDBs, "idle-dbs", 100, "databases in (d)")
 	flag.DurationVar(&o.idle, "idle", 60*time.Second, "how long (d) watches the idle databases")
+	flag.DurationVar(&o.idleWarmup, "idle-warmup", 35*time.Second, "(d) starts counting this long after the databases reached the store (Litestream compacts level 0 into level 1 every 30 s)")
 	flag.DurationVar(&o.settle, "settle", 10*time.Second, "requests are still counted this long after a load ends")
 	flag.DurationVar(&o.poll, "poll", 100*time.Millisecond, "interval of the lag poller")
 	flag.IntVar(&o.sample, "sample", 10, "databases of (b) whose lag is polled")
@@ -87,6 +93,9 @@ func main() {
 	flag.StringVar(&o.tools, "tools", "litestream,verneuil", "tools to run, in this order")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results to this file as JSON")
 	flag.DurationVar(&o.lagTimeout, "lag-timeout", 10*time.Minute, "give up waiting for a load's last transaction to reach the store after this")
+	flag.IntVar(&o.fleetDBs, "fleet-dbs", 10000, "cost model: databases in the fleet")
+	flag.Float64Var(&o.fleetSizeGiB, "fleet-size-gib", 0.1, "cost model: size of each database, GiB")
+	flag.Float64Var(&o.fleetActiveHours, "fleet-active-hours", 2, "cost model: hours a day each database is written")
 	flag.Parse()
 	if *quick {
 		set := map[string]bool{}
@@ -102,6 +111,7 @@ func main() {
 		def("idle-dbs", func() { o.idleDBs = 20 })
 		def("idle", func() { o.idle = 20 * time.Second })
 		def("settle", func() { o.settle = 5 * time.Second })
+		def("idle-warmup", func() { o.idleWarmup = 5 * time.Second })
 		def("sample", func() { o.sample = 5 })
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -135,6 +135,8 @@ func (r *report) rows(workload string) []row {
 			return float64(p.Requests.total()) / float64(p.DBs) / p.Window.Hours()
 		}, func(v float64) string { return fmt.Sprintf("%.1f", v) })
 	}
+	add("stored after the phase (objects)", func(p *phaseResult) float64 { return float64(p.StoredObjects) }, num)
+	add("stored after the phase (bytes)", func(p *phaseResult) float64 { return float64(p.StoredBytes) }, func(v float64) string { return mib(int64(v)) })
 	add("CPU s, writer + replicator", func(p *phaseResult) float64 { return (p.CPUWriter + p.CPURepl).Seconds() }, func(v float64) string { return fmt.Sprintf("%.2f", v) })
 	addText("of which `litestream replicate`", func(p *phaseResult) string {
 		if p.Tool != toolLitestream {
