@@ -131,7 +131,7 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 	}
 	f := fleet{DBs: o.fleetDBs, SizeGiB: o.fleetSizeGiB, ActiveHours: o.fleetActiveHours}
 	fmt.Fprintf(w, "\nFleet: %d databases of %.2f GiB, each written %.1f h a day (S3 Standard list prices):\n", f.DBs, f.SizeGiB, f.ActiveHours)
-	fmt.Fprintln(w, "| tool | requests/day | PUT-class/day | requests $/day | uploaded GiB/day | stored GiB (≤) | storage $/month | total $/month |")
+	fmt.Fprintln(w, "| tool | requests/day | PUT-class/day | requests $/day | uploaded GiB/day | stored GiB after 30 days (≤) | storage $/month | total $/month |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, m := range ms {
 		c := m.model.predict(f.DBs, f.ActiveHours*3600, (24-f.ActiveHours)*3600)
@@ -142,12 +142,23 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 			}
 		}
 		up := m.model.UpActive * f.ActiveHours * 3600 * float64(f.DBs) / (1 << 30)
-		// One copy of every database plus one day of uploads (Litestream's
-		// default retention is 24 h; verneuil keeps what its gc keeps).
-		stored := f.SizeGiB*float64(f.DBs) + up
+		stored := storedGiB(m.tool, f, up, 30)
 		reqDay := s3Standard.requestCost(c)
 		storMonth := stored * (1 << 30) / 1e9 * s3Standard.PerGBMonth
 		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f | %.1f | %.0f | %.2f | %.2f |\n",
 			m.tool, sum(c), writes, reqDay, up, stored, storMonth, reqDay*30+storMonth)
 	}
+}
+
+// storedGiB bounds what the store holds after days of the fleet's load,
+// uploading up GiB a day: Litestream (defaults: a snapshot every 24 h,
+// kept 24 h, LTX files kept 24 h) holds at most two snapshots plus one
+// day of LTX files; verneuil has no gc yet, so it holds one copy plus
+// every upload since the start.
+func storedGiB(tool string, f fleet, up float64, days int) float64 {
+	copies := f.SizeGiB * float64(f.DBs)
+	if tool == toolLitestream {
+		return 2*copies + up
+	}
+	return copies + up*float64(days)
 }

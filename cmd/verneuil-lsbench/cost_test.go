@@ -45,6 +45,14 @@ func TestCostModel(t *testing.T) {
 	var out bytes.Buffer
 	rep.printCostCheck(&out, options{fleetDBs: 1000, fleetSizeGiB: 1, fleetActiveHours: 1})
 	text := out.String()
+	// Litestream: two snapshots of 1000 × 1 GiB plus one day's uploads.
+	if got, want := storedGiB(toolLitestream, fleet{DBs: 1000, SizeGiB: 1}, 5, 30), 2005.0; !near(got, want) {
+		t.Errorf("litestream stored %v GiB, want %v", got, want)
+	}
+	// verneuil, without gc: one copy plus 30 days of uploads.
+	if got, want := storedGiB(toolVerneuil, fleet{DBs: 1000, SizeGiB: 1}, 5, 30), 1150.0; !near(got, want) {
+		t.Errorf("verneuil stored %v GiB, want %v", got, want)
+	}
 	for _, want := range []string{
 		"(b) predicted 2480 requests, measured 2480 (+0%)",
 		// 1000 × (3600 × (2 + 3.5/60) + 23 × 3600 × 0.05) = 11,550,000
