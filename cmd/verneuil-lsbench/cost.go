@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+
+	"github.com/verneuil-go/verneuil/internal/config"
 )
 
 // prices is a per-request and per-GB price table, in US dollars. The
@@ -52,6 +54,10 @@ func (p prices) requestCost(c map[string]float64) float64 {
 type rateModel struct {
 	Idle, Active map[string]float64
 	UpActive     float64
+	// Cap is a limit on the requests a second of one process (verneuil's
+	// rate_limit; 0: none): a process with more to upload coalesces
+	// versions instead.
+	Cap float64
 }
 
 // calibrate derives a tool's model from its (a) and (d) results.
@@ -71,12 +77,19 @@ func calibrate(a, d *phaseResult) rateModel {
 	return m
 }
 
-// predict returns the requests, by class, of n databases written for
-// active seconds each and idle for idle seconds each.
-func (m rateModel) predict(n int, active, idle float64) map[string]float64 {
+// predict returns the requests, by class, of n databases spread over
+// procs processes, written for active seconds each, at the same time as
+// the other databases of their process, and idle for idle seconds each.
+func (m rateModel) predict(n, procs int, active, idle float64) map[string]float64 {
 	out := map[string]float64{}
+	f := 1.0
+	if m.Cap > 0 {
+		if limit, want := m.Cap*float64(procs)*active, float64(n)*sum(m.Active)*active; want > limit {
+			f = limit / want
+		}
+	}
 	for op, r := range m.Active {
-		out[op] += float64(n) * r * active
+		out[op] += float64(n) * r * active * f
 	}
 	for op, r := range m.Idle {
 		out[op] += float64(n) * r * idle
@@ -97,10 +110,12 @@ type fleet struct {
 	DBs         int
 	SizeGiB     float64
 	ActiveHours float64 // hours a day each database is written (≥ 1 tx/s)
+	Hosts       int     // processes the databases are spread over
 }
 
 // printCostCheck calibrates each tool's model on (a) and (d), checks it
-// against (b), and prices a fleet.
+// against (b), and prices a fleet. verneuil's model is capped at its
+// default rate_limit per process: (b) asks for more than that.
 func (r *report) printCostCheck(w io.Writer, o options) {
 	type modelled struct {
 		tool  string
@@ -112,7 +127,11 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 		if a == nil || d == nil || a.Load <= 0 {
 			continue
 		}
-		ms = append(ms, modelled{tool, calibrate(a, d)})
+		m := calibrate(a, d)
+		if tool == toolVerneuil {
+			m.Cap = config.Default().RateLimit
+		}
+		ms = append(ms, modelled{tool, m})
 	}
 	if len(ms) == 0 {
 		return
@@ -123,18 +142,19 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 		line := fmt.Sprintf("    %-10s idle %.4f requests/s per database, active %.3f requests/s per database, %.1f KiB/s uploaded while active",
 			m.tool, sum(m.model.Idle), sum(m.model.Active), m.model.UpActive/1024)
 		if b != nil && b.Load > 0 {
-			pred := m.model.predict(b.DBs, b.Load.Seconds(), b.Window.Seconds()-b.Load.Seconds())
+			pred := m.model.predict(b.DBs, 1, b.Load.Seconds(), b.Window.Seconds()-b.Load.Seconds())
 			meas := float64(b.Requests.total())
 			line += fmt.Sprintf("; (b) predicted %.0f requests, measured %.0f (%+.0f%%)", sum(pred), meas, (sum(pred)/max(meas, 1)-1)*100)
 		}
 		fmt.Fprintln(w, line)
 	}
-	f := fleet{DBs: o.fleetDBs, SizeGiB: o.fleetSizeGiB, ActiveHours: o.fleetActiveHours}
-	fmt.Fprintf(w, "\nFleet: %d databases of %.2f GiB, each written %.1f h a day (S3 Standard list prices):\n", f.DBs, f.SizeGiB, f.ActiveHours)
+	f := fleet{DBs: o.fleetDBs, SizeGiB: o.fleetSizeGiB, ActiveHours: o.fleetActiveHours, Hosts: max(1, o.fleetHosts)}
+	fmt.Fprintf(w, "\nFleet: %d databases of %.2f GiB on %d hosts, each written %.1f h a day (S3 Standard list prices):\n",
+		f.DBs, f.SizeGiB, f.Hosts, f.ActiveHours)
 	fmt.Fprintln(w, "| tool | requests/day | PUT-class/day | requests $/day | uploaded GiB/day | stored GiB after 30 days (≤) | storage $/month | total $/month |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, m := range ms {
-		c := m.model.predict(f.DBs, f.ActiveHours*3600, (24-f.ActiveHours)*3600)
+		c := m.model.predict(f.DBs, f.Hosts, f.ActiveHours*3600, (24-f.ActiveHours)*3600)
 		var writes float64
 		for op, n := range c {
 			if writeClass(op) {

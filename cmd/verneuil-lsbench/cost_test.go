@@ -36,14 +36,24 @@ func TestCostModel(t *testing.T) {
 		t.Fatalf("model %+v", m)
 	}
 	// (b): 20 databases, 60 s of load, 10 s tail.
-	got := m.predict(20, 60, 10)
+	got := m.predict(20, 1, 60, 10)
 	if want := 20*(2*60+3.5) + 20*0.05*10; !near(sum(got), want) {
 		t.Errorf("predicted %v, want %v", sum(got), want)
+	}
+	// A cap of 10 requests a second for the one process: 600 in the 60
+	// active seconds, plus the idle requests of the tail.
+	capped := m
+	capped.Cap = 10
+	if got, want := sum(capped.predict(20, 1, 60, 10)), 600+20*0.05*10; !near(got, want) {
+		t.Errorf("capped prediction %v, want %v", got, want)
+	}
+	if got := sum(capped.predict(20, 1000, 60, 10)); !near(got, sum(m.predict(20, 1, 60, 10))) {
+		t.Errorf("a cap far above the demand changed the prediction to %v", got)
 	}
 	b := phase(toolLitestream, "b", 20, 60*time.Second, 70*time.Second, counts{opPut: {N: 2400}, opList: {N: 80}})
 	rep := &report{Results: []*phaseResult{a, d, b}}
 	var out bytes.Buffer
-	rep.printCostCheck(&out, options{fleetDBs: 1000, fleetSizeGiB: 1, fleetActiveHours: 1})
+	rep.printCostCheck(&out, options{fleetDBs: 1000, fleetSizeGiB: 1, fleetActiveHours: 1, fleetHosts: 1})
 	text := out.String()
 	// Litestream: two snapshots of 1000 × 1 GiB plus one day's uploads.
 	if got, want := storedGiB(toolLitestream, fleet{DBs: 1000, SizeGiB: 1}, 5, 30), 2005.0; !near(got, want) {

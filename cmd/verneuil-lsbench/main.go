@@ -63,6 +63,7 @@ type options struct {
 	fleetDBs         int
 	fleetSizeGiB     float64
 	fleetActiveHours float64
+	fleetHosts       int
 }
 
 func main() {
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&o.fleetDBs, "fleet-dbs", 10000, "cost model: databases in the fleet")
 	flag.Float64Var(&o.fleetSizeGiB, "fleet-size-gib", 0.1, "cost model: size of each database, GiB")
 	flag.Float64Var(&o.fleetActiveHours, "fleet-active-hours", 2, "cost model: hours a day each database is written")
+	flag.IntVar(&o.fleetHosts, "fleet-hosts", 100, "cost model: processes (hosts) the fleet's databases are spread over")
 	flag.Parse()
 	if *quick {
 		set := map[string]bool{}

@@ -27,7 +27,7 @@ func (r *phaseResult) print(w io.Writer) {
 		r.Requests.total(), r.Window.Round(time.Millisecond), r.Requests.String(), mib(in), mib(out),
 		r.CPUWriter.Seconds(), r.CPURepl.Seconds(), mib(r.RSSWriter), mib(r.RSSRepl))
 	if r.Restore != nil {
-		fmt.Fprintf(w, "    restore: %.3fs, %d requests (%s), %s; %s\n", r.Restore.Time.Seconds(), r.Restore.Requests.total(),
+		fmt.Fprintf(w, "    restore: %.3fs (%.3fs straight from the server), %d requests (%s), %s; %s\n", r.Restore.Time.Seconds(), r.Restore.DirectTime.Seconds(), r.Restore.Requests.total(),
 			r.Restore.Requests.String(), mib(r.Restore.Bytes), r.Restore.Check)
 	}
 	for _, n := range r.Notes {
@@ -146,7 +146,8 @@ func (r *report) rows(workload string) []row {
 	})
 	add("RSS per database, writer + replicator", func(p *phaseResult) float64 { return float64(p.RSSWriter+p.RSSRepl) / float64(p.DBs) }, kib)
 	if ls.Restore != nil && vn.Restore != nil {
-		add("restore time", func(p *phaseResult) float64 { return p.Restore.Time.Seconds() }, secs)
+		add("restore time (through the proxy)", func(p *phaseResult) float64 { return p.Restore.Time.Seconds() }, secs)
+		add("restore time (straight from the server)", func(p *phaseResult) float64 { return p.Restore.DirectTime.Seconds() }, secs)
 		add("restore requests", func(p *phaseResult) float64 { return float64(p.Restore.Requests.total()) }, num)
 		addText("restored database", func(p *phaseResult) string { return p.Restore.Check })
 	}
