@@ -97,7 +97,8 @@ func main() {
 	flag.IntVar(&o.fleetDBs, "fleet-dbs", 10000, "cost model: databases in the fleet")
 	flag.Float64Var(&o.fleetSizeGiB, "fleet-size-gib", 0.1, "cost model: size of each database, GiB")
 	flag.Float64Var(&o.fleetActiveHours, "fleet-active-hours", 2, "cost model: hours a day each database is written")
-	flag.IntVar(&o.fleetHosts, "fleet-hosts", 100, "cost model: processes (hosts) the fleet's databases are spread over")
+	reprint := flag.String("report", "", "print the table and cost model of an earlier run's -json file (with this run's -fleet-* flags) and exit")
+	flag.IntVar(&o.fleetHosts, "fleet-hosts", 1000, "cost model: processes (hosts) the fleet's databases are spread over")
 	flag.Parse()
 	if *quick {
 		set := map[string]bool{}
@@ -115,6 +116,13 @@ func main() {
 		def("settle", func() { o.settle = 5 * time.Second })
 		def("idle-warmup", func() { o.idleWarmup = 5 * time.Second })
 		def("sample", func() { o.sample = 5 })
+	}
+	if *reprint != "" {
+		if err := printReport(*reprint, o); err != nil {
+			fmt.Fprintln(os.Stderr, "verneuil-lsbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o, strings.Join(os.Args, " "))

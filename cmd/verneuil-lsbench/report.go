@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -176,4 +178,19 @@ func (r *report) printTable(w io.Writer) {
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, rw.metric, rw.lsText, rw.vnText, ratio)
 		}
 	}
+}
+
+// printReport prints the table and cost model of a run saved with -json.
+func printReport(path string, o options) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r.printTable(os.Stdout)
+	r.printCostCheck(os.Stdout, o)
+	return nil
 }
