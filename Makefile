@@ -78,7 +78,7 @@ s3bench:
 # bench-litestream runs the same workloads through Litestream (installed into
 # .cache/tools) and through verneuil against one loopback S3 server, and
 # prints the comparison table and cost model of docs/BENCHMARKS.md (about
-# 15 minutes; bench-litestream-quick: 2). LSBENCH_FLAGS e.g. "-only ad".
+# 18 minutes; bench-litestream-quick: 4). LSBENCH_FLAGS e.g. "-only ad".
 bench-litestream:
 	sh scripts/install-s3-server.sh
 	sh scripts/install-litestream.sh

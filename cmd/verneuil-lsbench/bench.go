@@ -326,7 +326,8 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 	go func() { defer close(pollDone); pl.run(pctx) }()
 	defer func() { stopPoll(); <-pollDone }()
 	if err := waitFor(ctx, 3*time.Minute, func() bool { return pl.reached(nil) || ls.exited() }); err != nil || ls.exited() {
-		return nil, withLog(fmt.Errorf("databases never appeared in the store (poller: %d errors, last %v): %v", pl.errs, pl.err, err),
+		n, last := pl.errors()
+		return nil, withLog(fmt.Errorf("databases never appeared in the store (poller: %d errors, last %v): %v", n, last, err),
 			filepath.Join(dir, "litestream.log"))
 	}
 	// Let the initial uploads finish before counting.
@@ -388,8 +389,8 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 			res.CPURepl, res.RSSRepl = s.CPU-before[i].CPU, s.RSS
 		}
 	}
-	if pl.errs > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("poller: %d errors, last: %v", pl.errs, pl.err))
+	if n, last := pl.errors(); n > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("poller: %d errors, last: %v", n, last))
 	}
 	stopPoll()
 	<-pollDone

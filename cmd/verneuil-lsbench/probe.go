@@ -228,6 +228,13 @@ func (pl *poller) pollOnce(ctx context.Context) {
 	}
 }
 
+// errors returns how many polls failed and the last failure.
+func (pl *poller) errors() (int, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.errs, pl.err
+}
+
 // reached reports whether every polled database has reached want[db]
 // (databases absent from want must merely exist in the store).
 func (pl *poller) reached(want map[int]int64) bool {
