@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -223,6 +225,11 @@ type phaseResult struct {
 type restoreResult struct {
 	Time       time.Duration // through the proxy
 	DirectTime time.Duration // straight from the server
+	// verneuil: every object under the workload's prefix fetched straight
+	// from the server, 8 GETs at a time, and discarded.
+	RawTime    time.Duration
+	RawObjects int
+	RawBytes   int64
 	Requests   counts
 	Bytes      int64
 	Check      string // what the restored database holds, or what is wrong with it
@@ -491,7 +498,63 @@ func (e *env) restore(ctx context.Context, tool, dir, db, prefix string, wantSeq
 		return nil, err
 	}
 	r.DirectTime = time.Since(start)
+	if tool == toolVerneuil {
+		// The baseline restore throughput is held to: every object the
+		// database's replica is made of, fetched as fast as GETs go.
+		start = time.Now()
+		var err error
+		if r.RawObjects, r.RawBytes, err = rawGet(ctx, s3test.Client(e.direct), prefix+"/", 8); err != nil {
+			return nil, err
+		}
+		r.RawTime = time.Since(start)
+	}
 	return r, nil
+}
+
+// rawGet fetches every object under prefix, parallel at a time, and
+// discards them.
+func rawGet(ctx context.Context, client *s3.Client, prefix string, parallel int) (n int, bytes int64, err error) {
+	var keys []string
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
+	for pg := s3.NewListObjectsV2Paginator(client, in); pg.HasMorePages(); {
+		out, err := pg.NextPage(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(k)})
+				var m int64
+				if err == nil {
+					m, err = io.Copy(io.Discard, out.Body)
+					out.Body.Close()
+				}
+				mu.Lock()
+				bytes += m
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("get %s: %w", k, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	return len(keys), bytes, firstErr
 }
 
 // restoreOnce restores the newest state of db (replicated under prefix) to

@@ -32,6 +32,10 @@ func (r *phaseResult) print(w io.Writer) {
 		fmt.Fprintf(w, "    restore: %.3fs (%.3fs straight from the server), %d requests (%s), %s; %s\n", r.Restore.Time.Seconds(), r.Restore.DirectTime.Seconds(), r.Restore.Requests.total(),
 			r.Restore.Requests.String(), mib(r.Restore.Bytes), r.Restore.Check)
 	}
+	if r.Restore != nil && r.Restore.RawObjects > 0 {
+		fmt.Fprintf(w, "    raw GET of the %d objects under the prefix, 8 at a time: %.3fs, %s\n",
+			r.Restore.RawObjects, r.Restore.RawTime.Seconds(), mib(r.Restore.RawBytes))
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "    note: %s\n", n)
 	}
@@ -150,6 +154,12 @@ func (r *report) rows(workload string) []row {
 	if ls.Restore != nil && vn.Restore != nil {
 		add("restore time (through the proxy)", func(p *phaseResult) float64 { return p.Restore.Time.Seconds() }, secs)
 		add("restore time (straight from the server)", func(p *phaseResult) float64 { return p.Restore.DirectTime.Seconds() }, secs)
+		addText("raw parallel GET of the replica's objects (8 at a time)", func(p *phaseResult) string {
+			if p.Restore.RawObjects == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.3f s, %d objects, %s", p.Restore.RawTime.Seconds(), p.Restore.RawObjects, mib(p.Restore.RawBytes))
+		})
 		add("restore requests", func(p *phaseResult) float64 { return float64(p.Restore.Requests.total()) }, num)
 		addText("restored database", func(p *phaseResult) string { return p.Restore.Check })
 	}
