@@ -5,8 +5,8 @@
 //
 //	(a) one database, -rate single-row transactions a second for -duration;
 //	(b) -dbs databases at -rate-b transactions a second each;
-//	(c) a bulk load of one database to -bulk-mib MiB in -rows-per-tx-row
-//	    transactions, as fast as the writer goes;
+//	(c) a bulk load of one database to -bulk-mib MiB, in transactions of
+//	    -rows-per-tx rows, as fast as the writer goes;
 //	(d) -idle-dbs idle databases watched for -idle;
 //
 // then a restore of (a) and of (c) by each tool.

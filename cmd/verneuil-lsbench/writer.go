@@ -120,8 +120,9 @@ func runWriter() error {
 	return nil
 }
 
-// load runs one goroutine per database: paced at spec.Rate with a random
-// phase, or spec.Txs transactions as fast as possible.
+// load runs one goroutine per database: paced at spec.Rate, the databases'
+// first transactions spread evenly over one period, or spec.Txs
+// transactions as fast as possible.
 func load(spec writerSpec, dbs []*sql.DB) ([]commitRecord, error) {
 	if spec.Idle {
 		time.Sleep(spec.Duration)
