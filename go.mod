@@ -10,6 +10,7 @@ require (
 	github.com/aws/smithy-go v1.28.9
 	github.com/klauspost/compress v1.20.4
 	github.com/mattn/go-sqlite3 v1.14.53
+	github.com/superfly/ltx v0.5.2
 	golang.org/x/sys v0.50.0
 )
 
@@ -28,5 +29,4 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.4 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.51.9 // indirect
 	github.com/pierrec/lz4/v4 v4.1.23 // indirect
-	github.com/superfly/ltx v0.5.2 // indirect
 )
