@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz gcbench sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -125,6 +125,18 @@ s3bench:
 # "-dbs 1000 -chunks 100000".
 gcbench:
 	$(GO) run ./cmd/verneuil-gcbench $(GCBENCH_FLAGS)
+
+# bench-litestream runs the same workloads through Litestream (installed into
+# .cache/tools) and through verneuil against one loopback S3 server, and
+# prints the comparison table and cost model of docs/BENCHMARKS.md (about
+# 18 minutes; bench-litestream-quick: 4). LSBENCH_FLAGS e.g. "-only ad".
+bench-litestream:
+	sh scripts/install-s3-server.sh
+	sh scripts/install-litestream.sh
+	$(GO) run ./cmd/verneuil-lsbench $(LSBENCH_FLAGS)
+
+bench-litestream-quick:
+	$(MAKE) bench-litestream LSBENCH_FLAGS="-quick $(LSBENCH_FLAGS)"
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \
