@@ -50,6 +50,11 @@ const (
 	DefaultFlushTimeout   = Duration(60 * time.Second)
 	DefaultLogLevel       = "warn"
 	DefaultLogFormat      = "text"
+
+	DefaultSnapshotRefreshInterval = Duration(time.Second)
+	DefaultSnapshotTimeout         = Duration(30 * time.Second)
+	DefaultSnapshotMemoryCache     = 64 << 20 // bytes
+	DefaultSnapshotDiskCache       = 1 << 30  // bytes
 )
 
 // EnvConfig is the environment variable read by FromEnv.
@@ -87,6 +92,12 @@ type Config struct {
 	LogLevel       string            `json:"log_level"`       // debug|info|warn|error; default "warn"
 	LogFormat      string            `json:"log_format"`      // text|json; default "text"
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
+
+	// The read-replica VFS verneuil_snapshot (README, docs/CONFIG.md).
+	SnapshotRefreshInterval Duration `json:"snapshot_refresh_interval"` // min time between two checks of a database's latest version; default 1s
+	SnapshotTimeout         Duration `json:"snapshot_timeout"`          // bound of each blob-store request of a replica read; default 30s
+	SnapshotMemoryCache     int64    `json:"snapshot_memory_cache"`     // bytes of chunks kept in memory per process; default 64 MiB
+	SnapshotDiskCache       int64    `json:"snapshot_disk_cache"`       // bytes of chunks kept in cache_dir (shared by the host's processes); default 1 GiB; -1: none
 }
 
 // Duration is a time.Duration that unmarshals from a Go duration string
@@ -198,6 +209,18 @@ func (c *Config) ApplyDefaults() {
 	if c.Replicate == nil {
 		t := true
 		c.Replicate = &t
+	}
+	if c.SnapshotRefreshInterval == 0 {
+		c.SnapshotRefreshInterval = DefaultSnapshotRefreshInterval
+	}
+	if c.SnapshotTimeout == 0 {
+		c.SnapshotTimeout = DefaultSnapshotTimeout
+	}
+	if c.SnapshotMemoryCache == 0 {
+		c.SnapshotMemoryCache = DefaultSnapshotMemoryCache
+	}
+	if c.SnapshotDiskCache == 0 {
+		c.SnapshotDiskCache = DefaultSnapshotDiskCache
 	}
 }
 

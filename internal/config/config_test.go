@@ -129,7 +129,11 @@ const fullConfig = `{
   "names": {"/data/app.db": "app/main"},
   "log_level": "debug",
   "log_format": "json",
-  "replicate": false
+  "replicate": false,
+  "snapshot_refresh_interval": "250ms",
+  "snapshot_timeout": 5,
+  "snapshot_memory_cache": 16777216,
+  "snapshot_disk_cache": -1
 }`
 
 func TestParseInline(t *testing.T) {
@@ -157,6 +161,11 @@ func TestParseInline(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		Replicate:      &f,
+
+		SnapshotRefreshInterval: config.Duration(250 * time.Millisecond),
+		SnapshotTimeout:         config.Duration(5 * time.Second),
+		SnapshotMemoryCache:     16 << 20,
+		SnapshotDiskCache:       -1,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse:\n%v\nwant:\n%v", c, want)

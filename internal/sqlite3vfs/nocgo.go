@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/verneuil-go/verneuil/internal/replica"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
@@ -34,3 +35,20 @@ func ReadStats() Stats { return Stats{} }
 
 // MakeDefault fails without cgo.
 func MakeDefault(string) error { return ErrNoCgo }
+
+// RegisterSnapshot fails without cgo.
+func RegisterSnapshot(string, *replica.Manager, int64) error { return ErrNoCgo }
+
+// SetSnapshotManager is a no-op without cgo.
+func SetSnapshotManager(*replica.Manager) {}
+
+// SnapshotMemCache is nil without cgo.
+func SnapshotMemCache() replica.MemCache { return nil }
+
+// SnapshotStats are the C side's counters.
+type SnapshotStats struct {
+	Reads, Misses, Begins, Versions, CacheBytes, Evictions int64
+}
+
+// ReadSnapshotStats returns zeros without cgo.
+func ReadSnapshotStats() SnapshotStats { return SnapshotStats{} }
