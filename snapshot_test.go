@@ -19,6 +19,8 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
@@ -375,5 +377,56 @@ func TestSnapshotCorruptChunk(t *testing.T) {
 	err := openSnap(t, path, "").QueryRow("SELECT count(*) FROM t WHERE length(v) = 10000").Scan(&n)
 	if code := sqliteCode(err); code != sqlite3.ErrIoErr && code != sqlite3.ErrCorrupt {
 		t.Fatalf("scan over corrupt chunks: %d rows, %v; want SQLITE_IOERR or SQLITE_CORRUPT", n, err)
+	}
+}
+
+// A version whose header has the previous version's change counter (the
+// source in locking_mode=EXCLUSIVE publishes such versions) must still
+// invalidate SQLite's page cache.
+func TestSnapshotPageCacheSameChangeCounter(t *testing.T) {
+	e := snapEnv(t)
+	ctx := context.Background()
+	path := filepath.Join(e.dir, "counter.db")
+	src := e.open(path, "")
+	mustExec(t, src, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, src, "INSERT INTO t VALUES(1, 'old'), (2, 'two')")
+	if err := e.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m1 := e.latest(path)
+	snap := openSnap(t, path, "")
+	snap.SetMaxOpenConns(1)
+	if got := queryString(t, snap, "SELECT v FROM t WHERE id = 1"); got != "old" {
+		t.Fatalf("got %q", got)
+	}
+	mustExec(t, src, "UPDATE t SET v = 'new' WHERE id = 1")
+	if err := e.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Publish the new state again, newer, with the old change counter.
+	m3 := *e.latest(path)
+	m3.Seq++
+	m3.Chunk0 = bytes.Clone(m3.Chunk0)
+	copy(m3.Chunk0[24:28], m1.Chunk0[24:28])
+	copy(m3.Chunk0[92:96], m1.Chunk0[92:96])
+	m3.Chunks = append([]manifest.Hash{manifest.HashOf(m3.Chunk0)}, m3.Chunks[1:]...)
+	m3.HeaderHash = manifest.HashOf(m3.Chunk0[:100])
+	enc, err := m3.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.r.Targets()[0]
+	key := e.key(path)
+	if err := st.Put(ctx, names.ManifestKey(key, m3.Seq), enc); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, names.LatestKey(key), enc); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, snap, "PRAGMA verneuil_snapshot_refresh"); got != fmt.Sprint(m3.Seq) {
+		t.Fatalf("refresh: version %s, want %d", got, m3.Seq)
+	}
+	if got := queryString(t, snap, "SELECT v FROM t WHERE id = 1"); got != "new" {
+		t.Fatalf("after a refresh to a version with the same change counter: %q, want new (a stale page)", got)
 	}
 }
