@@ -79,16 +79,16 @@ type Options struct {
 
 // Stats count a Manager's work.
 type Stats struct {
-	ManifestLoads  int64 // manifests loaded from the store
-	TagChecks      int64 // conditional checks of latest
-	ChunkFetches   int64 // chunk GETs from the store
-	ChunkBytes     int64 // bytes of chunks fetched (decoded)
-	DiskHits       int64 // chunks read from the disk cache
-	Readaheads     int64 // chunks fetched by readahead
-	RefreshErrors  int64 // failed refresh checks
-	MergedMisses   int64 // misses that joined a fetch in flight
-	ChunkErrors    int64 // chunk fetches that failed
-	SourcesCreated int64
+	ManifestLoads  int64 `json:"manifest_loads"`  // manifests loaded from the store
+	TagChecks      int64 `json:"tag_checks"`      // conditional checks of latest
+	ChunkFetches   int64 `json:"chunk_fetches"`   // chunk GETs from the store
+	ChunkBytes     int64 `json:"chunk_bytes"`     // bytes of chunks fetched (decoded)
+	DiskHits       int64 `json:"disk_hits"`       // chunks read from the disk cache
+	Readaheads     int64 `json:"readaheads"`      // chunks fetched by readahead
+	RefreshErrors  int64 `json:"refresh_errors"`  // failed refresh checks
+	MergedMisses   int64 `json:"merged_misses"`   // misses that joined a fetch in flight
+	ChunkErrors    int64 `json:"chunk_errors"`    // chunk fetches that failed
+	SourcesCreated int64 `json:"sources_created"` // sources loaded
 }
 
 // Manager owns the sources of one process.

@@ -47,7 +47,12 @@ func SnapshotMemCache() replica.MemCache { return nil }
 
 // SnapshotStats are the C side's counters.
 type SnapshotStats struct {
-	Reads, Misses, Begins, Versions, CacheBytes, Evictions int64
+	Reads      int64 `json:"reads"`       // xRead calls
+	Misses     int64 `json:"misses"`      // chunk misses handed to Go
+	Begins     int64 `json:"begins"`      // read transactions that called Go
+	Versions   int64 `json:"versions"`    // versions loaded into C
+	CacheBytes int64 `json:"cache_bytes"` // bytes in the memory cache now
+	Evictions  int64 `json:"evictions"`   // chunks evicted from it
 }
 
 // ReadSnapshotStats returns zeros without cgo.

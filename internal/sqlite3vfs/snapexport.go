@@ -10,6 +10,7 @@ package sqlite3vfs
 import "C"
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -70,7 +71,12 @@ func SetSnapshotManager(m *replica.Manager) { snapMgr.Store(m) }
 
 // SnapshotStats are the C side's counters.
 type SnapshotStats struct {
-	Reads, Misses, Begins, Versions, CacheBytes, Evictions int64
+	Reads      int64 `json:"reads"`       // xRead calls
+	Misses     int64 `json:"misses"`      // chunk misses handed to Go
+	Begins     int64 `json:"begins"`      // read transactions that called Go
+	Versions   int64 `json:"versions"`    // versions loaded into C
+	CacheBytes int64 `json:"cache_bytes"` // bytes in the memory cache now
+	Evictions  int64 `json:"evictions"`   // chunks evicted from it
 }
 
 // ReadSnapshotStats returns the snapshot VFS's counters.
@@ -247,12 +253,12 @@ func verneuilGoSnapChunk(h, seq C.uint64_t, i C.int, buf unsafe.Pointer, n C.int
 //export verneuilGoSnapPragma
 func verneuilGoSnapPragma(h C.uint64_t, name, arg *C.char, seq C.uint64_t, commit C.int64_t, out **C.char) (rc C.int) {
 	defer snapRecover("pragma", &rc)
-	_, s, err := snapSource(h)
+	m, s, err := snapSource(h)
 	if err != nil {
 		*out = C.CString(err.Error())
 		return sqliteError
 	}
-	res, err := snapshotPragma(s, goStr(name), uint64(seq), time.Unix(0, int64(commit)))
+	res, err := snapshotPragma(m, s, goStr(name), uint64(seq), time.Unix(0, int64(commit)))
 	if err != nil {
 		*out = C.CString(err.Error())
 		return sqliteError
@@ -261,7 +267,7 @@ func verneuilGoSnapPragma(h C.uint64_t, name, arg *C.char, seq C.uint64_t, commi
 	return sqliteOK
 }
 
-func snapshotPragma(s *replica.Source, name string, seq uint64, commit time.Time) (string, error) {
+func snapshotPragma(m *replica.Manager, s *replica.Source, name string, seq uint64, commit time.Time) (string, error) {
 	switch name {
 	case "verneuil_snapshot_version":
 		return strconv.FormatUint(seq, 10) + " " + commit.UTC().Format(time.RFC3339Nano), nil
@@ -274,6 +280,15 @@ func snapshotPragma(s *replica.Source, name string, seq uint64, commit time.Time
 				s.What(), st.ErrorSince.UTC().Format(time.RFC3339), st.Version, st.LastError)
 		}
 		return strconv.FormatUint(st.Version, 10), nil
+	case "verneuil_snapshot_stats":
+		st := s.Status()
+		out := map[string]any{"version": st.Version, "commit_time": st.CommitTime.UTC(), "last_check": st.LastCheck.UTC(),
+			"process": m.Stats(), "memory": ReadSnapshotStats()}
+		if st.LastError != nil {
+			out["last_error"], out["failing_since"] = st.LastError.Error(), st.ErrorSince.UTC()
+		}
+		b, err := json.Marshal(out)
+		return string(b), err
 	}
-	return "", fmt.Errorf("verneuil_snapshot: unknown pragma %s (have verneuil_snapshot_refresh, verneuil_snapshot_version, verneuil_snapshot_lag)", name)
+	return "", fmt.Errorf("verneuil_snapshot: unknown pragma %s (have verneuil_snapshot_refresh, verneuil_snapshot_version, verneuil_snapshot_lag, verneuil_snapshot_stats)", name)
 }
