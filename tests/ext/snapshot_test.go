@@ -4,6 +4,7 @@ package ext
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,72 @@ except sqlite3.OperationalError as e:
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "cache", "chunks")); err != nil {
 		t.Errorf("no disk cache: %v", err)
+	}
+}
+
+// verneuilctl shell runs SQL on the replica through the sqlite3 shell and
+// the extension, latest or pinned, and says clearly what is missing.
+func TestVerneuilctlShell(t *testing.T) {
+	sh := sqlite3Shell(t)
+	ctl := verneuilctl(t)
+	e := newEnv(t, nil)
+	db := filepath.Join(e.dir, "src.db")
+	write := func(sql string) {
+		t.Helper()
+		if r := e.runHost(shellScript("file:"+db+"?vfs=verneuil", sql, "PRAGMA verneuil_flush;"), sh, "-bail"); r.exitCode() != 0 {
+			t.Fatalf("writer failed:\n%s", r)
+		}
+	}
+	write("CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	r := e.runHost("", ctl, "--json", "manifest", db)
+	var first struct {
+		Version uint64 `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &first); err != nil || first.Version == 0 {
+		t.Fatalf("manifest --json: %v\n%s", err, r)
+	}
+	write("INSERT INTO t VALUES(2);")
+	readerConfig(t, e)
+	// A verneuilctl with no extension beside it.
+	lonelyCtl := filepath.Join(t.TempDir(), "verneuilctl")
+	bin, err := os.ReadFile(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lonelyCtl, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"shell", db, "--ext", soPath, "SELECT count(*) FROM t"}, "2"},
+		{[]string{"shell", db, "--ext", soPath, "--version", fmt.Sprint(first.Version), "SELECT count(*) FROM t"}, "1"},
+		{[]string{"shell", "--manifest", dbKey(t, testHost, db), "--ext", soPath, "SELECT count(*) FROM t; PRAGMA verneuil_snapshot_refresh"}, ""},
+		// The extension beside verneuilctl (where the test built both).
+		{[]string{"shell", db, "SELECT count(*) FROM t"}, "2"},
+	} {
+		if filepath.Dir(ctl) != filepath.Dir(soPath) && len(tc.args) == 3 {
+			continue // VERNEUIL_EXT gave a library elsewhere
+		}
+		r := e.runHost("", ctl, tc.args...)
+		out := lines(r.stdout)
+		if r.exitCode() != 0 || len(out) == 0 || (tc.want != "" && out[0] != tc.want) {
+			t.Errorf("verneuilctl %v: want %q\n%s", tc.args, tc.want, r)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"shell", db, "--ext", "/nonexistent/libverneuil.so", "SELECT 1"}, "extension /nonexistent/libverneuil.so: not a file"},
+		{[]string{"shell", db, "--ext", soPath, "--sqlite3", "/nonexistent/sqlite3", "SELECT 1"}, "sqlite3 shell /nonexistent/sqlite3"},
+		{[]string{"shell", db, "SELECT 1"}, "no libverneuil.so found"},
+		{[]string{"shell", filepath.Join(e.dir, "other.db"), "--ext", soPath, "SELECT 1"}, "no replica"},
+	} {
+		r := e.runHost("", lonelyCtl, tc.args...)
+		if r.exitCode() != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("verneuilctl %v: want exit 1 and %q\n%s", tc.args, tc.want, r)
+		}
 	}
 }
