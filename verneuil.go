@@ -312,6 +312,7 @@ func (r *Replicator) Close(ctx context.Context) error {
 	}
 	sqlite3vfs.SetHooks(nil, nil)
 	sqlite3vfs.SetSnapshotManager(nil)
+	r.snapshots.Wait()
 	active = nil
 	errs := []error{r.tracker.Close(ctx)}
 	if ctx.Err() == nil {

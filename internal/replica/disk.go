@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 // diskCache is the on-disk chunk cache that every process of the host
 // shares: DIR/chunks/HH/HASH holds the raw bytes of the chunk HASH (HH its
-// first two hex digits), written to DIR/tmp and renamed into place, so a
+// first two hex digits), written to a temp file beside it and renamed into place, so a
 // reader sees a whole file or none. Readers verify every file against its
 // name and delete one that does not match. There is no lock between
 // processes: two processes that miss the same chunk at once both write
@@ -45,13 +46,15 @@ const (
 	evictTo = 0.9
 	// staleTemp: temp files older than this were left by a crash.
 	staleTemp = time.Hour
+	// tmpPrefix starts the names of temp files.
+	tmpPrefix = ".tmp-"
 )
 
 func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 	if dir == "" || max <= 0 {
 		return nil, nil
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "chunks"), filepath.Join(dir, "tmp")} {
+	for _, d := range []string{dir, filepath.Join(dir, "chunks")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("snapshot cache: %w", err)
 		}
@@ -128,7 +131,9 @@ func (c *diskCache) write(p string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "chunk-*")
+	// The temp file goes beside its final name: renames within one of
+	// 256 directories do not all contend for one directory's lock.
+	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -166,7 +171,7 @@ func (c *diskCache) evict() {
 		if err != nil {
 			return nil
 		}
-		if filepath.Base(filepath.Dir(p)) == "tmp" {
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
 			if now.Sub(fi.ModTime()) > staleTemp {
 				os.Remove(p)
 			}

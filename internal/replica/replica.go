@@ -37,17 +37,18 @@ const (
 	DefaultDiskCache       = 1 << 30 // bytes
 	DefaultReadahead       = 16      // chunk fetches in flight per process
 	// maxWindow bounds a readahead window, in chunks.
-	maxWindow = 256
+	maxWindow = 64
+	// maxAhead bounds the chunks fetched ahead and not read yet.
+	maxAhead = 4 * maxWindow
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
 	keepIdle = 16
 )
 
-// MemCache is the process's in-memory chunk cache (the C side of the VFS),
-// which readahead fills.
+// MemCache is the process's in-memory chunk cache (the C side of the VFS):
+// readahead skips the chunks it holds.
 type MemCache interface {
 	Has(h manifest.Hash) bool
-	Put(h manifest.Hash, data []byte)
 }
 
 // Options configure a Manager.
@@ -71,8 +72,8 @@ type Options struct {
 	// LocalKey returns the replica key of a local database path (the
 	// configuration's names map applies); nil: HOST:CANONICAL_PATH.
 	LocalKey func(path string) (string, error)
-	// Mem receives chunks fetched by readahead (nil: readahead fills only
-	// the disk cache).
+	// Mem is the memory cache of the VFS, whose chunks readahead skips
+	// (nil: none).
 	Mem    MemCache
 	Logger *slog.Logger
 }
@@ -104,8 +105,11 @@ type Manager struct {
 	idle    []*Source
 	nextID  uint64
 
-	flightMu sync.Mutex
-	flights  map[manifest.Hash]*flight
+	bg         sync.WaitGroup // readahead in the background
+	flightMu   sync.Mutex
+	flights    map[manifest.Hash]*flight
+	ahead      map[manifest.Hash][]byte
+	aheadOrder []manifest.Hash
 
 	stats struct {
 		manifestLoads, tagChecks, chunkFetches, chunkBytes, diskHits,
@@ -135,7 +139,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	opts.Hostname = names.Hostname(opts.Hostname)
 	m := &Manager{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Readahead),
-		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}}
+		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}, ahead: map[manifest.Hash][]byte{}}
 	d, err := newDiskCache(opts.CacheDir, opts.DiskCache, opts.Logger)
 	if err != nil {
 		// The cache is an optimisation: read without it.
@@ -387,6 +391,10 @@ func (m *Manager) load(t Target) (*Source, error) {
 	s.lastCheck = time.Now()
 	return s, nil
 }
+
+// Wait waits until the readahead running in the background is done (and
+// its chunks are in the disk cache).
+func (m *Manager) Wait() { m.bg.Wait() }
 
 // RefreshInterval is the minimum time between two checks of a database.
 func (m *Manager) RefreshInterval() time.Duration { return m.opts.RefreshInterval }

@@ -123,6 +123,7 @@ func newManager(t *testing.T, s blob.Store, mutate ...func(*replica.Options)) *r
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Wait)
 	return m
 }
 
@@ -152,6 +153,7 @@ func readAll(t *testing.T, src *replica.Source) []byte {
 		}
 		out = append(out, c...)
 	}
+	src.Wait()
 	return out
 }
 

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -182,39 +183,40 @@ func (s *Source) ReadChunk(seq uint64, i int) ([]byte, error) {
 		return nil, fmt.Errorf("snapshot: chunk %d out of range (version %d has %d)", i, seq, len(m.Chunks))
 	}
 	s.readahead(m, i)
-	data, err := s.mgr.chunk(m, i, false)
+	data, err := s.mgr.chunk(m, i, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s, version %d: %w", s.target.What, seq, err)
 	}
 	return data, nil
 }
 
-// readahead notes a miss on chunk i and, when misses come in order (the
-// next chunk, or the first one past the window fetched ahead), fetches the
-// next window of chunks in the background; windows double up to maxWindow.
+// readahead notes a miss on chunk i and, while misses move forward by
+// less than a window (a scan; B-tree pages are mostly but not strictly in
+// file order), keeps the next window of chunks fetched or in flight, in
+// the background. Chunks fetched ahead wait in the manager's ahead buffer
+// until missed, so every chunk of a scan is one miss and slides the window
+// (which doubles from 8 up to maxWindow chunks).
 func (s *Source) readahead(m *manifest.Manifest, i int) {
 	s.raMu.Lock()
-	inOrder := m.Seq == s.raSeq && (i == s.lastMiss+1 || (i > s.lastMiss && i <= s.raEnd+1))
-	if !inOrder || s.window == 0 {
-		s.window = s.mgr.opts.Readahead
-	}
+	forward := m.Seq == s.raSeq && i > s.lastMiss && i <= s.lastMiss+1+max(s.window, 1)
 	s.lastMiss, s.raSeq = i, m.Seq
-	if !inOrder {
-		s.raEnd = i
+	if !forward {
+		s.window, s.raEnd = 0, i
 		s.raMu.Unlock()
 		return
 	}
+	s.window = min(max(2*s.window, 8), maxWindow)
 	from := max(i+1, s.raEnd+1)
 	to := min(i+s.window, len(m.Chunks)-1)
-	if to > s.raEnd {
-		s.raEnd = to
-	}
-	s.window = min(2*s.window, maxWindow)
+	s.raEnd = max(s.raEnd, to)
 	s.raMu.Unlock()
-	if from > to {
-		return
+	if from <= to {
+		s.mgr.bg.Add(1)
+		go func() {
+			defer s.mgr.bg.Done()
+			s.mgr.prefetch(m, from, to)
+		}()
 	}
-	go s.mgr.prefetch(m, from, to)
 }
 
 // prefetch fetches chunks from..to of m, at most opts.Readahead at once
@@ -226,20 +228,22 @@ func (mg *Manager) prefetch(m *manifest.Manifest, from, to int) {
 		if j == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(j, m.Length, m.ChunkSize)) {
 			continue
 		}
-		if mg.opts.Mem != nil && mg.opts.Mem.Has(h) {
+		if (mg.opts.Mem != nil && mg.opts.Mem.Has(h)) || mg.hasAhead(h) {
 			continue
 		}
 		mg.sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-mg.sem }()
+			var once sync.Once
+			release := func() { once.Do(func() { <-mg.sem }) }
+			defer release()
 			defer func() {
 				if r := recover(); r != nil {
 					mg.log.Error("snapshot: panic in readahead (recovered)", "panic", r)
 				}
 			}()
-			if _, err := mg.chunk(m, j, true); err != nil {
+			if _, err := mg.chunk(m, j, true, release); err != nil {
 				mg.log.Debug("snapshot: readahead failed", "chunk", j, "err", err)
 			}
 		}()
@@ -249,15 +253,18 @@ func (mg *Manager) prefetch(m *manifest.Manifest, from, to int) {
 
 // flight is one chunk being fetched; waiters read data and err after done.
 type flight struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done    chan struct{}
+	data    []byte
+	err     error
+	waiters int // under flightMu
 }
 
-// chunk returns chunk i of m: the inline chunk 0, zeros, the disk cache or
-// one fetch from the store shared by concurrent callers. Fetched chunks go
-// to the disk cache, and to the memory cache when fetched ahead.
-func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool) ([]byte, error) {
+// chunk returns chunk i of m: the inline chunk 0, zeros, a chunk fetched
+// ahead, the disk cache or one fetch from the store shared by concurrent
+// callers. A fetch by readahead (ahead) leaves the chunk in the ahead
+// buffer and calls fetched once the store answered (before the chunk is
+// written to the disk cache, which happens after waiters are released).
+func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()) ([]byte, error) {
 	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 	h := m.Chunks[i]
 	if i == 0 || h == manifest.ZeroChunkHash(n) {
@@ -266,7 +273,17 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool) ([]byte, error
 		return restore.Chunk(ctx, mg.opts.Store, m, i)
 	}
 	mg.flightMu.Lock()
+	if ahead {
+		if _, ok := mg.ahead[h]; ok {
+			mg.flightMu.Unlock()
+			return nil, nil
+		}
+	} else if data, ok := mg.takeAhead(h); ok {
+		mg.flightMu.Unlock()
+		return data, nil
+	}
 	if f := mg.flights[h]; f != nil {
+		f.waiters++
 		mg.flightMu.Unlock()
 		mg.stats.mergedMisses.Add(1)
 		<-f.done
@@ -275,39 +292,87 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool) ([]byte, error
 	f := &flight{done: make(chan struct{})}
 	mg.flights[h] = f
 	mg.flightMu.Unlock()
+	// The flight stays registered until the chunk is in the disk cache,
+	// so that nobody fetches it again in between; its data is published
+	// (done closed) as soon as it is there.
 	defer func() {
 		mg.flightMu.Lock()
 		delete(mg.flights, h)
 		mg.flightMu.Unlock()
-		close(f.done)
 	}()
+	finish := func() {
+		mg.flightMu.Lock()
+		if ahead && f.err == nil && f.waiters == 0 {
+			mg.putAhead(h, f.data)
+		}
+		mg.flightMu.Unlock()
+		close(f.done)
+	}
 	if data, ok := mg.disk.get(h, n); ok {
 		mg.stats.diskHits.Add(1)
 		f.data = data
-	} else {
-		ctx, cancel := mg.ctx()
-		defer cancel()
-		mg.stats.chunkFetches.Add(1)
-		f.data, f.err = restore.Chunk(ctx, mg.opts.Store, m, i)
-		if f.err != nil {
-			mg.stats.chunkErrors.Add(1)
-			mg.log.Error("snapshot: cannot read a chunk", "chunk", i, "hash", h.String(), "err", f.err)
-			return nil, f.err
-		}
-		mg.stats.chunkBytes.Add(int64(len(f.data)))
-		mg.disk.put(h, f.data)
+		finish()
+		return data, nil
 	}
+	ctx, cancel := mg.ctx()
+	defer cancel()
+	mg.stats.chunkFetches.Add(1)
+	f.data, f.err = restore.Chunk(ctx, mg.opts.Store, m, i)
+	if fetched != nil {
+		fetched()
+	}
+	finish()
+	if f.err != nil {
+		mg.stats.chunkErrors.Add(1)
+		mg.log.Error("snapshot: cannot read a chunk", "chunk", i, "hash", h.String(), "err", f.err)
+		return nil, f.err
+	}
+	mg.stats.chunkBytes.Add(int64(len(f.data)))
 	if ahead {
 		mg.stats.readaheads.Add(1)
-		if mg.opts.Mem != nil {
-			mg.opts.Mem.Put(h, f.data)
-		}
 	}
+	mg.disk.put(h, f.data)
 	return f.data, nil
 }
 
+// The ahead buffer holds chunks fetched by readahead until a miss takes
+// them (the C side then caches them), at most maxAhead, oldest out first.
+// Callers of takeAhead hold flightMu.
+
+// putAhead keeps a chunk fetched ahead; the caller holds flightMu.
+func (mg *Manager) putAhead(h manifest.Hash, data []byte) {
+	if _, ok := mg.ahead[h]; ok {
+		return
+	}
+	mg.ahead[h] = data
+	mg.aheadOrder = append(mg.aheadOrder, h)
+	for len(mg.aheadOrder) > maxAhead {
+		delete(mg.ahead, mg.aheadOrder[0])
+		mg.aheadOrder = mg.aheadOrder[1:]
+	}
+}
+
+func (mg *Manager) takeAhead(h manifest.Hash) ([]byte, bool) {
+	data, ok := mg.ahead[h]
+	if ok {
+		delete(mg.ahead, h)
+		if i := slices.Index(mg.aheadOrder, h); i >= 0 {
+			mg.aheadOrder = slices.Delete(mg.aheadOrder, i, i+1)
+		}
+	}
+	return data, ok
+}
+
+func (mg *Manager) hasAhead(h manifest.Hash) bool {
+	mg.flightMu.Lock()
+	defer mg.flightMu.Unlock()
+	_, ok := mg.ahead[h]
+	return ok || mg.flights[h] != nil
+}
+
 // HoldCurrent returns the current version (see Current) and, when it is
-// not known, holds it (it stays readable by ReadChunk) until Release. Refresh errors are in Status.
+// not known, holds it (it stays readable by ReadChunk) until Release.
+// Refresh errors are in Status.
 func (s *Source) HoldCurrent(force bool, known uint64) *manifest.Manifest {
 	m, _ := s.Current(force)
 	if m.Seq == known {
@@ -322,3 +387,6 @@ func (s *Source) HoldCurrent(force bool, known uint64) *manifest.Manifest {
 	}
 	return m
 }
+
+// Wait waits for the manager's background readahead (see Manager.Wait).
+func (s *Source) Wait() { s.mgr.Wait() }

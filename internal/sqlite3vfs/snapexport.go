@@ -43,13 +43,6 @@ func (cMemCache) Has(h manifest.Hash) bool {
 	return C.vsnap_cache_has((*C.uchar)(unsafe.Pointer(&h[0]))) != 0
 }
 
-func (cMemCache) Put(h manifest.Hash, data []byte) {
-	if len(data) == 0 {
-		return
-	}
-	C.vsnap_cache_put((*C.uchar)(unsafe.Pointer(&h[0])), unsafe.Pointer(&data[0]), C.int(len(data)))
-}
-
 // RegisterSnapshot registers the read-replica VFS under name, reading
 // through m, with memBytes of in-memory chunk cache per process (0: 64
 // MiB). Registering again replaces the manager (nil: opens fail).
@@ -281,6 +274,7 @@ func snapshotPragma(m *replica.Manager, s *replica.Source, name string, seq uint
 		}
 		return strconv.FormatUint(st.Version, 10), nil
 	case "verneuil_snapshot_stats":
+		m.Wait() // settled figures: readahead done, in the disk cache
 		st := s.Status()
 		out := map[string]any{"version": st.Version, "commit_time": st.CommitTime.UTC(), "last_check": st.LastCheck.UTC(),
 			"process": m.Stats(), "memory": ReadSnapshotStats()}

@@ -171,15 +171,6 @@ int vsnap_cache_has(const unsigned char *h){
   return r;
 }
 
-void vsnap_cache_put(const unsigned char *h, const void *data, int n){
-  unsigned char *a = (unsigned char*)malloc(n>0 ? n : 1);
-  if( a==0 ) return;
-  memcpy(a, data, n);
-  pthread_mutex_lock(&gMutex);
-  cacheInsert(h, a, n);
-  pthread_mutex_unlock(&gMutex);
-}
-
 void vsnap_get_stats(vsnap_stats *out){
   pthread_mutex_lock(&gMutex);
   *out = gSnapStats;

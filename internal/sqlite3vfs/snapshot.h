@@ -25,9 +25,8 @@ typedef struct vsnap_info {
 ** in-memory chunk cache per process. Returns an SQLite result code. */
 int vsnap_register(const char *zName, int64_t memMax);
 
-/* The in-memory chunk cache, keyed by chunk hash (readahead fills it). */
+/* Whether the in-memory chunk cache holds the chunk (readahead skips it). */
 int vsnap_cache_has(const unsigned char *hash);
-void vsnap_cache_put(const unsigned char *hash, const void *data, int n);
 
 /* Counters, for tests and benchmarks. */
 typedef struct vsnap_stats {
