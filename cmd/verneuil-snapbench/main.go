@@ -15,7 +15,7 @@
 //
 // Usage (make snapbench):
 //
-//	go run ./cmd/verneuil-snapbench [-size-mb 256] [-queries 2000]
+//	go run ./cmd/verneuil-snapbench [-size-mb 256] [-queries 2000] [-rounds 3]
 //
 // Targets (issue 11): warm point ≤ 1.2× local; cold point ≤ 6 requests and
 // ≤ 1% of the database; cold scan ≤ 1.5× restore + query.
@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -63,8 +64,9 @@ func main() {
 	}
 	sizeMB := flag.Int("size-mb", 256, "database size in MiB")
 	queries := flag.Int("queries", 2000, "warm point queries per side")
+	rounds := flag.Int("rounds", 3, "rounds of the full-scan comparison")
 	flag.Parse()
-	if err := run(*sizeMB, *queries); err != nil {
+	if err := run(*sizeMB, *queries, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "verneuil-snapbench:", err)
 		os.Exit(1)
 	}
@@ -99,7 +101,7 @@ type result struct {
 	Extra        map[string]any `json:"extra,omitempty"`
 }
 
-func run(sizeMB, queries int) error {
+func run(sizeMB, queries, rounds int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "verneuil-snapbench-")
 	if err != nil {
@@ -180,27 +182,39 @@ func run(sizeMB, queries int) error {
 		cold.OpenQuery.Round(time.Microsecond), reqs, cold.Stats.ManifestLoads, cold.Stats.TagChecks, cold.Stats.ChunkFetches,
 		cold.Stats.ChunkBytes>>10, 100*float64(cold.Stats.ChunkBytes)/float64(size))
 
-	// Full scans.
-	reqBefore = srv.Requests.Load()
-	sc, err := runChild(dir, srv.Endpoint, "scan", uri, "")
-	if err != nil {
-		return err
+	// Full scans: rounds alternate the replica (a fresh process with
+	// empty caches each time) and restore + query; medians are compared.
+	var scans []result
+	var restores []time.Duration
+	var scanReqs []int64
+	for round := range rounds {
+		reqBefore = srv.Requests.Load()
+		sc, err := runChild(dir, srv.Endpoint, "scan", uri, "")
+		if err != nil {
+			return err
+		}
+		scanReqs = append(scanReqs, srv.Requests.Load()-reqBefore)
+		if sc.Answer != want {
+			return fmt.Errorf("replica scan says %s, local %s", sc.Answer, want)
+		}
+		scans = append(scans, sc)
+		rt, err := restoreAndScan(ctx, r, dbPath, filepath.Join(dir, fmt.Sprintf("restored-%d.db", round)), want)
+		if err != nil {
+			return err
+		}
+		restores = append(restores, rt)
 	}
-	scanReqs := srv.Requests.Load() - reqBefore
-	if sc.Answer != want {
-		return fmt.Errorf("replica scan says %s, local %s", sc.Answer, want)
-	}
+	slices.SortFunc(scans, func(a, b result) int { return int(a.ColdScan - b.ColdScan) })
+	sc := scans[len(scans)/2]
+	slices.Sort(restores)
+	restoreT := restores[len(restores)/2]
 	localCold, localWarm, err := localScans(dbPath, want)
 	if err != nil {
 		return err
 	}
-	restoreT, err := restoreAndScan(ctx, r, dbPath, filepath.Join(dir, "restored.db"), want)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("full scan (%s):\n", scanSQL)
+	fmt.Printf("full scan (%s), medians of %d rounds:\n", scanSQL, rounds)
 	fmt.Printf("  replica cold %v (%d requests, %d chunk GETs, %d by readahead), warm %v (%d requests)\n",
-		sc.ColdScan.Round(time.Millisecond), scanReqs, sc.Stats.ChunkFetches, sc.Stats.Readaheads, sc.WarmScan.Round(time.Millisecond), sc.WarmRequests)
+		sc.ColdScan.Round(time.Millisecond), slices.Max(scanReqs), sc.Stats.ChunkFetches, sc.Stats.Readaheads, sc.WarmScan.Round(time.Millisecond), sc.WarmRequests)
 	fmt.Printf("  replica process stats: %+v\n", sc.Stats)
 	fmt.Printf("  local   cold %v, warm %v\n", localCold.Round(time.Millisecond), localWarm.Round(time.Millisecond))
 	fmt.Printf("  restore + query %v\n", restoreT.Round(time.Millisecond))
@@ -347,6 +361,14 @@ func runChild(dir, endpoint, role, uri, arg string) (result, error) {
 
 func child(role string) error {
 	ctx := context.Background()
+	if p := os.Getenv("VERNEUIL_SNAPBENCH_CPUPROFILE"); p != "" && role == "scan" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	cfg := benchConfig(os.Getenv("VERNEUIL_SNAPBENCH_DIR"), os.Getenv("VERNEUIL_SNAPBENCH_ENDPOINT"))
 	off := false
 	cfg.Replicate = &off

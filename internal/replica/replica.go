@@ -40,6 +40,8 @@ const (
 	maxWindow = 64
 	// maxAhead bounds the chunks fetched ahead and not read yet.
 	maxAhead = 4 * maxWindow
+	// maxPending bounds the fetched chunks waiting for the disk writer.
+	maxPending = 256
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
 	keepIdle = 16
@@ -110,6 +112,8 @@ type Manager struct {
 	flights    map[manifest.Hash]*flight
 	ahead      map[manifest.Hash][]byte
 	aheadOrder []manifest.Hash
+	pending    map[manifest.Hash][]byte // fetched, not yet in the disk cache
+	writing    bool                     // the disk writer runs
 
 	stats struct {
 		manifestLoads, tagChecks, chunkFetches, chunkBytes, diskHits,
@@ -139,7 +143,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	opts.Hostname = names.Hostname(opts.Hostname)
 	m := &Manager{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Readahead),
-		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}, ahead: map[manifest.Hash][]byte{}}
+		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}, ahead: map[manifest.Hash][]byte{}, pending: map[manifest.Hash][]byte{}}
 	d, err := newDiskCache(opts.CacheDir, opts.DiskCache, opts.Logger)
 	if err != nil {
 		// The cache is an optimisation: read without it.
@@ -392,8 +396,8 @@ func (m *Manager) load(t Target) (*Source, error) {
 	return s, nil
 }
 
-// Wait waits until the readahead running in the background is done (and
-// its chunks are in the disk cache).
+// Wait waits until the work running in the background (readahead, disk
+// cache writes) is done.
 func (m *Manager) Wait() { m.bg.Wait() }
 
 // RefreshInterval is the minimum time between two checks of a database.

@@ -282,6 +282,13 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 		mg.flightMu.Unlock()
 		return data, nil
 	}
+	if data, ok := mg.pending[h]; ok { // fetched, on its way to the disk
+		mg.flightMu.Unlock()
+		if ahead {
+			return nil, nil
+		}
+		return data, nil
+	}
 	if f := mg.flights[h]; f != nil {
 		f.waiters++
 		mg.flightMu.Unlock()
@@ -292,26 +299,24 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	f := &flight{done: make(chan struct{})}
 	mg.flights[h] = f
 	mg.flightMu.Unlock()
-	// The flight stays registered until the chunk is in the disk cache,
-	// so that nobody fetches it again in between; its data is published
-	// (done closed) as soon as it is there.
-	defer func() {
-		mg.flightMu.Lock()
-		delete(mg.flights, h)
-		mg.flightMu.Unlock()
-	}()
-	finish := func() {
+	// A fetched chunk goes to the disk writer's queue (pending) as the
+	// flight ends, so that nobody fetches it again before it is on disk.
+	finish := func(fetched bool) {
 		mg.flightMu.Lock()
 		if ahead && f.err == nil && f.waiters == 0 {
 			mg.putAhead(h, f.data)
 		}
+		if fetched && f.err == nil {
+			mg.queueDisk(h, f.data)
+		}
+		delete(mg.flights, h)
 		mg.flightMu.Unlock()
 		close(f.done)
 	}
 	if data, ok := mg.disk.get(h, n); ok {
 		mg.stats.diskHits.Add(1)
 		f.data = data
-		finish()
+		finish(false)
 		return data, nil
 	}
 	ctx, cancel := mg.ctx()
@@ -321,7 +326,7 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	if fetched != nil {
 		fetched()
 	}
-	finish()
+	finish(true)
 	if f.err != nil {
 		mg.stats.chunkErrors.Add(1)
 		mg.log.Error("snapshot: cannot read a chunk", "chunk", i, "hash", h.String(), "err", f.err)
@@ -331,7 +336,6 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	if ahead {
 		mg.stats.readaheads.Add(1)
 	}
-	mg.disk.put(h, f.data)
 	return f.data, nil
 }
 
@@ -390,3 +394,53 @@ func (s *Source) HoldCurrent(force bool, known uint64) *manifest.Manifest {
 
 // Wait waits for the manager's background readahead (see Manager.Wait).
 func (s *Source) Wait() { s.mgr.Wait() }
+
+// queueDisk hands a fetched chunk to the disk writer, a goroutine that
+// runs while chunks are pending (and exits when none are), so that
+// readers do not wait for file creation. The caller holds flightMu.
+// Past maxPending chunks, the chunk is written before returning.
+func (mg *Manager) queueDisk(h manifest.Hash, data []byte) {
+	if mg.disk == nil {
+		return
+	}
+	if len(mg.pending) >= maxPending {
+		mg.disk.put(h, data)
+		return
+	}
+	mg.pending[h] = data
+	if !mg.writing {
+		mg.writing = true
+		mg.bg.Add(1)
+		go mg.diskWriter()
+	}
+}
+
+func (mg *Manager) diskWriter() {
+	defer mg.bg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			mg.log.Error("snapshot: panic in the disk cache writer (recovered)", "panic", r)
+			mg.flightMu.Lock()
+			mg.writing = false
+			mg.flightMu.Unlock()
+		}
+	}()
+	for {
+		mg.flightMu.Lock()
+		var h manifest.Hash
+		var data []byte
+		for h, data = range mg.pending {
+			break
+		}
+		if data == nil {
+			mg.writing = false
+			mg.flightMu.Unlock()
+			return
+		}
+		mg.flightMu.Unlock()
+		mg.disk.put(h, data)
+		mg.flightMu.Lock()
+		delete(mg.pending, h)
+		mg.flightMu.Unlock()
+	}
+}
