@@ -7,7 +7,7 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build ext demo test deps vet fmt-check test-go test-asan crash bench s3bench fuzz sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo test deps vet fmt-check test-go test-asan crash bench s3bench snapbench fuzz sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -29,22 +29,23 @@ deps:
 
 vet:
 	$(GO) vet ./...
-	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/blob/... ./internal/testutil/ ./internal/failpoint/ ./internal/metrics/
+	CGO_ENABLED=0 $(GO) vet ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/tracker/ ./internal/copier/ ./internal/restore/ ./internal/replica/ ./internal/blob/... ./internal/testutil/ ./internal/failpoint/ ./internal/metrics/
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test-go:
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 40m ./...
-	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/...
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/replica/ ./internal/blob/...
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
 
 # test-asan runs the cgo packages' tests that drive the VFS shim under
 # AddressSanitizer (gcc's libasan); LeakSanitizer fails the run on a C leak
 # at exit. Bounded: -short and a -run selection (the shim's regression
-# tests, the multi-connection stress, the replication tests).
+# tests, the multi-connection stress, the replication tests, the read
+# replica's).
 test-asan:
-	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_' .
+	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_|TestSnapshot' .
 	$(GO) test -asan -count=1 -short ./internal/sqlite3vfs/
 
 test: deps fmt-check vet build
@@ -74,6 +75,13 @@ bench: build
 s3bench:
 	sh scripts/install-s3-server.sh
 	$(GO) run ./cmd/verneuil-s3bench $(S3BENCH_FLAGS)
+
+# snapbench measures read replicas (verneuil_snapshot) against a loopback
+# S3 server: warm and cold point queries, full scans against the local file
+# and a restore (docs/TESTING.md); SNAPBENCH_FLAGS e.g. "-size-mb 1024".
+snapbench:
+	sh scripts/install-s3-server.sh
+	$(GO) run ./cmd/verneuil-snapbench $(SNAPBENCH_FLAGS)
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \
