@@ -40,8 +40,10 @@ const (
 	maxWindow = 64
 	// maxAhead bounds the chunks fetched ahead and not read yet.
 	maxAhead = 4 * maxWindow
-	// maxPending bounds the fetched chunks waiting for the disk writer.
+	// maxPending bounds the fetched chunks waiting for a disk writer;
+	// maxWriters bounds the writers.
 	maxPending = 256
+	maxWriters = 4
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
 	keepIdle = 16
@@ -113,7 +115,9 @@ type Manager struct {
 	ahead      map[manifest.Hash][]byte
 	aheadOrder []manifest.Hash
 	pending    map[manifest.Hash][]byte // fetched, not yet in the disk cache
-	writing    bool                     // the disk writer runs
+	claimed    map[manifest.Hash]bool   // pending chunks a writer is writing
+	inWrite    int                      // pending chunks being written
+	writers    int                      // disk writers running
 
 	stats struct {
 		manifestLoads, tagChecks, chunkFetches, chunkBytes, diskHits,
@@ -143,7 +147,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	opts.Hostname = names.Hostname(opts.Hostname)
 	m := &Manager{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Readahead),
-		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}, ahead: map[manifest.Hash][]byte{}, pending: map[manifest.Hash][]byte{}}
+		sources: map[string]*Source{}, byID: map[uint64]*Source{}, flights: map[manifest.Hash]*flight{}, ahead: map[manifest.Hash][]byte{}, pending: map[manifest.Hash][]byte{}, claimed: map[manifest.Hash]bool{}}
 	d, err := newDiskCache(opts.CacheDir, opts.DiskCache, opts.Logger)
 	if err != nil {
 		// The cache is an optimisation: read without it.

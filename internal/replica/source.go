@@ -306,12 +306,16 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 		if ahead && f.err == nil && f.waiters == 0 {
 			mg.putAhead(h, f.data)
 		}
-		if fetched && f.err == nil {
-			mg.queueDisk(h, f.data)
+		writeNow := false
+		if fetched && f.err == nil && mg.disk != nil {
+			writeNow = mg.queueDisk(h, f.data)
 		}
 		delete(mg.flights, h)
 		mg.flightMu.Unlock()
 		close(f.done)
+		if writeNow {
+			mg.writePending(h, f.data)
+		}
 	}
 	if data, ok := mg.disk.get(h, n); ok {
 		mg.stats.diskHits.Add(1)
@@ -395,33 +399,49 @@ func (s *Source) HoldCurrent(force bool, known uint64) *manifest.Manifest {
 // Wait waits for the manager's background readahead (see Manager.Wait).
 func (s *Source) Wait() { s.mgr.Wait() }
 
-// queueDisk hands a fetched chunk to the disk writer, a goroutine that
-// runs while chunks are pending (and exits when none are), so that
-// readers do not wait for file creation. The caller holds flightMu.
-// Past maxPending chunks, the chunk is written before returning.
-func (mg *Manager) queueDisk(h manifest.Hash, data []byte) {
-	if mg.disk == nil {
-		return
-	}
-	if len(mg.pending) >= maxPending {
-		mg.disk.put(h, data)
-		return
-	}
+// queueDisk hands a fetched chunk to the disk writers: up to maxWriters
+// goroutines that run while chunks are pending (and exit when none are),
+// so that readers never wait for file creation. The chunk stays in pending
+// (served from memory) until it is on disk. With maxPending chunks
+// already waiting, it returns true: the caller writes this one itself,
+// after releasing flightMu (back-pressure). The caller holds flightMu.
+func (mg *Manager) queueDisk(h manifest.Hash, data []byte) (writeNow bool) {
+	queued := len(mg.pending) - mg.inWrite
 	mg.pending[h] = data
-	if !mg.writing {
-		mg.writing = true
+	if queued >= maxPending {
+		mg.claimed[h] = true
+		mg.inWrite++
+		return true
+	}
+	if mg.writers < maxWriters && queued >= mg.writers*4 {
+		mg.writers++
 		mg.bg.Add(1)
 		go mg.diskWriter()
 	}
+	return false
+}
+
+// writePending writes a pending chunk (claimed by the caller) and drops
+// it from pending.
+func (mg *Manager) writePending(h manifest.Hash, data []byte) {
+	mg.disk.put(h, data)
+	mg.flightMu.Lock()
+	delete(mg.pending, h)
+	delete(mg.claimed, h)
+	mg.inWrite--
+	mg.flightMu.Unlock()
 }
 
 func (mg *Manager) diskWriter() {
 	defer mg.bg.Done()
+	done := false
 	defer func() {
 		if r := recover(); r != nil {
-			mg.log.Error("snapshot: panic in the disk cache writer (recovered)", "panic", r)
+			mg.log.Error("snapshot: panic in a disk cache writer (recovered)", "panic", r)
+		}
+		if !done {
 			mg.flightMu.Lock()
-			mg.writing = false
+			mg.writers--
 			mg.flightMu.Unlock()
 		}
 	}()
@@ -429,18 +449,23 @@ func (mg *Manager) diskWriter() {
 		mg.flightMu.Lock()
 		var h manifest.Hash
 		var data []byte
-		for h, data = range mg.pending {
-			break
+		for k, v := range mg.pending {
+			if !mg.claimed[k] {
+				h, data = k, v
+				break
+			}
 		}
 		if data == nil {
-			mg.writing = false
+			// Decided under the lock that queueDisk takes: a chunk
+			// queued after this starts a new writer.
+			mg.writers--
+			done = true
 			mg.flightMu.Unlock()
 			return
 		}
+		mg.claimed[h] = true
+		mg.inWrite++
 		mg.flightMu.Unlock()
-		mg.disk.put(h, data)
-		mg.flightMu.Lock()
-		delete(mg.pending, h)
-		mg.flightMu.Unlock()
+		mg.writePending(h, data)
 	}
 }
