@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -428,5 +429,58 @@ func TestSnapshotPageCacheSameChangeCounter(t *testing.T) {
 	}
 	if got := queryString(t, snap, "SELECT v FROM t WHERE id = 1"); got != "new" {
 		t.Fatalf("after a refresh to a version with the same change counter: %q, want new (a stale page)", got)
+	}
+}
+
+// Idle replicas cost nothing: no goroutine per open database, no request
+// while no connection reads.
+func TestSnapshotIdle(t *testing.T) {
+	e := snapEnv(t, func(c *config.Config) { c.SnapshotRefreshInterval = config.Duration(50 * time.Millisecond) })
+	var paths []string
+	for i := range 10 {
+		p := filepath.Join(e.dir, fmt.Sprintf("idle%d.db", i))
+		db := e.open(p, "")
+		mustExec(t, db, "CREATE TABLE t(v)")
+		mustExec(t, db, "INSERT INTO t VALUES(randomblob(100000))")
+		paths = append(paths, p)
+	}
+	if err := e.r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	settle := func() int {
+		// Background readahead and cache writers end when done.
+		n := runtime.NumGoroutine()
+		for range 50 {
+			time.Sleep(20 * time.Millisecond)
+			if m := runtime.NumGoroutine(); m >= n {
+				return m
+			} else {
+				n = m
+			}
+		}
+		return n
+	}
+	// One connection (database/sql runs a goroutine per sql.DB), the
+	// replicas attached to it.
+	snap := openSnap(t, paths[0], "")
+	snap.SetMaxOpenConns(1)
+	before := settle()
+	for i, p := range paths {
+		if i > 0 {
+			mustExec(t, snap, fmt.Sprintf("ATTACH 'file:%s?vfs=verneuil_snapshot' AS d%d", uriEscape(p), i))
+		}
+		if got := queryString(t, snap, fmt.Sprintf("SELECT length(hex(v)) FROM %s.t", []string{"main", fmt.Sprintf("d%d", i)}[min(i, 1)])); got != "200000" {
+			t.Fatalf("%s: %s", p, got)
+		}
+	}
+	after := settle()
+	if after > before+2 {
+		t.Errorf("%d goroutines with 10 replicas open and idle, %d before", after, before)
+	}
+	st0, _ := e.r.SnapshotStats()
+	time.Sleep(200 * time.Millisecond) // four refresh intervals, nobody reading
+	st1, _ := e.r.SnapshotStats()
+	if st1.TagChecks != st0.TagChecks || st1.ManifestLoads != st0.ManifestLoads || st1.ChunkFetches != st0.ChunkFetches {
+		t.Errorf("idle replicas made requests: %+v then %+v", st0, st1)
 	}
 }

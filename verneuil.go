@@ -16,6 +16,9 @@
 // never fail a write. Flush (or PRAGMA verneuil_flush) waits until what was
 // committed is in the store.
 //
+// Start also registers the read-only VFS "verneuil_snapshot", which queries
+// replicas straight from the store ("file:verneuil://HOST/PATH?vfs=verneuil_snapshot").
+//
 // A Go program cannot load libverneuil.so (one Go runtime per process): it
 // links this package instead.
 package verneuil
