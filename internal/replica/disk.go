@@ -17,11 +17,13 @@ import (
 
 // diskCache is the on-disk chunk cache that every process of the host
 // shares: DIR/chunks/HH/HASH holds the raw bytes of the chunk HASH (HH its
-// first two hex digits), written to a temp file beside it and renamed into place, so a
-// reader sees a whole file or none. Readers verify every file against its
-// name and delete one that does not match. There is no lock between
-// processes: two processes that miss the same chunk at once both write
-// it, and the second rename replaces the first file with identical bytes.
+// first two hex digits), created exclusively (O_EXCL) and written in place.
+// Readers check every file's length and hash: a short file is being
+// written (or was left by a crash: removed after staleTemp) and counts as
+// a miss; a file of the right length whose content does not match its
+// name is deleted. There is no lock between processes: of two processes
+// that miss the same chunk at once, one creates the file and the other
+// finds it there.
 //
 // The size is bounded by max: each process counts what it adds and, past
 // the bound, deletes the least recently used files (by modification time,
@@ -44,7 +46,7 @@ const (
 	touchAfter = time.Minute
 	// evictTo is the fraction of max an eviction leaves.
 	evictTo = 0.9
-	// staleTemp: temp files older than this were left by a crash.
+	// staleTemp: short files older than this were left by a crash.
 	staleTemp = time.Hour
 	// tmpPrefix starts the names of temp files.
 	tmpPrefix = ".tmp-"
@@ -80,8 +82,12 @@ func (c *diskCache) get(h manifest.Hash, n int) ([]byte, bool) {
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || fi.Size() != int64(n) {
-		if err == nil {
+	if err != nil {
+		return nil, false
+	}
+	if fi.Size() != int64(n) {
+		// Shorter: being written (a miss), or left by a crash.
+		if fi.Size() > int64(n) || time.Since(fi.ModTime()) > staleTemp {
 			c.drop(p, fmt.Sprintf("%d bytes, want %d", fi.Size(), n))
 		}
 		return nil, false
@@ -111,12 +117,13 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 		return
 	}
 	p := c.path(h)
-	if _, err := os.Stat(p); err == nil {
-		return
-	}
-	if err := c.write(p, data); err != nil {
+	written, err := c.write(p, data)
+	if err != nil {
 		c.log.Warn("snapshot cache: cannot store a chunk", "err", err)
 		return
+	}
+	if !written {
+		return // already there
 	}
 	c.mu.Lock()
 	c.size += int64(len(data))
@@ -127,27 +134,34 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	}
 }
 
-func (c *diskCache) write(p string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+// write creates the chunk file p exclusively and writes it: three system
+// calls, no rename (creating files is the cache's main cost). A reader
+// that opens the file while it is being written sees it short and takes
+// it for a miss; a file left short by a crash is removed once older than
+// staleTemp. written is false when the file exists.
+func (c *diskCache) write(p string, data []byte) (written bool, err error) {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return false, err
+		}
+		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	}
-	// The temp file goes beside its final name: renames within one of
-	// 256 directories do not all contend for one directory's lock.
-	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
 	if err != nil {
-		os.Remove(f.Name())
+		os.Remove(p)
+		return false, err
 	}
-	return err
+	return true, nil
 }
 
 // evict scans the cache, then deletes the least recently used files while
@@ -171,7 +185,7 @@ func (c *diskCache) evict() {
 		if err != nil {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), tmpPrefix) {
+		if strings.HasPrefix(d.Name(), tmpPrefix) { // older versions' temp files
 			if now.Sub(fi.ModTime()) > staleTemp {
 				os.Remove(p)
 			}

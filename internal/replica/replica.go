@@ -40,10 +40,12 @@ const (
 	maxWindow = 64
 	// maxAhead bounds the chunks fetched ahead and not read yet.
 	maxAhead = 4 * maxWindow
-	// maxPending bounds the fetched chunks waiting for a disk writer;
-	// maxWriters bounds the writers.
-	maxPending = 256
-	maxWriters = 4
+	// maxPending bounds the fetched chunks waiting for the disk writer
+	// (32 MiB at 64 KiB chunks); maxWriters bounds the writers (one:
+	// creating files concurrently slows everything else down more than it
+	// gains).
+	maxPending = 512
+	maxWriters = 1
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
 	keepIdle = 16
@@ -94,6 +96,7 @@ type Stats struct {
 	MergedMisses   int64 `json:"merged_misses"`   // misses that joined a fetch in flight
 	ChunkErrors    int64 `json:"chunk_errors"`    // chunk fetches that failed
 	SourcesCreated int64 `json:"sources_created"` // sources loaded
+	DiskBehind     int64 `json:"disk_behind"`     // fetched chunks written by the fetcher, the disk writer being behind
 }
 
 // Manager owns the sources of one process.
@@ -121,7 +124,7 @@ type Manager struct {
 
 	stats struct {
 		manifestLoads, tagChecks, chunkFetches, chunkBytes, diskHits,
-		readaheads, refreshErrors, mergedMisses, chunkErrors, sourcesCreated atomic.Int64
+		readaheads, refreshErrors, mergedMisses, chunkErrors, sourcesCreated, diskBehind atomic.Int64
 	}
 }
 
@@ -162,7 +165,7 @@ func (m *Manager) Stats() Stats {
 	s := &m.stats
 	return Stats{s.manifestLoads.Load(), s.tagChecks.Load(), s.chunkFetches.Load(), s.chunkBytes.Load(),
 		s.diskHits.Load(), s.readaheads.Load(), s.refreshErrors.Load(), s.mergedMisses.Load(),
-		s.chunkErrors.Load(), s.sourcesCreated.Load()}
+		s.chunkErrors.Load(), s.sourcesCreated.Load(), s.diskBehind.Load()}
 }
 
 // Target is a resolved database name: a replica key, or a local manifest

@@ -399,21 +399,23 @@ func (s *Source) HoldCurrent(force bool, known uint64) *manifest.Manifest {
 // Wait waits for the manager's background readahead (see Manager.Wait).
 func (s *Source) Wait() { s.mgr.Wait() }
 
-// queueDisk hands a fetched chunk to the disk writers: up to maxWriters
-// goroutines that run while chunks are pending (and exit when none are),
-// so that readers never wait for file creation. The chunk stays in pending
-// (served from memory) until it is on disk. With maxPending chunks
-// already waiting, it returns true: the caller writes this one itself,
-// after releasing flightMu (back-pressure). The caller holds flightMu.
+// queueDisk hands a fetched chunk to the disk writer: a goroutine that
+// runs while chunks are pending (and exits when none are), so that readers
+// do not wait for file creation. The chunk stays in pending (served from
+// memory) until it is on disk. With maxPending chunks already waiting (the
+// disk slower than the store), it returns true: the caller writes this one
+// itself, after releasing flightMu, which slows the fetches down to the
+// disk's pace (every fetched chunk is cached). The caller holds flightMu.
 func (mg *Manager) queueDisk(h manifest.Hash, data []byte) (writeNow bool) {
 	queued := len(mg.pending) - mg.inWrite
 	mg.pending[h] = data
 	if queued >= maxPending {
+		mg.stats.diskBehind.Add(1)
 		mg.claimed[h] = true
 		mg.inWrite++
 		return true
 	}
-	if mg.writers < maxWriters && queued >= mg.writers*4 {
+	if mg.writers < maxWriters {
 		mg.writers++
 		mg.bg.Add(1)
 		go mg.diskWriter()
