@@ -25,10 +25,8 @@ import (
 
 // SQLite result codes of the snapshot VFS.
 const (
-	sqliteIOErr         = 10
 	sqliteIOErrRead     = 10 | 1<<8
 	sqliteIOErrCorrupFS = 10 | 33<<8
-	sqliteCantOpen      = 14
 )
 
 var snapMgr atomic.Pointer[replica.Manager]
