@@ -15,7 +15,7 @@
 //
 // Usage (make snapbench):
 //
-//	go run ./cmd/verneuil-snapbench [-size-mb 256] [-queries 2000] [-rounds 3]
+//	go run ./cmd/verneuil-snapbench [-size-mb 256] [-queries 2000] [-rounds 3] [-no-disk-cache]
 //
 // Targets (issue 11): warm point ≤ 1.2× local; cold point ≤ 6 requests and
 // ≤ 1% of the database; cold scan ≤ 1.5× restore + query.
@@ -65,7 +65,11 @@ func main() {
 	sizeMB := flag.Int("size-mb", 256, "database size in MiB")
 	queries := flag.Int("queries", 2000, "warm point queries per side")
 	rounds := flag.Int("rounds", 3, "rounds of the full-scan comparison")
+	noDisk := flag.Bool("no-disk-cache", false, "replica processes without the disk cache (snapshot_disk_cache -1)")
 	flag.Parse()
+	if *noDisk {
+		os.Setenv("VERNEUIL_SNAPBENCH_NODISK", "1") // inherited by the children
+	}
 	if err := run(*sizeMB, *queries, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "verneuil-snapbench:", err)
 		os.Exit(1)
@@ -370,6 +374,9 @@ func child(role string) error {
 		defer pprof.StopCPUProfile()
 	}
 	cfg := benchConfig(os.Getenv("VERNEUIL_SNAPBENCH_DIR"), os.Getenv("VERNEUIL_SNAPBENCH_ENDPOINT"))
+	if os.Getenv("VERNEUIL_SNAPBENCH_NODISK") != "" {
+		cfg.SnapshotDiskCache = -1
+	}
 	off := false
 	cfg.Replicate = &off
 	r, err := verneuil.Start(ctx, cfg)
