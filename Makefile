@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench snapbench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice clean
 
 all: build ext
 
@@ -81,15 +81,16 @@ fmt-check:
 
 test-go:
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 40m ./...
-	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/... ./internal/testutil/
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/... ./internal/testutil/ ./internal/replica/
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
 
 # test-asan runs the cgo packages' tests that drive the VFS shim under
 # AddressSanitizer (gcc's libasan); LeakSanitizer fails the run on a C leak
 # at exit. Bounded: -short and a -run selection (the shim's regression
-# tests, the multi-connection stress, the replication tests).
+# tests, the multi-connection stress, the replication tests, the read
+# replica's).
 test-asan:
-	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_' .
+	$(GO) test -asan -count=1 -short -timeout 20m -run 'TestRegression_|TestShimStress|TestReplication_|TestSnapshot' .
 	$(GO) test -asan -count=1 -short ./internal/sqlite3vfs/
 
 test: deps fmt-check tidy-check vet lint build
@@ -137,6 +138,13 @@ bench-litestream:
 
 bench-litestream-quick:
 	$(MAKE) bench-litestream LSBENCH_FLAGS="-quick $(LSBENCH_FLAGS)"
+
+# snapbench measures read replicas (verneuil_snapshot) against a loopback
+# S3 server: warm and cold point queries, full scans against the local file
+# and a restore (docs/TESTING.md); SNAPBENCH_FLAGS e.g. "-size-mb 1024".
+snapbench:
+	sh scripts/install-s3-server.sh
+	$(GO) run ./cmd/verneuil-snapbench $(SNAPBENCH_FLAGS)
 
 # Every fuzz target, as PACKAGE:TARGET.
 FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \

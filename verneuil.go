@@ -16,6 +16,9 @@
 // never fail a write. Flush (or PRAGMA verneuil_flush) waits until what was
 // committed is in the store.
 //
+// Start also registers the read-only VFS "verneuil_snapshot", which queries
+// replicas straight from the store ("file:verneuil://HOST/PATH?vfs=verneuil_snapshot").
+//
 // A Go program cannot load libverneuil.so (one Go runtime per process): it
 // links this package instead.
 package verneuil
@@ -34,6 +37,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replica"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
@@ -41,6 +45,10 @@ import (
 
 // VFSName is the name of the replicating VFS.
 const VFSName = "verneuil"
+
+// SnapshotVFSName is the name of the read-only VFS that reads replicas
+// straight from the store ("file:verneuil://HOST/PATH?vfs=verneuil_snapshot").
+const SnapshotVFSName = "verneuil_snapshot"
 
 // Config is the replication configuration shared by the library, the
 // extension and verneuilctl (docs/CONFIG.md).
@@ -65,6 +73,8 @@ type Replicator struct {
 	stores  []blob.Store
 	tracker *tracker.Manager
 	copier  *copier.Copier
+	// snapshots reads replicas for the verneuil_snapshot VFS.
+	snapshots *replica.Manager
 }
 
 var (
@@ -106,6 +116,10 @@ func StartWithHooks(ctx context.Context, cfg *Config, wrap HookWrapper) (*Replic
 		r.closeStores()
 		return nil, err
 	}
+	if err := r.startSnapshots(); err != nil {
+		r.closeStores()
+		return nil, err
+	}
 	if cfg.ReplicateEnabled() {
 		var hooks sqlite3vfs.Hooks = r.tracker
 		if wrap != nil {
@@ -118,6 +132,37 @@ func StartWithHooks(ctx context.Context, cfg *Config, wrap HookWrapper) (*Replic
 	}
 	active = r
 	return r, nil
+}
+
+// startSnapshots registers the read-replica VFS, reading from the first
+// target (as restores do).
+func (r *Replicator) startSnapshots() error {
+	cfg := r.cfg
+	m, err := replica.New(replica.Options{
+		Store:           r.stores[0],
+		CacheDir:        cfg.CacheDir,
+		DiskCache:       cfg.SnapshotDiskCache,
+		RefreshInterval: cfg.SnapshotRefreshInterval.Duration(),
+		Timeout:         cfg.SnapshotTimeout.Duration(),
+		Hostname:        cfg.Hostname,
+		LocalKey: func(path string) (string, error) {
+			_, key, err := ReplicaName(cfg, path, "")
+			return key, err
+		},
+		Mem:    sqlite3vfs.SnapshotMemCache(),
+		Logger: r.log.With("component", "snapshot"),
+	})
+	if err != nil {
+		return err
+	}
+	r.snapshots = m
+	return sqlite3vfs.RegisterSnapshot(SnapshotVFSName, m, cfg.SnapshotMemoryCache)
+}
+
+// SnapshotStats returns the read-replica VFS's counters: requests and
+// caches of the Go side (replica) and of the C side (memory cache).
+func (r *Replicator) SnapshotStats() (replica.Stats, sqlite3vfs.SnapshotStats) {
+	return r.snapshots.Stats(), sqlite3vfs.ReadSnapshotStats()
 }
 
 // NewLogger returns the slog logger a configuration asks for, on stderr.
@@ -270,6 +315,8 @@ func (r *Replicator) Close(ctx context.Context) error {
 		return nil
 	}
 	sqlite3vfs.SetHooks(nil, nil)
+	sqlite3vfs.SetSnapshotManager(nil)
+	r.snapshots.Wait()
 	active = nil
 	errs := []error{r.tracker.Close(ctx)}
 	if ctx.Err() == nil {

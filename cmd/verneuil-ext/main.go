@@ -47,8 +47,9 @@ type component struct {
 }
 
 // components are started in order by the first successful load. The
-// read-replica VFS "verneuil_snapshot" (the read replica) adds itself here, so
-// that one entry point, one configuration and one Go runtime serve both.
+// read-replica VFS "verneuil_snapshot" is registered by verneuil.Start
+// with the replicating one, so that one entry point, one configuration and
+// one Go runtime serve both.
 var components = []component{
 	{"verneuil", startReplication},
 }

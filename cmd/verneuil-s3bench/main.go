@@ -33,10 +33,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,8 +49,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/verneuil-go/verneuil"
@@ -103,87 +98,6 @@ func main() {
 	}
 }
 
-// server is a versitygw process whose requests are counted from its access
-// log.
-type server struct {
-	endpoint string
-	requests atomic.Int64
-	cmd      *exec.Cmd
-	done     chan struct{}
-}
-
-func startServer(ctx context.Context, dir string) (*server, error) {
-	bin, err := s3test.Binary()
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	root := filepath.Join(dir, "s3")
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
-	}
-	s := &server{endpoint: "http://" + addr, done: make(chan struct{})}
-	// Keep-alive, as real S3 endpoints do (versitygw closes every
-	// connection by default).
-	s.cmd = exec.Command(bin, "--access", s3test.AccessKey, "--secret", s3test.SecretKey, "--port", addr,
-		"--keep-alive", "posix", root)
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	s.cmd.Stderr = s.cmd.Stdout
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start versitygw: %w", err)
-	}
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "| vgw |") {
-				s.requests.Add(1)
-			}
-		}
-		io.Copy(io.Discard, out)
-	}()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get(s.endpoint + "/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("versitygw did not answer on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	os.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
-	os.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
-	os.Setenv("AWS_REGION", s3test.Region)
-	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := s3test.Client(s.endpoint).CreateBucket(cctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("create bucket: %w", err)
-	}
-	return s, nil
-}
-
-func (s *server) stop() {
-	s.cmd.Process.Kill() // the pid of the process we started
-	s.cmd.Wait()
-	<-s.done
-}
-
 func benchConfig(dir, endpoint, prefix string, workers int) *config.Config {
 	cfg := &config.Config{
 		SpoolDir: filepath.Join(dir, prefix, "spool"),
@@ -208,13 +122,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startServer(ctx, dir)
+	srv, err := s3test.StartServer(ctx, dir, bucket)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	fmt.Printf("verneuil-s3bench: versitygw at %s, %d CPUs, copier_workers %d, upload_interval 1s\n",
-		srv.endpoint, runtime.NumCPU(), o.workers)
+		srv.Endpoint, runtime.NumCPU(), o.workers)
 	// SQLite (journal files), the spool and the server create files all
 	// the time: say what that costs here.
 	fmt.Printf("work directory %s: creating and renaming a small file takes %v\n\n", dir, probeFS(dir))
@@ -282,9 +196,9 @@ func (r loadResult) print(title string) {
 
 // loadScenario commits rate transactions per second to each of n databases
 // for o.duration and measures the replication lag of every transaction.
-func loadScenario(ctx context.Context, srv *server, dir, prefix string, n int, rate float64, o options) (loadResult, error) {
+func loadScenario(ctx context.Context, srv *s3test.Server, dir, prefix string, n int, rate float64, o options) (loadResult, error) {
 	var res loadResult
-	cfg := benchConfig(dir, srv.endpoint, prefix, o.workers)
+	cfg := benchConfig(dir, srv.Endpoint, prefix, o.workers)
 	r, err := verneuil.Start(ctx, cfg)
 	if err != nil {
 		return res, err
@@ -353,7 +267,7 @@ func loadScenario(ctx context.Context, srv *server, dir, prefix string, n int, r
 
 	type tx struct{ begin, commit time.Time }
 	txs := make([][]tx, n)
-	serverBefore, st0 := srv.requests.Load(), r.Stats()
+	serverBefore, st0 := srv.Requests.Load(), r.Stats()
 	start := time.Now()
 	end := start.Add(o.duration)
 	var wg sync.WaitGroup
@@ -408,7 +322,7 @@ func loadScenario(ctx context.Context, srv *server, dir, prefix string, n int, r
 	close(stopPoll)
 	<-pollDone
 	st1 := r.Stats()
-	res.serverReqs = srv.requests.Load() - serverBefore
+	res.serverReqs = srv.Requests.Load() - serverBefore
 	res.copReqs = st1.Requests - st0.Requests
 	res.manifests = st1.Manifests - st0.Manifests
 	for i := range n {
@@ -452,13 +366,13 @@ type idleResult struct {
 	Scans              int64   `json:"scans"`
 }
 
-func idleScenario(ctx context.Context, srv *server, dir string, o options) error {
+func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options) error {
 	runRole := func(role string) (idleResult, error) {
 		var res idleResult
 		cmd := exec.CommandContext(ctx, os.Args[0])
 		cmd.Env = append(os.Environ(), "VERNEUIL_S3BENCH_ROLE="+role,
 			"VERNEUIL_S3BENCH_DIR="+filepath.Join(dir, role),
-			"VERNEUIL_S3BENCH_ENDPOINT="+srv.endpoint,
+			"VERNEUIL_S3BENCH_ENDPOINT="+srv.Endpoint,
 			"VERNEUIL_S3BENCH_N="+strconv.Itoa(o.idle),
 			"VERNEUIL_S3BENCH_WINDOW="+o.idleWindow.String(),
 			"VERNEUIL_S3BENCH_WORKERS="+strconv.Itoa(o.workers))
@@ -478,9 +392,9 @@ func idleScenario(ctx context.Context, srv *server, dir string, o options) error
 		for sc.Scan() {
 			switch last = sc.Text(); last {
 			case "IDLE_BEGIN":
-				begin = srv.requests.Load()
+				begin = srv.Requests.Load()
 			case "IDLE_END":
-				res.IdleRequests = srv.requests.Load() - begin
+				res.IdleRequests = srv.Requests.Load() - begin
 			}
 		}
 		if err := cmd.Wait(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
 // targetFlag defines --target on a command that reads a target.
@@ -220,20 +221,7 @@ func (a *app) printJSON(v any) error {
 
 // parseTime accepts RFC 3339 (with or without fractional seconds), a unix
 // timestamp in seconds, or a negative duration relative to now ("-10m").
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if strings.HasPrefix(s, "-") {
-		if d, err := time.ParseDuration(s[1:]); err == nil {
-			return time.Now().Add(-d), nil
-		}
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return time.Unix(0, int64(f*1e9)), nil
-	}
-	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2026-01-02T15:04:05Z), unix seconds, or -DURATION", s)
-}
+func parseTime(s string) (time.Time, error) { return restore.ParseTime(s) }
 
 // timeFormat is how times are printed: RFC 3339 in UTC, to the
 // nanosecond, so that a commit time pasted into --at selects that version.

@@ -212,10 +212,10 @@ func sameFile(a, b string) bool {
 func pickManifest(ctx context.Context, a *app, s blob.Store, pos []string, p pickFlags) (*manifest.Manifest, dbRef, error) {
 	var ref dbRef
 	if *p.manifest != "" {
-		if data, err := os.ReadFile(*p.manifest); err == nil {
-			m, err := manifest.Decode(data)
+		if _, err := os.Stat(*p.manifest); err == nil {
+			m, err := restore.ManifestFile(*p.manifest)
 			if err != nil {
-				return nil, ref, fmt.Errorf("manifest file %s: %w", *p.manifest, err)
+				return nil, ref, err
 			}
 			return m, dbRef{m.Name, names.Key(m.Name)}, nil
 		} else if !errors.Is(err, fs.ErrNotExist) || !isKeyOrName(*p.manifest) {

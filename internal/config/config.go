@@ -53,10 +53,15 @@ const (
 	DefaultFlushTimeout = Duration(10 * time.Minute)
 	DefaultLogLevel     = "warn"
 	DefaultLogFormat    = "text"
-	DefaultGCGrace        = Duration(24 * time.Hour)
-	DefaultKeepAll        = Duration(time.Hour)
-	DefaultKeepHourly     = Duration(7 * 24 * time.Hour)
-	DefaultKeepDaily      = Duration(30 * 24 * time.Hour)
+	DefaultGCGrace      = Duration(24 * time.Hour)
+	DefaultKeepAll      = Duration(time.Hour)
+	DefaultKeepHourly   = Duration(7 * 24 * time.Hour)
+	DefaultKeepDaily    = Duration(30 * 24 * time.Hour)
+
+	DefaultSnapshotRefreshInterval = Duration(time.Second)
+	DefaultSnapshotTimeout         = Duration(30 * time.Second)
+	DefaultSnapshotMemoryCache     = 64 << 20 // bytes
+	DefaultSnapshotDiskCache       = 1 << 30  // bytes
 )
 
 // EnvConfig is the environment variable read by FromEnv.
@@ -97,6 +102,12 @@ type Config struct {
 	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
 	GCInterval     Duration          `json:"gc_interval"`     // verneuilctl copier runs gc this often; 0 (default): never
 	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
+
+	// The read-replica VFS verneuil_snapshot (README, docs/CONFIG.md).
+	SnapshotRefreshInterval Duration `json:"snapshot_refresh_interval"` // min time between two checks of a database's latest version; default 1s
+	SnapshotTimeout         Duration `json:"snapshot_timeout"`          // bound of each blob-store request of a replica read; default 30s
+	SnapshotMemoryCache     int64    `json:"snapshot_memory_cache"`     // bytes of chunks kept in memory per process; default 64 MiB
+	SnapshotDiskCache       int64    `json:"snapshot_disk_cache"`       // bytes of chunks kept in cache_dir (shared by the host's processes); default 1 GiB; -1: none
 }
 
 // Retention is the policy verneuilctl gc applies to every database's
@@ -257,6 +268,18 @@ func (c *Config) ApplyDefaults() {
 	if c.Replicate == nil {
 		t := true
 		c.Replicate = &t
+	}
+	if c.SnapshotRefreshInterval == 0 {
+		c.SnapshotRefreshInterval = DefaultSnapshotRefreshInterval
+	}
+	if c.SnapshotTimeout == 0 {
+		c.SnapshotTimeout = DefaultSnapshotTimeout
+	}
+	if c.SnapshotMemoryCache == 0 {
+		c.SnapshotMemoryCache = DefaultSnapshotMemoryCache
+	}
+	if c.SnapshotDiskCache == 0 {
+		c.SnapshotDiskCache = DefaultSnapshotDiskCache
 	}
 }
 

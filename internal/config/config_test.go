@@ -132,7 +132,11 @@ const fullConfig = `{
   "replicate": false,
   "gc_grace": "6h",
   "retention": {"keep_all": "2h", "hourly": "48h", "daily": 864000,
-    "databases": {"app/main": {"daily": "8760h"}}}
+    "databases": {"app/main": {"daily": "8760h"}}},
+  "snapshot_refresh_interval": "250ms",
+  "snapshot_timeout": 5,
+  "snapshot_memory_cache": 16777216,
+  "snapshot_disk_cache": -1
 }`
 
 func TestParseInline(t *testing.T) {
@@ -164,6 +168,11 @@ func TestParseInline(t *testing.T) {
 		Retention: config.Retention{KeepAll: config.Duration(2 * time.Hour), Hourly: config.Duration(48 * time.Hour),
 			Daily:     config.Duration(10 * 24 * time.Hour),
 			Databases: map[string]config.RetentionWindows{"app/main": {Daily: config.Duration(365 * 24 * time.Hour)}}},
+
+		SnapshotRefreshInterval: config.Duration(250 * time.Millisecond),
+		SnapshotTimeout:         config.Duration(5 * time.Second),
+		SnapshotMemoryCache:     16 << 20,
+		SnapshotDiskCache:       -1,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse:\n%v\nwant:\n%v", c, want)

@@ -37,6 +37,8 @@ var topKeys = []string{
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
 	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention",
+	"snapshot_refresh_interval",
+	"snapshot_timeout", "snapshot_memory_cache", "snapshot_disk_cache",
 }
 
 var (
@@ -101,6 +103,14 @@ func decode(data []byte, c *Config) error {
 			return decodeDuration(path, v, &c.GCInterval)
 		case "retention":
 			return decodeRetention(path, v, &c.Retention)
+		case "snapshot_refresh_interval":
+			return decodeDuration(path, v, &c.SnapshotRefreshInterval)
+		case "snapshot_timeout":
+			return decodeDuration(path, v, &c.SnapshotTimeout)
+		case "snapshot_memory_cache":
+			return decodeInt64(path, v, &c.SnapshotMemoryCache)
+		case "snapshot_disk_cache":
+			return decodeInt64(path, v, &c.SnapshotDiskCache)
 		case "replicate":
 			if isNull(v) {
 				return nil
@@ -348,6 +358,17 @@ func decodeInt(path string, v json.RawMessage, dst *int) error {
 		return fmt.Errorf("config: %s: expected an integer, got %s", path, describe(v))
 	}
 	*dst = int(f)
+	return nil
+}
+
+func decodeInt64(path string, v json.RawMessage, dst *int64) error {
+	var n int
+	if err := decodeInt(path, v, &n); err != nil {
+		return err
+	}
+	if !isNull(v) {
+		*dst = int64(n)
+	}
 	return nil
 }
 

@@ -49,6 +49,8 @@ func (c *Config) Validate() error {
 		{"retention.keep_all", c.Retention.KeepAll},
 		{"retention.hourly", c.Retention.Hourly},
 		{"retention.daily", c.Retention.Daily},
+		{"snapshot_refresh_interval", c.SnapshotRefreshInterval},
+		{"snapshot_timeout", c.SnapshotTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)
@@ -70,6 +72,12 @@ func (c *Config) Validate() error {
 	}
 	if n := c.RateBurst; n < 1 {
 		return fmt.Errorf("config: rate_burst: %d must be at least 1", n)
+	}
+	if n := c.SnapshotMemoryCache; n < 1<<20 {
+		return fmt.Errorf("config: snapshot_memory_cache: %d bytes is less than 1 MiB", n)
+	}
+	if n := c.SnapshotDiskCache; n < -1 {
+		return fmt.Errorf("config: snapshot_disk_cache: %d must be a number of bytes, or -1 for no disk cache", n)
 	}
 	if err := checkHostname(c.Hostname); err != nil {
 		return err

@@ -13,8 +13,8 @@
 **      host's routines for the version *before* adopting them;
 **   2. calls Go once (verneuilGoExtInit): Go loads the configuration
 **      (VERNEUIL_CONFIG, or verneuil_configure()) and registers every VFS of
-**      the extension: "verneuil" now, the read replica "verneuil_snapshot"
-**      when it exists (see cmd/verneuil-ext);
+**      the extension: "verneuil" and the read replica "verneuil_snapshot"
+**      (see cmd/verneuil-ext);
 **   3. returns SQLITE_OK_LOAD_PERMANENTLY: the registered VFSes must outlive
 **      the connection that loaded the library, so it is never unloaded.
 ** Loading again (another connection, another .load) is cheap and returns the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/verneuil-go/verneuil/internal/replica"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
@@ -34,3 +35,25 @@ func ReadStats() Stats { return Stats{} }
 
 // MakeDefault fails without cgo.
 func MakeDefault(string) error { return ErrNoCgo }
+
+// RegisterSnapshot fails without cgo.
+func RegisterSnapshot(string, *replica.Manager, int64) error { return ErrNoCgo }
+
+// SetSnapshotManager is a no-op without cgo.
+func SetSnapshotManager(*replica.Manager) {}
+
+// SnapshotMemCache is nil without cgo.
+func SnapshotMemCache() replica.MemCache { return nil }
+
+// SnapshotStats are the C side's counters.
+type SnapshotStats struct {
+	Reads      int64 `json:"reads"`       // xRead calls
+	Misses     int64 `json:"misses"`      // chunk misses handed to Go
+	Begins     int64 `json:"begins"`      // read transactions that called Go
+	Versions   int64 `json:"versions"`    // versions loaded into C
+	CacheBytes int64 `json:"cache_bytes"` // bytes in the memory cache now
+	Evictions  int64 `json:"evictions"`   // chunks evicted from it
+}
+
+// ReadSnapshotStats returns zeros without cgo.
+func ReadSnapshotStats() SnapshotStats { return SnapshotStats{} }

@@ -1,0 +1,43 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// ParseTime parses a point in time as restore --at and the snapshot VFS's
+// at= parameter take it: RFC 3339 (with or without fractional seconds),
+// unix seconds, or a negative duration relative to now ("-10m").
+func ParseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if strings.HasPrefix(s, "-") {
+		if d, err := time.ParseDuration(s[1:]); err == nil {
+			return time.Now().Add(-d), nil
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Unix(0, int64(f*1e9)), nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2026-01-02T15:04:05Z), unix seconds, or -DURATION", s)
+}
+
+// ManifestFile reads and verifies a manifest saved to a local file
+// (verneuilctl manifest --out), a pinned version.
+func ManifestFile(path string) (*manifest.Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest file %s: %w", path, err)
+	}
+	m, err := manifest.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("manifest file %s: %w", path, err)
+	}
+	return m, nil
+}
