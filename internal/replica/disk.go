@@ -56,11 +56,8 @@ func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 	if dir == "" || max <= 0 {
 		return nil, nil
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "chunks")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("snapshot cache: %w", err)
-		}
-	}
+	// The directories are made by the first write: a process that never
+	// reads a replica leaves no trace in cache_dir.
 	return &diskCache{dir: dir, max: max, log: log}, nil
 }
 

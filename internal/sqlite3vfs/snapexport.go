@@ -274,7 +274,7 @@ func snapshotPragma(m *replica.Manager, s *replica.Source, name string, seq uint
 	case "verneuil_snapshot_stats":
 		m.Wait() // settled figures: readahead done, in the disk cache
 		st := s.Status()
-		out := map[string]any{"version": st.Version, "commit_time": st.CommitTime.UTC(), "last_check": st.LastCheck.UTC(),
+		out := map[string]any{"version": strconv.FormatUint(st.Version, 10), "commit_time": st.CommitTime.UTC(), "last_check": st.LastCheck.UTC(),
 			"process": m.Stats(), "memory": ReadSnapshotStats()}
 		if st.LastError != nil {
 			out["last_error"], out["failing_since"] = st.LastError.Error(), st.ErrorSince.UTC()

@@ -32,7 +32,7 @@ func readerConfig(t *testing.T, e *env) {
 }
 
 type snapStats struct {
-	Version uint64 `json:"version"`
+	Version uint64 `json:"version,string"`
 	Process struct {
 		ChunkFetches  int64 `json:"chunk_fetches"`
 		DiskHits      int64 `json:"disk_hits"`
@@ -157,7 +157,7 @@ func TestVerneuilctlShell(t *testing.T) {
 	write("CREATE TABLE t(x); INSERT INTO t VALUES(1);")
 	r := e.runHost("", ctl, "--json", "manifest", db)
 	var first struct {
-		Version uint64 `json:"version"`
+		Version uint64 `json:"version,string"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &first); err != nil || first.Version == 0 {
 		t.Fatalf("manifest --json: %v\n%s", err, r)
@@ -194,16 +194,17 @@ func TestVerneuilctlShell(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		args []string
+		code int // 3: no replica (README, exit codes)
 		want string
 	}{
-		{[]string{"shell", db, "--ext", "/nonexistent/libverneuil.so", "SELECT 1"}, "extension /nonexistent/libverneuil.so: not a file"},
-		{[]string{"shell", db, "--ext", soPath, "--sqlite3", "/nonexistent/sqlite3", "SELECT 1"}, "sqlite3 shell /nonexistent/sqlite3"},
-		{[]string{"shell", db, "SELECT 1"}, "no libverneuil.so found"},
-		{[]string{"shell", filepath.Join(e.dir, "other.db"), "--ext", soPath, "SELECT 1"}, "no replica"},
+		{[]string{"shell", db, "--ext", "/nonexistent/libverneuil.so", "SELECT 1"}, 1, "extension /nonexistent/libverneuil.so: not a file"},
+		{[]string{"shell", db, "--ext", soPath, "--sqlite3", "/nonexistent/sqlite3", "SELECT 1"}, 1, "sqlite3 shell /nonexistent/sqlite3"},
+		{[]string{"shell", db, "SELECT 1"}, 1, "no libverneuil.so found"},
+		{[]string{"shell", filepath.Join(e.dir, "other.db"), "--ext", soPath, "SELECT 1"}, 3, "no replica"},
 	} {
 		r := e.runHost("", lonelyCtl, tc.args...)
-		if r.exitCode() != 1 || !strings.Contains(r.stderr, tc.want) {
-			t.Errorf("verneuilctl %v: want exit 1 and %q\n%s", tc.args, tc.want, r)
+		if r.exitCode() != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("verneuilctl %v: want exit %d and %q\n%s", tc.args, tc.code, tc.want, r)
 		}
 	}
 }
