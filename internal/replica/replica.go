@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,12 +261,10 @@ func (m *Manager) Resolve(name, version, at string) (Target, error) {
 	return t, nil
 }
 
+// parseUint parses a version number: decimal digits only, as list
+// --versions prints it (no sign, base prefix, exponent or spaces).
 func parseUint(s string) (uint64, error) {
-	var n uint64
-	if _, err := fmt.Sscan(s, &n); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return strconv.ParseUint(s, 10, 64)
 }
 
 func (m *Manager) localKey(path string) (string, error) {
