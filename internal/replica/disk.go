@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -73,13 +74,19 @@ func (c *diskCache) get(h manifest.Hash, n int) ([]byte, bool) {
 		return nil, false
 	}
 	p := c.path(h)
-	f, err := os.Open(p)
+	// O_NONBLOCK: opening a FIFO put in the cache's place would otherwise
+	// block until a writer comes; it is then rejected as not a file.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
+		return nil, false
+	}
+	if !fi.Mode().IsRegular() {
+		c.drop(p, "not a regular file ("+fi.Mode().Type().String()+")")
 		return nil, false
 	}
 	if fi.Size() != int64(n) {

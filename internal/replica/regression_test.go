@@ -1,8 +1,16 @@
 package replica_test
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/replica"
 )
 
 // version= must be a whole decimal number: fmt.Sscan took the leading
@@ -17,5 +25,48 @@ func TestRegression_SnapshotVersionGarbageRejected(t *testing.T) {
 	}
 	if tg, err := m.Resolve(dbKey, "12", ""); err != nil || tg.Version != 12 {
 		t.Errorf("version=12: %+v, %v", tg, err)
+	}
+}
+
+// A FIFO (or any non-regular file) at a chunk's place in the disk cache
+// hung the reader forever: the cache opened it for reading, which blocks
+// until a writer appears. It must count as a miss, with the chunk fetched
+// from the store.
+func TestRegression_SnapshotDiskCacheFifoDoesNotHang(t *testing.T) {
+	s := newStore(t)
+	d := randomData(7, 4)
+	publish(t, s, 100, d, true)
+	cache := filepath.Join(t.TempDir(), "cache")
+	withCache := func(o *replica.Options) { o.CacheDir = cache }
+	h := manifest.HashOf(d[2*chunkSize : 3*chunkSize]).String()
+	dir := filepath.Join(cache, "chunks", h[:2])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, h), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := open(t, newManager(t, s, withCache), dbKey, "", "")
+	done := make(chan []byte)
+	go func() {
+		m := src.HoldCurrent(false, 0)
+		defer src.Release(m.Seq)
+		c, err := src.ReadChunk(m.Seq, 2)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	select {
+	case got := <-done:
+		if !bytes.Equal(got, d[2*chunkSize:3*chunkSize]) {
+			t.Fatal("wrong data for the chunk behind the FIFO")
+		}
+	case <-time.After(20 * time.Second): // a hang guard, not a timing assertion
+		// Unblock the reader so that the test can end.
+		if f, err := os.OpenFile(filepath.Join(dir, h), os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("reading a chunk whose cache file is a FIFO hung")
 	}
 }
