@@ -70,3 +70,34 @@ func TestRegression_SnapshotDiskCacheFifoDoesNotHang(t *testing.T) {
 		t.Fatal("reading a chunk whose cache file is a FIFO hung")
 	}
 }
+
+// Resolving a local path that is a FIFO hung: the check for a saved
+// manifest opened it for reading. A FIFO is not a manifest file; the name
+// then resolves to this host's replica of that path.
+func TestRegression_SnapshotResolveFifoDoesNotHang(t *testing.T) {
+	m := newManager(t, newStore(t))
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		tg  replica.Target
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		tg, err := m.Resolve(p, "", "")
+		done <- result{tg, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.tg.ManifestFile != "" || r.tg.Key == "" {
+			t.Fatalf("Resolve(FIFO) = %+v, %v; want this host's replica key", r.tg, r.err)
+		}
+	case <-time.After(20 * time.Second): // a hang guard, not a timing assertion
+		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("Resolve of a FIFO path hung")
+	}
+}

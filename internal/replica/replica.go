@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -281,16 +282,18 @@ func (m *Manager) localKey(path string) (string, error) {
 // isManifestFile says whether path is an existing non-empty file that is
 // not an SQLite database: a saved manifest.
 func isManifestFile(path string) bool {
-	f, err := os.Open(path)
+	// Non-blocking, and checked to be a file before any read: opening a
+	// FIFO for reading would wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	buf := make([]byte, len(sqliteMagic))
-	n, _ := f.Read(buf)
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
+	buf := make([]byte, len(sqliteMagic))
+	n, _ := f.Read(buf)
 	return n > 0 && string(buf[:n]) != sqliteMagic
 }
 
