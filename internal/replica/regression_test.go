@@ -101,3 +101,19 @@ func TestRegression_SnapshotResolveFifoDoesNotHang(t *testing.T) {
 		t.Fatal("Resolve of a FIFO path hung")
 	}
 }
+
+// at= as unix seconds took NaN, Inf and values past year 2262 (the range
+// of a time in nanoseconds) as some arbitrary instant in 1677, opening
+// "no replica as of 1677" instead of saying the time is bad.
+func TestRegression_SnapshotAtGarbageRejected(t *testing.T) {
+	m := newManager(t, newStore(t))
+	for _, at := range []string{"NaN", "nan", "Inf", "-Inf", "+Inf", "1e300", "1e12", "-1e12"} {
+		if tg, err := m.Resolve(dbKey, "", at); err == nil || !strings.Contains(err.Error(), "bad time") {
+			t.Errorf("at=%q: %v (as of %v), want a rejection", at, err, tg.At)
+		}
+	}
+	tg, err := m.Resolve(dbKey, "", "1764057600.5")
+	if err != nil || !tg.At.Equal(time.Unix(1764057600, 5e8)) {
+		t.Errorf("at=1764057600.5: %v, %v", tg.At, err)
+	}
+}

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -22,7 +23,9 @@ func ParseTime(s string) (time.Time, error) {
 			return time.Now().Add(-d), nil
 		}
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
+	// Unix seconds within the range of a time in nanoseconds (1678 to
+	// 2262); NaN and infinities are not times.
+	if f, err := strconv.ParseFloat(s, 64); err == nil && math.Abs(f) < math.MaxInt64/1e9 {
 		return time.Unix(0, int64(f*1e9)), nil
 	}
 	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2026-01-02T15:04:05Z), unix seconds, or -DURATION", s)
