@@ -1,0 +1,162 @@
+package verneuil_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/config"
+)
+
+// A replica connection that keeps SQLite's page cache follows the source
+// through a shrink (VACUUM), a page size change, a database left with no
+// table, and growth again: after each refresh it answers what the source
+// answers.
+func TestSnapshotFollowsShrinkGrowPageSize(t *testing.T) {
+	e := snapEnv(t)
+	ctx := context.Background()
+	path := filepath.Join(e.dir, "shape.db")
+	src := e.open(path, "_journal_mode=TRUNCATE")
+	src.SetMaxOpenConns(1)
+	const qShape = "SELECT (SELECT count(*) FROM sqlite_master) || ':' || " +
+		"(SELECT page_size FROM pragma_page_size) || ':' || (SELECT page_count FROM pragma_page_count)"
+	const qRows = "SELECT count(*) || ':' || sum(length(v)) || ':' || max(id) FROM t"
+	steps := []struct{ what, sql string }{
+		{"fill", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); " +
+			"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000) " +
+			"INSERT INTO t(v) SELECT printf('%.*c', 200 + i % 300, 'x') FROM n"},
+		{"shrink", "DELETE FROM t WHERE id > 100; VACUUM"},
+		{"page size", "PRAGMA page_size=8192; VACUUM"},
+		{"no table", "DROP TABLE t; VACUUM"},
+		{"grow", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); " +
+			"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 5000) " +
+			"INSERT INTO t(v) SELECT printf('%.*c', 100 + i % 400, 'y') FROM n"},
+		{"small page size", "PRAGMA page_size=1024; VACUUM"},
+	}
+	var snapDB *sql.DB
+	for i, st := range steps {
+		mustExec(t, src, st.sql)
+		if err := e.r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		q := qShape
+		if st.what != "no table" {
+			q = qShape + " || ':' || (" + qRows + ")"
+		}
+		want := queryString(t, src, q)
+		if i == 0 {
+			snapDB = openSnap(t, path, "")
+			snapDB.SetMaxOpenConns(1)
+		}
+		queryString(t, snapDB, "PRAGMA verneuil_snapshot_refresh")
+		if got := queryString(t, snapDB, q); got != want {
+			t.Errorf("after %s: replica %s, source %s", st.what, got, want)
+		}
+		if got := queryString(t, snapDB, "PRAGMA quick_check"); got != "ok" {
+			t.Errorf("after %s: quick_check %s", st.what, got)
+		}
+	}
+}
+
+// Many connections opening, reading, refreshing and closing one replica
+// from goroutines while the source commits: every read transaction sees
+// one committed state (the invariant holds), and a connection's versions
+// never go back.
+func TestSnapshotConcurrentConnectionsWhileCommitting(t *testing.T) {
+	e := snapEnv(t, func(c *config.Config) { c.SnapshotRefreshInterval = 1 })
+	ctx := context.Background()
+	path := filepath.Join(e.dir, "busy.db")
+	src := e.open(path, "_journal_mode=TRUNCATE")
+	src.SetMaxOpenConns(1)
+	mustExec(t, src, "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, pad TEXT)")
+	if err := e.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		defer close(writerDone)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// Each commit keeps sum(a) = 0 and adds two rows.
+			if _, err := src.Exec("BEGIN; INSERT INTO t(a, pad) VALUES(?, randomblob(300)); "+
+				"INSERT INTO t(a, pad) VALUES(?, randomblob(300)); COMMIT", i, -i); err != nil {
+				writerDone <- err
+				return
+			}
+			if i%5 == 0 {
+				if err := e.r.Flush(ctx); err != nil {
+					writerDone <- err
+					return
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 15 {
+				db, err := sql.Open("sqlite3", "file:"+uriEscape(path)+"?vfs=verneuil_snapshot")
+				if err != nil {
+					errs <- err
+					return
+				}
+				db.SetMaxOpenConns(1)
+				var last uint64
+				for k := range 4 {
+					if (g+round+k)%3 == 0 {
+						if _, err := db.Exec("PRAGMA verneuil_snapshot_refresh"); err != nil {
+							errs <- fmt.Errorf("refresh: %w", err)
+						}
+					}
+					var n, sum int64
+					var seq uint64
+					var at string
+					tx, err := db.Begin()
+					if err == nil {
+						err = tx.QueryRow("SELECT count(*), coalesce(sum(a), 0) FROM t").Scan(&n, &sum)
+					}
+					if err == nil {
+						var v string
+						err = tx.QueryRow("PRAGMA verneuil_snapshot_version").Scan(&v)
+						if err == nil {
+							_, err = fmt.Sscan(v, &seq, &at)
+						}
+					}
+					if tx != nil {
+						tx.Rollback()
+					}
+					switch {
+					case err != nil:
+						errs <- err
+					case n%2 != 0 || sum != 0:
+						errs <- fmt.Errorf("a torn state: %d rows, sum %d", n, sum)
+					case seq < last:
+						errs <- fmt.Errorf("version went back from %d to %d", last, seq)
+					}
+					last = seq
+				}
+				db.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
