@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mattn/go-sqlite3"
+
 	"github.com/verneuil-go/verneuil/internal/config"
 )
 
@@ -158,5 +160,49 @@ func TestSnapshotConcurrentConnectionsWhileCommitting(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A replica attached to an ordinary connection is read only too: writes
+// to it fail with SQLITE_READONLY, reads and writes of the main database
+// work, and nothing is created beside the source.
+func TestSnapshotAttachedIsReadOnly(t *testing.T) {
+	e := snapEnv(t)
+	path := filepath.Join(e.dir, "att.db")
+	src := e.open(path, "")
+	mustExec(t, src, "CREATE TABLE t(x)")
+	mustExec(t, src, "INSERT INTO t VALUES(1)")
+	if err := e.r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := dirNames(t, e.dir)
+	local, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "local.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	local.SetMaxOpenConns(1)
+	mustExec(t, local, "ATTACH 'file:"+uriEscape(path)+"?vfs=verneuil_snapshot' AS s")
+	mustExec(t, local, "CREATE TABLE l(y)")
+	for _, q := range []string{
+		"INSERT INTO s.t VALUES(2)",
+		"CREATE TABLE s.u(y)",
+		"PRAGMA s.journal_mode=WAL",
+		"PRAGMA s.user_version=3",
+		"VACUUM s",
+		"BEGIN; INSERT INTO l VALUES(1); INSERT INTO s.t VALUES(3); COMMIT",
+	} {
+		_, err := local.Exec(q)
+		if sqliteCode(err) != sqlite3.ErrReadonly {
+			t.Errorf("%s: %v, want SQLITE_READONLY", q, err)
+		}
+		local.Exec("ROLLBACK")
+	}
+	mustExec(t, local, "INSERT INTO l SELECT x FROM s.t")
+	if got := queryString(t, local, "SELECT (SELECT count(*) FROM s.t) || ':' || (SELECT count(*) FROM l)"); got != "1:1" {
+		t.Errorf("after refused writes: %s, want 1:1", got)
+	}
+	if after := dirNames(t, e.dir); after != before {
+		t.Errorf("files changed beside the database: %s -> %s", before, after)
 	}
 }
