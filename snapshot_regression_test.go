@@ -206,3 +206,30 @@ func TestSnapshotAttachedIsReadOnly(t *testing.T) {
 		t.Errorf("files changed beside the database: %s -> %s", before, after)
 	}
 }
+
+// VACUUM INTO a file named with the unix VFS copies the snapshot (as the
+// README says); a plain path is opened as another replica and fails.
+func TestSnapshotVacuumIntoLocalFile(t *testing.T) {
+	e := snapEnv(t)
+	path := filepath.Join(e.dir, "vi.db")
+	src := e.open(path, "")
+	mustExec(t, src, "CREATE TABLE t(x)")
+	mustExec(t, src, "INSERT INTO t VALUES(1), (2), (3)")
+	if err := e.r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snap := openSnap(t, path, "")
+	out := filepath.Join(t.TempDir(), "copy.db")
+	if _, err := snap.Exec("VACUUM INTO ?", out); sqliteCode(err) != sqlite3.ErrCantOpen {
+		t.Errorf("VACUUM INTO a plain path: %v, want SQLITE_CANTOPEN", err)
+	}
+	mustExec(t, snap, "VACUUM INTO ?", "file:"+uriEscape(out)+"?vfs=unix")
+	cp, err := sql.Open("sqlite3", "file:"+uriEscape(out)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	if got := queryString(t, cp, "SELECT group_concat(x) FROM t"); got != "1,2,3" {
+		t.Errorf("the copy has %q", got)
+	}
+}
