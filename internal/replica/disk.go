@@ -39,6 +39,10 @@ type diskCache struct {
 	mu      sync.Mutex
 	size    int64 // estimate: the last scan plus what this process added
 	scanned bool
+	// Write failures (an unwritable or full cache_dir) are logged once
+	// per warnEvery, with the number of failures since the last warning.
+	warnedAt time.Time
+	failures int
 }
 
 const (
@@ -49,6 +53,8 @@ const (
 	evictTo = 0.9
 	// staleTemp: short files older than this were left by a crash.
 	staleTemp = time.Hour
+	// warnEvery: at most one warning about failed writes per interval.
+	warnEvery = time.Minute
 	// tmpPrefix starts the names of temp files.
 	tmpPrefix = ".tmp-"
 )
@@ -123,7 +129,7 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	p := c.path(h)
 	written, err := c.write(p, data)
 	if err != nil {
-		c.log.Warn("snapshot cache: cannot store a chunk", "err", err)
+		c.writeFailed(err)
 		return
 	}
 	if !written {
@@ -136,6 +142,23 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	if over {
 		c.evict()
 	}
+}
+
+// writeFailed logs a failed write, at most once per warnEvery: a cache
+// that cannot be written fails every chunk, and reads go on without it.
+func (c *diskCache) writeFailed(err error) {
+	c.mu.Lock()
+	c.failures++
+	now := time.Now()
+	if !c.warnedAt.IsZero() && now.Sub(c.warnedAt) < warnEvery {
+		c.mu.Unlock()
+		return
+	}
+	n := c.failures
+	c.warnedAt, c.failures = now, 0
+	c.mu.Unlock()
+	c.log.Warn("snapshot cache: cannot store chunks; reading without the disk cache",
+		"failures", n, "dir", c.dir, "err", err)
 }
 
 // write creates the chunk file p exclusively and writes it: three system

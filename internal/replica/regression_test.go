@@ -2,9 +2,12 @@ package replica_test
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -115,5 +118,42 @@ func TestRegression_SnapshotAtGarbageRejected(t *testing.T) {
 	tg, err := m.Resolve(dbKey, "", "1764057600.5")
 	if err != nil || !tg.At.Equal(time.Unix(1764057600, 5e8)) {
 		t.Errorf("at=1764057600.5: %v, %v", tg.At, err)
+	}
+}
+
+// countingHandler counts the log records at Warn and above.
+type countingHandler struct{ n *atomic.Int64 }
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// A cache_dir that cannot be written (here a regular file) logged one
+// warning per chunk read: a scan flooded the log. The reads work, from the
+// store, and the failure is logged once in a while, not per chunk.
+func TestRegression_SnapshotUnwritableCacheDirDoesNotFloodLog(t *testing.T) {
+	s := newStore(t)
+	d := randomData(9, 40)
+	publish(t, s, 100, d, true)
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var warns atomic.Int64
+	m := newManager(t, s, func(o *replica.Options) {
+		o.CacheDir = notDir
+		o.Logger = slog.New(countingHandler{&warns})
+	})
+	if got := readAll(t, open(t, m, dbKey, "", "")); !bytes.Equal(got, d) {
+		t.Fatal("wrong data over an unwritable cache")
+	}
+	if n := warns.Load(); n < 1 || n > 2 {
+		t.Errorf("%d warnings for 39 chunks not cached, want 1 (the first failure)", n)
 	}
 }
