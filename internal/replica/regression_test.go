@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/replica"
 )
@@ -155,5 +157,55 @@ func TestRegression_SnapshotUnwritableCacheDirDoesNotFloodLog(t *testing.T) {
 	}
 	if n := warns.Load(); n < 1 || n > 2 {
 		t.Errorf("%d warnings for 39 chunks not cached, want 1 (the first failure)", n)
+	}
+}
+
+// panicOnce panics in the first Get of a chunk object (a store client's
+// bug), then behaves.
+type panicOnce struct {
+	blob.Store
+	done atomic.Bool
+}
+
+func (p *panicOnce) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "chunks/") && p.done.CompareAndSwap(false, true) {
+		panic("store client bug")
+	}
+	return p.Store.Get(ctx, key)
+}
+
+// A panic while fetching a chunk left the chunk's fetch registered as in
+// flight: every later reader of that chunk waited for it forever.
+func TestRegression_SnapshotPanicInFetchEndsTheFlight(t *testing.T) {
+	s := newStore(t)
+	d := randomData(9, 4)
+	publish(t, s, 100, d, true)
+	ps := &panicOnce{Store: s}
+	src := open(t, newManager(t, ps, func(o *replica.Options) { o.CacheDir = "" }), dbKey, "", "")
+	m := src.HoldCurrent(false, 0)
+	defer src.Release(m.Seq)
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Error("the store's panic did not reach the caller")
+			}
+		}()
+		src.ReadChunk(m.Seq, 2)
+	}()
+	done := make(chan error, 1)
+	go func() {
+		c, err := src.ReadChunk(m.Seq, 2)
+		if err == nil && !bytes.Equal(c, d[2*chunkSize:3*chunkSize]) {
+			err = errors.New("wrong data")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a read of the chunk after a panicked fetch hangs")
 	}
 }

@@ -299,9 +299,27 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	f := &flight{done: make(chan struct{})}
 	mg.flights[h] = f
 	mg.flightMu.Unlock()
+	finished := false
+	// A panic below (a store client's bug) still ends the flight with an
+	// error: its waiters, and every later reader of the chunk, would
+	// otherwise wait forever. The panic goes on to the caller's recovery.
+	defer func() {
+		if finished {
+			return
+		}
+		if r := recover(); r != nil {
+			f.data, f.err = nil, fmt.Errorf("fetch chunk %d (%s): panic: %v", i, h, r)
+			mg.flightMu.Lock()
+			delete(mg.flights, h)
+			mg.flightMu.Unlock()
+			close(f.done)
+			panic(r)
+		}
+	}()
 	// A fetched chunk goes to the disk writer's queue (pending) as the
 	// flight ends, so that nobody fetches it again before it is on disk.
 	finish := func(fetched bool) {
+		finished = true
 		mg.flightMu.Lock()
 		if ahead && f.err == nil && f.waiters == 0 {
 			mg.putAhead(h, f.data)
