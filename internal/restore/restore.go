@@ -19,23 +19,43 @@ import (
 	"github.com/verneuil-go/verneuil/internal/names"
 )
 
-// Latest fetches and verifies the newest manifest of the database key.
+// Latest fetches and verifies the newest manifest of the database key,
+// resolved against its base when it is a delta (one more GET).
 func Latest(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, error) {
+	m, _, err := LatestDelta(ctx, s, key)
+	return m, err
+}
+
+// LatestDelta is Latest that also returns the delta "latest" holds (nil
+// for a full manifest), which names its base.
+func LatestDelta(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.LatestKey(key))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, notFound(fmt.Sprintf("no replica of %s in %s", key, s))
+		return nil, nil, notFound(fmt.Sprintf("no replica of %s in %s", key, s))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch latest manifest of %s: %w", key, err)
+		return nil, nil, fmt.Errorf("fetch latest manifest of %s: %w", key, err)
 	}
-	m, err := manifest.Decode(data)
+	m, d, err := manifest.Resolve(data, BaseFetcher(ctx, s, key))
 	if err != nil {
-		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
+		return nil, d, fmt.Errorf("latest manifest of %s: %w", key, err)
 	}
 	if err := checkName(m, key); err != nil {
-		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
+		return nil, d, fmt.Errorf("latest manifest of %s: %w", key, err)
 	}
-	return m, nil
+	return m, d, nil
+}
+
+// BaseFetcher returns the function manifest.Resolve fetches the base of a
+// delta manifest of key with.
+func BaseFetcher(ctx context.Context, s blob.Store, key string) func(uint64) ([]byte, error) {
+	return func(seq uint64) ([]byte, error) {
+		data, err := s.Get(ctx, names.ManifestKey(key, seq))
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, manifest.BaseMissing(err)
+		}
+		return data, err
+	}
 }
 
 // Versions lists the sequence numbers of every stored manifest of key,
@@ -57,26 +77,34 @@ func Versions(ctx context.Context, s blob.Store, key string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// Version fetches and verifies one stored manifest.
+// Version fetches and verifies one stored manifest, resolved against its
+// base when it is a delta (one more GET).
 func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, error) {
+	m, _, err := VersionDelta(ctx, s, key, seq)
+	return m, err
+}
+
+// VersionDelta is Version that also returns the delta stored (nil for a
+// full manifest), which names its base.
+func VersionDelta(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.ManifestKey(key, seq))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
+		return nil, nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
+		return nil, nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
 	}
-	m, err := manifest.Decode(data)
+	m, d, err := manifest.Resolve(data, BaseFetcher(ctx, s, key))
 	if err != nil {
-		return nil, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
 	}
 	if m.Seq != seq {
-		return nil, fmt.Errorf("manifest %d of %s: %w: holds version %d", seq, key, manifest.ErrCorrupt, m.Seq)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w: holds version %d", seq, key, manifest.ErrCorrupt, m.Seq)
 	}
 	if err := checkName(m, key); err != nil {
-		return nil, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
 	}
-	return m, nil
+	return m, d, nil
 }
 
 // checkName refuses a manifest stored under key that describes another

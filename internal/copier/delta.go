@@ -1,0 +1,68 @@
+package copier
+
+import (
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// DefaultFullEvery is how many versions a full manifest serves as the
+// base of delta manifests, itself included, before the next full one.
+const DefaultFullEvery = 64
+
+// deltaMaxFraction: a delta manifest is written only when it is smaller
+// than 1/deltaMaxFraction of the full encoding (docs/FORMAT.md, "Delta
+// manifests").
+const deltaMaxFraction = 4
+
+// deltaBase is the full manifest this process last published to a
+// target, which later versions are encoded against.
+type deltaBase struct {
+	m      *manifest.Manifest
+	deltas int    // delta manifests published against it
+	last   uint64 // the version last published to the target
+}
+
+// wireEncoding returns what to publish for m in target ti: a delta
+// against the target's base when there is one that is recent enough, the
+// delta is small, and the target's latest is still the version this
+// process published last (so that the base is retained: a collection
+// keeps the base of the latest and of every retained delta), else enc
+// (the full manifest).
+func (c *Copier) wireEncoding(st *dbState, ti int, m *manifest.Manifest, enc []byte) []byte {
+	if c.opts.FullEvery <= 1 || ti >= len(st.bases) || ti >= len(st.latest) {
+		return enc
+	}
+	b := st.bases[ti]
+	if g := st.latest[ti]; g.version == "" || g.seq != b.last {
+		return enc
+	}
+	if b.m == nil || b.deltas+1 >= c.opts.FullEvery || b.m.Seq >= m.Seq ||
+		b.m.Name != m.Name || b.m.ChunkSize != m.ChunkSize {
+		return enc
+	}
+	delta, err := manifest.EncodeDelta(m, b.m)
+	if err != nil || len(delta)*deltaMaxFraction > len(enc) {
+		return enc
+	}
+	return delta
+}
+
+// publishedWires records what m was published as in every target (full
+// manifests become the targets' bases) and returns the bytes of manifest
+// objects put per target, for the statistics: the first target's.
+func (c *Copier) publishedWires(st *dbState, m *manifest.Manifest, enc []byte, wires [][]byte) int {
+	if len(st.bases) != len(wires) {
+		st.bases = make([]deltaBase, len(wires))
+	}
+	for ti, w := range wires {
+		if len(w) == len(enc) && &w[0] == &enc[0] {
+			st.bases[ti] = deltaBase{m: m}
+		} else {
+			st.bases[ti].deltas++
+		}
+		st.bases[ti].last = m.Seq
+	}
+	if len(wires) == 0 {
+		return len(enc)
+	}
+	return len(wires[0])
+}
