@@ -6,18 +6,16 @@ import (
 
 // DefaultFullEvery is how many versions a full manifest serves as the
 // base of delta manifests, itself included, before the next full one.
-const DefaultFullEvery = 64
-
-// deltaMaxFraction: a delta manifest is written only when it is smaller
-// than 1/deltaMaxFraction of the full encoding (docs/FORMAT.md, "Delta
-// manifests").
-const deltaMaxFraction = 4
+// (manifest.WantFull also starts a new base when the deltas since the
+// last one add up to its size).
+const DefaultFullEvery = 1024
 
 // deltaBase is the full manifest this process last published to a
 // target, which later versions are encoded against.
 type deltaBase struct {
 	m      *manifest.Manifest
 	deltas int    // delta manifests published against it
+	bytes  int    // their encoded size
 	last   uint64 // the version last published to the target
 }
 
@@ -35,12 +33,12 @@ func (c *Copier) wireEncoding(st *dbState, ti int, m *manifest.Manifest, enc []b
 	if g := st.latest[ti]; g.version == "" || g.seq != b.last {
 		return enc
 	}
-	if b.m == nil || b.deltas+1 >= c.opts.FullEvery || b.m.Seq >= m.Seq ||
+	if b.m == nil || b.m.Seq >= m.Seq ||
 		b.m.Name != m.Name || b.m.ChunkSize != m.ChunkSize {
 		return enc
 	}
 	delta, err := manifest.EncodeDelta(m, b.m)
-	if err != nil || len(delta)*deltaMaxFraction > len(enc) {
+	if err != nil || manifest.WantFull(len(enc), len(delta), b.bytes, b.deltas, c.opts.FullEvery) {
 		return enc
 	}
 	return delta
@@ -58,6 +56,7 @@ func (c *Copier) publishedWires(st *dbState, m *manifest.Manifest, enc []byte, w
 			st.bases[ti] = deltaBase{m: m}
 		} else {
 			st.bases[ti].deltas++
+			st.bases[ti].bytes += len(w)
 		}
 		st.bases[ti].last = m.Seq
 	}

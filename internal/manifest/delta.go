@@ -218,3 +218,15 @@ var errBaseMissing = errors.New("base manifest missing")
 // BaseMissing wraps err (a not-found answer) for a Resolve fetch function:
 // the delta is then corrupt rather than vanished.
 func BaseMissing(err error) error { return fmt.Errorf("%w: %w", errBaseMissing, err) }
+
+// WantFull is the chain rule (docs/FORMAT.md, "Delta manifests"): given
+// the sizes of a version's full and delta encodings, the bytes of the
+// deltas already published against the current base and how many, it
+// reports whether to publish the full manifest (a new base) instead. A
+// delta is written while it is under a quarter of the full size, the
+// deltas since the base add up to less than the base itself (so the
+// bytes per version stay within twice the best fixed interval's), and
+// the chain is shorter than maxDeltas.
+func WantFull(fullLen, deltaLen, chainBytes, chainLen, maxDeltas int) bool {
+	return deltaLen*4 > fullLen || chainBytes+deltaLen > fullLen || chainLen+1 >= maxDeltas
+}
