@@ -139,7 +139,7 @@ bench-litestream-quick:
 	$(MAKE) bench-litestream LSBENCH_FLAGS="-quick $(LSBENCH_FLAGS)"
 
 # Every fuzz target, as PACKAGE:TARGET.
-FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeChunk \
+FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeDelta ./internal/manifest:FuzzDecodeChunk \
 	./internal/config:FuzzParse ./internal/names:FuzzKey ./internal/names:FuzzParseManifestKey \
 	./internal/spool:FuzzSpoolFiles
 
