@@ -213,7 +213,17 @@ func pickManifest(ctx context.Context, a *app, s blob.Store, pos []string, p pic
 	var ref dbRef
 	if *p.manifest != "" {
 		if data, err := os.ReadFile(*p.manifest); err == nil {
-			m, err := manifest.Decode(data)
+			// A delta (format 2) is resolved against its base in the
+			// target.
+			_, d, err := manifest.DecodeObject(data)
+			var m *manifest.Manifest
+			if err == nil {
+				var fetch func(uint64) ([]byte, error)
+				if d != nil {
+					fetch = restore.BaseFetcher(ctx, s, names.Key(d.Header.Name))
+				}
+				m, _, err = manifest.Resolve(data, fetch)
+			}
 			if err != nil {
 				return nil, ref, fmt.Errorf("manifest file %s: %w", *p.manifest, err)
 			}
