@@ -196,7 +196,7 @@ func Resolve(data []byte, fetch func(seq uint64) ([]byte, error)) (*Manifest, *D
 	enc, err := fetch(d.BaseSeq)
 	if err != nil {
 		if errors.Is(err, errBaseMissing) {
-			return nil, d, fmt.Errorf("%w: delta %d: base version %d is missing", errCorruptManifest, d.Seq, d.BaseSeq)
+			return nil, d, fmt.Errorf("%w: delta %d: %w: version %d", errCorruptManifest, d.Seq, ErrBaseMissing, d.BaseSeq)
 		}
 		return nil, d, fmt.Errorf("fetch base %d of delta manifest %d: %w", d.BaseSeq, d.Seq, err)
 	}
@@ -210,6 +210,11 @@ func Resolve(data []byte, fetch func(seq uint64) ([]byte, error)) (*Manifest, *D
 	m, err = d.Apply(base)
 	return m, d, err
 }
+
+// ErrBaseMissing is wrapped (with ErrCorrupt) by Resolve's error for a
+// delta whose base is not stored: a reader that may race a collection
+// deleting both (restore.At) can tell it from other damage.
+var ErrBaseMissing = errors.New("base manifest missing")
 
 // errBaseMissing is what a Resolve fetch function wraps when the base is
 // not stored (see BaseMissing).

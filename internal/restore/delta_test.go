@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/gc/gctest"
@@ -34,6 +35,7 @@ func TestDeltaLoaders(t *testing.T) {
 	for what, load := range map[string]func() (*manifest.Manifest, error){
 		"latest":  func() (*manifest.Manifest, error) { return restore.Latest(ctx, s, key) },
 		"version": func() (*manifest.Manifest, error) { return restore.Version(ctx, s, key, 11) },
+		"at":      func() (*manifest.Manifest, error) { return restore.At(ctx, s, key, time.Now()) },
 	} {
 		m, err := load()
 		if err != nil || m.Seq != 11 || len(m.Chunks) != 4 {

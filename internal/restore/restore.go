@@ -87,6 +87,10 @@ func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manife
 // VersionDelta is Version that also returns the delta stored (nil for a
 // full manifest), which names its base.
 func VersionDelta(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, *manifest.Delta, error) {
+	return versionDelta(ctx, s, key, seq, BaseFetcher(ctx, s, key))
+}
+
+func versionDelta(ctx context.Context, s blob.Store, key string, seq uint64, fetch func(uint64) ([]byte, error)) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.ManifestKey(key, seq))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
@@ -94,7 +98,7 @@ func VersionDelta(ctx context.Context, s blob.Store, key string, seq uint64) (*m
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
 	}
-	m, d, err := manifest.Resolve(data, BaseFetcher(ctx, s, key))
+	m, d, err := manifest.Resolve(data, fetch)
 	if err != nil {
 		return nil, d, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
 	}
@@ -127,14 +131,16 @@ const atLinear = 8
 // times), so versions are searched by commit time: the newest atLinear one
 // by one, then backwards in doubling steps, then by bisection between the
 // last version found after t and the first at or before it. That costs
-// about 2·log2(versions after t) GETs and is exact when commit times
+// about 2·log2(versions after t) GETs, plus one per distinct base of the
+// delta manifests read, and is exact when commit times
 // increase with seq; where they do not (around a clock step back), the
 // version returned was still committed at or before t, but a newer one
 // may have been too (docs/FORMAT.md).
 //
-// A version listed but gone when read (a copier renumbering a version
-// removes the object it put under the old number; a GC removes old
-// versions) makes the search start again from a new listing, a few times.
+// A version listed but gone when read, or whose base is (a copier
+// renumbering a version removes the object it put under the old number; a
+// GC removes old versions, deltas with their bases) makes the search
+// start again from a new listing, a few times.
 func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
 	for try := 1; ; try++ {
 		m, err := at(ctx, s, key, t)
@@ -163,9 +169,21 @@ func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 		return nil, err
 	}
 	got := map[int]*manifest.Manifest{}
+	// Deltas probed in one search mostly share a base: fetch each once.
+	bases := map[uint64][]byte{}
+	fetch := func(seq uint64) ([]byte, error) {
+		if b, ok := bases[seq]; ok {
+			return b, nil
+		}
+		b, err := BaseFetcher(ctx, s, key)(seq)
+		if err == nil {
+			bases[seq] = b
+		}
+		return b, err
+	}
 	before := func(i int) (bool, error) {
-		m, err := Version(ctx, s, key, seqs[i])
-		if errors.Is(err, blob.ErrNotFound) {
+		m, _, err := versionDelta(ctx, s, key, seqs[i], fetch)
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, manifest.ErrBaseMissing) {
 			return false, &vanishedError{err}
 		}
 		if err != nil {
