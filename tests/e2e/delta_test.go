@@ -27,7 +27,7 @@ func TestDeltaManifestsThroughGC(t *testing.T) {
 	s.withConfig(map[string]any{"upload_interval": "20ms",
 		"retention": map[string]any{"keep_all": "1s", "hourly": "1s", "daily": "1s"}})
 	db := filepath.Join(s.dir, "delta.db")
-	w := s.writer("count", db, "VERNEUIL_E2E_N=400")
+	w := s.writer("count", db, "VERNEUIL_E2E_N=1000")
 	if out, err := w.Output(); err != nil {
 		t.Fatalf("writer: %v: %s", err, out)
 	}
