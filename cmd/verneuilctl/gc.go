@@ -212,13 +212,17 @@ func (a *app) retained(ctx context.Context, s blob.Store, key string) (map[uint6
 	}
 	sort.Slice(vs, func(i, j int) bool { return vs[i].Seq < vs[j].Seq })
 	var latest uint64
-	if m, err := restore.Latest(ctx, s, key); err == nil {
+	m, d, err := restore.LatestDelta(ctx, s, key)
+	if err == nil {
 		latest = m.Seq
 	}
 	why := retention.Select(policyFor(cfg, key), vs, latest, time.Now())
 	out := make(map[uint64]string, len(vs))
 	for i, v := range vs {
 		out[v.Seq] = why[i]
+	}
+	if d != nil && out[d.BaseSeq] == "" {
+		out[d.BaseSeq] = "base of latest"
 	}
 	return out, nil
 }

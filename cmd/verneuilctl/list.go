@@ -62,18 +62,29 @@ func runList(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, seq := range seqs {
-			m, err := restore.Version(ctx, s, ref.Key, seq)
+		bases := map[uint64]uint64{} // base seq -> a kept delta on it
+		for i := len(seqs) - 1; i >= 0; i-- {
+			seq := seqs[i]
+			m, d, err := restore.VersionDelta(ctx, s, ref.Key, seq)
 			if err != nil {
 				return storeError(err, ref)
 			}
 			info := infoOf(m)
 			info.Retained = kept[seq]
+			if dep, ok := bases[seq]; ok && info.Retained == "" {
+				info.Retained = fmt.Sprintf("base of %d", dep)
+			}
+			if d != nil && info.Retained != "" {
+				if _, ok := bases[d.BaseSeq]; !ok {
+					bases[d.BaseSeq] = seq
+				}
+			}
 			if info.Retained == "" {
 				info.Retained = "expired"
 			}
 			infos = append(infos, info)
 		}
+		slices.Reverse(infos)
 	} else {
 		keys, err := s.List(ctx, "dbs/")
 		if err != nil {

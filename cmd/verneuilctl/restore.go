@@ -213,7 +213,7 @@ func pickManifest(ctx context.Context, a *app, s blob.Store, pos []string, p pic
 	var ref dbRef
 	if *p.manifest != "" {
 		if _, err := os.Stat(*p.manifest); err == nil {
-			m, err := restore.ManifestFile(*p.manifest)
+			m, err := restore.ManifestFile(ctx, s, *p.manifest)
 			if err != nil {
 				return nil, ref, err
 			}

@@ -151,6 +151,12 @@ type Options struct {
 	// an operator who checked that this host is the database's only
 	// writer (verneuilctl sync --take-over).
 	TakeOver bool
+	// FullEvery bounds delta chains: a full manifest is published, then
+	// deltas against it, and a full one again every FullEvery versions
+	// (or when a delta would not be small). Default DefaultFullEvery;
+	// negative or 1 publishes only full manifests (format 1), for stores
+	// read by builds that do not read format 2.
+	FullEvery int
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent
@@ -200,6 +206,9 @@ type dbState struct {
 	// latest caches, per target, the version of the "latest" object after
 	// this process last wrote it; guarded by up.
 	latest []latestGuess
+	// bases holds, per target, the full manifest later versions are
+	// published as deltas against (delta.go).
+	bases []deltaBase
 
 	// Guarded by Copier.mu.
 	sched        schedState
@@ -257,6 +266,9 @@ func allLocal(targets []blob.Store) bool {
 
 // New returns a Copier with defaults applied; Start launches its workers.
 func New(opts Options) *Copier {
+	if opts.FullEvery == 0 {
+		opts.FullEvery = DefaultFullEvery
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}

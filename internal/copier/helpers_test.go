@@ -108,10 +108,10 @@ func version(b []byte) string {
 func (s *memStore) storeLocked(key string, data []byte) {
 	if strings.HasSuffix(key, "/latest") {
 		if old, ok := s.objs[key]; ok {
-			om, err1 := manifest.Decode(old)
-			nm, err2 := manifest.Decode(data)
-			if err1 == nil && err2 == nil && nm.Seq < om.Seq {
-				s.regress = append(s.regress, fmt.Sprintf("%s: %d over %d", key, nm.Seq, om.Seq))
+			os, err1 := objectSeq(old)
+			ns, err2 := objectSeq(data)
+			if err1 == nil && err2 == nil && ns < os {
+				s.regress = append(s.regress, fmt.Sprintf("%s: %d over %d", key, ns, os))
 			}
 		}
 	}
@@ -246,11 +246,24 @@ func latestSeq(t testing.TB, s blob.Store, key string) uint64 {
 	if err != nil {
 		return 0
 	}
-	m, err := manifest.Decode(b)
+	seq, err := objectSeq(b)
 	if err != nil {
 		t.Fatalf("latest of %s: %v", key, err)
 	}
-	return m.Seq
+	return seq
+}
+
+// objectSeq returns the version a manifest object (full or delta)
+// describes.
+func objectSeq(b []byte) (uint64, error) {
+	m, d, err := manifest.DecodeObject(b)
+	switch {
+	case err != nil:
+		return 0, err
+	case d != nil:
+		return d.Seq, nil
+	}
+	return m.Seq, nil
 }
 
 // stage publishes, in the spool at root, a manifest of data as version seq

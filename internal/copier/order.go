@@ -89,37 +89,40 @@ func changeCounter(m *manifest.Manifest) uint32 {
 // a target's latest holds a version numbered at or above m that m follows,
 // m is renumbered after it and published again (the object put under the
 // old number is removed). It returns the manifest published.
-func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, error) {
+func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, int, error) {
 	for round := 0; ; round++ {
 		var ahead *manifest.Manifest
 		put := 0
+		wires := make([][]byte, len(c.opts.Targets))
 		for ti, t := range c.opts.Targets {
+			wire := c.wireEncoding(at.st, ti, m, enc)
+			wires[ti] = wire
 			err := c.do(ctx, at, func(ctx context.Context) error {
-				return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), enc)
+				return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
 			})
 			if err != nil {
-				return nil, nil, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
+				return nil, nil, 0, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
 			}
 			put = ti + 1
 			failpoint.Hit("upload-before-latest")
-			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, enc)
+			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, wire)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			if ahead != nil {
 				break
 			}
 		}
 		if ahead == nil {
-			return m, enc, nil
+			return m, enc, c.publishedWires(at.st, m, enc, wires), nil
 		}
 		if round >= 10 {
-			return nil, nil, fmt.Errorf("publish manifest %d: the latest version keeps moving ahead", m.Seq)
+			return nil, nil, 0, fmt.Errorf("publish manifest %d: the latest version keeps moving ahead", m.Seq)
 		}
 		old := m.Seq
 		var err error
 		if m, enc, err = c.renumber(d.Key, m, ahead.Seq+1, ahead, "the store's latest"); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		for _, t := range c.opts.Targets[:put] {
 			err := c.do(ctx, at, func(ctx context.Context) error {

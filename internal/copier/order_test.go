@@ -14,6 +14,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -31,7 +32,7 @@ func latestManifest(t *testing.T, s *memStore, key string) *manifest.Manifest {
 	if !ok {
 		t.Fatal("no latest")
 	}
-	m, err := manifest.Decode(b)
+	m, _, err := manifest.Resolve(b, restore.BaseFetcher(context.Background(), s, key))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -366,7 +366,8 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.log.Warn("upload outlasted its publish deadline; starting again", "db", d.Key, "deadline", c.opts.GCGrace/4)
 		return nil, 0, errRestart
 	}
-	if m, enc, err = c.publishManifest(ctx, d, at, m, enc); err != nil {
+	var wireLen int
+	if m, enc, wireLen, err = c.publishManifest(ctx, d, at, m, enc); err != nil {
 		return nil, 0, err
 	}
 	failpoint.Hit("upload-before-record")
@@ -376,7 +377,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	if len(todo) > 0 {
 		c.removeUploadedChunks(d, m)
 	}
-	return m, len(enc), nil
+	return m, wireLen, nil
 }
 
 // removeUploadedChunks deletes staged chunks that m references: every one
@@ -614,7 +615,16 @@ func (c *Copier) updateLatest(ctx context.Context, ti int, t blob.Store, at *att
 			if s := detectScheme(cur, ver); s != c.schemes[ti].Load() {
 				c.schemes[ti].Store(s)
 			}
-			old, derr := manifest.Decode(cur)
+			old, _, derr := manifest.Resolve(cur, func(seq uint64) (base []byte, err error) {
+				err = c.do(ctx, at, func(ctx context.Context) (err error) {
+					base, err = t.Get(ctx, names.ManifestKey(key, seq))
+					if errors.Is(err, blob.ErrNotFound) {
+						err = manifest.BaseMissing(err)
+					}
+					return err
+				})
+				return base, err
+			})
 			if derr != nil {
 				// Damage, or a format this build does not read: never
 				// replace what cannot be compared.

@@ -129,9 +129,13 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 	refs := map[manifest.Hash]struct{}{}
 	var latestSeq uint64
 	var latestBytes int64
+	bases := map[uint64]bool{} // bases of the deltas kept
 	if g.latest != nil {
 		r.gets.Add(1)
-		m, err := restore.Latest(ctx, r.s, g.key)
+		m, d, err := restore.LatestDelta(ctx, r.s, g.key)
+		if d != nil {
+			bases[d.BaseSeq] = true
+		}
 		switch {
 		case err == nil:
 			latestSeq = m.Seq
@@ -149,10 +153,13 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 		vs[i] = retention.Version{Seq: v.seq, Uploaded: v.info.ModTime}
 	}
 	why := retention.Select(r.opts.PolicyFor(g.key), vs, latestSeq, r.t0)
+	// Newest first, so that the bases of kept deltas (always older than
+	// them) are known to be kept when reached.
 	var drop []string
 	var kept, keptBytes, dropBytes int64
-	for i, v := range g.versions {
-		if why[i] == "" {
+	for i := len(g.versions) - 1; i >= 0; i-- {
+		v := g.versions[i]
+		if why[i] == "" && !bases[v.seq] {
 			drop = append(drop, v.info.Key)
 			dropBytes += v.info.Size
 			continue
@@ -163,7 +170,10 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 			continue // its references came with latest
 		}
 		r.gets.Add(1)
-		m, err := restore.Version(ctx, r.s, g.key, v.seq)
+		m, d, err := restore.VersionDelta(ctx, r.s, g.key, v.seq)
+		if d != nil {
+			bases[d.BaseSeq] = true
+		}
 		switch {
 		case err == nil:
 			addRefs(refs, m)
@@ -176,6 +186,7 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 			return err
 		}
 	}
+	// drop is newest first: a dropped delta goes before its dropped base.
 	if len(drop) > 0 && !r.opts.DryRun {
 		r.deletes.Add(int64((len(drop) + 999) / 1000))
 		if err := r.s.Delete(ctx, drop...); err != nil {

@@ -17,8 +17,12 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// FormatVersion is the manifest format this package writes.
+// FormatVersion is the format of full manifests.
 const FormatVersion = 1
+
+// DeltaFormatVersion is the format of delta manifests: the changes since
+// a full (format-1) base manifest (delta.go).
+const DeltaFormatVersion = 2
 
 // HashSize is the size of a chunk hash (SHA-256).
 const HashSize = sha256.Size
@@ -157,32 +161,51 @@ func (m *Manifest) Validate() error {
 	return nil
 }
 
-// Encode returns the compressed, checksummed encoding of m (docs/FORMAT.md).
+// Encode returns the compressed, checksummed encoding of m (docs/FORMAT.md):
+// a full manifest, format 1.
 func (m *Manifest) Encode() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
+	b := m.body()
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return encoder.EncodeAll(b.Bytes(), nil), nil
+}
+
+// Digest returns the content hash of m's format-1 encoding (the checksum
+// its encoding ends with): the base digest that delta manifests name.
+func (m *Manifest) Digest() Hash {
+	return sha256.Sum256(m.body().Bytes())
+}
+
+// body returns the format-1 encoding of m before its checksum.
+func (m *Manifest) body() *bytes.Buffer {
 	var b bytes.Buffer
+	m.writeHeader(&b, FormatVersion)
+	writeBytes(&b, m.Chunk0)
+	_ = binary.Write(&b, binary.BigEndian, uint32(len(m.Chunks)))
+	for _, h := range m.Chunks {
+		b.Write(h[:])
+	}
+	return &b
+}
+
+// writeHeader writes the fields formats 1 and 2 share, up to the header
+// hash.
+func (m *Manifest) writeHeader(b *bytes.Buffer, version uint16) {
 	b.WriteString(magic)
-	w := func(v any) { _ = binary.Write(&b, binary.BigEndian, v) }
-	w(uint16(FormatVersion))
+	w := func(v any) { _ = binary.Write(b, binary.BigEndian, v) }
+	w(version)
 	w(uint16(0)) // flags, reserved
 	w(m.Seq)
 	w(m.CommitTime.UnixNano())
 	w(m.PageSize)
 	w(m.ChunkSize)
 	w(m.Length)
-	writeBytes(&b, []byte(m.Name))
-	writeBytes(&b, m.VersionID)
+	writeBytes(b, []byte(m.Name))
+	writeBytes(b, m.VersionID)
 	b.Write(m.HeaderHash[:])
-	writeBytes(&b, m.Chunk0)
-	w(uint32(len(m.Chunks)))
-	for _, h := range m.Chunks {
-		b.Write(h[:])
-	}
-	sum := sha256.Sum256(b.Bytes())
-	b.Write(sum[:])
-	return encoder.EncodeAll(b.Bytes(), nil), nil
 }
 
 func writeBytes(b *bytes.Buffer, p []byte) {
@@ -195,30 +218,50 @@ var (
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxEncodedSize), zstd.WithDecoderConcurrency(1))
 )
 
-// Decode parses and verifies an encoded manifest. Every failure wraps
-// ErrCorrupt and says what is wrong.
+// Decode parses and verifies an encoded full manifest. Every failure
+// wraps ErrCorrupt and says what is wrong, except a delta manifest, which
+// wraps ErrNeedsBase: Resolve reads both kinds.
 func Decode(data []byte) (*Manifest, error) {
+	m, d, err := DecodeObject(data)
+	if err != nil {
+		return nil, err
+	}
+	if d != nil {
+		return nil, fmt.Errorf("%w: manifest %d is a delta against version %d", ErrNeedsBase, d.Seq, d.BaseSeq)
+	}
+	return m, nil
+}
+
+// ErrNeedsBase is returned by Decode for a delta manifest (format 2).
+var ErrNeedsBase = errors.New("delta manifest: needs its base")
+
+// DecodeObject parses and verifies a manifest object of either format: a
+// full manifest (format 1) or a delta (format 2, to be applied to its
+// base). Exactly one of the results is non-nil without an error; every
+// failure wraps ErrCorrupt.
+func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	raw, err := decoder.DecodeAll(data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: zstd: %v", errCorruptManifest, err)
+		return nil, nil, fmt.Errorf("%w: zstd: %v", errCorruptManifest, err)
 	}
 	if len(raw) > MaxEncodedSize {
-		return nil, fmt.Errorf("%w: %d bytes decoded, limit %d", errCorruptManifest, len(raw), MaxEncodedSize)
+		return nil, nil, fmt.Errorf("%w: %d bytes decoded, limit %d", errCorruptManifest, len(raw), MaxEncodedSize)
 	}
 	if len(raw) < len(magic)+HashSize || string(raw[:len(magic)]) != magic {
-		return nil, fmt.Errorf("%w: bad magic", errCorruptManifest)
+		return nil, nil, fmt.Errorf("%w: bad magic", errCorruptManifest)
 	}
 	body, sum := raw[:len(raw)-HashSize], raw[len(raw)-HashSize:]
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
-		return nil, fmt.Errorf("%w: checksum mismatch", errCorruptManifest)
+		return nil, nil, fmt.Errorf("%w: checksum mismatch", errCorruptManifest)
 	}
 	r := reader{b: body[len(magic):]}
 	m := &Manifest{}
-	if v := r.u16(); v != FormatVersion {
-		if r.err != nil {
-			return nil, r.err
-		}
-		return nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d)", errCorruptManifest, v, FormatVersion)
+	v := r.u16()
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	if v != FormatVersion && v != DeltaFormatVersion {
+		return nil, nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d and %d)", errCorruptManifest, v, FormatVersion, DeltaFormatVersion)
 	}
 	r.u16() // flags
 	m.Seq = r.u64()
@@ -229,10 +272,14 @@ func Decode(data []byte) (*Manifest, error) {
 	m.Name = string(r.bytes())
 	m.VersionID = r.bytes()
 	copy(m.HeaderHash[:], r.take(HashSize))
+	if v == DeltaFormatVersion {
+		d, err := decodeDelta(m, &r)
+		return nil, d, err
+	}
 	m.Chunk0 = r.bytes()
 	n := int(r.u32())
 	if r.err == nil && n > len(r.b)/HashSize {
-		return nil, fmt.Errorf("%w: %d chunk hashes announced, %d bytes left", errCorruptManifest, n, len(r.b))
+		return nil, nil, fmt.Errorf("%w: %d chunk hashes announced, %d bytes left", errCorruptManifest, n, len(r.b))
 	}
 	if r.err == nil {
 		m.Chunks = make([]Hash, n)
@@ -241,15 +288,15 @@ func Decode(data []byte) (*Manifest, error) {
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, r.err
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptManifest, len(r.b))
+		return nil, nil, fmt.Errorf("%w: %d trailing bytes", errCorruptManifest, len(r.b))
 	}
 	if err := m.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, nil, nil
 }
 
 type reader struct {

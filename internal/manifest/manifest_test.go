@@ -95,7 +95,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNeedsBase) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
 			}
 			return

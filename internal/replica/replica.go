@@ -377,7 +377,7 @@ func (m *Manager) load(t Target) (*Source, error) {
 	var err error
 	switch {
 	case t.ManifestFile != "":
-		mf, err = restore.ManifestFile(t.ManifestFile)
+		mf, err = restore.ManifestFile(ctx, m.opts.Store, t.ManifestFile)
 	case t.Version != 0:
 		mf, err = restore.Version(ctx, m.opts.Store, t.Key, t.Version)
 	case !t.At.IsZero():

@@ -1,7 +1,10 @@
 package restore
 
 import (
+	"context"
 	"fmt"
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/names"
 	"math"
 	"os"
 	"strconv"
@@ -32,13 +35,22 @@ func ParseTime(s string) (time.Time, error) {
 }
 
 // ManifestFile reads and verifies a manifest saved to a local file
-// (verneuilctl manifest --out), a pinned version.
-func ManifestFile(path string) (*manifest.Manifest, error) {
+// (verneuilctl manifest --out), a pinned version. A delta manifest (format
+// 2) is resolved against its base, fetched from s.
+func ManifestFile(ctx context.Context, s blob.Store, path string) (*manifest.Manifest, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("manifest file %s: %w", path, err)
 	}
-	m, err := manifest.Decode(data)
+	_, d, err := manifest.DecodeObject(data)
+	var m *manifest.Manifest
+	if err == nil {
+		var fetch func(uint64) ([]byte, error)
+		if d != nil {
+			fetch = BaseFetcher(ctx, s, names.Key(d.Header.Name))
+		}
+		m, _, err = manifest.Resolve(data, fetch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest file %s: %w", path, err)
 	}

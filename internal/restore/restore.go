@@ -19,23 +19,43 @@ import (
 	"github.com/verneuil-go/verneuil/internal/names"
 )
 
-// Latest fetches and verifies the newest manifest of the database key.
+// Latest fetches and verifies the newest manifest of the database key,
+// resolved against its base when it is a delta (one more GET).
 func Latest(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, error) {
+	m, _, err := LatestDelta(ctx, s, key)
+	return m, err
+}
+
+// LatestDelta is Latest that also returns the delta "latest" holds (nil
+// for a full manifest), which names its base.
+func LatestDelta(ctx context.Context, s blob.Store, key string) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.LatestKey(key))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, notFound(fmt.Sprintf("no replica of %s in %s", key, s))
+		return nil, nil, notFound(fmt.Sprintf("no replica of %s in %s", key, s))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch latest manifest of %s: %w", key, err)
+		return nil, nil, fmt.Errorf("fetch latest manifest of %s: %w", key, err)
 	}
-	m, err := manifest.Decode(data)
+	m, d, err := manifest.Resolve(data, BaseFetcher(ctx, s, key))
 	if err != nil {
-		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
+		return nil, d, fmt.Errorf("latest manifest of %s: %w", key, err)
 	}
 	if err := checkName(m, key); err != nil {
-		return nil, fmt.Errorf("latest manifest of %s: %w", key, err)
+		return nil, d, fmt.Errorf("latest manifest of %s: %w", key, err)
 	}
-	return m, nil
+	return m, d, nil
+}
+
+// BaseFetcher returns the function manifest.Resolve fetches the base of a
+// delta manifest of key with.
+func BaseFetcher(ctx context.Context, s blob.Store, key string) func(uint64) ([]byte, error) {
+	return func(seq uint64) ([]byte, error) {
+		data, err := s.Get(ctx, names.ManifestKey(key, seq))
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, manifest.BaseMissing(err)
+		}
+		return data, err
+	}
 }
 
 // Versions lists the sequence numbers of every stored manifest of key,
@@ -57,26 +77,38 @@ func Versions(ctx context.Context, s blob.Store, key string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// Version fetches and verifies one stored manifest.
+// Version fetches and verifies one stored manifest, resolved against its
+// base when it is a delta (one more GET).
 func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, error) {
+	m, _, err := VersionDelta(ctx, s, key, seq)
+	return m, err
+}
+
+// VersionDelta is Version that also returns the delta stored (nil for a
+// full manifest), which names its base.
+func VersionDelta(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, *manifest.Delta, error) {
+	return versionDelta(ctx, s, key, seq, BaseFetcher(ctx, s, key))
+}
+
+func versionDelta(ctx context.Context, s blob.Store, key string, seq uint64, fetch func(uint64) ([]byte, error)) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.ManifestKey(key, seq))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
+		return nil, nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
+		return nil, nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)
 	}
-	m, err := manifest.Decode(data)
+	m, d, err := manifest.Resolve(data, fetch)
 	if err != nil {
-		return nil, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
 	}
 	if m.Seq != seq {
-		return nil, fmt.Errorf("manifest %d of %s: %w: holds version %d", seq, key, manifest.ErrCorrupt, m.Seq)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w: holds version %d", seq, key, manifest.ErrCorrupt, m.Seq)
 	}
 	if err := checkName(m, key); err != nil {
-		return nil, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
+		return nil, d, fmt.Errorf("manifest %d of %s: %w", seq, key, err)
 	}
-	return m, nil
+	return m, d, nil
 }
 
 // checkName refuses a manifest stored under key that describes another
@@ -99,14 +131,16 @@ const atLinear = 8
 // times), so versions are searched by commit time: the newest atLinear one
 // by one, then backwards in doubling steps, then by bisection between the
 // last version found after t and the first at or before it. That costs
-// about 2·log2(versions after t) GETs and is exact when commit times
+// about 2·log2(versions after t) GETs, plus one per distinct base of the
+// delta manifests read, and is exact when commit times
 // increase with seq; where they do not (around a clock step back), the
 // version returned was still committed at or before t, but a newer one
 // may have been too (docs/FORMAT.md).
 //
-// A version listed but gone when read (a copier renumbering a version
-// removes the object it put under the old number; a GC removes old
-// versions) makes the search start again from a new listing, a few times.
+// A version listed but gone when read, or whose base is (a copier
+// renumbering a version removes the object it put under the old number; a
+// GC removes old versions, deltas with their bases) makes the search
+// start again from a new listing, a few times.
 func At(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
 	for try := 1; ; try++ {
 		m, err := at(ctx, s, key, t)
@@ -135,9 +169,21 @@ func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 		return nil, err
 	}
 	got := map[int]*manifest.Manifest{}
+	// Deltas probed in one search mostly share a base: fetch each once.
+	bases := map[uint64][]byte{}
+	fetch := func(seq uint64) ([]byte, error) {
+		if b, ok := bases[seq]; ok {
+			return b, nil
+		}
+		b, err := BaseFetcher(ctx, s, key)(seq)
+		if err == nil {
+			bases[seq] = b
+		}
+		return b, err
+	}
 	before := func(i int) (bool, error) {
-		m, err := Version(ctx, s, key, seqs[i])
-		if errors.Is(err, blob.ErrNotFound) {
+		m, _, err := versionDelta(ctx, s, key, seqs[i], fetch)
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, manifest.ErrBaseMissing) {
 			return false, &vanishedError{err}
 		}
 		if err != nil {

@@ -64,9 +64,16 @@ func Build(t testing.TB, s blob.Store, dbs, versions, chunks int, seed uint64) *
 	return f
 }
 
-// Put stores one version of a database (its chunks, its manifest and
-// latest) and remembers its bytes.
-func (f *Fixture) Put(t testing.TB, s blob.Store, name string, seq uint64, data []byte) {
+// Put stores one version of a database (its chunks, its full manifest
+// and latest) and remembers its bytes.
+func (f *Fixture) Put(t testing.TB, s blob.Store, name string, seq uint64, data []byte) *manifest.Manifest {
+	t.Helper()
+	return f.PutDelta(t, s, name, seq, data, nil)
+}
+
+// PutDelta is Put that stores the manifest (and latest) as a delta
+// against base when base is not nil.
+func (f *Fixture) PutDelta(t testing.TB, s blob.Store, name string, seq uint64, data []byte, base *manifest.Manifest) *manifest.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	m := &manifest.Manifest{Name: name, Seq: seq, CommitTime: time.Now(), PageSize: 4096, ChunkSize: ChunkSize,
@@ -87,6 +94,9 @@ func (f *Fixture) Put(t testing.TB, s blob.Store, name string, seq uint64, data 
 		}
 	}
 	enc, err := m.Encode()
+	if base != nil {
+		enc, err = manifest.EncodeDelta(m, base)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +113,7 @@ func (f *Fixture) Put(t testing.TB, s blob.Store, name string, seq uint64, data 
 		f.Data[key] = map[uint64][]byte{}
 	}
 	f.Data[key][seq] = append([]byte(nil), data...)
+	return m
 }
 
 // Stored is what a target holds: every database's stored versions

@@ -1,0 +1,67 @@
+package copier
+
+import (
+	"github.com/verneuil-go/verneuil/internal/manifest"
+)
+
+// DefaultFullEvery is how many versions a full manifest serves as the
+// base of delta manifests, itself included, before the next full one.
+// (manifest.WantFull also starts a new base when the deltas since the
+// last one add up to its size).
+const DefaultFullEvery = 1024
+
+// deltaBase is the full manifest this process last published to a
+// target, which later versions are encoded against.
+type deltaBase struct {
+	m      *manifest.Manifest
+	deltas int    // delta manifests published against it
+	bytes  int    // their encoded size
+	last   uint64 // the version last published to the target
+}
+
+// wireEncoding returns what to publish for m in target ti: a delta
+// against the target's base when there is one that is recent enough, the
+// delta is small, and the target's latest is still the version this
+// process published last (so that the base is retained: a collection
+// keeps the base of the latest and of every retained delta), else enc
+// (the full manifest).
+func (c *Copier) wireEncoding(st *dbState, ti int, m *manifest.Manifest, enc []byte) []byte {
+	if c.opts.FullEvery <= 1 || ti >= len(st.bases) || ti >= len(st.latest) {
+		return enc
+	}
+	b := st.bases[ti]
+	if g := st.latest[ti]; g.version == "" || g.seq != b.last {
+		return enc
+	}
+	if b.m == nil || b.m.Seq >= m.Seq ||
+		b.m.Name != m.Name || b.m.ChunkSize != m.ChunkSize {
+		return enc
+	}
+	delta, err := manifest.EncodeDelta(m, b.m)
+	if err != nil || manifest.WantFull(len(enc), len(delta), b.bytes, b.deltas, c.opts.FullEvery) {
+		return enc
+	}
+	return delta
+}
+
+// publishedWires records what m was published as in every target (full
+// manifests become the targets' bases) and returns the bytes of manifest
+// objects put per target, for the statistics: the first target's.
+func (c *Copier) publishedWires(st *dbState, m *manifest.Manifest, enc []byte, wires [][]byte) int {
+	if len(st.bases) != len(wires) {
+		st.bases = make([]deltaBase, len(wires))
+	}
+	for ti, w := range wires {
+		if len(w) == len(enc) && &w[0] == &enc[0] {
+			st.bases[ti] = deltaBase{m: m}
+		} else {
+			st.bases[ti].deltas++
+			st.bases[ti].bytes += len(w)
+		}
+		st.bases[ti].last = m.Seq
+	}
+	if len(wires) == 0 {
+		return len(enc)
+	}
+	return len(wires[0])
+}
