@@ -123,3 +123,22 @@ func assertConsistentReplica(t *testing.T, e *env, path string) {
 		t.Fatalf("the published replica is not a consistent database: %q, %v", ic, err)
 	}
 }
+
+// TestCommitRescan_ExclusiveLockingMode: a connection in
+// locking_mode=EXCLUSIVE keeps its lock after its commits, so no other
+// connection, nor a sliced copy, can read the file until it lets go: the
+// rescan of its first commit copies the file in the capture, and the
+// replica is the file.
+func TestCommitRescan_ExclusiveLockingMode(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "exclusive.db")
+	writeBig(t, path, 4).Close()
+	v := e.open(path, "_journal_mode=DELETE&_locking_mode=EXCLUSIVE")
+	v.SetMaxOpenConns(1)
+	mustExec(t, v, "INSERT INTO t VALUES(1)")
+	var res string
+	if err := v.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("PRAGMA verneuil_flush in exclusive locking mode: %q, %v", res, err)
+	}
+	e.checkReplica(path)
+}

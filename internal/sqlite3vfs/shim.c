@@ -302,6 +302,10 @@ int vshim_get_xattr(void *pFile, unsigned char *buf, int cap){
   return readXattr((VFile*)pFile, buf, cap);
 }
 
+int vshim_lock_level(void *pFile){
+  return ((VFile*)pFile)->lockLevel;
+}
+
 sqlite3_vfs *vshimOrigVfs(void){ return gOrig; }
 
 void vshim_get_stats(vshim_stats *out){

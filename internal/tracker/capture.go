@@ -139,6 +139,13 @@ func (db *DB) commit(src Source, ev Event) error {
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
 	run := db.sliced
 	db.mu.Unlock()
+	if run != nil && writeLocked(src) {
+		// A connection that keeps its lock after commits (locking_mode=
+		// EXCLUSIVE) would hold the sliced copy off: it supersedes the
+		// copy and rescans under its own lock, which no one else can
+		// wait for.
+		known = false
+	}
 	if !known {
 		// Supersedes a sliced copy in progress; a rescan copies the file
 		// in slices after this capture (the commit is part of it).
@@ -159,6 +166,13 @@ func (db *DB) commit(src Source, ev Event) error {
 		}
 	}
 	return db.copyDirty(src, ev, size, run, st)
+}
+
+// writeLocked reports whether the capture's connection holds more than
+// SHARED (see SlicedSource).
+func writeLocked(src Source) bool {
+	ss, ok := src.(SlicedSource)
+	return ok && ss.WriteLocked()
 }
 
 // dirtySetLocked returns the chunks a commit leaving the file at size must

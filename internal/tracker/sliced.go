@@ -110,6 +110,11 @@ type SliceReader interface {
 type SlicedSource interface {
 	Source
 	OpenSlices() (SliceReader, error)
+	// WriteLocked reports whether the capture's connection holds more
+	// than SHARED (locking_mode=EXCLUSIVE keeps EXCLUSIVE after a
+	// commit): no other connection, nor a sliced copy, can read the file
+	// until it lets go, so the capture copies the file itself.
+	WriteLocked() bool
 }
 
 // slicedRun is a sliced copy in progress.
@@ -180,7 +185,7 @@ func (db *DB) resetSlicedLocked(run *slicedRun, st Stamp) {
 // flock, held by the caller). The VFS holds SHARED.
 func (db *DB) startSliced(src Source, ino uint64, xattr []byte, seq uint64, unlock func()) (started bool) {
 	ss, ok := src.(SlicedSource)
-	if !ok {
+	if !ok || writeLocked(src) {
 		return false
 	}
 	size, err := src.Size()

@@ -48,6 +48,7 @@ func (h *holdFile) Xattr() ([]byte, error) {
 	return h.f.Xattr()
 }
 func (h *holdFile) OpenSlices() (SliceReader, error) { return &holdReader{h}, nil }
+func (h *holdFile) WriteLocked() bool                { return false }
 
 type holdReader struct{ h *holdFile }
 
