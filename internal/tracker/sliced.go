@@ -403,15 +403,17 @@ func (db *DB) readSlice(run *slicedRun, b []byte, off int64) error {
 		if rerr == nil {
 			st, serr = run.stamp()
 		}
+		uerr := run.with(func(r SliceReader) error { return r.Unlock() })
+		if err := errors.Join(rerr, serr, uerr); err != nil {
+			return err
+		}
+		// st describes the state the slice was read in: it is compared
+		// after SHARED was released.
 		db.mu.Lock()
 		ok := st.equal(run.expected)
 		intact := bytes.Equal(db.lastID, run.expectedID)
 		gen := run.gen
 		db.mu.Unlock()
-		uerr := run.with(func(r SliceReader) error { return r.Unlock() })
-		if err := errors.Join(rerr, serr, uerr); err != nil {
-			return err
-		}
 		switch {
 		case !intact:
 			return errSlicedChanged
