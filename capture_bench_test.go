@@ -16,6 +16,7 @@ import (
 
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
 // BenchmarkLargeTransaction measures one transaction of
@@ -152,6 +153,89 @@ func BenchmarkFirstCaptureStall(b *testing.B) {
 			r.Close()
 			w.Close()
 			b.Logf("%d MiB database, first read through %-8s took %v; concurrent writer's longest commit %v", mb, vfs, read.Round(time.Millisecond), longest.Round(time.Millisecond))
+		}
+	}
+}
+
+// BenchmarkCommitRescanStall measures how long writers wait when the
+// first capture of a database of VERNEUIL_STALL_DB_MB megabytes (default
+// 1024), written behind verneuil's back, is a commit: two writers through
+// the VFS under test commit every 50 ms (busy_timeout 10 s) for
+// VERNEUIL_STALL_SECONDS (default 8); through verneuil the first commit
+// finds the file's state unknown and rescans it. It prints the longest
+// commit of either writer, through unix and through verneuil, the longest
+// while the sliced copy read the file (verneuil), and how long the flush
+// that follows took (it uploads the whole file):
+//
+//	go test -run '^$' -bench BenchmarkCommitRescanStall -benchtime 1x .
+func BenchmarkCommitRescanStall(b *testing.B) {
+	mb, secs := 1024, 8
+	if v, err := strconv.Atoi(os.Getenv("VERNEUIL_STALL_DB_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("VERNEUIL_STALL_SECONDS")); err == nil && v > 0 {
+		secs = v
+	}
+	startLongReplicator(b, b.TempDir())
+	for range b.N {
+		for _, vfs := range []string{"unix", "verneuil"} {
+			path := filepath.Join(b.TempDir(), "stall.db")
+			w, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_journal_mode=DELETE")
+			if err != nil {
+				b.Fatal(err)
+			}
+			mustExec(b, w, "CREATE TABLE big(v BLOB)")
+			mustExec(b, w, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+			for i := 0; i < mb; i += 64 {
+				mustExec(b, w, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?) INSERT INTO big(v) SELECT randomblob(1048576) FROM s", min(64, mb-i))
+			}
+			w.Close()
+			// The longest commit overall, and while the sliced copy read
+			// the file (slice holds counted since the writer's last commit).
+			worst, worstCopying := make(chan time.Duration, 2), make(chan time.Duration, 2)
+			var dbs []*sql.DB
+			for range 2 {
+				db, err := sql.Open("sqlite3", "file:"+path+"?vfs="+vfs+"&_journal_mode=DELETE&_busy_timeout=10000")
+				if err != nil {
+					b.Fatal(err)
+				}
+				db.SetMaxOpenConns(1)
+				dbs = append(dbs, db)
+				go func() {
+					var longest, copying time.Duration
+					holds := sqlite3vfs.ReadStats().SliceHolds
+					for end := time.Now().Add(time.Duration(secs) * time.Second); time.Now().Before(end); {
+						t0 := time.Now()
+						if _, err := db.Exec("INSERT INTO t(v) VALUES(randomblob(100))"); err != nil {
+							b.Error(err)
+						}
+						d := time.Since(t0)
+						longest = max(longest, d)
+						if h := sqlite3vfs.ReadStats().SliceHolds; h != holds {
+							copying, holds = max(copying, d), h
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+					worst <- longest
+					worstCopying <- copying
+				}()
+			}
+			longest, copying := max(<-worst, <-worst), max(<-worstCopying, <-worstCopying)
+			flush := "-"
+			if vfs == "verneuil" {
+				t0 := time.Now()
+				var res string
+				err := dbs[0].QueryRow("PRAGMA verneuil_flush").Scan(&res)
+				flush = time.Since(t0).Round(time.Millisecond).String()
+				if err != nil { // a slow upload of the whole file (flush timeout)
+					flush += ": " + err.Error()
+				}
+			}
+			for _, db := range dbs {
+				db.Close()
+			}
+			b.Logf("%d MiB database, first capture a commit, writers through %-8s: longest commit %v, during the sliced copy %v (flush after %s)",
+				mb, vfs, longest.Round(time.Millisecond), copying.Round(time.Millisecond), flush)
 		}
 	}
 }

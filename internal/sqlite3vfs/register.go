@@ -152,6 +152,14 @@ func (s *source) Xattr() ([]byte, error) {
 	return append([]byte(nil), buf[:n]...), nil
 }
 
+// WriteLocked reports whether the capture's connection holds more than
+// SHARED (RESERVED or EXCLUSIVE: locking_mode=EXCLUSIVE).
+func (s *source) WriteLocked() bool {
+	return int(C.vshim_lock_level(s.f)) > sqliteLockShared
+}
+
+const sqliteLockShared = 1
+
 // OpenSlices opens a private file on the capture's database, for a sliced
 // rescan outside the capture (tracker.SliceReader).
 func (s *source) OpenSlices() (tracker.SliceReader, error) {

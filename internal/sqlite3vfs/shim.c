@@ -179,9 +179,13 @@ static void capture(VFile *p, int kind){
   }else if( kind==VSHIM_ROLLBACK ){
     __atomic_fetch_add(&gStats.rollbacks, 1, __ATOMIC_RELAXED);
   }
-  verneuilGoCapture(p->handle, p, kind, p->aDirty, p->nDirty,
+  /* Go asks for a Check at the next read transaction when the capture
+  ** failed or left a sliced copy running. */
+  if( verneuilGoCapture(p->handle, p, kind, p->aDirty, p->nDirty,
       p->preXattr, p->preXattrLen, p->preHeader,
-      p->postXattr, p->postXattrLen, p->seq, p->ino);
+      p->postXattr, p->postXattrLen, p->seq, p->ino) ){
+    p->wantCheck = 1;
+  }
   resetTxn(p);
 }
 
@@ -296,6 +300,10 @@ int64_t vshim_size(void *pFile){
 
 int vshim_get_xattr(void *pFile, unsigned char *buf, int cap){
   return readXattr((VFile*)pFile, buf, cap);
+}
+
+int vshim_lock_level(void *pFile){
+  return ((VFile*)pFile)->lockLevel;
 }
 
 sqlite3_vfs *vshimOrigVfs(void){ return gOrig; }

@@ -39,6 +39,8 @@ int64_t vshim_size(void *pFile);
 /* Returns the xattr length (0 when absent), or -1 when xattrs are unsupported
 ** or unreadable. */
 int vshim_get_xattr(void *pFile, unsigned char *buf, int cap);
+/* The SQLite lock level the capture's connection holds on the file. */
+int vshim_lock_level(void *pFile);
 
 /* Sliced reads outside a capture (shimfiles.c). vshim_slice_open, called
 ** during a capture, opens a private file on the path of the capture's file

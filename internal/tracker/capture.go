@@ -23,9 +23,12 @@
 //     staging under SHARED) into a new pending set marked full, which the
 //     next build publishes on no base (clearing suspect); lastID := its
 //     identity, and commits that follow squash into that set as in 1. A
-//     Check of a file larger than one slice copies it after the capture
-//     returns, one SHARED hold per 1 MiB slice (sliced.go); a commit
-//     captured meanwhile supersedes that copy and rescans as above.
+//     file larger than one slice is copied after the capture returns (a
+//     Check, a Commit or a Rescan alike), one SHARED hold per 1 MiB slice
+//     (sliced.go): lastID := the identity of the state copied, and commits
+//     that start from it are captured as in 1 meanwhile, overlaid on the
+//     copy when it ends; a commit from an unknown state supersedes the copy
+//     and starts another. No capture copies a large file under its lock.
 //  5. lost: a Rollback, an error or a recovered panic in any step, or a
 //     step deferred because the spool was busy (or a sliced copy saw the
 //     file change): lastID := nil (the next
@@ -95,6 +98,9 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 		if err != nil {
 			return err
 		}
+		if db.startSliced(src, ev.Ino, ev.PostXattr, ev.Seq, unlock) {
+			return nil // the sliced copy releases the locks
+		}
 		defer unlock()
 		return db.rescanLocked(src, ev.Ino, ev.PostXattr, ev.Seq)
 	}
@@ -129,17 +135,44 @@ func (db *DB) commit(src Source, ev Event) error {
 		return fmt.Errorf("file size: %w", err)
 	}
 	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
-	db.waitSliced(true) // this commit supersedes a sliced copy in progress
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
+	run := db.sliced
 	db.mu.Unlock()
+	if run != nil && writeLocked(src) {
+		// A connection that keeps its lock after commits (locking_mode=
+		// EXCLUSIVE) would hold the sliced copy off: it supersedes the
+		// copy and rescans under its own lock, which no one else can
+		// wait for.
+		known = false
+	}
 	if !known {
-		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq, false)
+		// Supersedes a sliced copy in progress; a rescan copies the file
+		// in slices after this capture (the commit is part of it).
+		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq)
 		if err != nil || !adopted {
 			return err
 		}
+		run = nil
 	}
-	return db.copyDirty(src, ev, size)
+	// During a sliced copy, the commit's state becomes the one the copy
+	// expects: its Stamp is taken here, under the commit's SHARED.
+	var st *Stamp
+	if run != nil {
+		if s, err := run.stamp(); err == nil {
+			st = &s
+		} else {
+			db.log.Debug("stamp for the sliced copy", "err", err)
+		}
+	}
+	return db.copyDirty(src, ev, size, run, st)
+}
+
+// writeLocked reports whether the capture's connection holds more than
+// SHARED (see SlicedSource).
+func writeLocked(src Source) bool {
+	ss, ok := src.(SlicedSource)
+	return ok && ss.WriteLocked()
 }
 
 // dirtySetLocked returns the chunks a commit leaving the file at size must
@@ -170,8 +203,10 @@ func (db *DB) dirtySetLocked(dirty []uint32, size int64) []uint32 {
 
 // copyDirty copies the dirty chunks of a commit into pending (step 1):
 // into memory, or, when that would take pending past the memory budget,
-// into a spill file, one chunk at a time.
-func (db *DB) copyDirty(src Source, ev Event, size int64) (err error) {
+// into a spill file, one chunk at a time. run is the sliced copy the
+// commit saw in progress, and st the file's Stamp after the commit (nil
+// when it could not be taken): the copy then expects the commit's state.
+func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *Stamp) (err error) {
 	db.mu.Lock()
 	done := false
 	defer func() {
@@ -264,6 +299,11 @@ func (db *DB) copyDirty(src Source, ev Event, size int64) (err error) {
 	p.seq = seq
 	p.versionID = vid
 	p.commitTime = time.Now()
+	if cur := db.sliced; cur != nil && cur == run && st != nil && bytes.Equal(cur.expectedID, db.lastID) &&
+		bytes.Equal(cur.expectedID, identity(ev.Ino, ev.PreXattr, ev.PreHeader)) {
+		cur.expected, cur.expectedID = *st, vid
+		cur.gen++
+	} // else a copy in progress sees the chain break, and restarts
 	db.lastID = vid
 	db.lastLen = size
 	db.lastSeq = seq
@@ -301,7 +341,7 @@ func (db *DB) check(src Source, ino uint64) error {
 	db.verified = true
 	db.mu.Unlock()
 	if !known || db.spool.RescanWanted() {
-		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr), true); err != nil {
+		if _, err := db.adoptOrRescan(src, ino, cur, xattr, seqFromXattr(xattr)); err != nil {
 			return err
 		}
 	}
@@ -310,10 +350,9 @@ func (db *DB) check(src Source, ino uint64) error {
 
 // adoptOrRescan adopts the spool's manifest when it is the state id (step
 // 3, adopted true), else rescans the file, whose current version xattr
-// and sequence number are xattr and seq (step 4).
-// With sliced (a Check), a large file is copied after the capture returns,
-// in slices (see sliced.go).
-func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64, sliced bool) (adopted bool, err error) {
+// and sequence number are xattr and seq (step 4): a large file is copied
+// after the capture returns, in slices (see sliced.go).
+func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64) (adopted bool, err error) {
 	db.waitSliced(true) // a newer capture supersedes a sliced copy
 	unlock, err := db.lockForCapture()
 	if err != nil {
@@ -328,7 +367,7 @@ func (db *DB) adoptOrRescan(src Source, ino uint64, id, xattr []byte, seq uint64
 		return true, nil
 	}
 	db.log.Debug("file changed outside the tracker; rescanning")
-	if sliced && db.startSliced(src, ino, xattr, seq, unlock) {
+	if db.startSliced(src, ino, xattr, seq, unlock) {
 		unlock = nil // the sliced copy releases the locks
 		return false, nil
 	}

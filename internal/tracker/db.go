@@ -75,6 +75,7 @@ type pending struct {
 	spilled  map[uint32]spillRef
 	spill    *os.File // the spill file new chunks are appended to
 	spillEnd int64
+	extra    []*os.File // other spill files of sets merged into this one
 	// full: the set holds every chunk (a rescan, and commits squashed
 	// into it): it is built on no base, and its chunks are restaged
 	// unless the last upload has them (staged files may be damaged).
@@ -110,10 +111,13 @@ func (p *pending) close() {
 			r.f.Close()
 		}
 	}
-	if p.spill != nil && !seen[p.spill] {
-		p.spill.Close()
+	for _, f := range append(p.extra, p.spill) {
+		if f != nil && !seen[f] {
+			seen[f] = true
+			f.Close()
+		}
 	}
-	p.spilled, p.spill = nil, nil
+	p.spilled, p.spill, p.extra = nil, nil, nil
 }
 
 // ErrNameCollision says that two database files open in the process have

@@ -60,6 +60,12 @@ func (s *simDB) commit(chunks ...int) {
 
 // commitWith is commit with the capture reading through src.
 func (s *simDB) commitWith(src Source, chunks ...int) bool {
+	return s.m.Capture(s.h, src, s.write(chunks...))
+}
+
+// write is the write half of commit: it changes the file and returns the
+// event that captures it.
+func (s *simDB) write(chunks ...int) Event {
 	preX, preH := append([]byte(nil), s.f.xattr...), s.header()
 	s.seq++
 	dirty := []uint32{0}
@@ -75,7 +81,7 @@ func (s *simDB) commitWith(src Source, chunks ...int) bool {
 	}
 	s.f.xattr = binary.BigEndian.AppendUint64(nil, s.seq)
 	binary.BigEndian.PutUint32(s.f.data[24:], uint32(s.seq)) // change counter
-	return s.m.Capture(s.h, src, Event{Kind: Commit, Dirty: dirty, PreXattr: preX, PreHeader: preH, PostXattr: s.f.xattr, Seq: s.seq})
+	return Event{Kind: Commit, Dirty: dirty, PreXattr: preX, PreHeader: preH, PostXattr: s.f.xattr, Seq: s.seq}
 }
 
 // sameAsFile fails the test when the spool's manifest does not describe

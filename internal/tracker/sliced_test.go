@@ -3,7 +3,10 @@ package tracker
 import (
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -45,6 +48,7 @@ func (h *holdFile) Xattr() ([]byte, error) {
 	return h.f.Xattr()
 }
 func (h *holdFile) OpenSlices() (SliceReader, error) { return &holdReader{h}, nil }
+func (h *holdFile) WriteLocked() bool                { return false }
 
 type holdReader struct{ h *holdFile }
 
@@ -149,32 +153,57 @@ func TestRegression_FirstCaptureSharedHoldBounded(t *testing.T) {
 
 // TestRegression_SlicedRescanTornByCommit: a writer that bypasses the VFS
 // commits between two slices of the first capture's copy. The copy must
-// notice and publish nothing (a torn mix of two states); Flush reports
-// ErrDeferred, and the next read transaction rescans the new state.
+// notice (its stamp check) and never publish a torn mix of two states: it
+// restarts from the new state, and the replica is the file.
 func TestRegression_SlicedRescanTornByCommit(t *testing.T) {
 	s := bigSim(t, 16)
 	src := newHoldFile(s.f)
 	src.onLock = func(n int) {
-		if n != 8 {
-			return
+		if n == 8 {
+			bypassingWrite(s, src)
 		}
-		// A bypassing commit: chunks before and after the copy's
-		// position, the change counter, and the mtime.
-		for _, off := range []int{64 << 10, 15 << 20} {
-			s.f.data[off+200] ^= 0xff
-		}
-		binary.BigEndian.PutUint32(s.f.data[24:], 777)
-		src.mtime += 1000
 	}
+	firstCheck(t, s, src)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatalf("flush after a sliced copy restarted: %v", err)
+	}
+	s.sameAsFile("after the sliced copy restarted")
+}
+
+// bypassingWrite is a commit that bypasses the VFS (no capture, no new
+// version xattr): chunks before and after a copy's position, the change
+// counter, and the mtime. src.mu is held.
+func bypassingWrite(s *simDB, src *holdFile) {
+	for _, off := range []int{64 << 10, len(s.f.data) - 1000} {
+		s.f.data[off] ^= 0xff
+	}
+	binary.BigEndian.PutUint32(s.f.data[24:], binary.BigEndian.Uint32(s.f.data[24:])+1)
+	src.mtime += 1000
+}
+
+// TestSlicedRescan_RestartsBounded: a bypassing writer that changes the
+// file between every two slices makes the copy restart a bounded number of
+// times, then give up: nothing is published, Flush reports ErrDeferred,
+// and the next read transaction rescans the file.
+func TestSlicedRescan_RestartsBounded(t *testing.T) {
+	s := bigSim(t, 8)
+	src := newHoldFile(s.f)
+	src.onLock = func(int) { bypassingWrite(s, src) }
 	firstCheck(t, s, src)
 	err := s.db.Flush(t.Context())
 	if !errors.Is(err, ErrDeferred) {
-		t.Fatalf("flush after a torn sliced copy: %v, want ErrDeferred", err)
+		t.Fatalf("flush after a copy that the file kept changing under: %v, want ErrDeferred", err)
 	}
 	if man, _, err := s.db.spool.Manifest(); err != nil || man != nil {
 		t.Fatalf("a torn copy was published (manifest %v, err %v)", man != nil, err)
 	}
+	src.mu.Lock()
+	n := src.nLock
 	src.onLock = nil
+	src.mu.Unlock()
+	if n > (maxSlicedRestarts+1)*8*2 {
+		t.Fatalf("the copy took %d slice locks on an 8 MiB file; want it bounded", n)
+	}
 	firstCheck(t, s, src)
 	if err := s.db.Flush(t.Context()); err != nil {
 		t.Fatal(err)
@@ -182,11 +211,11 @@ func TestRegression_SlicedRescanTornByCommit(t *testing.T) {
 	s.sameAsFile("after the rescan that followed")
 }
 
-// TestSlicedRescan_CommitSupersedes: a commit captured while a sliced copy
-// waits for the writer's lock supersedes the copy (no deadlock: the
-// commit's capture holds the lock the copy waits for) and rescans under
-// its own lock; the replica is the file.
-func TestSlicedRescan_CommitSupersedes(t *testing.T) {
+// TestSlicedRescan_CommitWhileCopyWaits: a commit captured while a sliced
+// copy waits for the writer's lock does not wait for the copy (no
+// deadlock: the commit's capture holds the lock the copy waits for); its
+// chunks are overlaid on the copy, and the replica is the file.
+func TestSlicedRescan_CommitWhileCopyWaits(t *testing.T) {
 	s := bigSim(t, 8)
 	src := newHoldFile(s.f)
 	waiting := make(chan struct{})
@@ -198,12 +227,89 @@ func TestSlicedRescan_CommitSupersedes(t *testing.T) {
 	}
 	firstCheck(t, s, src)
 	<-waiting
-	s.commit(2, 100) // s.f's data is only read by the copy under a lock it cannot take
+	s.commitWith(src, 2, 100)
 	src.mu.Lock()
 	src.busy = false
 	src.mu.Unlock()
 	if err := s.db.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	s.sameAsFile("after the commit that superseded the sliced copy")
+	s.sameAsFile("after the commit during the sliced copy")
+}
+
+// TestRegression_CommitRescanSliced: the first commit of a large file
+// whose state is unknown (no usable spool) does not copy the file under
+// its lock: no SHARED hold reads more than one slice, and the replica is
+// the file.
+func TestRegression_CommitRescanSliced(t *testing.T) {
+	s := bigSim(t, 32)
+	src := newHoldFile(s.f)
+	s.commitWith(src, 3, 200)
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	longest := slices.Max(src.holds)
+	src.mu.Unlock()
+	if longest > sliceBytes+HeaderLen {
+		t.Fatalf("one SHARED hold read %d bytes of a %d-byte file at the first commit; want at most one slice (%d)",
+			longest, len(s.f.data), sliceBytes)
+	}
+	s.sameAsFile("after the commit-triggered sliced rescan")
+}
+
+// TestRegression_CommitStormDuringSlicedCopy: commits land between the
+// slices of a sliced copy started by a commit (chunk 0, chunks before and
+// after the copy's position, growth past the old end), each captured a
+// little after its write, as the VFS does once the writer holds SHARED
+// again. The copy keeps going (the commits are overlaid on it), and the
+// replica is the file.
+func TestRegression_CommitStormDuringSlicedCopy(t *testing.T) {
+	s := bigSim(t, 24)
+	src := newHoldFile(s.f)
+	events := make(chan Event, 1)
+	var idle atomic.Bool // the last write was captured
+	idle.Store(true)
+	sent := 0
+	rng := rand.New(rand.NewPCG(3, 4))
+	src.onLock = func(n int) {
+		if n%2 != 0 || !idle.Load() {
+			return
+		}
+		idle.Store(false)
+		sent++
+		chunks := []int{rng.IntN(len(s.f.data) >> 16), rng.IntN(len(s.f.data)>>16 + 3)}
+		src.mtime += 1000
+		events <- s.write(chunks...)
+	}
+	captured := make(chan struct{})
+	go func() {
+		defer close(captured)
+		for ev := range events {
+			s.m.Capture(s.h, src, ev)
+			idle.Store(true)
+		}
+	}()
+	s.commitWith(src, 5) // unknown state: starts the sliced copy
+	s.db.waitSliced(false)
+	src.mu.Lock()
+	src.onLock = nil
+	n := sent
+	src.mu.Unlock()
+	close(events)
+	<-captured
+	if n < 5 {
+		t.Fatalf("%d commits landed during the copy; the test wants a storm", n)
+	}
+	s.db.mu.Lock()
+	err := s.db.slicedErr
+	s.db.mu.Unlock()
+	if err != nil {
+		t.Fatalf("the commits made the sliced copy give up: %v", err)
+	}
+	if err := s.db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d commits during the sliced copy", n)
+	s.sameAsFile("after a commit storm during the sliced copy")
 }

@@ -480,7 +480,7 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		db.lastErr = nil
 		db.mu.Unlock()
 	}
-	return ev.Kind == Check && db.slicedUnsettled()
+	return ev.Kind != Rollback && db.slicedUnsettled()
 }
 
 // Pragma runs a verneuil_* pragma for the connection h. src may only be
