@@ -21,8 +21,9 @@
 #   SQLITE_TCL_PARALLEL=0         run the two testfixtures one after the other
 #                                 (default 1: at the same time, one per core)
 #   SQLITE_TCL_BATCH=N            test files per testfixture process (default 50)
-#   SQLITE_TCL_TIMEOUT=SECONDS    limit per testfixture process (default 120;
-#                                 the slowest batch of 50 files takes ~40 s)
+#   SQLITE_TCL_TIMEOUT=SECONDS    limit per testfixture process (default 300;
+#                                 the slowest batch of 50 files takes ~40 s on an idle
+#                                 machine, over 120 s on a loaded one)
 #   SQLITE_TCL_KEEP=1             keep the replication state directory (spool,
 #                                 store, per-process check results; on /dev/shm
 #                                 when there is one); the check's mismatches and
@@ -40,7 +41,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${SQLITE_TCL_CACHE:-$ROOT/.cache/sqlite-tcl}
 TEST_USER=${SQLITE_TCL_USER:-verneuil-tcl}
 PARALLEL=${SQLITE_TCL_PARALLEL:-1}
-TIMEOUT=${SQLITE_TCL_TIMEOUT:-120}
+TIMEOUT=${SQLITE_TCL_TIMEOUT:-300}
 BATCH=${SQLITE_TCL_BATCH:-50}
 CHECK=${VERNEUIL_CHECK_EVERY_COMMIT:-1}
 GO=${GO:-go}
