@@ -18,7 +18,6 @@ import (
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
-	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
 // targetFlag defines --target on a command that reads a target.
@@ -218,10 +217,6 @@ func (a *app) printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-// parseTime accepts RFC 3339 (with or without fractional seconds), a unix
-// timestamp in seconds, or a negative duration relative to now ("-10m").
-func parseTime(s string) (time.Time, error) { return restore.ParseTime(s) }
 
 // timeFormat is how times are printed: RFC 3339 in UTC, to the
 // nanosecond, so that a commit time pasted into --at selects that version.

@@ -232,7 +232,7 @@ func pickManifest(ctx context.Context, a *app, s blob.Store, pos []string, p pic
 	case *p.version != 0:
 		m, err = restore.Version(ctx, s, ref.Key, *p.version)
 	case *p.at != "":
-		t, terr := parseTime(*p.at)
+		t, terr := restore.ParseTime(*p.at)
 		if terr != nil {
 			return nil, ref, usagef("--at: %v", terr)
 		}
