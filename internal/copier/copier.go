@@ -572,7 +572,7 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	st.tat = later(st.tat, slot).Add(c.opts.Interval)
 	c.mu.Unlock()
 
-	res, err := c.uploadDB(ctx, st, since, false)
+	res, err := c.uploadDB(ctx, st, since, false, nil)
 
 	now := time.Now()
 	c.mu.Lock()
@@ -707,7 +707,8 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	st := c.getLocked(key)
 	since := st.pendingSince
 	c.mu.Unlock()
-	res, err := c.uploadDB(ctx, st, since, true)
+	g := c.newFlushGoal(st)
+	res, err := c.uploadDB(ctx, st, since, true, g)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -718,7 +719,7 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 			now := time.Now()
 			c.scheduleLocked(st, now.Add(c.backoff(st.backoff)), now)
 		}
-		return fmt.Errorf("upload %s: %w", c.describeLocked(st), withProgress(err, st))
+		return fmt.Errorf("upload %s: %w", c.describeLocked(st), withProgress(err, st, g))
 	}
 	if res.storeOK {
 		c.breakerOKLocked(time.Now())
@@ -731,18 +732,25 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 }
 
 // withProgress adds to an upload cut short by its context (a flush
-// timeout) how far the upload in progress got and what becomes of the
-// rest.
-func withProgress(err error, st *dbState) error {
+// timeout) what it waited for, how far the upload in progress got and what
+// becomes of the rest.
+func withProgress(err error, st *dbState, g *flushGoal) error {
 	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	todo := st.chunksTodo.Load()
-	if todo == 0 {
+	var parts []string
+	if g != nil {
+		_, up := g.uploaded()
+		parts = append(parts, fmt.Sprintf("waiting for version %d (staged at the start) or a later one; the last uploaded is %d", g.seq, up))
+	}
+	if todo := st.chunksTodo.Load(); todo > 0 {
+		parts = append(parts, fmt.Sprintf("stopped with %d of %d changed chunks uploaded; the rest stays in the spool for the copier or the next flush, which skip what is already uploaded",
+			st.chunksDone.Load(), todo))
+	}
+	if len(parts) == 0 {
 		return err
 	}
-	return fmt.Errorf("%w (stopped with %d of %d changed chunks uploaded; the rest stays in the spool for the copier or the next flush, which skip what is already uploaded)",
-		err, st.chunksDone.Load(), todo)
+	return fmt.Errorf("%w (%s)", err, strings.Join(parts, "; "))
 }
 
 func (c *Copier) describeLocked(st *dbState) string {

@@ -40,6 +40,51 @@ type result struct {
 	gone     bool // the spool no longer exists
 	storeErr bool // the error came from the blob store
 	storeOK  bool // at least one store request succeeded
+	reached  bool // waiting, another uploader uploaded the state wanted
+}
+
+// flushGoal is what a synchronous upload (a flush) waits for: a state at
+// least as new as the one staged at its start, recorded uploaded to every
+// target by any uploader. A flush that waits for another upload in
+// progress ends once that upload reaches the goal, rather than starting
+// one more of a newer state, which commits may keep moving.
+type flushGoal struct {
+	d   *spool.Dir
+	seq uint64 // the staged version at the flush's start
+	set *manifest.Manifest
+}
+
+// newFlushGoal returns the goal of a flush of st starting now, nil when
+// nothing is staged.
+func (c *Copier) newFlushGoal(st *dbState) *flushGoal {
+	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, st.key), Key: st.key}
+	m, _, err := d.Manifest()
+	if err != nil || m == nil {
+		return nil
+	}
+	c.declareTargets()
+	return &flushGoal{d: d, seq: m.Seq, set: m}
+}
+
+// uploaded returns the version recorded uploaded (0: none).
+func (g *flushGoal) uploaded() (*manifest.Manifest, uint64) {
+	up, _, err := g.d.Uploaded()
+	if err != nil || up == nil {
+		return nil, 0
+	}
+	return up, up.Seq
+}
+
+// reached reports whether the goal is uploaded. The staged manifest only
+// moves forward and the record copies one of its states (renumbered above
+// the previous record when a clock was behind), so a record numbered above
+// the goal is a later state.
+func (g *flushGoal) reached() bool {
+	if g == nil {
+		return false
+	}
+	up, seq := g.uploaded()
+	return up != nil && (seq > g.seq || spool.SameState(up, g.set))
 }
 
 // attempt is shared by the requests of one upload attempt, which may run
@@ -51,12 +96,14 @@ type attempt struct {
 
 // lockDB takes the in-process upload mutex of st, polling until ctx is
 // done when wait is set; without wait it reports false when it is held.
-func lockDB(ctx context.Context, st *dbState, wait bool) (bool, error) {
+// While it waits, it also gives up (false, nil) once another upload
+// reaches g (if not nil).
+func lockDB(ctx context.Context, st *dbState, wait bool, g *flushGoal) (bool, error) {
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
 		if st.up.TryLock() {
 			return true, nil
 		}
-		if !wait {
+		if !wait || g.reached() {
 			return false, nil
 		}
 		if err := sleep(ctx, delay); err != nil {
@@ -67,11 +114,12 @@ func lockDB(ctx context.Context, st *dbState, wait bool) (bool, error) {
 
 // lockSpool takes the spool's cross-process upload lock, polling until ctx
 // is done when wait is set; without wait it returns nil when another
-// process holds it.
-func lockSpool(ctx context.Context, d *spool.Dir, wait bool) (func(), error) {
+// process holds it. While it waits, it also returns nil once another
+// upload reaches g (if not nil).
+func lockSpool(ctx context.Context, d *spool.Dir, wait bool, g *flushGoal) (func(), error) {
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
 		unlock, err := d.UploadLock(false)
-		if err != nil || unlock != nil || !wait {
+		if err != nil || unlock != nil || !wait || g.reached() {
 			return unlock, err
 		}
 		if err := sleep(ctx, delay); err != nil {
@@ -93,13 +141,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // uploadDB uploads the newest staged manifest of st and the chunks it
 // needs to every target, under the database's in-process mutex and the
-// spool's upload lock (waiting for them when wait is set). It records the
+// spool's upload lock (waiting for them when wait is set, until another
+// upload reaches g if it is not nil). It records the
 // outcome in the stats and in the spool's last_error file. since is the
 // first signal not yet uploaded (lag accounting).
-func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wait bool) (res result, err error) {
-	ok, err := lockDB(ctx, st, wait)
+func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wait bool, g *flushGoal) (res result, err error) {
+	ok, err := lockDB(ctx, st, wait, g)
 	if err != nil || !ok {
-		res.busy = !ok && err == nil
+		res.busy = !ok && err == nil && !wait
+		res.reached = !ok && err == nil && wait
 		return res, err
 	}
 	defer st.up.Unlock()
@@ -118,12 +168,12 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 			c.mu.Unlock()
 		}
 	}
-	unlock, err := lockSpool(ctx, d, wait)
+	unlock, err := lockSpool(ctx, d, wait, g)
 	if err != nil {
 		return res, err
 	}
 	if unlock == nil {
-		res.busy = true
+		res.busy, res.reached = !wait, wait
 		return res, nil
 	}
 	defer unlock()
@@ -287,12 +337,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	began := time.Now()
 	m, enc, err := d.Manifest()
 	if err != nil {
-		if errors.Is(err, manifest.ErrCorrupt) {
-			// Lost in a power cut, say. Only the database can tell what
-			// it held: the next commit rescans it, or `verneuilctl sync`.
-			return nil, 0, fmt.Errorf("staged manifest damaged; the next commit or `verneuilctl sync` rebuilds it from the database: %w", err)
-		}
-		return nil, 0, fmt.Errorf("read staged manifest: %w", err)
+		return nil, 0, stagedManifestError(err)
 	}
 	if m == nil {
 		return nil, 0, nil
@@ -307,6 +352,18 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		up = nil
 	}
 	if !spool.NeedsUpload(m, up) {
+		return nil, 0, nil
+	}
+	// Pin the newest staged manifest: commits published while it uploads
+	// keep its staged chunks, so that the upload ends (a flush returns
+	// once this state, at least as new as the one at its start, is in
+	// every target) however fast they come.
+	m, enc, unpin, err := d.Pin()
+	if err != nil {
+		return nil, 0, stagedManifestError(err)
+	}
+	defer unpin()
+	if m == nil || !spool.NeedsUpload(m, up) {
 		return nil, 0, nil
 	}
 	if up != nil && up.Seq >= m.Seq {
@@ -378,6 +435,16 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		c.removeUploadedChunks(d, m)
 	}
 	return m, wireLen, nil
+}
+
+// stagedManifestError wraps an error reading the staged manifest.
+func stagedManifestError(err error) error {
+	if errors.Is(err, manifest.ErrCorrupt) {
+		// Lost in a power cut, say. Only the database can tell what it
+		// held: the next commit rescans it, or `verneuilctl sync`.
+		return fmt.Errorf("staged manifest damaged; the next commit or `verneuilctl sync` rebuilds it from the database: %w", err)
+	}
+	return fmt.Errorf("read staged manifest: %w", err)
 }
 
 // removeUploadedChunks deletes staged chunks that m references: every one

@@ -19,6 +19,7 @@ const (
 	RescanFile          = "rescan"           // staged data was lost: rescan the database
 	LockFile            = "lock"             // flock(2): publish and GC
 	UploadLockFile      = "upload.lock"      // flock(2): one uploader at a time
+	PinFile             = "upload.pin"       // the manifest being uploaded: GC keeps its staged chunks
 	TmpDir              = "tmp"              // temp files, renamed into place
 	SpareFile           = "manifest.spare"   // in TmpDir: the manifest swapped into place
 )

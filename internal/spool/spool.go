@@ -452,11 +452,17 @@ func (d *Dir) stagedSeq(st fs.FileInfo) (uint64, bool) {
 	return cur.Seq, true
 }
 
-// gc removes staged chunks that m does not reference.
+// gc removes staged chunks that neither m nor the manifest being uploaded
+// (Pin) references.
 func (d *Dir) gc(m *manifest.Manifest) error {
 	live := make(map[string]bool, len(m.Chunks))
 	for _, h := range m.Chunks {
 		live[h.String()] = true
+	}
+	if p := d.pinned(); p != nil {
+		for _, h := range p.Chunks {
+			live[h.String()] = true
+		}
 	}
 	names, err := d.StagedChunks()
 	if err != nil {
