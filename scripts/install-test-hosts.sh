@@ -2,11 +2,12 @@
 # install-test-hosts.sh installs the host programs that the extension tests
 # (tests/ext) load libverneuil.so into: Debian's sqlite3 shell, its
 # libsqlite3-dev (headers and libsqlite3.so for the C host, built with gcc)
-# and python3 (whose sqlite3 module supports load_extension). Idempotent:
+# and python3 (whose sqlite3 module supports load_extension); zsh, for the
+# test of verneuilctl's zsh completion (cmd/verneuilctl). Idempotent:
 # does nothing when everything is present. Needs root (or sudo) for apt-get.
 set -eu
 
-PKGS="sqlite3 libsqlite3-dev python3 gcc libc6-dev"
+PKGS="sqlite3 libsqlite3-dev python3 gcc libc6-dev zsh"
 
 missing=""
 for p in $PKGS; do

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -76,10 +76,23 @@ func runGC(ctx context.Context, a *app, args []string) error {
 		opts.Policy = retention.Policy{KeepLast: *keepLast, KeepAll: opts.Grace}
 		opts.PolicyFor = nil
 	}
-	if isTerminal(os.Stderr) && !a.jsonOut {
-		opts.Progress = func(s gc.Summary) {
-			fmt.Fprintf(a.stderr, "\rgc: %d databases, %d manifests deleted, %d chunks kept, %d deleted ", s.Databases, s.ManifestsDeleted, s.ChunksKept, s.ChunksDeleted)
+	// The collection lists as it goes: the progress line shows the bytes
+	// examined (kept or deleted) and their rate, with no total or ETA.
+	var sofar atomic.Pointer[gc.Summary]
+	opts.Progress = func(s gc.Summary) { sofar.Store(&s) }
+	examined := func() int64 {
+		s := sofar.Load()
+		if s == nil {
+			return 0
 		}
+		return s.ChunkBytesKept + s.ChunkBytesDeleted + s.ManifestBytesKept + s.ManifestBytesDeleted
+	}
+	counts := func() string {
+		s := sofar.Load()
+		if s == nil {
+			return "listing"
+		}
+		return fmt.Sprintf("%d databases, %d manifests deleted, %d chunks kept, %d deleted", s.Databases, s.ManifestsDeleted, s.ChunksKept, s.ChunksDeleted)
 	}
 	stores, closeAll, err := openTargets(ctx, cfg)
 	if err != nil {
@@ -92,10 +105,10 @@ func runGC(ctx context.Context, a *app, args []string) error {
 		if !ok {
 			return fmt.Errorf("target %s cannot list with timestamps: gc is not supported on it", s)
 		}
+		sofar.Store(nil)
+		p := a.startProgress("gc "+s.String(), examined, func() int64 { return 0 }, counts)
 		sum, err := gc.Run(ctx, ls, opts)
-		if opts.Progress != nil {
-			fmt.Fprintln(a.stderr)
-		}
+		p.finish(err)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}

@@ -24,20 +24,25 @@ type progress struct {
 	out   io.Writer
 	label string
 	done  func() int64
-	total func() int64 // 0: unknown
+	total func() int64  // 0: unknown
+	note  func() string // more to show after the rate, or nil
 	start time.Time
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
 
 // startProgress starts a progress line on stderr if it is a terminal, and
-// returns nil (whose methods do nothing) otherwise.
-func (a *app) startProgress(label string, done, total func() int64) *progress {
+// returns nil (whose methods do nothing) otherwise. note, if given, adds
+// to the line what bytes do not say.
+func (a *app) startProgress(label string, done, total func() int64, note ...func() string) *progress {
 	f, ok := a.stderr.(*os.File)
 	if !ok || !isTerminal(f) {
 		return nil
 	}
 	p := &progress{out: f, label: label, done: done, total: total, start: time.Now(), stop: make(chan struct{})}
+	if len(note) > 0 {
+		p.note = note[0]
+	}
 	p.draw()
 	p.wg.Add(1)
 	go func() {
@@ -74,7 +79,11 @@ func (p *progress) finish(err error) {
 }
 
 func (p *progress) draw() {
-	fmt.Fprint(p.out, "\r\x1b[K"+progressLine(p.label, p.done(), p.total(), time.Since(p.start)))
+	line := progressLine(p.label, p.done(), p.total(), time.Since(p.start))
+	if p.note != nil {
+		line += "  " + p.note()
+	}
+	fmt.Fprint(p.out, "\r\x1b[K"+line)
 }
 
 // progressLine formats one progress state.
