@@ -97,10 +97,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("verneuilctl", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	a.globalFlags(fs)
-	showVersion := fs.Bool("version", false, "print the version of verneuilctl, Go and SQLite")
+	fs, showVersion := a.topFlags()
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -155,6 +152,15 @@ func (a *app) exit(name string, err error) int {
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// topFlags are the flags accepted before the command: the global ones and
+// --version.
+func (a *app) topFlags() (*flag.FlagSet, *bool) {
+	fs := flag.NewFlagSet("verneuilctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	a.globalFlags(fs)
+	return fs, fs.Bool("version", false, "print the version of verneuilctl, Go and SQLite")
+}
 
 // globalFlagNames are the flags every command accepts (globalFlags).
 var globalFlagNames = map[string]bool{"config": true, "log-level": true, "json": true}
