@@ -75,6 +75,7 @@ func TestFlushEndsDuringCommitStorm(t *testing.T) {
 			// The version uploaded restores: every chunk it references is
 			// in the store.
 			checkComplete(t, s, key)
+			checkNoStrayChunks(t, root, key)
 		})
 	}
 }
@@ -152,4 +153,109 @@ func TestFlushWaitingEndsWhenAnotherUploadReachesIt(t *testing.T) {
 	if n := s.count("all"); n != 0 {
 		t.Errorf("the flush made %d store requests; another upload did the work", n)
 	}
+}
+
+// TestFlushWaitingForAnotherProcess: the same, with the upload in
+// progress in another process (the spool's upload lock held through
+// another open file description, as another process holds it).
+func TestFlushWaitingForAnotherProcess(t *testing.T) {
+	s := newMemStore()
+	c, root := newTestCopier(t, s)
+	const key = "elsewhere"
+	goal := stage(t, root, key, 7, randomBytes(3*testChunk, 7))
+	goalEnc, err := goal.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := spool.Existing(root, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.UploadLock(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- c.Upload(ctx, key)
+	}()
+	if err := d.MarkUploadedTo(goalEnc, c.targetIDs()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("flush after another process uploaded its goal: %v", err)
+	}
+	if n := s.count("all"); n != 0 {
+		t.Errorf("the flush made %d store requests; another process did the work", n)
+	}
+}
+
+// checkNoStrayChunks fails if a staged chunk of key is not referenced by
+// its staged manifest (the pin of an upload kept it and nothing removed it).
+func checkNoStrayChunks(t *testing.T, root, key string) {
+	t.Helper()
+	d, err := spool.Existing(root, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := d.Manifest()
+	if err != nil || cur == nil {
+		t.Fatalf("staged manifest: %v", err)
+	}
+	live := map[string]bool{}
+	for _, h := range cur.Chunks {
+		live[h.String()] = true
+	}
+	staged, err := d.StagedChunks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range staged {
+		if !live[h] {
+			t.Errorf("staged chunk %s is referenced by no staged manifest", h)
+		}
+	}
+}
+
+// TestFlushFailingDuringCommitStorm: two faults interleaved, a store that
+// fails the upload of the pinned manifest while commits continue: the flush
+// fails (saying so), leaves no chunk only its pin kept, and the next flush
+// (store back) ends with a complete version.
+func TestFlushFailingDuringCommitStorm(t *testing.T) {
+	s := newMemStore()
+	c, root := newTestCopier(t, s, func(o *Options) { o.MaxAttempts = 1 })
+	const key = "stormfail"
+	stage(t, root, key, 1, randomBytes(6*testChunk, 1))
+	var mu sync.Mutex
+	seq, puts := uint64(1), 0
+	s.setFail(func(op, k string) error {
+		if op != "put" || !strings.HasPrefix(k, "chunks/") {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		puts++
+		if seq < 20 {
+			seq++
+			stage(t, root, key, seq, randomBytes(6*testChunk, seq))
+		}
+		if puts == 3 {
+			return errors.New("store down")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Upload(ctx, key); err == nil || !strings.Contains(err.Error(), "store down") {
+		t.Fatalf("flush with the store failing: %v", err)
+	}
+	checkNoStrayChunks(t, root, key)
+	if err := c.Upload(ctx, key); err != nil {
+		t.Fatalf("flush with the store back: %v", err)
+	}
+	checkComplete(t, s, key)
+	checkNoStrayChunks(t, root, key)
 }

@@ -15,8 +15,9 @@ import (
 // manifest. It returns a nil manifest (and a no-op unpin) when none is
 // staged. The caller must hold UploadLock, so that there is one pin.
 //
-// A pin left by a crash only delays the removal of the chunks it references
-// until the next upload, which replaces it and removes it when it ends.
+// unpin removes the pin and then the staged chunks only it kept. A pin left
+// by a crash only delays their removal until the next upload, which
+// replaces it and removes it when it ends.
 func (d *Dir) Pin() (m *manifest.Manifest, enc []byte, unpin func(), err error) {
 	unlock, err := d.Lock()
 	if err != nil {
@@ -30,7 +31,24 @@ func (d *Dir) Pin() (m *manifest.Manifest, enc []byte, unpin func(), err error) 
 	if err := d.writeAtomic(PinFile, enc); err != nil {
 		return nil, nil, nil, fmt.Errorf("pin the manifest being uploaded: %w", err)
 	}
-	return m, enc, func() { _ = os.Remove(filepath.Join(d.Path, PinFile)) }, nil
+	return m, enc, func() { d.unpin(m) }, nil
+}
+
+// unpin removes the pin of m and the staged chunks that only it kept: an
+// upload that failed (or was superseded) would otherwise leave them until
+// the next commit.
+func (d *Dir) unpin(m *manifest.Manifest) {
+	path := filepath.Join(d.Path, PinFile)
+	unlock, err := d.Lock()
+	if err != nil {
+		_ = os.Remove(path)
+		return
+	}
+	defer unlock()
+	_ = os.Remove(path)
+	if cur, _, err := d.Manifest(); err == nil && cur != nil && !SameState(cur, m) {
+		_ = d.gc(cur) // best effort: the next publish collects again
+	}
 }
 
 // pinned returns the manifest being uploaded, nil when there is none or it

@@ -9,8 +9,8 @@ import (
 )
 
 // TestSpool_PinKeepsChunksOfTheUpload: while a manifest is pinned (being
-// uploaded), publishing newer ones keeps its staged chunks; after unpin,
-// the next publish collects them. A damaged pin keeps nothing extra.
+// uploaded), publishing newer ones keeps its staged chunks; unpin collects
+// those only the pin kept. A damaged pin keeps nothing extra.
 func TestSpool_PinKeepsChunksOfTheUpload(t *testing.T) {
 	d, err := Open(t.TempDir(), "k", Info{Path: "/x", Name: "n"})
 	if err != nil {
@@ -48,13 +48,18 @@ func TestSpool_PinKeepsChunksOfTheUpload(t *testing.T) {
 	if !d.HasChunk(manifest.HashOf(a)) {
 		t.Fatal("a chunk of the pinned manifest was collected")
 	}
+	c3 := manifest.HashOf(chunk(3)) // staged again: the newest references it
 	unpin()
 	if _, err := os.Stat(filepath.Join(d.Path, PinFile)); !os.IsNotExist(err) {
 		t.Fatalf("pin file after unpin: %v", err)
 	}
-	publish(4, chunk(4))
+	// An upload that failed leaves nothing behind: the chunks only the
+	// pin kept go with it; those of the newest manifest stay.
 	if d.HasChunk(manifest.HashOf(a)) {
-		t.Fatal("a chunk of the unpinned manifest survived the next publish")
+		t.Fatal("a chunk only the pin kept survived unpin")
+	}
+	if !d.HasChunk(c3) {
+		t.Fatal("unpin collected a chunk of the staged manifest")
 	}
 
 	// A damaged pin (a torn write cannot happen, but a disk can) is
