@@ -13,6 +13,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestProgressOfEveryLongCommand: sync, flush, verify, restore and gc draw
@@ -124,16 +125,5 @@ func (s *testSpool) stageChunks(t *testing.T, path string) {
 			}
 		}
 	}
-	enc, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := d.Lock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	if _, err := d.Publish(m, enc); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Publish(t, d, m)
 }

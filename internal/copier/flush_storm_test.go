@@ -137,21 +137,29 @@ func TestFlushWaitingEndsWhenAnotherUploadReachesIt(t *testing.T) {
 	}
 
 	// The other upload records the goal: the flush ends, with no request.
+	flushWhileOtherUploads(t, c, s, d, goalEnc)
+	st.up.Unlock()
+}
+
+// flushWhileOtherUploads flushes key while another uploader (which the
+// caller holds the lock of) records enc uploaded: the flush must end with
+// no store request.
+func flushWhileOtherUploads(t *testing.T, c *Copier, s *memStore, d *spool.Dir, enc []byte) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		done <- c.Upload(ctx, key)
+		done <- c.Upload(ctx, d.Key)
 	}()
-	if err := d.MarkUploadedTo(goalEnc, c.targetIDs()); err != nil {
+	if err := d.MarkUploadedTo(enc, c.targetIDs()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
-		t.Fatalf("flush after another upload reached its goal: %v", err)
+		t.Fatalf("flush after another uploader reached its goal: %v", err)
 	}
-	st.up.Unlock()
 	if n := s.count("all"); n != 0 {
-		t.Errorf("the flush made %d store requests; another upload did the work", n)
+		t.Errorf("the flush made %d store requests; another uploader did the work", n)
 	}
 }
 
@@ -176,21 +184,7 @@ func TestFlushWaitingForAnotherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unlock()
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		done <- c.Upload(ctx, key)
-	}()
-	if err := d.MarkUploadedTo(goalEnc, c.targetIDs()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("flush after another process uploaded its goal: %v", err)
-	}
-	if n := s.count("all"); n != 0 {
-		t.Errorf("the flush made %d store requests; another process did the work", n)
-	}
+	flushWhileOtherUploads(t, c, s, d, goalEnc)
 }
 
 // checkNoStrayChunks fails if a staged chunk of key is not referenced by

@@ -44,6 +44,13 @@ func PublishManifest(t testing.TB, root, key string, info spool.Info, seq uint64
 	m := &manifest.Manifest{Name: info.Name, Seq: seq, CommitTime: commit, ChunkSize: 1 << 16,
 		Length: int64(len(data)), Chunk0: data, Chunks: []manifest.Hash{manifest.HashOf(data)},
 		VersionID: []byte{1}, HeaderHash: manifest.HashOf(data[:min(100, len(data))])}
+	Publish(t, d, m)
+	return d
+}
+
+// Publish encodes m and publishes it in the spool d under the spool lock.
+func Publish(t testing.TB, d *spool.Dir, m *manifest.Manifest) {
+	t.Helper()
 	enc, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +63,6 @@ func PublishManifest(t testing.TB, root, key string, info spool.Info, seq uint64
 	if _, err := d.Publish(m, enc); err != nil {
 		t.Fatal(err)
 	}
-	return d
 }
 
 // BuildVerneuilctl builds the CLI into dir and returns its path: the
