@@ -49,7 +49,11 @@ func TestRegression_FlushStarvesUnderCommitStorm(t *testing.T) {
 			}
 		}()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// A bound for a failure, not a timed assertion: before the fix the
+	// flush never ended while the writers ran; after it, it takes one or
+	// two uploads of the changed chunks (7 s here, about a minute under
+	// -race on a loaded 2-core machine).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	began := time.Now()
 	err := e.r.Flush(ctx)
 	took := time.Since(began)
@@ -57,7 +61,7 @@ func TestRegression_FlushStarvesUnderCommitStorm(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if err != nil {
-		t.Fatalf("flush during a commit storm did not end within a minute: %v", err)
+		t.Fatalf("flush during a commit storm did not end: %v", err)
 	}
 	t.Logf("flush during the storm took %v", took.Round(time.Millisecond))
 }
