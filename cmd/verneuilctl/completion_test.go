@@ -45,8 +45,8 @@ func TestZshCompletion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("completion zsh: exit %d: %s", code, errOut)
 	}
-	lines := []string{"verneuilctl res", "verneuilctl --config x.json restore --if-r", "verneuilctl --js", "verneuilctl gc --dry"}
-	want := []string{"restore", "--config x.json restore --if-replica-exists", "--json", "gc --dry-run"}
+	lines := []string{"verneuilctl res", "verneuilctl --config x.json restore --if-r", "verneuilctl --js", "verneuilctl gc --dry", "verneuilctl help manifest-n"}
+	want := []string{"restore", "--config x.json restore --if-replica-exists", "--json", "gc --dry-run", "help manifest-name"}
 	for _, how := range []string{"sourced", "fpath"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
