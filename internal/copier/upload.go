@@ -335,7 +335,7 @@ var errRestart = errors.New("staged manifest changed during upload")
 // It returns the manifest published (nil when there was nothing to do).
 func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*manifest.Manifest, int, error) {
 	began := time.Now()
-	m, enc, err := d.Manifest()
+	m, _, err := d.Manifest()
 	if err != nil {
 		return nil, 0, stagedManifestError(err)
 	}
