@@ -128,7 +128,9 @@ func TestCoalescing(t *testing.T) {
 // database for as long as it keeps committing.
 func TestCoalescingSlotsDoNotDrift(t *testing.T) {
 	s := newMemStore()
-	const interval = time.Second
+	// Long enough that the second upload still waits for its slot when
+	// the test reaches it on a loaded machine.
+	const interval = 8 * time.Second
 	release := make(chan struct{})
 	s.setFail(func(op, key string) error {
 		if strings.Contains(key, "blocker") {
@@ -143,8 +145,11 @@ func TestCoalescingSlotsDoNotDrift(t *testing.T) {
 	waitFor(t, 5*time.Second, "the blocker to hold the only worker", func() bool { return c.Stats().Running == 1 })
 
 	stage(t, root, "hot", 1, data)
-	due := time.Now()
+	// The copier takes its own clock reading inside Notify: the first
+	// upload was due somewhere in [dueFrom, dueTo].
+	dueFrom := time.Now()
 	c.Notify("hot") // due now, but the only worker is busy
+	dueTo := time.Now()
 	time.Sleep(300 * time.Millisecond)
 	close(release)
 	waitFor(t, 5*time.Second, "hot's first upload to end", func() bool {
@@ -159,12 +164,16 @@ func TestCoalescingSlotsDoNotDrift(t *testing.T) {
 		t.Fatalf("hot not waiting for its next slot: %+v", st)
 	}
 	// The next slot is one interval less the tolerance (half an
-	// interval) after the first was due; a drifting schedule would put it
-	// ≥ 300 ms later.
-	if d := st.NextAttempt.Sub(due); d < interval/2 || d > interval/2+150*time.Millisecond {
-		t.Fatalf("next slot %v after the first was due; want %v", d, interval/2)
+	// interval) after the first was due; a drifting schedule would count
+	// from the upload's start instead, ≥ 300 ms after dueTo (the sleep
+	// before release). Bounds from both clock readings keep this free of
+	// scheduling delays on a loaded machine.
+	lo, hi := dueFrom.Add(interval/2), dueTo.Add(interval/2)
+	if st.NextAttempt.Before(lo) || st.NextAttempt.After(hi) {
+		t.Fatalf("next slot %v after the first was due (between %v and %v after dueFrom); want one interval less the tolerance",
+			st.NextAttempt.Sub(dueFrom), interval/2, hi.Sub(dueFrom))
 	}
-	waitFor(t, 5*time.Second, "hot's second upload", func() bool { return latestSeq(t, s, "hot") == 2 })
+	waitFor(t, interval+5*time.Second, "hot's second upload", func() bool { return latestSeq(t, s, "hot") == 2 })
 }
 
 func slicesSortTimes(ts []time.Time) {
