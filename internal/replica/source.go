@@ -9,7 +9,6 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
-	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -30,6 +29,8 @@ type Source struct {
 	lastErr   error
 	errSince  time.Time
 	held      map[uint64]*held
+	// bases holds the base of the last delta manifest resolved.
+	bases restore.BaseCache
 
 	// Readahead state: the last chunk missed, the end of the window
 	// fetched ahead of it, and the next window's size.
@@ -126,22 +127,18 @@ func (s *Source) Current(force bool) (*manifest.Manifest, error) {
 }
 
 // check asks the store whether latest changed since tag and loads it when
-// it did; (nil, tag, nil) means unchanged.
+// it did, in one conditional GET (and the delta's base when it is not the
+// one resolved last); (nil, tag, nil) means unchanged.
 func (s *Source) check(tag string) (*manifest.Manifest, string, error) {
 	ctx, cancel := s.mgr.ctx()
 	defer cancel()
-	st := s.mgr.opts.Store
 	s.mgr.stats.tagChecks.Add(1)
-	newTag, err := blob.Tag(ctx, st, names.LatestKey(s.target.Key), tag)
+	m, newTag, err := restore.LatestTagged(ctx, s.mgr.opts.Store, s.target.Key, tag, &s.bases)
 	if errors.Is(err, blob.ErrNotModified) {
 		return nil, tag, nil
 	}
 	if err != nil {
 		return nil, tag, fmt.Errorf("check latest of %s: %w", s.target.What, err)
-	}
-	m, err := restore.Latest(ctx, st, s.target.Key)
-	if err != nil {
-		return nil, tag, err
 	}
 	s.mgr.stats.manifestLoads.Add(1)
 	return m, newTag, nil
