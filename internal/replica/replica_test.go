@@ -31,7 +31,7 @@ type counting struct {
 	// tagged counts conditional GETs (GetTagged), unchanged those
 	// answered not-modified (no body).
 	tagged, unchanged atomic.Int64
-	gate                         func(ctx context.Context) error
+	gate              func(ctx context.Context) error
 }
 
 func (c *counting) Get(ctx context.Context, key string) ([]byte, error) {
