@@ -42,7 +42,7 @@ func (c *BaseCache) drop() { c.put(0, nil) }
 // blob.GetTagged): it returns an error wrapping blob.ErrNotModified while
 // latest still has tag known, and otherwise the manifest and latest's new
 // tag. A delta's base comes from bases (nil: none) when it holds that
-// version, and is kept there after a fetch. A cached base that does not
+// version, and is kept there after a fetch once the delta applied to it. A cached base that does not
 // resolve the delta (the digest it names differs) is dropped and fetched
 // again, so the cache never turns a good delta into an error.
 func LatestTagged(ctx context.Context, s blob.Store, key, known string, bases *BaseCache) (*manifest.Manifest, string, error) {
@@ -59,6 +59,8 @@ func LatestTagged(ctx context.Context, s blob.Store, key, known string, bases *B
 	fetch := BaseFetcher(ctx, s, key)
 	cachedFetch := fetch
 	usedCache := false
+	var fetchedSeq uint64
+	var fetched []byte // a base fetched, cached once the delta resolved
 	if bases != nil {
 		cachedFetch = func(seq uint64) ([]byte, error) {
 			if b := bases.get(seq); b != nil {
@@ -66,9 +68,7 @@ func LatestTagged(ctx context.Context, s blob.Store, key, known string, bases *B
 				return b, nil
 			}
 			b, err := fetch(seq)
-			if err == nil {
-				bases.put(seq, b)
-			}
+			fetchedSeq, fetched = seq, b
 			return b, err
 		}
 	}
@@ -79,6 +79,9 @@ func LatestTagged(ctx context.Context, s blob.Store, key, known string, bases *B
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("latest manifest of %s: %w", key, err)
+	}
+	if fetched != nil {
+		bases.put(fetchedSeq, fetched) // verified: the delta applied to it
 	}
 	if err := checkName(m, key); err != nil {
 		return nil, "", fmt.Errorf("latest manifest of %s: %w", key, err)
