@@ -246,8 +246,9 @@ static int sourceBegin(SSource *src, SFile *p, int force){
   int rc;
 
   pthread_mutex_lock(&gMutex);
-  if( gForked && !force && src->pCur ) now = src->nextCheck-1; /* no refresh: keep the version */
-  if( !force && src->pCur && now<src->nextCheck ){
+  /* Within the interval, or in a forked child (no refresh there): keep
+  ** the current version. */
+  if( !force && src->pCur && (now<src->nextCheck || gForked) ){
     v = src->pCur;
     if( p && p->pVer!=v ){
       vOld = p->pVer;
