@@ -182,8 +182,8 @@ func run(sizeMB, queries, rounds int) error {
 		return err
 	}
 	reqs := srv.Requests.Load() - reqBefore
-	fmt.Printf("cold open + point query (fresh process, empty caches): %v, %d requests (target ≤ 6; %d manifest GETs, %d checks, %d chunk GETs), %d KiB fetched = %.3f%% of the database (target ≤ 1%%)\n",
-		cold.OpenQuery.Round(time.Microsecond), reqs, cold.Stats.ManifestLoads, cold.Stats.TagChecks, cold.Stats.ChunkFetches,
+	fmt.Printf("cold open + point query (fresh process, empty caches): %v, %d requests (target ≤ 6; %d reads of latest, %d chunk GETs), %d KiB fetched = %.3f%% of the database (target ≤ 1%%)\n",
+		cold.OpenQuery.Round(time.Microsecond), reqs, cold.Stats.TagChecks, cold.Stats.ChunkFetches,
 		cold.Stats.ChunkBytes>>10, 100*float64(cold.Stats.ChunkBytes)/float64(size))
 
 	// Full scans: rounds alternate the replica (a fresh process with
@@ -415,7 +415,9 @@ func child(role string) error {
 		}
 		res.WarmScan = time.Since(start)
 		after, _ := r.SnapshotStats()
-		res.WarmRequests = after.ChunkFetches - before.ChunkFetches + after.TagChecks - before.TagChecks + after.ManifestLoads - before.ManifestLoads
+		// A read of latest is one request, whether or not it loaded a
+		// manifest (a delta's base would be one more).
+		res.WarmRequests = after.ChunkFetches - before.ChunkFetches + after.TagChecks - before.TagChecks
 	}
 	res.Stats, _ = r.SnapshotStats()
 	return json.NewEncoder(os.Stdout).Encode(res)

@@ -44,3 +44,43 @@ func (l *lazyStore) Tag(ctx context.Context, key, known string) (string, error) 
 	}
 	return Tag(ctx, s, key, known)
 }
+
+// TaggedGetter is implemented by stores that can make TagChecker's check
+// and the read of a changed object one request: an S3 GET with
+// If-None-Match, an open and fstat(2) of a local file.
+type TaggedGetter interface {
+	// GetTagged returns the object and its current tag (as Tag returns
+	// it). When known is not "" and the object still has that tag, it
+	// returns no data and an error wrapping ErrNotModified. A missing
+	// object is an error wrapping ErrNotFound.
+	GetTagged(ctx context.Context, key, known string) (data []byte, tag string, err error)
+}
+
+// GetTagged reads key and its tag unless it still has tag known (see
+// TaggedGetter): one request on a TaggedGetter; otherwise Tag, then Get
+// when the tag changed (the tag is taken first, so a change in between
+// shows at the next check, never the reverse). A store that implements
+// neither returns the object with tag "".
+func GetTagged(ctx context.Context, s Store, key, known string) ([]byte, string, error) {
+	if tg, ok := s.(TaggedGetter); ok {
+		return tg.GetTagged(ctx, key, known)
+	}
+	tag, err := Tag(ctx, s, key, known)
+	if err != nil {
+		return nil, tag, err
+	}
+	data, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, "", err
+	}
+	return data, tag, nil
+}
+
+// GetTagged implements TaggedGetter by opening the store first.
+func (l *lazyStore) GetTagged(ctx context.Context, key, known string) ([]byte, string, error) {
+	s, err := l.store(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("get %s: %w", key, err)
+	}
+	return GetTagged(ctx, s, key, known)
+}

@@ -89,7 +89,7 @@ type Options struct {
 // Stats count a Manager's work.
 type Stats struct {
 	ManifestLoads  int64 `json:"manifest_loads"`  // manifests loaded from the store
-	TagChecks      int64 `json:"tag_checks"`      // conditional checks of latest
+	TagChecks      int64 `json:"tag_checks"`      // reads of latest: opens, then conditional (If-None-Match) checks
 	ChunkFetches   int64 `json:"chunk_fetches"`   // chunk GETs from the store
 	ChunkBytes     int64 `json:"chunk_bytes"`     // bytes of chunks fetched (decoded)
 	DiskHits       int64 `json:"disk_hits"`       // chunks read from the disk cache
@@ -303,8 +303,9 @@ func (m *Manager) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Open returns the source of t, shared with the other connections of the
-// process, loading its manifest when it is new (one conditional check and
-// one GET for the latest version). Close releases it.
+// process, loading its manifest when it is new (for the latest version one
+// GET of latest with its tag, and one of its base when it is a delta).
+// Close releases it.
 func (m *Manager) Open(t Target) (*Source, error) {
 	id := t.id()
 	m.mu.Lock()
@@ -383,13 +384,9 @@ func (m *Manager) load(t Target) (*Source, error) {
 	case !t.At.IsZero():
 		mf, err = restore.At(ctx, m.opts.Store, t.Key, t.At)
 	default:
-		// The tag first: if latest changes in between, the next check
-		// sees a new tag and loads it again (never the reverse).
+		// One read of latest with its tag (and of the delta's base).
 		m.stats.tagChecks.Add(1)
-		s.tag, err = blob.Tag(ctx, m.opts.Store, names.LatestKey(t.Key), "")
-		if err == nil {
-			mf, err = restore.Latest(ctx, m.opts.Store, t.Key)
-		}
+		mf, s.tag, err = restore.LatestTagged(ctx, m.opts.Store, t.Key, "", &s.bases)
 	}
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
-	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -29,7 +28,11 @@ type Source struct {
 	lastCheck time.Time
 	lastErr   error
 	errSince  time.Time
+	failures  int       // failed checks since errSince
+	warnedAt  time.Time // last warning of the failures
 	held      map[uint64]*held
+	// bases holds the base of the last delta manifest resolved.
+	bases restore.BaseCache
 
 	// Readahead state: the last chunk missed, the end of the window
 	// fetched ahead of it, and the next window's size.
@@ -56,6 +59,10 @@ func (s *Source) What() string { return s.target.What }
 // Pinned reports whether the source is one fixed version.
 func (s *Source) Pinned() bool { return s.target.pinned() }
 
+// refreshWarnEvery: while a database's refresh keeps failing, one warning
+// per interval (with the count of failures).
+const refreshWarnEvery = time.Minute
+
 // Status is a source's state.
 type Status struct {
 	Version    uint64
@@ -67,13 +74,15 @@ type Status struct {
 	// (since ErrorSince), nil after a success.
 	LastError  error
 	ErrorSince time.Time
+	// Failures counts the failed checks since ErrorSince.
+	Failures int
 }
 
 // Status returns the source's current version and refresh state.
 func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{s.cur.Seq, s.cur.CommitTime, s.cur.Length, s.cur.ChunkSize, s.lastCheck, s.lastErr, s.errSince}
+	return Status{s.cur.Seq, s.cur.CommitTime, s.cur.Length, s.cur.ChunkSize, s.lastCheck, s.lastErr, s.errSince, s.failures}
 }
 
 // Current returns the current manifest, checking first for a newer version
@@ -107,15 +116,26 @@ func (s *Source) Current(force bool) (*manifest.Manifest, error) {
 	s.lastCheck = time.Now()
 	if err != nil {
 		if s.lastErr == nil {
-			s.errSince = s.lastCheck
+			s.errSince, s.failures, s.warnedAt = s.lastCheck, 0, time.Time{}
 		}
 		s.lastErr = err
+		s.failures++
 		s.mgr.stats.refreshErrors.Add(1)
-		s.mgr.log.Warn("snapshot: refresh failed; reading the version already loaded",
-			"db", s.target.What, "version", s.cur.Seq, "lag", time.Since(s.cur.CommitTime).Round(time.Millisecond), "err", err)
+		// The first failure, then one line per refreshWarnEvery (a check
+		// runs every interval while connections read).
+		if s.warnedAt.IsZero() || s.lastCheck.Sub(s.warnedAt) >= refreshWarnEvery {
+			s.warnedAt = s.lastCheck
+			s.mgr.log.Warn("snapshot: refresh failed; reading the version already loaded",
+				"db", s.target.What, "version", s.cur.Seq, "lag", time.Since(s.cur.CommitTime).Round(time.Millisecond),
+				"failures", s.failures, "failing_since", s.errSince.UTC().Format(time.RFC3339), "err", err)
+		}
 		return s.cur, err
 	}
-	s.lastErr = nil
+	if s.lastErr != nil {
+		s.mgr.log.Info("snapshot: refresh works again", "db", s.target.What,
+			"failures", s.failures, "failed_for", s.lastCheck.Sub(s.errSince).Round(time.Millisecond))
+	}
+	s.lastErr, s.failures = nil, 0
 	if m != nil {
 		s.tag = newTag
 		if m.Seq > s.cur.Seq { // never backwards
@@ -126,22 +146,18 @@ func (s *Source) Current(force bool) (*manifest.Manifest, error) {
 }
 
 // check asks the store whether latest changed since tag and loads it when
-// it did; (nil, tag, nil) means unchanged.
+// it did, in one conditional GET (and the delta's base when it is not the
+// one resolved last); (nil, tag, nil) means unchanged.
 func (s *Source) check(tag string) (*manifest.Manifest, string, error) {
 	ctx, cancel := s.mgr.ctx()
 	defer cancel()
-	st := s.mgr.opts.Store
 	s.mgr.stats.tagChecks.Add(1)
-	newTag, err := blob.Tag(ctx, st, names.LatestKey(s.target.Key), tag)
+	m, newTag, err := restore.LatestTagged(ctx, s.mgr.opts.Store, s.target.Key, tag, &s.bases)
 	if errors.Is(err, blob.ErrNotModified) {
 		return nil, tag, nil
 	}
 	if err != nil {
 		return nil, tag, fmt.Errorf("check latest of %s: %w", s.target.What, err)
-	}
-	m, err := restore.Latest(ctx, st, s.target.Key)
-	if err != nil {
-		return nil, tag, err
 	}
 	s.mgr.stats.manifestLoads.Add(1)
 	return m, newTag, nil

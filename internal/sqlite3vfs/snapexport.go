@@ -267,8 +267,8 @@ func snapshotPragma(m *replica.Manager, s *replica.Source, name string, seq uint
 	case "verneuil_snapshot_refresh":
 		st := s.Status()
 		if st.LastError != nil {
-			return "", fmt.Errorf("verneuil_snapshot: refresh of %s failed (failing since %s; reading version %d): %v",
-				s.What(), st.ErrorSince.UTC().Format(time.RFC3339), st.Version, st.LastError)
+			return "", fmt.Errorf("verneuil_snapshot: refresh of %s failed (%d checks failed since %s; reading version %d): %v",
+				s.What(), st.Failures, st.ErrorSince.UTC().Format(time.RFC3339), st.Version, st.LastError)
 		}
 		return strconv.FormatUint(st.Version, 10), nil
 	case "verneuil_snapshot_stats":
@@ -277,7 +277,7 @@ func snapshotPragma(m *replica.Manager, s *replica.Source, name string, seq uint
 		out := map[string]any{"version": strconv.FormatUint(st.Version, 10), "commit_time": st.CommitTime.UTC(), "last_check": st.LastCheck.UTC(),
 			"process": m.Stats(), "memory": ReadSnapshotStats()}
 		if st.LastError != nil {
-			out["last_error"], out["failing_since"] = st.LastError.Error(), st.ErrorSince.UTC()
+			out["last_error"], out["failing_since"], out["failures"] = st.LastError.Error(), st.ErrorSince.UTC(), st.Failures
 		}
 		b, err := json.Marshal(out)
 		return string(b), err

@@ -39,6 +39,7 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -98,6 +99,33 @@ static SSource *gSources = 0;
 static SVersion *gVersions = 0;
 static uint32_t gEpoch = 0;
 static vsnap_stats gSnapStats;
+
+/* fork() without exec: the Go runtime's threads do not exist in the child,
+** and a call into Go there never returns. A pthread_atfork handler sets
+** gForked in the child; the VFS then never calls Go: files keep the
+** version they hold and read the chunks cached in memory, a miss is
+** SQLITE_IOERR_READ, an open SQLITE_CANTOPEN, a pragma an error, each
+** explained once on stderr and in sqlite3_log. gMutex is held across fork()
+** so that the child's copy of the cache is consistent and unlocked. */
+static int gForked = 0;
+static int gAtfork = 0; /* the handlers are installed */
+static const char gForkedMsg[] = "verneuil_snapshot: not available in a child process forked without exec "
+  "(the Go runtime does not survive fork): only chunks already in memory can be read";
+static void snapBeforeFork(void){ pthread_mutex_lock(&gMutex); }
+static void snapParentAfterFork(void){ pthread_mutex_unlock(&gMutex); }
+static void snapChildAfterFork(void){ gForked = 1; pthread_mutex_unlock(&gMutex); }
+
+/* Reports, once per child, that Go is out of reach; returns rc. */
+static int forkedError(int rc, const char *zWhat){
+  static int told = 0;
+  sqlite3_log(rc, "%s (%s)", gForkedMsg, zWhat);
+  if( !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED) ){
+    char buf[320];
+    int n = snprintf(buf, sizeof(buf), "%s (pid %d)\n", gForkedMsg, (int)getpid());
+    if( n>0 && write(2, buf, (size_t)(n<(int)sizeof(buf) ? n : (int)sizeof(buf)-1))<0 ){ /* nothing to do */ }
+  }
+  return rc;
+}
 
 static const sqlite3_io_methods gSnapIo;
 
@@ -193,7 +221,7 @@ static void versionUnref(SVersion *v, uint64_t *pH, uint64_t *pSeq){
 }
 
 static void releaseGo(uint64_t h, uint64_t seq){
-  if( h ) verneuilGoSnapRelease(h, seq);
+  if( h && !gForked ) verneuilGoSnapRelease(h, seq);
 }
 
 /* Patch the epoch of v into its header copy. */
@@ -218,7 +246,9 @@ static int sourceBegin(SSource *src, SFile *p, int force){
   int rc;
 
   pthread_mutex_lock(&gMutex);
-  if( !force && src->pCur && now<src->nextCheck ){
+  /* Within the interval, or in a forked child (no refresh there): keep
+  ** the current version. */
+  if( !force && src->pCur && (now<src->nextCheck || gForked) ){
     v = src->pCur;
     if( p && p->pVer!=v ){
       vOld = p->pVer;
@@ -234,6 +264,7 @@ static int sourceBegin(SSource *src, SFile *p, int force){
   gSnapStats.begins++;
   pthread_mutex_unlock(&gMutex);
 
+  if( gForked ) return forkedError(SQLITE_IOERR_READ, "refresh");
   memset(&info, 0, sizeof(info));
   rc = verneuilGoSnapBegin(src->h, force, curSeq, &info);
   if( rc!=SQLITE_OK ) return rc;
@@ -325,6 +356,7 @@ static int readChunk(SFile *p, SVersion *v, int i, unsigned char *dst, int withi
   }
   gSnapStats.misses++;
   pthread_mutex_unlock(&gMutex);
+  if( gForked ) return forkedError(SQLITE_IOERR_READ, "read of a chunk not in memory");
   a = (unsigned char*)malloc(len>0 ? len : 1);
   if( a==0 ) return SQLITE_IOERR_NOMEM;
   rc = verneuilGoSnapChunk(p->pSrc->h, v->info.seq, i, a, len);
@@ -425,6 +457,10 @@ static int sFileControl(sqlite3_file *f, int op, void *pArg){
     if( az[1]==0 || sqlite3_strnicmp(az[1], "verneuil_snapshot", 17)!=0 ){
       return SQLITE_NOTFOUND;
     }
+    if( gForked ){
+      az[0] = sqlite3_mprintf("%s", gForkedMsg);
+      return forkedError(SQLITE_ERROR, az[1]);
+    }
     force = isPragma(az[1], "verneuil_snapshot_refresh");
     if( force ){
       /* Check now; a file in a read transaction keeps its version. */
@@ -464,7 +500,7 @@ static int sClose(sqlite3_file *f){
   pthread_mutex_unlock(&gMutex);
   releaseGo(h1, s1);
   releaseGo(h2, s2);
-  if( hSrc ) verneuilGoSnapClose(hSrc);
+  if( hSrc && !gForked ) verneuilGoSnapClose(hSrc);
   return SQLITE_OK;
 }
 
@@ -495,6 +531,7 @@ static int snapOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
                 "journal, WAL or other file", zName);
     return SQLITE_CANTOPEN;
   }
+  if( gForked ) return forkedError(SQLITE_CANTOPEN, zName);
   h = verneuilGoSnapOpen((char*)zName,
                          (char*)sqlite3_uri_parameter(zName, "version"),
                          (char*)sqlite3_uri_parameter(zName, "at"), &zErr);
@@ -587,6 +624,13 @@ int vsnap_register(const char *zName, int64_t memMax){
   if( gUnix ) return SQLITE_OK;
   gUnix = sqlite3_vfs_find("unix");
   if( gUnix==0 || gUnix->iVersion<2 ) return SQLITE_ERROR;
+  if( !gAtfork ){
+    if( pthread_atfork(snapBeforeFork, snapParentAfterFork, snapChildAfterFork)!=0 ){
+      gUnix = 0;
+      return SQLITE_ERROR;
+    }
+    gAtfork = 1;
+  }
   strncpy(gSnapName, zName, sizeof(gSnapName)-1);
   memset(&gSnapVfs, 0, sizeof(gSnapVfs));
   gSnapVfs.iVersion = 2;

@@ -270,14 +270,25 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 var errRangeNotSatisfiable = errors.New("range not satisfiable")
 
 func (s *Store) get(ctx context.Context, op, key string, rng *string) ([]byte, *s3.GetObjectOutput, error) {
+	return s.getWith(ctx, op, key, &s3.GetObjectInput{Range: rng})
+}
+
+// getWith is get with more of the request's fields set in in (Bucket and
+// Key are filled in).
+func (s *Store) getWith(ctx context.Context, op, key string, in *s3.GetObjectInput) ([]byte, *s3.GetObjectOutput, error) {
 	k, err := s.key(key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	out, err := s.cli.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k, Range: rng})
+	in.Bucket, in.Key = &s.bucket, k
+	out, err := s.cli.GetObject(ctx, in)
 	if err != nil {
-		if status, code := errorCode(err); rng != nil && (status == http.StatusRequestedRangeNotSatisfiable || code == "InvalidRange") {
+		status, code := errorCode(err)
+		if in.Range != nil && (status == http.StatusRequestedRangeNotSatisfiable || code == "InvalidRange") {
 			return nil, nil, errRangeNotSatisfiable
+		}
+		if in.IfNoneMatch != nil && status == http.StatusNotModified {
+			return nil, nil, fmt.Errorf("%s %s: %w", op, key, blob.ErrNotModified)
 		}
 		return nil, nil, s.classify(ctx, op, key, err)
 	}

@@ -2,6 +2,7 @@ package s3blob
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -41,4 +42,29 @@ func (s *Store) Tag(ctx context.Context, key, known string) (string, error) {
 		return known, fmt.Errorf("tag %s: %w", key, blob.ErrNotModified)
 	}
 	return *out.ETag, nil
+}
+
+// GetTagged implements blob.TaggedGetter with one GET carrying
+// If-None-Match: known, which the server answers with 304 Not Modified and
+// no body while the object is unchanged. A server that ignores the
+// condition still returns the ETag, which is compared.
+func (s *Store) GetTagged(ctx context.Context, key, known string) ([]byte, string, error) {
+	in := &s3.GetObjectInput{}
+	if known != "" {
+		in.IfNoneMatch = aws.String(known)
+	}
+	data, out, err := s.getWith(ctx, "get", key, in)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotModified) {
+			return nil, known, err
+		}
+		return nil, "", err
+	}
+	if out.ETag == nil || *out.ETag == "" {
+		return nil, "", fmt.Errorf("get %s: %s returned no ETag: %w", key, s, blob.ErrPermanent)
+	}
+	if known != "" && *out.ETag == known {
+		return nil, known, fmt.Errorf("get %s: %w", key, blob.ErrNotModified)
+	}
+	return data, *out.ETag, nil
 }
