@@ -1,4 +1,4 @@
-package verneuil
+package replicator
 
 import (
 	"context"
