@@ -2,7 +2,6 @@ package verneuil_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -59,11 +58,7 @@ func TestPublicAPIReplicates(t *testing.T) {
 	}
 
 	path := filepath.Join(dir, "app.db")
-	db, err := sql.Open("sqlite3", "file:"+path+"?vfs="+verneuil.VFSName+"&_journal_mode=TRUNCATE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openPublic(t, path)
 	mustExec(t, db, "CREATE TABLE t(x)")
 	mustExec(t, db, "INSERT INTO t VALUES (randomblob(200000))")
 	if err := r.FlushDB(ctx, path); err != nil {

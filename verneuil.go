@@ -30,6 +30,7 @@ package verneuil
 
 import (
 	"context"
+	"errors"
 
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/replicator"
@@ -45,7 +46,7 @@ const SnapshotVFSName = "verneuil_snapshot"
 // Config is a parsed, validated replication configuration: the JSON
 // document of docs/CONFIG.md. Obtain one with ConfigFromEnv, LoadConfig or
 // DefaultConfig; its String method prints the effective configuration
-// (defaults filled in) as JSON.
+// (defaults filled in) as JSON. A nil or zero Config is DefaultConfig.
 type Config struct {
 	c *config.Config
 }
@@ -70,7 +71,15 @@ func wrapConfig(c *config.Config, err error) (*Config, error) {
 }
 
 // String returns the effective configuration as JSON.
-func (c *Config) String() string { return c.c.String() }
+func (c *Config) String() string { return c.internal().String() }
+
+// internal returns the configuration c stands for.
+func (c *Config) internal() *config.Config {
+	if c == nil || c.c == nil {
+		return config.Default()
+	}
+	return c.c
+}
 
 // Replicator is the running replication of a process.
 type Replicator struct {
@@ -81,26 +90,36 @@ type Replicator struct {
 // named VFSName and SnapshotVFSName; a nil cfg means DefaultConfig. Only
 // one Replicator may run at a time; Close it before starting another.
 func Start(ctx context.Context, cfg *Config) (*Replicator, error) {
-	if cfg == nil {
-		cfg = DefaultConfig()
-	}
-	r, err := replicator.Start(ctx, cfg.c)
+	r, err := replicator.Start(ctx, cfg.internal())
 	if err != nil {
 		return nil, err
 	}
 	return &Replicator{r: r}, nil
 }
 
+// ErrClosed is returned by Flush and FlushDB after Close: what is
+// committed after Close is not replicated, so no flush can vouch for it.
+var ErrClosed = errors.New("verneuil: replication is closed")
+
+// publicError returns err with the wiring's sentinel errors replaced by
+// this package's.
+func publicError(err error) error {
+	if errors.Is(err, replicator.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
 // Flush uploads everything committed so far through this process and
 // returns once it is in every target.
-func (r *Replicator) Flush(ctx context.Context) error { return r.r.Flush(ctx) }
+func (r *Replicator) Flush(ctx context.Context) error { return publicError(r.r.Flush(ctx)) }
 
 // FlushDB uploads what was committed to the database at path and returns
 // once it is in every target. The database need not be open in this
 // process: the spool left by a closed connection (or by an earlier process
 // with the same configuration) is uploaded as well.
 func (r *Replicator) FlushDB(ctx context.Context, path string) error {
-	return r.r.FlushDB(ctx, path)
+	return publicError(r.r.FlushDB(ctx, path))
 }
 
 // Close builds pending manifests, tries to upload them within ctx, and

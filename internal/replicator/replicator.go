@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
@@ -36,6 +37,8 @@ const SnapshotVFSName = "verneuil_snapshot"
 // Replicator is the running replication of a process: the tracker behind
 // the VFS and the copier that uploads spools.
 type Replicator struct {
+	// closed is set by Close: Flush and FlushDB then fail with ErrClosed.
+	closed  atomic.Bool
 	cfg     *config.Config
 	log     *slog.Logger
 	stores  []blob.Store
@@ -55,6 +58,10 @@ var (
 func Start(ctx context.Context, cfg *config.Config) (*Replicator, error) {
 	return StartWithHooks(ctx, cfg, nil)
 }
+
+// ErrClosed is returned by Flush and FlushDB after Close: what is
+// committed after Close is not replicated, so no flush can vouch for it.
+var ErrClosed = errors.New("verneuil: replication is closed")
 
 // HookWrapper puts a layer between the VFS and the tracker: it receives the
 // tracker and the open targets and returns what the VFS calls. Tools and
@@ -253,6 +260,9 @@ func OpenTargets(ctx context.Context, cfg *config.Config) ([]blob.Store, error) 
 // Flush uploads everything committed so far through this process and
 // returns once it is in every target.
 func (r *Replicator) Flush(ctx context.Context) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
 	if err := r.tracker.Flush(ctx); err != nil {
 		return err
 	}
@@ -282,6 +292,7 @@ func (r *Replicator) Close(ctx context.Context) error {
 	if active != r {
 		return nil
 	}
+	r.closed.Store(true)
 	sqlite3vfs.SetHooks(nil, nil)
 	sqlite3vfs.SetSnapshotManager(nil)
 	r.snapshots.Wait()
