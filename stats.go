@@ -26,6 +26,13 @@ type Stats struct {
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.
 	Scans, ScanErrors int64
+	// Resequenced counts manifests renumbered after the store's latest
+	// (clock skew, docs/FORMAT.md); Superseded the staged manifests not
+	// published because the store holds a newer state of the database.
+	Resequenced, Superseded int64
+	// Panics counts panics recovered in the background uploads (each
+	// failed the upload it happened in, which is retried).
+	Panics int64
 	// LagN counts published manifests; LagSum and LagMax are the sum and
 	// the maximum of their replication lag (commit to visible in every
 	// target), in seconds.
@@ -96,6 +103,7 @@ func statsOf(s copier.Snapshot) Stats {
 		ChunksUploaded: s.ChunksUploaded, BytesUploaded: s.BytesUploaded,
 		Manifests: s.Manifests, ManifestBytes: s.ManifestBytes,
 		Scans: s.Scans, ScanErrors: s.ScanErrors,
+		Resequenced: s.Resequenced, Superseded: s.Superseded, Panics: s.Panics,
 		LagN: s.Lag.N, LagSum: s.Lag.Sum, LagMax: s.Lag.Max,
 		Databases: s.Databases, PendingDatabases: s.PendingDatabases, FailingDatabases: s.FailingDatabases,
 		SpoolBytes:          s.SpoolBytes,
