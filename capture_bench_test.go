@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
@@ -254,7 +254,7 @@ func startLongReplicator(b *testing.B, dir string) {
 	if err := os.MkdirAll(filepath.Join(dir, "store"), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	r, err := verneuil.Start(context.Background(), cfg)
+	r, err := replicator.Start(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
@@ -74,17 +74,7 @@ func TestRegression_ReplicaNameCollisionAtRuntime(t *testing.T) {
 	if err := e.r.FlushDB(ctx, y); err != nil {
 		t.Fatalf("FlushDB(%s): %v", y, err)
 	}
-	m, err := restore.Latest(ctx, e.r.Targets()[0], e.key(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "restored.db")
-	if err := restore.ToFile(ctx, e.r.Targets()[0], m, out); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, y); got != want {
-		t.Fatalf("the replica of %s is not %s (%s)", y, y, describeDiff(out, y))
-	}
+	testutil.RestoreCompare(t, e.r.Targets()[0], e.key(y), y)
 }
 
 // TestRegression_NamesKeyThroughSymlink: a names key written through a
@@ -111,7 +101,7 @@ func TestRegression_NamesKeyThroughSymlink(t *testing.T) {
 	})
 	ctx := context.Background()
 	for _, p := range []string{viaLink, filepath.Join(realDir, "app.db")} {
-		if name, _, err := verneuil.ReplicaName(e.cfg, p, ""); err != nil || name != "app/main" {
+		if name, _, err := replicator.ReplicaName(e.cfg, p, ""); err != nil || name != "app/main" {
 			t.Fatalf("ReplicaName(%s) = %q, %v; want the configured \"app/main\"", p, name, err)
 		}
 	}
@@ -159,14 +149,8 @@ func TestRegression_ReplacedFileIsNotACollision(t *testing.T) {
 	if err := e.r.FlushDB(ctx, path); err != nil {
 		t.Fatalf("FlushDB on the replaced file: %v", err)
 	}
-	m := e.latest(path)
-	out := filepath.Join(t.TempDir(), "restored.db")
-	if err := restore.ToFile(ctx, e.r.Targets()[0], m, out); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
-		t.Fatalf("the replica is not the replaced file (%s)", describeDiff(out, path))
-	}
+	// The replica is the replaced file.
+	testutil.RestoreCompare(t, e.r.Targets()[0], e.key(path), path)
 }
 
 // TestRegression_UnreplicatedPragmaFlushFails: a database whose spool

@@ -2,7 +2,6 @@ package verneuil_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestRegression_CommitRescanDoesNotStall: the first commit through
@@ -115,15 +115,7 @@ func assertConsistentReplica(t *testing.T, e *env, path string) {
 	if err := restore.ToFile(context.Background(), e.r.Targets()[0], e.latest(path), out); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	r, err := sql.Open("sqlite3", "file:"+out+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var ic string
-	if err := r.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil || ic != "ok" {
-		t.Fatalf("the published replica is not a consistent database: %q, %v", ic, err)
-	}
+	testutil.IntegrityCheck(t, out)
 }
 
 // TestCommitRescan_ExclusiveLockingMode: a connection in

@@ -3,18 +3,14 @@ package verneuil_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
-	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
@@ -25,29 +21,20 @@ type env struct {
 	t     testing.TB
 	dir   string
 	cfg   *config.Config
-	r     *verneuil.Replicator
+	r     *replicator.Replicator
 	store string
 }
 
 func newEnv(t testing.TB, mutate ...func(*config.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{
-		SpoolDir: filepath.Join(dir, "spool"),
-		Targets:  []config.Target{{URL: config.FileURL(store)}},
-		LogLevel: "error",
-		Hostname: "testhost",
-	}
-	cfg.ApplyDefaults()
+	cfg := testutil.LocalConfig(t, dir, "testhost")
+	store := cfg.Targets[0].Dir()
 	cfg.ScanInterval = config.Duration(time.Hour)
 	for _, f := range mutate {
 		f(cfg)
 	}
-	r, err := verneuil.Start(context.Background(), cfg)
+	r, err := replicator.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -78,11 +65,8 @@ func (e *env) open(path, params string) *sql.DB {
 }
 
 func (e *env) key(path string) string {
-	canon, err := names.Canonical(path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return names.Key(names.Replica(e.cfg.Hostname, canon))
+	e.t.Helper()
+	return testutil.ReplicaKey(e.t, e.cfg.Hostname, path)
 }
 
 func (e *env) latest(path string) *manifest.Manifest {
@@ -98,17 +82,10 @@ func (e *env) latest(path string) *manifest.Manifest {
 // byte-identical to the database file.
 func (e *env) checkReplica(path string) {
 	e.t.Helper()
-	ctx := context.Background()
-	if err := e.r.Flush(ctx); err != nil {
+	if err := e.r.Flush(context.Background()); err != nil {
 		e.t.Fatalf("flush: %v", err)
 	}
-	out := filepath.Join(e.dir, "restored.db")
-	if err := restore.ToFile(ctx, e.r.Targets()[0], e.latest(path), out); err != nil {
-		e.t.Fatalf("restore: %v", err)
-	}
-	if got, want := testutil.FileSHA256(e.t, out), testutil.FileSHA256(e.t, path); got != want {
-		e.t.Fatalf("replica hash %s, database hash %s (%s)", got, want, describeDiff(out, path))
-	}
+	testutil.RestoreCompare(e.t, e.r.Targets()[0], e.key(path), path)
 }
 
 func mustExec(t testing.TB, db interface {
@@ -118,20 +95,4 @@ func mustExec(t testing.TB, db interface {
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
-}
-
-// describeDiff says where two files differ, for failure messages.
-func describeDiff(a, b string) string {
-	x, _ := os.ReadFile(a)
-	y, _ := os.ReadFile(b)
-	first, n := -1, 0
-	for i := 0; i < min(len(x), len(y)); i++ {
-		if x[i] != y[i] {
-			if first < 0 {
-				first = i
-			}
-			n++
-		}
-	}
-	return fmt.Sprintf("lengths %d vs %d, %d bytes differ, first at %d", len(x), len(y), n, first)
 }

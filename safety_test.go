@@ -9,16 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
-	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // startFor starts replication of dir's spool to the local target store,
 // closed at the end of the test unless closed before.
-func startFor(t *testing.T, dir, store string) (*verneuil.Replicator, *config.Config) {
+func startFor(t *testing.T, dir, store string) (*replicator.Replicator, *config.Config) {
 	t.Helper()
 	cfg := &config.Config{
 		SpoolDir: filepath.Join(dir, "spool"),
@@ -28,7 +27,7 @@ func startFor(t *testing.T, dir, store string) (*verneuil.Replicator, *config.Co
 	}
 	cfg.ApplyDefaults()
 	cfg.ScanInterval = config.Duration(time.Hour)
-	r, err := verneuil.Start(context.Background(), cfg)
+	r, err := replicator.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -52,27 +51,17 @@ func openVFS(t *testing.T, path string) *sql.DB {
 
 // restoreMatches flushes r and checks that the replica of path in r's first
 // target is byte-identical to the file.
-func restoreMatches(t *testing.T, r *verneuil.Replicator, cfg *config.Config, path string) {
+func restoreMatches(t *testing.T, r *replicator.Replicator, cfg *config.Config, path string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := r.Flush(ctx); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := restore.Latest(ctx, r.Targets()[0], key)
-	if err != nil {
-		t.Fatalf("latest: %v", err)
-	}
-	out := filepath.Join(t.TempDir(), "restored.db")
-	if err := restore.ToFile(ctx, r.Targets()[0], m, out); err != nil {
-		t.Fatalf("restore after a successful flush: %v", err)
-	}
-	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
-		t.Fatalf("replica hash %s, database hash %s", got, want)
-	}
+	testutil.RestoreCompare(t, r.Targets()[0], key, path)
 }
 
 // TestRegression_SwitchTargetKeepsSpool: switching the target while keeping
@@ -125,7 +114,7 @@ func TestRegression_MissingTargetAtStart(t *testing.T) {
 		t.Fatalf("flush with the target missing: %v, want an error naming %s", err, store)
 	}
 	// What `verneuilctl status` shows, from any process.
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,8 @@
 // it SQLite's default when the configuration says "make_default"), then
 // opens databases as usual:
 //
-//	r, err := verneuil.Start(ctx, cfg) // cfg from verneuil.ConfigFromEnv()
+//	cfg, err := verneuil.ConfigFromEnv() // VERNEUIL_CONFIG, else the default
+//	r, err := verneuil.Start(ctx, cfg)
 //	defer r.Close(ctx)
 //	db, err := sql.Open("sqlite3", "file:app.db?vfs=verneuil")
 //
@@ -19,6 +20,10 @@
 // Start also registers the read-only VFS "verneuil_snapshot", which queries
 // replicas straight from the store ("file:verneuil://HOST/PATH?vfs=verneuil_snapshot").
 //
+// The configuration is the JSON document of docs/CONFIG.md, the same for
+// this package, the loadable extension and verneuilctl; a program reads it
+// with ConfigFromEnv or LoadConfig (which also takes inline JSON).
+//
 // A Go program cannot load libverneuil.so (one Go runtime per process): it
 // links this package instead.
 package verneuil
@@ -26,21 +31,9 @@ package verneuil
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"os"
-	"sync"
 
-	"github.com/verneuil-go/verneuil/internal/blob"
-	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
-	_ "github.com/verneuil-go/verneuil/internal/blob/s3blob"   // s3:// targets
 	"github.com/verneuil-go/verneuil/internal/config"
-	"github.com/verneuil-go/verneuil/internal/copier"
-	"github.com/verneuil-go/verneuil/internal/names"
-	"github.com/verneuil-go/verneuil/internal/replica"
-	"github.com/verneuil-go/verneuil/internal/spool"
-	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
-	"github.com/verneuil-go/verneuil/internal/tracker"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // VFSName is the name of the replicating VFS.
@@ -50,303 +43,88 @@ const VFSName = "verneuil"
 // straight from the store ("file:verneuil://HOST/PATH?vfs=verneuil_snapshot").
 const SnapshotVFSName = "verneuil_snapshot"
 
-// Config is the replication configuration shared by the library, the
-// extension and verneuilctl (docs/CONFIG.md).
-type Config = config.Config
+// Config is a parsed, validated replication configuration: the JSON
+// document of docs/CONFIG.md. Obtain one with ConfigFromEnv, LoadConfig or
+// DefaultConfig; its String method prints the effective configuration
+// (defaults filled in) as JSON. A nil or zero Config is DefaultConfig.
+type Config struct {
+	c *config.Config
+}
 
 // DefaultConfig returns the embedded default: a local-directory target and
 // a spool under the user's data directory.
-func DefaultConfig() *Config { return config.Default() }
+func DefaultConfig() *Config { return &Config{c: config.Default()} }
 
-// ConfigFromEnv reads VERNEUIL_CONFIG (inline JSON or @file); unset means
-// DefaultConfig.
-func ConfigFromEnv() (*Config, error) { return config.FromEnv() }
+// ConfigFromEnv reads the VERNEUIL_CONFIG environment variable (inline JSON
+// or @file); unset means DefaultConfig.
+func ConfigFromEnv() (*Config, error) { return wrapConfig(config.FromEnv()) }
 
-// LoadConfig parses inline JSON, "@file" or a file path.
-func LoadConfig(spec string) (*Config, error) { return config.Load(spec) }
+// LoadConfig parses inline JSON ("{...}"), "@file" or a file path. Unknown
+// keys and values out of range are errors naming the key.
+func LoadConfig(spec string) (*Config, error) { return wrapConfig(config.Load(spec)) }
 
-// Replicator is the running replication of a process: the tracker behind
-// the VFS and the copier that uploads spools.
-type Replicator struct {
-	cfg     *Config
-	log     *slog.Logger
-	stores  []blob.Store
-	tracker *tracker.Manager
-	copier  *copier.Copier
-	// snapshots reads replicas for the verneuil_snapshot VFS.
-	snapshots *replica.Manager
+func wrapConfig(c *config.Config, err error) (*Config, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &Config{c: c}, nil
 }
 
-var (
-	activeMu sync.Mutex
-	active   *Replicator
-)
+// String returns the effective configuration as JSON.
+func (c *Config) String() string { return c.internal().String() }
 
-// Start configures replication for the process and registers the VFS. Only
+// internal returns the configuration c stands for.
+func (c *Config) internal() *config.Config {
+	if c == nil || c.c == nil {
+		return config.Default()
+	}
+	return c.c
+}
+
+// Replicator is the running replication of a process.
+type Replicator struct {
+	r *replicator.Replicator
+}
+
+// Start configures replication for the process and registers the VFSs
+// named VFSName and SnapshotVFSName; a nil cfg means DefaultConfig. Only
 // one Replicator may run at a time; Close it before starting another.
 func Start(ctx context.Context, cfg *Config) (*Replicator, error) {
-	return StartWithHooks(ctx, cfg, nil)
-}
-
-// HookWrapper puts a layer between the VFS and the tracker: it receives the
-// tracker and the open targets and returns what the VFS calls. Tools and
-// tests of this module use it (the SQLite TCL-suite hook checks every
-// commit through it); applications use Start.
-type HookWrapper func(t *tracker.Manager, targets []blob.Store) (sqlite3vfs.Hooks, error)
-
-// StartWithHooks is Start with the VFS hooks built by wrap (nil: the
-// tracker itself).
-func StartWithHooks(ctx context.Context, cfg *Config, wrap HookWrapper) (*Replicator, error) {
-	if cfg == nil {
-		cfg = DefaultConfig()
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	activeMu.Lock()
-	defer activeMu.Unlock()
-	if active != nil {
-		return nil, errors.New("verneuil: replication already started in this process")
-	}
-	r, err := newReplicator(ctx, cfg, NewLogger(cfg))
+	r, err := replicator.Start(ctx, cfg.internal())
 	if err != nil {
 		return nil, err
 	}
-	if err := sqlite3vfs.Register(VFSName, cfg.MakeDefault, cfg.ChunkSize); err != nil {
-		r.closeStores()
-		return nil, err
-	}
-	if err := r.startSnapshots(); err != nil {
-		r.closeStores()
-		return nil, err
-	}
-	if cfg.ReplicateEnabled() {
-		var hooks sqlite3vfs.Hooks = r.tracker
-		if wrap != nil {
-			if hooks, err = wrap(r.tracker, r.stores); err != nil {
-				r.closeStores()
-				return nil, err
-			}
-		}
-		sqlite3vfs.SetHooks(hooks, r.log)
-	}
-	active = r
-	return r, nil
+	return &Replicator{r: r}, nil
 }
 
-// startSnapshots registers the read-replica VFS, reading from the first
-// target (as restores do).
-func (r *Replicator) startSnapshots() error {
-	cfg := r.cfg
-	m, err := replica.New(replica.Options{
-		Store:           r.stores[0],
-		CacheDir:        cfg.CacheDir,
-		DiskCache:       cfg.SnapshotDiskCache,
-		RefreshInterval: cfg.SnapshotRefreshInterval.Duration(),
-		Timeout:         cfg.SnapshotTimeout.Duration(),
-		Hostname:        cfg.Hostname,
-		LocalKey: func(path string) (string, error) {
-			_, key, err := ReplicaName(cfg, path, "")
-			return key, err
-		},
-		Mem:    sqlite3vfs.SnapshotMemCache(),
-		Logger: r.log.With("component", "snapshot"),
-	})
-	if err != nil {
-		return err
-	}
-	r.snapshots = m
-	return sqlite3vfs.RegisterSnapshot(SnapshotVFSName, m, cfg.SnapshotMemoryCache)
-}
+// ErrClosed is returned by Flush and FlushDB after Close: what is
+// committed after Close is not replicated, so no flush can vouch for it.
+var ErrClosed = errors.New("verneuil: replication is closed")
 
-// SnapshotStats returns the read-replica VFS's counters: requests and
-// caches of the Go side (replica) and of the C side (memory cache).
-func (r *Replicator) SnapshotStats() (replica.Stats, sqlite3vfs.SnapshotStats) {
-	return r.snapshots.Stats(), sqlite3vfs.ReadSnapshotStats()
-}
-
-// NewLogger returns the slog logger a configuration asks for, on stderr.
-func NewLogger(cfg *Config) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+// publicError returns err with the wiring's sentinel errors replaced by
+// this package's.
+func publicError(err error) error {
+	if errors.Is(err, replicator.ErrClosed) {
+		return ErrClosed
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replicator, error) {
-	r := &Replicator{cfg: cfg, log: log}
-	stores, allOpen, err := openTargets(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	r.stores = stores
-	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
-		r.closeStores()
-		return nil, fmt.Errorf("create spool directory: %w", err)
-	}
-	r.copier = copier.New(copier.Options{
-		SpoolDir:     cfg.SpoolDir,
-		Targets:      stores,
-		Workers:      cfg.CopierWorkers,
-		Interval:     cfg.UploadInterval.Duration(),
-		ScanInterval: cfg.ScanInterval.Duration(),
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		GCGrace:      cfg.GCGrace.Duration(),
-		Logger:       log.With("component", "copier"),
-		OnRescan: func(key string) {
-			if t := r.tracker; t != nil {
-				t.ForceRescan(key)
-			}
-		},
-		OnResequence: func(key string, seq uint64) {
-			if t := r.tracker; t != nil {
-				t.ContinueAfter(key, seq)
-			}
-		},
-	})
-	// Before the tracker adopts a database's spool: a spool uploaded to
-	// other targets is rescanned, so that these get a complete version.
-	// (With a target not open yet, its identity is not known for sure: the
-	// uploads check chunks in it instead.)
-	var checkSpool func(*spool.Dir) error
-	if allOpen {
-		checkSpool = r.copier.MarkForeignForRescan
-	}
-	r.tracker = tracker.New(tracker.Options{
-		SpoolDir:     cfg.SpoolDir,
-		ChunkSize:    cfg.ChunkSize,
-		Hostname:     cfg.Hostname,
-		Names:        cfg.Names,
-		Uploader:     r.copier,
-		Logger:       log.With("component", "tracker"),
-		FlushTimeout: cfg.FlushTimeout.Duration(),
-		FlushOnClose: cfg.FlushOnClose,
-		CheckSpool:   checkSpool,
-	})
-	r.tracker.Start()
-	// Started after the tracker exists: OnRescan may be called at once.
-	r.copier.Start(context.WithoutCancel(ctx))
-	return r, nil
-}
-
-// openTargets opens the targets for replication: a target that cannot be
-// opened now (a directory on a volume not mounted yet) must not stop the
-// application, so it is opened at its first request that can, and fails
-// uploads (logged, in the stats, `verneuilctl status` and flush results)
-// until then. Only malformed URLs and unknown schemes are errors.
-func openTargets(ctx context.Context, cfg *Config, log *slog.Logger) (stores []blob.Store, allOpen bool, err error) {
-	allOpen = true
-	for _, t := range cfg.Targets {
-		if t.Kind() == "file" && t.Dir() == config.Default().Targets[0].Dir() {
-			if err := os.MkdirAll(t.Dir(), 0o700); err != nil {
-				log.Error("create the default target directory", "dir", t.Dir(), "err", err)
-			}
-		}
-		s, err := blob.OpenLazy(ctx, t.URL, blob.Options{Endpoint: t.Endpoint, Region: t.Region, PathStyle: t.PathStyle})
-		if s == nil {
-			for _, s := range stores {
-				s.Close()
-			}
-			return nil, false, err
-		}
-		if err != nil {
-			allOpen = false
-			log.Error("target unavailable; writes are spooled and uploaded when it becomes available", "target", s.String(), "err", err)
-		}
-		stores = append(stores, s)
-	}
-	return stores, allOpen, nil
-}
-
-// OpenTargets opens the blob stores a configuration names. The embedded
-// default's directory is created; other local targets must exist.
-func OpenTargets(ctx context.Context, cfg *Config) ([]blob.Store, error) {
-	var stores []blob.Store
-	for _, t := range cfg.Targets {
-		if t.Kind() == "file" && t.Dir() == config.Default().Targets[0].Dir() {
-			if err := os.MkdirAll(t.Dir(), 0o700); err != nil {
-				return nil, fmt.Errorf("create default target: %w", err)
-			}
-		}
-		s, err := blob.Open(ctx, t.URL, blob.Options{Endpoint: t.Endpoint, Region: t.Region, PathStyle: t.PathStyle})
-		if err != nil {
-			for _, s := range stores {
-				s.Close()
-			}
-			return nil, err
-		}
-		stores = append(stores, s)
-	}
-	return stores, nil
+	return err
 }
 
 // Flush uploads everything committed so far through this process and
 // returns once it is in every target.
-func (r *Replicator) Flush(ctx context.Context) error {
-	if err := r.tracker.Flush(ctx); err != nil {
-		return err
-	}
-	return r.copier.UploadAll(ctx)
+func (r *Replicator) Flush(ctx context.Context) error { return publicError(r.r.Flush(ctx)) }
+
+// FlushDB uploads what was committed to the database at path and returns
+// once it is in every target. The database need not be open in this
+// process: the spool left by a closed connection (or by an earlier process
+// with the same configuration) is uploaded as well.
+func (r *Replicator) FlushDB(ctx context.Context, path string) error {
+	return publicError(r.r.FlushDB(ctx, path))
 }
-
-// Targets returns the open blob stores, in configuration order.
-func (r *Replicator) Targets() []blob.Store { return r.stores }
-
-// Config returns the configuration in force.
-func (r *Replicator) Config() *Config { return r.cfg }
-
-// Stats returns the copier's counters.
-func (r *Replicator) Stats() copier.Snapshot { return r.copier.Stats() }
-
-// DBStats returns the copier's per-database counters and state.
-func (r *Replicator) DBStats() []copier.DBSnapshot { return r.copier.DBStats() }
 
 // Close builds pending manifests, tries to upload them within ctx, and
 // stops background work. The VFS stays registered (SQLite cannot
 // unregister a VFS that connections may use) but captures nothing more.
 // Connections still open keep passing through unreplicated after a new
 // Start (a warning is logged): reopen them to replicate again.
-func (r *Replicator) Close(ctx context.Context) error {
-	activeMu.Lock()
-	defer activeMu.Unlock()
-	if active != r {
-		return nil
-	}
-	sqlite3vfs.SetHooks(nil, nil)
-	sqlite3vfs.SetSnapshotManager(nil)
-	r.snapshots.Wait()
-	active = nil
-	errs := []error{r.tracker.Close(ctx)}
-	if ctx.Err() == nil {
-		errs = append(errs, r.copier.UploadAll(ctx))
-	}
-	errs = append(errs, r.copier.Close(ctx))
-	r.closeStores()
-	return errors.Join(errs...)
-}
-
-func (r *Replicator) closeStores() {
-	for _, s := range r.stores {
-		s.Close()
-	}
-}
-
-// ReplicaName returns the replica name and key of the database at path:
-// the configured name for it, or HOST:CANONICAL_PATH where HOST is hostname
-// when given, else the configured or system host name.
-func ReplicaName(cfg *Config, path, hostname string) (name, key string, err error) {
-	canon, err := names.Canonical(path)
-	if err != nil {
-		return "", "", err
-	}
-	if n, ok := cfg.ReplicaName(canon); ok && hostname == "" {
-		return n, names.Key(n), nil
-	}
-	if hostname == "" {
-		hostname = names.Hostname(cfg.Hostname)
-	}
-	name = names.Replica(hostname, canon)
-	return name, names.Key(name), nil
-}
+func (r *Replicator) Close(ctx context.Context) error { return r.r.Close(ctx) }

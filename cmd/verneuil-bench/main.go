@@ -21,8 +21,8 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 type scenario struct {
@@ -71,7 +71,7 @@ func run(rounds int, dir string, scale float64, only int) error {
 		off := false
 		cfg.Replicate = &off // the shim passes through: measures the wrapper alone
 	}
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func run(rounds int, dir string, scale float64, only int) error {
 }
 
 // measure returns per-round µs/txn for unix and verneuil.
-func measure(ctx context.Context, r *verneuil.Replicator, sc scenario, dir string, rounds int) (unix, ver []float64, err error) {
+func measure(ctx context.Context, r *replicator.Replicator, sc scenario, dir string, rounds int) (unix, ver []float64, err error) {
 	open := func(vfs string) (*sql.DB, error) {
 		p := filepath.Join(dir, fmt.Sprintf("bench-%s-%d.db", vfs, time.Now().UnixNano()))
 		db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?vfs=%s&_journal_mode=DELETE&_sync=%s", p, vfs, sc.sync))

@@ -20,8 +20,8 @@ import (
 	"runtime/debug"
 	"unsafe"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 const (
@@ -136,7 +136,7 @@ func verneuil_manifest_name(hostname, dbPath *C.char) (out *C.char) {
 	if hostname != nil {
 		host = C.GoString(hostname)
 	}
-	_, key, err := verneuil.ReplicaName(cfg, C.GoString(dbPath), host)
+	_, key, err := replicator.ReplicaName(cfg, C.GoString(dbPath), host)
 	if err != nil {
 		return nil
 	}

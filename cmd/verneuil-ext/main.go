@@ -28,10 +28,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/verneuil-go/verneuil"
 	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
 	_ "github.com/verneuil-go/verneuil/internal/blob/s3blob"   // s3:// targets
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
@@ -47,7 +47,7 @@ type component struct {
 }
 
 // components are started in order by the first successful load. The
-// read-replica VFS "verneuil_snapshot" is registered by verneuil.Start
+// read-replica VFS "verneuil_snapshot" is registered by replicator.Start
 // with the replicating one, so that one entry point, one configuration and
 // one Go runtime serve both.
 var components = []component{
@@ -67,7 +67,7 @@ var state struct {
 	// of them are.
 	started map[string]bool
 	loaded  bool
-	rep     *verneuil.Replicator
+	rep     *replicator.Replicator
 	log     *slog.Logger
 }
 
@@ -109,7 +109,7 @@ func initExtension() error {
 	}
 	// Logs go to stderr at the configured level, never to stdout (which
 	// belongs to the host, e.g. the shell's query results).
-	state.log = verneuil.NewLogger(cfg)
+	state.log = replicator.NewLogger(cfg)
 	slog.SetDefault(state.log)
 	if state.started == nil {
 		state.started = map[string]bool{}
@@ -133,7 +133,7 @@ func initExtension() error {
 // startReplication registers the replicating VFS "verneuil" (as SQLite's
 // default with make_default) and starts the tracker and the copier.
 func startReplication(cfg *config.Config) error {
-	rep, err := verneuil.Start(context.Background(), cfg)
+	rep, err := replicator.Start(context.Background(), cfg)
 	if err != nil {
 		return err
 	}

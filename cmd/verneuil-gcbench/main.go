@@ -55,7 +55,7 @@ func run(dbs, chunks, versions int, dir string) error {
 		dir = d
 	}
 	store := filepath.Join(dir, "store")
-	if err := os.MkdirAll(filepath.Join(store, "chunks"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(store, names.ChunkKey("")), 0o755); err != nil {
 		return err
 	}
 	// Per database: base chunks, then each version changes `changed`
@@ -67,13 +67,13 @@ func run(dbs, chunks, versions int, dir string) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	obj := []byte{0, 'x'} // raw chunk encoding of one byte: gc never reads chunks
 	put := func(h manifest.Hash) error {
-		return os.WriteFile(filepath.Join(store, "chunks", h.String()), obj, 0o644)
+		return os.WriteFile(filepath.Join(store, names.ChunkKey(h.String())), obj, 0o644)
 	}
 	var objects int
 	for d := range dbs {
 		name := fmt.Sprintf("bench:/db/%d.db", d)
 		key := names.Key(name)
-		if err := os.MkdirAll(filepath.Join(store, "dbs", key, "manifests"), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(store, names.ManifestsPrefix(key)), 0o755); err != nil {
 			return err
 		}
 		hs := make([]manifest.Hash, base+1)

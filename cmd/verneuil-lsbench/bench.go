@@ -23,9 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -258,12 +258,12 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 		keys := make([]string, w.n)
 		var err error
 		for i, p := range paths {
-			if _, keys[i], err = verneuil.ReplicaName(cfg, p, ""); err != nil {
+			if _, keys[i], err = replicator.ReplicaName(cfg, p, ""); err != nil {
 				return nil, err
 			}
 		}
 		direct := verneuilConfig(dir, e.direct, prefix)
-		stores, err := verneuil.OpenTargets(ctx, direct)
+		stores, err := replicator.OpenTargets(ctx, direct)
 		if err != nil {
 			return nil, err
 		}
@@ -570,12 +570,12 @@ func (e *env) restoreOnce(ctx context.Context, tool, dir, db, prefix, endpoint, 
 		return litestreamRestore(ctx, e.litestream, cfg, db, out)
 	}
 	cfg := verneuilConfig(dir, endpoint, prefix)
-	stores, err := verneuil.OpenTargets(ctx, cfg)
+	stores, err := replicator.OpenTargets(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer stores[0].Close()
-	_, key, err := verneuil.ReplicaName(cfg, db, "")
+	_, key, err := replicator.ReplicaName(cfg, db, "")
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // sqlitePages creates a real database with user_version uv and about n
@@ -115,13 +115,13 @@ func TestVerneuilProbe(t *testing.T) {
 	cfg.Targets = []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}}
 	cfg.Hostname = "probe-test"
 	ctx := context.Background()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close(ctx)
 	path := filepath.Join(dir, "a.db")
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // Tools compared.
@@ -68,13 +69,13 @@ func runWriter() error {
 		return fmt.Errorf("spec: %w", err)
 	}
 	ctx := context.Background()
-	var r *verneuil.Replicator
+	var r *replicator.Replicator
 	if spec.Tool == toolVerneuil {
-		cfg, err := verneuil.LoadConfig(spec.Config)
+		cfg, err := config.Load(spec.Config)
 		if err != nil {
 			return err
 		}
-		if r, err = verneuil.Start(ctx, cfg); err != nil {
+		if r, err = replicator.Start(ctx, cfg); err != nil {
 			return err
 		}
 		defer r.Close(context.Background())

@@ -51,9 +51,9 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 const bucket = "verneuil-bench"
@@ -199,7 +199,7 @@ func (r loadResult) print(title string) {
 func loadScenario(ctx context.Context, srv *s3test.Server, dir, prefix string, n int, rate float64, o options) (loadResult, error) {
 	var res loadResult
 	cfg := benchConfig(dir, srv.Endpoint, prefix, o.workers)
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
@@ -216,7 +216,7 @@ func loadScenario(ctx context.Context, srv *s3test.Server, dir, prefix string, n
 		if _, err := dbs[i].Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT)"); err != nil {
 			return res, err
 		}
-		if _, keys[i], err = verneuil.ReplicaName(cfg, p, ""); err != nil {
+		if _, keys[i], err = replicator.ReplicaName(cfg, p, ""); err != nil {
 			return res, err
 		}
 	}
@@ -495,12 +495,12 @@ func child(role string) error {
 		return err
 	}
 	vfs := "unix"
-	var r *verneuil.Replicator
+	var r *replicator.Replicator
 	if role == "idle-verneuil" {
 		vfs = "verneuil"
 		cfg := benchConfig(dir, os.Getenv("VERNEUIL_S3BENCH_ENDPOINT"), "idle", workers)
 		var err error
-		if r, err = verneuil.Start(ctx, cfg); err != nil {
+		if r, err = replicator.Start(ctx, cfg); err != nil {
 			return err
 		}
 		defer r.Close(ctx)

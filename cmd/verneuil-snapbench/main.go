@@ -39,11 +39,11 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"golang.org/x/sys/unix"
 
-	"github.com/verneuil-go/verneuil"
 	_ "github.com/verneuil-go/verneuil/internal/blob/s3blob"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/replica"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -120,7 +120,7 @@ func run(sizeMB, queries, rounds int) error {
 	fmt.Printf("verneuil-snapbench: versitygw at %s, %d CPUs, %d MiB database, 64 KiB chunks\n", srv.Endpoint, runtime.NumCPU(), sizeMB)
 
 	cfg := benchConfig(filepath.Join(dir, "parent"), srv.Endpoint)
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func run(sizeMB, queries, rounds int) error {
 
 // build writes a database of about sizeMB MiB through the replicating VFS
 // and uploads it.
-func build(ctx context.Context, r *verneuil.Replicator, path string, sizeMB int) (int, error) {
+func build(ctx context.Context, r *replicator.Replicator, path string, sizeMB int) (int, error) {
 	db, err := sql.Open("sqlite3", "file:"+path+"?vfs=verneuil&_journal_mode=TRUNCATE&_sync=OFF")
 	if err != nil {
 		return 0, err
@@ -313,8 +313,8 @@ func localScans(path, want string) (cold, warm time.Duration, err error) {
 
 // restoreAndScan is verneuilctl restore (same function, 8 fetches in
 // flight) followed by the scan of the restored file.
-func restoreAndScan(ctx context.Context, r *verneuil.Replicator, path, out, want string) (time.Duration, error) {
-	_, key, err := verneuil.ReplicaName(r.Config(), path, "")
+func restoreAndScan(ctx context.Context, r *replicator.Replicator, path, out, want string) (time.Duration, error) {
+	_, key, err := replicator.ReplicaName(r.Config(), path, "")
 	if err != nil {
 		return 0, err
 	}
@@ -379,7 +379,7 @@ func child(role string) error {
 	}
 	off := false
 	cfg.Replicate = &off
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -16,9 +16,9 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
@@ -58,12 +58,12 @@ type hooks struct {
 	chk *checker // nil unless opts.check
 }
 
-// startHooked starts replication with verneuil.StartWithHooks, installing
+// startHooked starts replication with replicator.StartWithHooks, installing
 // the hooks layer in front of the tracker. The VFS is the default.
 func startHooked(cfg *config.Config, opts hookOptions) error {
 	cfg.MakeDefault = true
-	log := verneuil.NewLogger(cfg)
-	_, err := verneuil.StartWithHooks(context.Background(), cfg, func(trk *tracker.Manager, stores []blob.Store) (sqlite3vfs.Hooks, error) {
+	log := replicator.NewLogger(cfg)
+	_, err := replicator.StartWithHooks(context.Background(), cfg, func(trk *tracker.Manager, stores []blob.Store) (sqlite3vfs.Hooks, error) {
 		h := &hooks{trk: trk, opts: opts, log: log, paths: map[uint64]string{}}
 		if opts.check {
 			var err error

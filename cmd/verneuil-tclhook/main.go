@@ -20,7 +20,7 @@
 // and a file:// target at a scratch directory) and registers "verneuil" as
 // the default VFS, and also under the name "unix" (see hook.c). Replication
 // is started from the same parts, with the same configuration, as
-// verneuil.Start, with a layer between the shim and the tracker (hooks.go):
+// replicator.Start, with a layer between the shim and the tracker (hooks.go):
 // it keeps the testfixture's fault injection away from replication's own
 // reads, and runs the per-commit invariant check (check.go).
 //
@@ -57,8 +57,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
@@ -104,7 +104,7 @@ func verneuilTclInit() (rc C.int) {
 	}
 	// Default again: re-initialisation after sqlite3_shutdown makes the real
 	// unix VFS the default.
-	if err := sqlite3vfs.Register(verneuil.VFSName, true, state.cfg.ChunkSize); err != nil {
+	if err := sqlite3vfs.Register(replicator.VFSName, true, state.cfg.ChunkSize); err != nil {
 		fmt.Fprintf(os.Stderr, "verneuil-tclhook: %v\n", err)
 		return sqliteError
 	}

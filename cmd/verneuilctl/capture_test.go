@@ -16,9 +16,10 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/testutil"
@@ -56,12 +57,12 @@ func (s *testSpool) status(t *testing.T, path string) dbStatus {
 // this process, then flushes and stops replication.
 func (s *testSpool) writeThroughVFS(t *testing.T, path, params string, stmts ...string) {
 	t.Helper()
-	cfg, err := verneuil.LoadConfig(s.config)
+	cfg, err := config.Load(s.config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestRegression_WALDatabaseFailsEverywhere(t *testing.T) {
 		}
 	}
 	// The copier daemon's check (its metrics): WAL, not synced.
-	cfg, err := verneuil.LoadConfig(s.config)
+	cfg, err := config.Load(s.config)
 	if err != nil {
 		t.Fatal(err)
 	}

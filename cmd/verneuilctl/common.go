@@ -13,11 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // targetFlag defines --target on a command that reads a target.
@@ -39,7 +39,7 @@ func (a *app) store(ctx context.Context, choice string) (blob.Store, error) {
 	}
 	one := *cfg
 	one.Targets = []config.Target{t}
-	stores, err := verneuil.OpenTargets(ctx, &one)
+	stores, err := replicator.OpenTargets(ctx, &one)
 	if err != nil {
 		return nil, exitError{exitUnreachable, err}
 	}
@@ -70,7 +70,7 @@ func pickTarget(targets []config.Target, choice string) (config.Target, error) {
 
 // openTargets opens every configured target; closeAll releases them.
 func openTargets(ctx context.Context, cfg *config.Config) (stores []blob.Store, closeAll func(), err error) {
-	stores, err = verneuil.OpenTargets(ctx, cfg)
+	stores, err = replicator.OpenTargets(ctx, cfg)
 	if err != nil {
 		return nil, nil, exitError{exitUnreachable, err}
 	}
@@ -94,7 +94,7 @@ func (a *app) dbKey(path, hostname string) (dbRef, error) {
 	if err != nil {
 		return dbRef{}, err
 	}
-	name, key, err := verneuil.ReplicaName(cfg, path, hostname)
+	name, key, err := replicator.ReplicaName(cfg, path, hostname)
 	return dbRef{name, key}, err
 }
 

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -65,7 +65,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(text, "target:   %s\nspool:    %s\ndatabase: %s\n", cfg.Targets[0].URL, cfg.SpoolDir, dbPath)
 
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	fmt.Fprintf(text, "wrote %d rows in %d transactions through the verneuil VFS (%s), PRAGMA verneuil_flush: %s\n",
 		*rows, (*rows+99)/100+2, time.Since(start).Round(time.Millisecond), flushed)
 
-	name, key, err := verneuil.ReplicaName(cfg, dbPath, "")
+	name, key, err := replicator.ReplicaName(cfg, dbPath, "")
 	if err != nil {
 		return err
 	}

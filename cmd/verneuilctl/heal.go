@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -36,7 +36,7 @@ type healer struct {
 
 	// r replicates through the VFS in this process; started at the first
 	// sync, closed by close.
-	r *verneuil.Replicator
+	r *replicator.Replicator
 
 	// clean caches the stamps of files found identical to their capture:
 	// an unchanged stamp costs three stat(2) calls per pass.
@@ -180,7 +180,7 @@ func stampSettled(st fileStamp, now time.Time) bool {
 // identity changed and rescans it) and uploads it, then removes the rescan
 // marker seen before the sync.
 func (h *healer) sync(ctx context.Context, d *spool.Dir, path string, st sourceState) error {
-	_, key, err := verneuil.ReplicaName(h.cfg, path, "")
+	_, key, err := replicator.ReplicaName(h.cfg, path, "")
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (h *healer) sync(ctx context.Context, d *spool.Dir, path string, st sourceS
 		cfg.MakeDefault = false
 		// The daemon's own copier scans the spool.
 		cfg.ScanInterval = config.Duration(24 * time.Hour)
-		if h.r, err = verneuil.Start(ctx, &cfg); err != nil {
+		if h.r, err = replicator.Start(ctx, &cfg); err != nil {
 			h.r = nil
 			return fmt.Errorf("start replication: %w", err)
 		}

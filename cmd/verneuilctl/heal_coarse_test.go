@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // coarseInfo is a file's stat(2) as a file system with whole-second
@@ -47,7 +48,7 @@ func TestRegression_HealerCoarseStampsMissBypassWrite(t *testing.T) {
 		return coarseInfo{fi, second}, nil
 	}
 	defer func() { statFile = os.Stat }()
-	cfg, err := verneuil.LoadConfig(s.config)
+	cfg, err := config.Load(s.config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestRegression_HealerCoarseStampsMissBypassWrite(t *testing.T) {
 // keyOf returns the spool key of the database at path.
 func (h *healer) keyOf(t *testing.T, path string) string {
 	t.Helper()
-	_, key, err := verneuil.ReplicaName(h.cfg, path, "")
+	_, key, err := replicator.ReplicaName(h.cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

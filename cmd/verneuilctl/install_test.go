@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestMakeInstall: make install puts verneuilctl, libverneuil.so, the C
@@ -80,7 +82,7 @@ func TestSystemdUnit(t *testing.T) {
 	// verify checks that ExecStart exists: point it at a built binary.
 	dir := t.TempDir()
 	p := filepath.Join(dir, "verneuil-copier.service")
-	text := strings.ReplaceAll(string(unit), "/usr/local/bin/verneuilctl", ctlBinary(t))
+	text := strings.ReplaceAll(string(unit), "/usr/local/bin/verneuilctl", testutil.Verneuilctl(t))
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

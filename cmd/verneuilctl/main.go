@@ -21,8 +21,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // command is one subcommand. Its run function defines its flags on a
@@ -223,6 +223,6 @@ func (a *app) config() (*config.Config, error) {
 	if a.jsonOut {
 		a.cfg.LogFormat = "json"
 	}
-	a.log = verneuil.NewLogger(a.cfg)
+	a.log = replicator.NewLogger(a.cfg)
 	return a.cfg, nil
 }

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 func init() {
@@ -78,7 +78,7 @@ func runShell(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 	}
-	uri := "file:" + uriEscape(name) + "?vfs=" + verneuil.SnapshotVFSName
+	uri := "file:" + uriEscape(name) + "?vfs=" + replicator.SnapshotVFSName
 	if *pick.at != "" || *pick.version != 0 {
 		uri += fmt.Sprintf("&version=%d", m.Seq)
 	}

@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
@@ -63,7 +63,7 @@ func runSync(ctx context.Context, a *app, args []string) error {
 		keys[i] = ref.Key
 	}
 	start := time.Now()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func syncedVersion(a *app, cfg *config.Config, path string) (syncResult, error) 
 // markers (spool.RescanMarker) found before a successful sync are removed.
 // With superseded set, an upload that the store's latest superseded
 // (copier.ErrSuperseded) still counts as a sync: takeOverAll follows.
-func syncAll(ctx context.Context, r *verneuil.Replicator, paths []string, superseded bool) error {
+func syncAll(ctx context.Context, r *replicator.Replicator, paths []string, superseded bool) error {
 	markers, err := rescanMarkers(r.Config(), paths)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *s
 		GCGrace: cfg.GCGrace.Duration(), Logger: log.With("component", "copier"), TakeOver: true})
 	var errs []error
 	for _, p := range paths {
-		_, key, err := verneuil.ReplicaName(cfg, p, "")
+		_, key, err := replicator.ReplicaName(cfg, p, "")
 		if err == nil {
 			err = c.Upload(ctx, key)
 		}
@@ -201,7 +201,7 @@ func retrySync(ctx context.Context, once func() error) error {
 	return err
 }
 
-func syncOnce(ctx context.Context, r *verneuil.Replicator, paths []string) error {
+func syncOnce(ctx context.Context, r *replicator.Replicator, paths []string) error {
 	if err := captureThroughVFS(ctx, paths); err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func captureThroughVFS(ctx context.Context, paths []string) error {
 		if err := checkNotWAL(p); err != nil {
 			return err
 		}
-		db, err := sql.Open("sqlite3", "file:"+url.PathEscape(p)+"?vfs="+verneuil.VFSName+"&mode=rw")
+		db, err := sql.Open("sqlite3", "file:"+url.PathEscape(p)+"?vfs="+replicator.VFSName+"&mode=rw")
 		if err != nil {
 			return fmt.Errorf("open %s: %w", p, err)
 		}
@@ -236,7 +236,7 @@ func captureThroughVFS(ctx context.Context, paths []string) error {
 func rescanMarkers(cfg *config.Config, paths []string) ([]string, error) {
 	var markers []string
 	for _, p := range paths {
-		_, key, err := verneuil.ReplicaName(cfg, p, "")
+		_, key, err := replicator.ReplicaName(cfg, p, "")
 		if err != nil {
 			return nil, err
 		}

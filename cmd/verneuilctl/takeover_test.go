@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
@@ -50,11 +51,11 @@ func TestRegression_SupersededReplicaSyncTakeOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := verneuil.LoadConfig(s.config)
+	cfg, err := config.Load(s.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,30 +14,6 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
-
-var (
-	builtOnce sync.Once
-	builtCtl  string
-	buildErr  error
-)
-
-// ctlBinary builds verneuilctl once for the tests that need a real
-// process (its standard streams on a terminal).
-func ctlBinary(t *testing.T) string {
-	t.Helper()
-	builtOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "verneuilctl-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtCtl, buildErr = testutil.BuildVerneuilctl(dir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtCtl
-}
 
 // onTerminal runs verneuilctl with stdout or stderr (which) on a pty and
 // the other stream on a pipe; it returns what the pty showed, the other
@@ -51,7 +25,7 @@ func onTerminal(t *testing.T, which string, args ...string) (term, other string,
 		t.Skipf("no pty: %v", err)
 	}
 	defer ptmx.Close()
-	cmd := exec.Command(ctlBinary(t), args...)
+	cmd := exec.Command(testutil.Verneuilctl(t), args...)
 	var buf bytes.Buffer
 	if which == "stdout" {
 		cmd.Stdout, cmd.Stderr = tty, &buf
@@ -138,7 +112,7 @@ func TestJSONLogs(t *testing.T) {
 	db := filepath.Join(s.dir, "app.db")
 	s.stage(t, db, bigSeq)
 	s.mustCtl(t, "flush")
-	cmd := exec.Command(ctlBinary(t), "--config", s.config, "--json", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
+	cmd := exec.Command(testutil.Verneuilctl(t), "--config", s.config, "--json", "restore", db, "--out", filepath.Join(s.dir, "out.db"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

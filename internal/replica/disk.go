@@ -46,6 +46,9 @@ type diskCache struct {
 }
 
 const (
+	// chunksDir is the directory under cache_dir that holds the chunks
+	// (cache_dir/chunks/HH/HASH, docs/ARCHITECTURE.md).
+	chunksDir = "chunks"
 	// touchAfter: a hit refreshes a file's modification time (its
 	// recency for eviction) when it is older than this.
 	touchAfter = time.Minute
@@ -70,7 +73,7 @@ func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 
 func (c *diskCache) path(h manifest.Hash) string {
 	s := h.String()
-	return filepath.Join(c.dir, "chunks", s[:2], s)
+	return filepath.Join(c.dir, chunksDir, s[:2], s)
 }
 
 // get returns the cached chunk h of n bytes, verified; a file that does

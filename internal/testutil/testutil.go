@@ -65,13 +65,17 @@ func Publish(t testing.TB, d *spool.Dir, m *manifest.Manifest) {
 	}
 }
 
-// BuildVerneuilctl builds the CLI into dir and returns its path: the
-// end-to-end suites drive the real binary.
+// BuildVerneuilctl builds the CLI into dir and returns its path (tools
+// that keep the binary; tests use Verneuilctl, built once per process).
 func BuildVerneuilctl(dir string) (string, error) {
 	p := filepath.Join(dir, "verneuilctl")
-	out, err := exec.Command("go", "build", "-o", p, "github.com/verneuil-go/verneuil/cmd/verneuilctl").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build verneuilctl: %v\n%s", err, out)
+	return p, buildTo("github.com/verneuil-go/verneuil/cmd/verneuilctl", p)
+}
+
+// buildTo builds the main package pkg into the file out.
+func buildTo(pkg, out string) error {
+	if msg, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", pkg, err, msg)
 	}
-	return p, nil
+	return nil
 }

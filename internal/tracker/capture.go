@@ -61,6 +61,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 // captureLockWait bounds how long a capture waits for the build lock and
@@ -235,7 +236,7 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 	if spill {
 		buf = make([]byte, cs)
 		if p.spill == nil {
-			f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+			f, err := os.CreateTemp(filepath.Join(db.spool.Path, spool.TmpDir), "spill.*")
 			if err != nil {
 				return fmt.Errorf("spill chunk copies: %w", err)
 			}

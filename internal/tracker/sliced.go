@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 // sliceBytes is how much of the file one SHARED hold reads.
@@ -495,7 +496,7 @@ func (db *DB) newRescanSet(size int64) (*pending, []byte, error) {
 	n := manifest.ChunkCount(size, uint32(cs))
 	p := &pending{chunks: map[uint32][]byte{}, spilled: make(map[uint32]spillRef, n), full: true}
 	if n > 1 {
-		f, err := os.CreateTemp(filepath.Join(db.spool.Path, "tmp"), "spill.*")
+		f, err := os.CreateTemp(filepath.Join(db.spool.Path, spool.TmpDir), "spill.*")
 		if err != nil {
 			return nil, nil, fmt.Errorf("rescan: %w", err)
 		}

@@ -89,7 +89,7 @@ func TestDeltaManifestsThroughGC(t *testing.T) {
 		out := filepath.Join(s.dir, "v.db")
 		os.Remove(out)
 		s.mustCtl("restore", db, "--version", v.Version, "--out", out)
-		integrity(t, out)
+		testutil.IntegrityCheck(t, out)
 	}
 	os.Remove(out)
 	s.mustCtl("restore", db, "--out", out)

@@ -91,7 +91,7 @@ func TestCrashLoopDoubleFault(t *testing.T) {
 		}
 		out := filepath.Join(s.dir, "published.db")
 		if _, errOut, code := s.ctl("restore", db, "--out", out, "--force"); code == 0 {
-			integrity(t, out)
+			testutil.IntegrityCheck(t, out)
 		} else if !strings.Contains(errOut, "no replica") {
 			t.Fatalf("iteration %d: restore published replica: %s", i, errOut)
 		}
@@ -106,5 +106,5 @@ func TestCrashLoopDoubleFault(t *testing.T) {
 		}
 		s.syncRestoreCompare(db)
 	}
-	integrity(t, db)
+	testutil.IntegrityCheck(t, db)
 }

@@ -72,7 +72,7 @@ func TestCrashLoop(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s.store, "dbs")); err == nil {
 			out := filepath.Join(s.dir, "published.db")
 			if _, errOut, code := s.ctl("restore", db, "--out", out, "--force"); code == 0 {
-				integrity(t, out)
+				testutil.IntegrityCheck(t, out)
 			} else if !strings.Contains(errOut, "no replica") {
 				t.Fatalf("iteration %d: restore published replica: %s", i, errOut)
 			}
@@ -82,7 +82,7 @@ func TestCrashLoop(t *testing.T) {
 			t.Logf("%d of %d iterations in %v", i+1, iters, time.Since(start).Round(time.Second))
 		}
 	}
-	integrity(t, db)
+	testutil.IntegrityCheck(t, db)
 }
 
 // TestHotJournal: a transaction that never committed leaves a hot journal;
@@ -107,7 +107,7 @@ func TestHotJournal(t *testing.T) {
 	s.mustCtl("flush")
 	out := filepath.Join(s.dir, "before-sync.db")
 	s.mustCtl("restore", db, "--out", out)
-	integrity(t, out)
+	testutil.IntegrityCheck(t, out)
 	if n := countRows(t, out, "k = -1"); n != 0 {
 		t.Fatalf("replica holds %d uncommitted rows", n)
 	}

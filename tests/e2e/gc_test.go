@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -130,7 +129,7 @@ func TestGCRace(t *testing.T) {
 					return
 				}
 				if code == 0 {
-					integrity(t, out)
+					testutil.IntegrityCheck(t, out)
 				}
 			}()
 		}
@@ -191,8 +190,7 @@ func TestGCKilled(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	kills := 0
 	for range 12 {
-		cmd := exec.Command(ctlPath, "gc", "--keep-last", "3", "--grace", "0")
-		cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+s.config)
+		cmd := testutil.CtlCommand(t, s.config, "gc", "--keep-last", "3", "--grace", "0")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -8,45 +8,24 @@ package e2e
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
-var ctlPath string
-
-func TestMain(m *testing.M) {
-	if role := os.Getenv("VERNEUIL_E2E_ROLE"); role != "" {
-		os.Exit(runRole(role))
-	}
-	dir, err := os.MkdirTemp("", "verneuil-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if p := os.Getenv("VERNEUILCTL"); p != "" {
-		ctlPath = p
-	} else if ctlPath, err = testutil.BuildVerneuilctl(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, "VERNEUIL_E2E_ROLE", runRole) }
 
 // setup is a spool and a local target in a temp dir, as VERNEUIL_CONFIG.
 type setup struct {
@@ -59,47 +38,19 @@ type setup struct {
 func newSetup(t *testing.T) *setup {
 	t.Helper()
 	dir := t.TempDir()
-	s := &setup{t: t, dir: dir, store: filepath.Join(dir, "store")}
-	if err := os.MkdirAll(s.store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := map[string]any{
-		"spool_dir": filepath.Join(dir, "spool"),
-		"targets":   []map[string]any{{"url": "file://" + s.store}},
-		"hostname":  "e2ehost",
-		"log_level": "error",
-	}
-	b, _ := json.Marshal(cfg)
-	s.config = string(b)
-	return s
+	cfg := testutil.LocalConfig(t, dir, "e2ehost")
+	return &setup{t: t, dir: dir, store: cfg.Targets[0].Dir(), config: testutil.ConfigJSON(t, cfg)}
 }
 
 // ctl runs verneuilctl and returns stdout, stderr and the exit code.
 func (s *setup) ctl(args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(ctlPath, args...)
-	cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+s.config)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			s.t.Fatalf("run verneuilctl: %v", err)
-		}
-		code = ee.ExitCode()
-	}
-	return out.String(), errb.String(), code
+	return testutil.Ctl(s.t, s.config, args...)
 }
 
 func (s *setup) mustCtl(args ...string) string {
 	s.t.Helper()
-	out, errOut, code := s.ctl(args...)
-	if code != 0 {
-		s.t.Fatalf("verneuilctl %s: exit %d: %s", strings.Join(args, " "), code, errOut)
-	}
-	return out
+	return testutil.MustCtl(s.t, s.config, args...)
 }
 
 // writer starts this binary in the writer role on db.
@@ -113,41 +64,26 @@ func (s *setup) writer(role, db string, extra ...string) *exec.Cmd {
 	return cmd
 }
 
-func integrity(t testing.TB, path string) {
-	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var res string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&res); err != nil || res != "ok" {
-		t.Fatalf("integrity_check %s: %q %v", path, res, err)
-	}
-}
-
-// restoreAndCompare syncs db, restores it and checks byte identity.
+// syncRestoreCompare syncs db, restores it and checks byte identity.
 func (s *setup) syncRestoreCompare(db string) {
 	s.t.Helper()
 	s.mustCtl("sync", db)
 	out := filepath.Join(s.dir, "restored.db")
 	s.mustCtl("restore", db, "--out", out, "--force")
-	if got, want := testutil.FileSHA256(s.t, out), testutil.FileSHA256(s.t, db); got != want {
-		s.t.Fatalf("restored %s differs from %s", got, want)
-	}
-	integrity(s.t, out)
+	testutil.SameFile(s.t, out, db)
+	testutil.IntegrityCheck(s.t, out)
 }
 
 // runRole is the body of a child process.
 func runRole(role string) int {
 	path := os.Getenv("VERNEUIL_E2E_DB")
-	cfg, err := verneuil.ConfigFromEnv()
+	cfg, err := config.FromEnv()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx := context.Background()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -38,14 +39,14 @@ func TestPointInTimeRestore(t *testing.T) {
 	for i, mark := range marks {
 		out := filepath.Join(s.dir, "at"+strconv.Itoa(i)+".db")
 		s.mustCtl("restore", db, "--at", mark.UTC().Format(time.RFC3339Nano), "--out", out)
-		integrity(t, out)
+		testutil.IntegrityCheck(t, out)
 		if n, want := countRows(t, out, "1"), 10*(i+1); n != want {
 			t.Fatalf("restore --at mark %d: %d rows, want %d", i, n, want)
 		}
 	}
 	first := filepath.Join(s.dir, "first.db")
 	s.mustCtl("restore", db, "--version", strconv.FormatUint(versions[0].Version, 10), "--out", first)
-	integrity(t, first)
+	testutil.IntegrityCheck(t, first)
 	_, errOut, code := s.ctl("restore", db, "--at", marks[0].Add(-time.Hour).UTC().Format(time.RFC3339), "--out", first)
 	if code == 0 {
 		t.Fatalf("restore before the first version succeeded")

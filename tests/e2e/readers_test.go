@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -33,8 +31,7 @@ func TestCrashReaders(t *testing.T) {
 		if i%4 == 3 {
 			args = []string{"verify", db}
 		}
-		cmd := exec.Command(ctlPath, args...)
-		cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+s.config)
+		cmd := testutil.CtlCommand(t, s.config, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +41,7 @@ func TestCrashReaders(t *testing.T) {
 		if got := testutil.FileSHA256(t, out); got != good {
 			t.Fatalf("iteration %d: %s killed: destination is neither the old nor the new file", i, args[0])
 		}
-		integrity(t, out)
+		testutil.IntegrityCheck(t, out)
 	}
 	s.syncRestoreCompare(db)
 }

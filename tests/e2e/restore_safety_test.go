@@ -84,7 +84,7 @@ func TestRegression_RestoreOverHotJournal(t *testing.T) {
 	if testutil.FileSHA256(t, db) != testutil.FileSHA256(t, ref) {
 		t.Fatalf("after SQLite opened the restored database, it differs from version %s", version)
 	}
-	integrity(t, db)
+	testutil.IntegrityCheck(t, db)
 }
 
 // touch opens path read-write through SQLite and reads it, which rolls back

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestCrashStages kills a writer at every named stage of a commit (during
@@ -34,7 +35,7 @@ func TestCrashStages(t *testing.T) {
 				s.mustCtl("flush")
 				out := filepath.Join(s.dir, "published.db")
 				if _, errOut, code := s.ctl("restore", db, "--out", out); code == 0 {
-					integrity(t, out)
+					testutil.IntegrityCheck(t, out)
 				} else if !strings.Contains(errOut, "no replica") {
 					t.Fatalf("restore after kill at %s: %s", name, errOut)
 				}

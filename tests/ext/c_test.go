@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // gcc compiles a test host; a missing gcc or libsqlite3-dev is a missing
@@ -51,7 +53,7 @@ func TestCLoadExtension(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("host failed:\n%s", r)
 	}
-	key := dbKey(t, testHost, db)
+	key := testutil.ReplicaKey(t, testHost, db)
 	wantLines(t, r, "loaded", "pragma_flush ok", "manifest_name "+key, "flush_db 0 ok", "flush_all 0 ok", "flush_missing 1 named", "done")
 	if strings.Contains(r.stdout, "level=") {
 		t.Errorf("logs on stdout:\n%s", r)
@@ -83,7 +85,7 @@ func TestCLinked(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("host failed:\n%s", r)
 	}
-	key := dbKey(t, testHost, db)
+	key := testutil.ReplicaKey(t, testHost, db)
 	wantLines(t, r, "configure ok", "loaded", "pragma_flush ok", "configure_after_load 21", "manifest_name "+key,
 		"flush_db 0 ok", "flush_all 0 ok", "flush_missing 1 named", "done")
 	e.checkReplica(key, db)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestRegression_EnvironmentSetInProcess: a Python program that sets
@@ -34,7 +36,7 @@ func TestRegression_EnvironmentSetInProcess(t *testing.T) {
 		if r.exitCode() != 0 {
 			t.Fatalf("%s failed:\n%s", py, r)
 		}
-		key := dbKey(t, testHost, db)
+		key := testutil.ReplicaKey(t, testHost, db)
 		if got, want := lines(r.stdout), []string{"ok", key}; !slices.Equal(got, want) {
 			t.Fatalf("stdout = %q, want %q (the configuration set in os.environ was ignored)\n%s", got, want, r)
 		}
@@ -63,7 +65,7 @@ func TestRegression_EnvironmentSetInProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := dbKey(t, host, db)
+		key := testutil.ReplicaKey(t, host, db)
 		if got := lines(r.stdout); len(got) != 2 || got[0] != "ok" {
 			t.Fatalf("stdout = %q\n%s", got, r)
 		}

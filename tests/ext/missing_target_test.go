@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestRegression_ExtensionMissingTarget: a file:// target whose directory
@@ -15,7 +17,7 @@ import (
 // once the directory appears.
 func TestRegression_ExtensionMissingTarget(t *testing.T) {
 	sh := sqlite3Shell(t)
-	ctl := verneuilctl(t)
+	ctl := testutil.Verneuilctl(t)
 	missing := filepath.Join(t.TempDir(), "mnt", "store")
 	e := newEnv(t, map[string]any{"targets": []map[string]any{{"url": "file://" + missing}}})
 	db := filepath.Join(e.dir, "app.db")
@@ -31,5 +33,5 @@ func TestRegression_ExtensionMissingTarget(t *testing.T) {
 		t.Fatalf("verneuilctl flush once the directory exists:\n%s", r)
 	}
 	e.store = missing
-	e.checkReplica(dbKey(t, testHost, db), db)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/spool"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // python returns a python3 whose sqlite3 module can load extensions:
@@ -56,7 +57,7 @@ func TestPythonURI(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("%s failed:\n%s", py, r)
 	}
-	key := dbKey(t, testHost, db)
+	key := testutil.ReplicaKey(t, testHost, db)
 	if got, want := lines(r.stdout), []string{"ok", key}; !slices.Equal(got, want) {
 		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
 	}
@@ -72,7 +73,7 @@ func TestPythonMakeDefault(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("%s failed:\n%s", py, r)
 	}
-	key := dbKey(t, testHost, db)
+	key := testutil.ReplicaKey(t, testHost, db)
 	if got, want := lines(r.stdout), []string{"ok", key}; !slices.Equal(got, want) {
 		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
 	}
@@ -113,7 +114,7 @@ func TestPythonForkWithoutExec(t *testing.T) {
 	if got, want := lines(r.stdout), []string{"ok", "2"}; !slices.Equal(got, want) {
 		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
 	}
-	e.checkReplica(dbKey(t, testHost, db), db)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 }
 
 // TestRegression_ForkChildMarksRescan: a child forked without exec writes
@@ -128,7 +129,7 @@ func TestRegression_ForkChildMarksRescan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := filepath.Join(spool.DBsDir(e.spool), dbKey(t, testHost, db), spool.RescanMarker)
+	marker := filepath.Join(spool.DBsDir(e.spool), testutil.ReplicaKey(t, testHost, db), spool.RescanMarker)
 	r := e.runHost("", py, script, soPath, db, marker)
 	if r.exitCode() != 0 {
 		t.Fatalf("%s failed:\n%s", py, r)

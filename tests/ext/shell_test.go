@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // sqlite3Shell returns the sqlite3 shell (Debian's in CI).
@@ -45,7 +47,7 @@ func TestShellURI(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("sqlite3 failed:\n%s", r)
 	}
-	key := dbKey(t, testHost, db)
+	key := testutil.ReplicaKey(t, testHost, db)
 	if got, want := lines(r.stdout), []string{"verneuil/unix", "ok", key}; !slices.Equal(got, want) {
 		t.Fatalf("stdout = %q, want %q (logs must not reach stdout)\n%s", got, want, r)
 	}
@@ -71,7 +73,7 @@ func TestShellMakeDefault(t *testing.T) {
 	if strings.Contains(r.stderr, "level=INFO") || strings.Contains(r.stderr, "level=DEBUG") {
 		t.Errorf("info or debug logs at the default log level (warn):\n%s", r)
 	}
-	e.checkReplica(dbKey(t, testHost, db), db)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 
 	// The -cmd form, with .open after the load.
 	db2 := filepath.Join(e.dir, "default2.db")
@@ -80,7 +82,7 @@ func TestShellMakeDefault(t *testing.T) {
 	if r.exitCode() != 0 || !slices.Equal(lines(r.stdout), []string{"ok"}) {
 		t.Fatalf("sqlite3 -cmd .load -cmd .open:\n%s", r)
 	}
-	e.checkReplica(dbKey(t, testHost, db2), db2)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db2), db2)
 }
 
 // flush_on_close: no PRAGMA verneuil_flush; the shell's exit closes the
@@ -93,14 +95,14 @@ func TestShellFlushOnClose(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("sqlite3 failed:\n%s", r)
 	}
-	e.checkReplica(dbKey(t, testHost, db), db)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 }
 
 // A shell that exits without flushing leaves its spool behind; verneuilctl
 // flush (run later, by anyone with the same configuration) uploads it.
 func TestShellExitThenVerneuilctlFlush(t *testing.T) {
 	sh := sqlite3Shell(t)
-	ctl := verneuilctl(t)
+	ctl := testutil.Verneuilctl(t)
 	e := newEnv(t, map[string]any{"upload_interval": "1h", "scan_interval": "1h"})
 	db := filepath.Join(e.dir, "exit.db")
 	r := e.runHost(shellScript("file:"+db+"?vfs=verneuil", workload(t)), sh, "-bail")
@@ -111,7 +113,7 @@ func TestShellExitThenVerneuilctlFlush(t *testing.T) {
 	if r.exitCode() != 0 {
 		t.Fatalf("verneuilctl flush:\n%s", r)
 	}
-	e.checkReplica(dbKey(t, testHost, db), db)
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 }
 
 // No VERNEUIL_CONFIG: the embedded default (spool and local target under
@@ -132,7 +134,7 @@ func TestShellMissingConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := dbKey(t, host, db); out[1] != want {
+	if want := testutil.ReplicaKey(t, host, db); out[1] != want {
 		t.Errorf("manifest name %q, want %q (default host name %q)", out[1], want, host)
 	}
 	if _, err := os.Stat(filepath.Join(e.store, "dbs")); err != nil {

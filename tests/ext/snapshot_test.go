@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // snapQuery summarises the workload's tables; source and replica must agree.
@@ -145,7 +147,7 @@ except sqlite3.OperationalError as e:
 // the extension, latest or pinned, and says clearly what is missing.
 func TestVerneuilctlShell(t *testing.T) {
 	sh := sqlite3Shell(t)
-	ctl := verneuilctl(t)
+	ctl := testutil.Verneuilctl(t)
 	e := newEnv(t, nil)
 	db := filepath.Join(e.dir, "src.db")
 	write := func(sql string) {
@@ -179,7 +181,7 @@ func TestVerneuilctlShell(t *testing.T) {
 	}{
 		{[]string{"shell", db, "--ext", soPath, "SELECT count(*) FROM t"}, "2"},
 		{[]string{"shell", db, "--ext", soPath, "--version", fmt.Sprint(first.Version), "SELECT count(*) FROM t"}, "1"},
-		{[]string{"shell", "--manifest", dbKey(t, testHost, db), "--ext", soPath, "SELECT count(*) FROM t; PRAGMA verneuil_snapshot_refresh"}, ""},
+		{[]string{"shell", "--manifest", testutil.ReplicaKey(t, testHost, db), "--ext", soPath, "SELECT count(*) FROM t; PRAGMA verneuil_snapshot_refresh"}, ""},
 		// The extension beside verneuilctl (where the test built both).
 		{[]string{"shell", db, "SELECT count(*) FROM t"}, "2"},
 	} {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // lockedBuffer collects a child's output.
@@ -70,8 +69,7 @@ func TestCopierDaemon(t *testing.T) {
 	}
 
 	metricsAddr := "127.0.0.1:" + closedPort(t)
-	cmd := exec.Command(ctlPath, "--log-level", "info", "copier", "--metrics-addr", metricsAddr, "--scan-interval", "200ms")
-	cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+configJSON(t, good))
+	cmd := testutil.CtlCommand(t, testutil.ConfigJSON(t, good), "--log-level", "info", "copier", "--metrics-addr", metricsAddr, "--scan-interval", "200ms")
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

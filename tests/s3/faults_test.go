@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -166,7 +166,7 @@ func waitCaughtUp(t *testing.T, d *spool.Dir, timeout time.Duration) time.Durati
 
 type faultSetup struct {
 	cfg   *config.Config
-	r     *verneuil.Replicator
+	r     *replicator.Replicator
 	proxy *faultProxy
 	path  string
 	db    *sql.DB

@@ -14,7 +14,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,33 +25,14 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/config"
-	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
-var ctlPath string
-
-func TestMain(m *testing.M) {
-	if role := os.Getenv("VERNEUIL_S3_ROLE"); role != "" {
-		os.Exit(runRole(role))
-	}
-	dir, err := os.MkdirTemp("", "verneuil-s3-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if ctlPath, err = testutil.BuildVerneuilctl(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, "VERNEUIL_S3_ROLE", runRole) }
 
 // s3Config returns a configuration replicating to endpoint/bucket/prefix
 // with its spool under dir.
@@ -69,9 +49,9 @@ func s3Config(dir, endpoint, bucket, prefix string) *config.Config {
 }
 
 // startReplicator starts replication for the test and closes it at the end.
-func startReplicator(t *testing.T, cfg *config.Config) *verneuil.Replicator {
+func startReplicator(t *testing.T, cfg *config.Config) *replicator.Replicator {
 	t.Helper()
-	r, err := verneuil.Start(context.Background(), cfg)
+	r, err := replicator.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -107,7 +87,7 @@ func exec1(t testing.TB, db *sql.DB, q string, args ...any) {
 // openStore opens the first target of cfg for reading replicas back.
 func openStore(t testing.TB, cfg *config.Config) blob.Store {
 	t.Helper()
-	stores, err := verneuil.OpenTargets(context.Background(), cfg)
+	stores, err := replicator.OpenTargets(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,30 +103,17 @@ func openStore(t testing.TB, cfg *config.Config) blob.Store {
 // that it is byte-identical to the file.
 func restoreCompare(t testing.TB, cfg *config.Config, s blob.Store, path string) {
 	t.Helper()
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := restore.Latest(ctx, s, key)
-	if err != nil {
-		t.Fatalf("latest replica of %s: %v", path, err)
-	}
-	out := path + ".restored"
-	if err := restore.ToFile(ctx, s, m, out); err != nil {
-		t.Fatalf("restore %s: %v", path, err)
-	}
-	defer os.Remove(out)
-	if got, want := testutil.FileSHA256(t, out), testutil.FileSHA256(t, path); got != want {
-		t.Fatalf("replica of %s differs from the file (sha256 %s, want %s)", path, got, want)
-	}
+	testutil.RestoreCompare(t, s, key, path)
 }
 
 // spoolOf returns the spool directory of the database at path.
 func spoolOf(t testing.TB, cfg *config.Config, path string) *spool.Dir {
 	t.Helper()
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,21 +124,11 @@ func spoolOf(t testing.TB, cfg *config.Config, path string) *spool.Dir {
 	return d
 }
 
-// configJSON renders cfg for VERNEUIL_CONFIG.
-func configJSON(t testing.TB, cfg *config.Config) string {
-	t.Helper()
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // child returns a command running this binary in role with cfg.
 func child(t testing.TB, role string, cfg *config.Config, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "VERNEUIL_S3_ROLE="+role, "VERNEUIL_CONFIG="+configJSON(t, cfg))
+	cmd.Env = append(os.Environ(), "VERNEUIL_S3_ROLE="+role, "VERNEUIL_CONFIG="+testutil.ConfigJSON(t, cfg))
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
 }
@@ -180,19 +137,7 @@ func child(t testing.TB, role string, cfg *config.Config, env ...string) *exec.C
 // status.
 func ctl(t testing.TB, cfg *config.Config, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(ctlPath, args...)
-	cmd.Env = append(os.Environ(), "VERNEUIL_CONFIG="+configJSON(t, cfg))
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run verneuilctl: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return testutil.Ctl(t, testutil.ConfigJSON(t, cfg), args...)
 }
 
 // statusRow is the part of `verneuilctl status --json` the tests read.
@@ -237,12 +182,12 @@ func runRole(role string) int {
 	if role != "writer" {
 		return fail("unknown role")
 	}
-	cfg, err := verneuil.ConfigFromEnv()
+	cfg, err := config.FromEnv()
 	if err != nil {
 		return fail("%v", err)
 	}
 	ctx := context.Background()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return fail("start: %v", err)
 	}

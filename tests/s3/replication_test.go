@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -63,7 +63,7 @@ func TestReplicateThroughVFS(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 	// Every published version is kept for point-in-time restore.
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

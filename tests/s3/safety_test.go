@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
 
@@ -88,7 +88,7 @@ func TestRegression_S3HugeContentLength(t *testing.T) {
 	if err := r.Flush(ctx); !errors.Is(err, blob.ErrTooLarge) {
 		t.Fatalf("flush through a server announcing 4 EiB: %v, want an error wrapping blob.ErrTooLarge", err)
 	}
-	_, key, err := verneuil.ReplicaName(cfg, path, "")
+	_, key, err := replicator.ReplicaName(cfg, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package verneuil
+package replicator
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 // process: the spool left by a closed connection (or by an earlier process
 // with the same configuration) is uploaded as well.
 func (r *Replicator) FlushDB(ctx context.Context, path string) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
 	canon, err := names.Canonical(path)
 	if err != nil {
 		return err
