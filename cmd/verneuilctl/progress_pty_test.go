@@ -79,7 +79,7 @@ func TestProgressOfEveryLongCommand(t *testing.T) {
 				tc.before()
 			}
 			// A real process, its standard streams on pipes.
-			cmd := exec.Command(ctlBinary(t), args...)
+			cmd := exec.Command(testutil.Verneuilctl(t), args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			_ = cmd.Run() // the exit code is checked
