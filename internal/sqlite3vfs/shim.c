@@ -426,6 +426,38 @@ static int isWal(const char *z){
   return z && sqlite3_stricmp(z, "wal")==0;
 }
 
+/* Would PRAGMA journal_mode=WAL switch this database into WAL mode? The
+** refusal must not change what SQLite itself answers when it would not:
+**   - on a read-only file, SQLite fails with SQLITE_READONLY when it tries
+**     to write the new file format (bytes 18-19 of the header), so the
+**     switch cannot happen;
+**   - on a database already in WAL mode (bytes 18-19 are 2: opened so
+**     through this VFS or written by another process), the pragma changes
+**     nothing and answers "wal".
+**   - inside a transaction or beside an active statement (a lock held in
+**     normal locking mode, where SQLite unlocks when neither is left),
+**     SQLite keeps the mode silently (a write transaction that changed
+**     pages) or fails with "cannot change into wal mode from within a
+**     transaction".
+** These are passed to SQLite. (Other cases where SQLite keeps the mode,
+** nolock=1, temp and memory databases, never reach the capturing methods.)
+** The header is read without a lock: a concurrent switch out of WAL mode
+** between this prepare and the pragma's step lets the switch through,
+** which leaves a database in WAL mode, reported as not replicated like
+** any database already in WAL mode. */
+static int walSwitchPossible(VFile *p){
+  unsigned char a[2];
+  if( p->readOnly ) return 0;
+  if( p->lockLevel>=SQLITE_LOCK_SHARED && !p->exclusiveMode && !p->committed ){
+    return 0;
+  }
+  if( p->pReal->pMethods->xRead(p->pReal, a, 2, 18)==SQLITE_OK
+   && a[0]==2 && a[1]==2 ){
+    return 0;
+  }
+  return 1;
+}
+
 static int tFileControl(sqlite3_file *f, int op, void *pArg){
   VFile *p = (VFile*)f;
   TRACE("fcntl %d\n", op);
@@ -446,7 +478,8 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
     const char *zName = a[1], *zVal = a[2];
-    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal) ){
+    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal)
+     && walSwitchPossible(p) ){
       a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
           "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
       return SQLITE_ERROR;
@@ -575,11 +608,13 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
                  int flags, int *pOutFlags){
   VFile *p = (VFile*)f;
   int rc;
+  int outFlags = 0;
   (void)pVfs;
   memset(p, 0, sizeof(*p));
   p->pReal = (sqlite3_file*)&p[1];
   p->fd = -1;
-  rc = gOrig->xOpen(gOrig, zName, p->pReal, flags, pOutFlags);
+  rc = gOrig->xOpen(gOrig, zName, p->pReal, flags, &outFlags);
+  if( pOutFlags ) *pOutFlags = outFlags;
   if( p->pReal->pMethods==0 ){
     p->base.pMethods = 0;
     return rc;
@@ -611,6 +646,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
         if( (p->fd>=0 ? fstat(p->fd, &st) : stat(zName, &st))==0 ) p->ino = (uint64_t)st.st_ino;
       }
       p->wantCheck = 1;
+      p->readOnly = (outFlags & SQLITE_OPEN_READONLY)!=0;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
       vshimLinkMain(p);
