@@ -60,8 +60,10 @@ func parityCases() []parityCase {
 			stmts: append([]string{"CREATE TABLE t(a)", "PRAGMA journal_mode=WAL", "PRAGMA journal_mode"}, switches...)},
 		{name: "memory database", dsn: "file::memory:",
 			stmts: append([]string{"CREATE TABLE t(a)", "PRAGMA journal_mode=WAL", "PRAGMA journal_mode"}, switches...)},
-		{name: "in a transaction", setup: rollback,
+		{name: "in a read transaction", setup: rollback,
 			stmts: []string{"BEGIN", "SELECT a FROM t", "PRAGMA journal_mode=WAL", "COMMIT", "PRAGMA journal_mode"}},
+		{name: "in a transaction that wrote nothing", setup: rollback,
+			stmts: []string{"BEGIN IMMEDIATE", "PRAGMA journal_mode=WAL", "ROLLBACK", "PRAGMA journal_mode"}},
 		{name: "in a write transaction", setup: rollback,
 			stmts: []string{"BEGIN IMMEDIATE", "INSERT INTO t VALUES(2)", "PRAGMA journal_mode=WAL", "ROLLBACK", "SELECT a FROM t"}},
 		{name: "exclusive locking, read-only", setup: rollback, params: "mode=ro",
@@ -204,4 +206,103 @@ func answer(ctx context.Context, conn *sql.Conn, q string) string {
 		return s
 	}
 	return "error " + err.Error()
+}
+
+// TestPragmaParity_SharedCache: with a shared cache, two connections share
+// one file. While one of them is inside a transaction, the other's PRAGMA
+// journal_mode=WAL gives unix's answer (SQLite cannot switch: the switch
+// needs the only transaction on the cache), and the replicated file is
+// never switched to WAL mode behind the refusal's back.
+func TestPragmaParity_SharedCache(t *testing.T) {
+	newEnv(t) // the replicator behind the verneuil VFS
+	ctx := context.Background()
+	for _, first := range [][]string{
+		{"BEGIN IMMEDIATE", "INSERT INTO t VALUES(2)"},
+		{"BEGIN IMMEDIATE"},
+		{"BEGIN", "SELECT a FROM t"},
+	} {
+		t.Run(strings.Join(first, "; "), func(t *testing.T) {
+			answers := map[string]string{}
+			for _, vfs := range []string{"unix", "verneuil"} {
+				path := filepath.Join(t.TempDir(), "shared-"+vfs+".db")
+				s, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix")
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, s, "CREATE TABLE t(a)")
+				s.Close()
+				db, err := sql.Open("sqlite3", "file:"+path+"?cache=shared&vfs="+vfs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, q := range first {
+					if got := answer(ctx, a, q); strings.HasPrefix(got, "error") {
+						t.Fatalf("%s: %s", q, got)
+					}
+				}
+				got := answer(ctx, b, "PRAGMA journal_mode=WAL")
+				answer(ctx, a, "ROLLBACK")
+				mode := answer(ctx, b, "PRAGMA journal_mode")
+				a.Close()
+				b.Close()
+				db.Close()
+				answers[vfs] = got
+				if vfs == "verneuil" {
+					if mode != "rows delete" {
+						t.Errorf("the replicated file is in journal mode %q after %q", mode, got)
+					}
+					if u := answers["unix"]; got != u {
+						t.Errorf("verneuil answered %q, unix %q", got, u)
+					}
+				}
+			}
+			t.Logf("unix %q, verneuil %q", answers["unix"], answers["verneuil"])
+		})
+	}
+}
+
+// TestPragmaParity_ActiveStatement: PRAGMA journal_mode=WAL while another
+// statement of the same connection is stepping (its lock held, no
+// transaction opened by BEGIN) answers what unix answers.
+func TestPragmaParity_ActiveStatement(t *testing.T) {
+	newEnv(t) // the replicator behind the verneuil VFS
+	ctx := context.Background()
+	answers := map[string]string{}
+	for _, vfs := range []string{"unix", "verneuil"} {
+		path := filepath.Join(t.TempDir(), "active.db")
+		db, err := sql.Open("sqlite3", "file:"+path+"?vfs="+vfs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"CREATE TABLE t(a)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"} {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := c.QueryContext(ctx, "SELECT a FROM t")
+		if err != nil || !rows.Next() {
+			t.Fatalf("SELECT: %v", err)
+		}
+		got := answer(ctx, c, "PRAGMA journal_mode=WAL")
+		rows.Close()
+		answers[vfs] = got + "; then " + answer(ctx, c, "PRAGMA journal_mode")
+		c.Close()
+		db.Close()
+	}
+	if answers["unix"] != answers["verneuil"] {
+		t.Fatalf("verneuil answered %q, unix %q", answers["verneuil"], answers["unix"])
+	}
+	t.Logf("both answered %q", answers["unix"])
 }

@@ -438,7 +438,9 @@ static int isWal(const char *z){
 **     normal locking mode, where SQLite unlocks when neither is left),
 **     SQLite keeps the mode silently (a write transaction that changed
 **     pages) or fails with "cannot change into wal mode from within a
-**     transaction".
+**     transaction"; another connection of a shared cache cannot switch
+**     either, as the switch needs the only transaction on the cache
+**     (SQLITE_LOCKED_SHAREDCACHE).
 ** These are passed to SQLite. (Other cases where SQLite keeps the mode,
 ** nolock=1, temp and memory databases, never reach the capturing methods.)
 ** The header is read without a lock: a concurrent switch out of WAL mode
