@@ -224,6 +224,7 @@ static void beginTxn(VFile *p){
     ** connection is in locking_mode=EXCLUSIVE. Capture it now (the file
     ** holds that committed state), and capture at commit from now on. */
     p->exclusiveMode = 1;
+    p->lockSeenReleased = 0;
     capture(p, VSHIM_COMMIT);
   }
   p->txnStarted = 1;
@@ -391,6 +392,7 @@ static int tUnlock(sqlite3_file *f, int e){
   if( kind==0 ){
     rc = r->pMethods->xUnlock(r, e);
     if( rc==SQLITE_OK ) p->lockLevel = e;
+    if( rc==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     return rc;
   }
   /* Downgrade to SHARED first: other writers are now blocked from
@@ -417,6 +419,7 @@ static int tUnlock(sqlite3_file *f, int e){
   if( e<SQLITE_LOCK_SHARED ){
     int rc2 = r->pMethods->xUnlock(r, e);
     if( rc2==SQLITE_OK ) p->lockLevel = e;
+    if( rc2==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     if( rc==SQLITE_OK ) rc = rc2;
   }
   return rc;
@@ -434,13 +437,19 @@ static int isWal(const char *z){
 **   - on a database already in WAL mode (bytes 18-19 are 2: opened so
 **     through this VFS or written by another process), the pragma changes
 **     nothing and answers "wal".
-**   - inside a transaction or beside an active statement (a lock held in
-**     normal locking mode, where SQLite unlocks when neither is left),
-**     SQLite keeps the mode silently (a write transaction that changed
-**     pages) or fails with "cannot change into wal mode from within a
-**     transaction"; another connection of a shared cache cannot switch
-**     either, as the switch needs the only transaction on the cache
-**     (SQLITE_LOCKED_SHAREDCACHE).
+**   - inside a write transaction: RESERVED or more held in normal locking
+**     mode, where SQLite releases the lock when the transaction ends
+**     (known from an unlock to NONE seen since exclusive mode was last
+**     announced or inferred: after locking_mode=NORMAL the exclusive lock
+**     stays until the next transaction ends), and no commit pending.
+**     SQLite then keeps the mode silently (pages changed) or fails with
+**     "cannot change into wal mode from within a transaction"; another
+**     connection of a shared cache cannot switch either (one writer).
+**     A SHARED lock alone proves nothing: exclusive mode set for all
+**     schemas by a pragma without a schema name reaches only the main
+**     file's file control, and a compile-time default reaches none, and
+**     both keep SHARED after a read. Inside a read transaction the refusal
+**     stays (SQLite's own answer is SQLITE_ERROR too, with another text).
 ** These are passed to SQLite. (Other cases where SQLite keeps the mode,
 ** nolock=1, temp and memory databases, never reach the capturing methods.)
 ** The header is read without a lock: a concurrent switch out of WAL mode
@@ -450,7 +459,8 @@ static int isWal(const char *z){
 static int walSwitchPossible(VFile *p){
   unsigned char h[VSHIM_HEADER_LEN];
   if( p->readOnly ) return 0;
-  if( p->lockLevel>=SQLITE_LOCK_SHARED && !p->exclusiveMode && !p->committed ){
+  if( p->lockLevel>=SQLITE_LOCK_RESERVED && p->lockSeenReleased
+   && !p->exclusiveMode && !p->committed ){
     return 0;
   }
   /* readHeader uses pread when the descriptor is known: no read through
@@ -490,7 +500,10 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
                         || sqlite3_stricmp(zVal, "off")==0;
     }
     if( sqlite3_stricmp(zName, "locking_mode")==0 && zVal ){
-      if( sqlite3_stricmp(zVal, "exclusive")==0 ) p->exclusiveMode = 1;
+      if( sqlite3_stricmp(zVal, "exclusive")==0 ){
+        p->exclusiveMode = 1;
+        p->lockSeenReleased = 0;
+      }
       if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
     }
     if( sqlite3_strnicmp(zName, "verneuil_", 9)==0 ){
