@@ -224,6 +224,7 @@ static void beginTxn(VFile *p){
     ** connection is in locking_mode=EXCLUSIVE. Capture it now (the file
     ** holds that committed state), and capture at commit from now on. */
     p->exclusiveMode = 1;
+    p->lockSeenReleased = 0;
     capture(p, VSHIM_COMMIT);
   }
   p->txnStarted = 1;
@@ -391,6 +392,7 @@ static int tUnlock(sqlite3_file *f, int e){
   if( kind==0 ){
     rc = r->pMethods->xUnlock(r, e);
     if( rc==SQLITE_OK ) p->lockLevel = e;
+    if( rc==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     return rc;
   }
   /* Downgrade to SHARED first: other writers are now blocked from
@@ -417,6 +419,7 @@ static int tUnlock(sqlite3_file *f, int e){
   if( e<SQLITE_LOCK_SHARED ){
     int rc2 = r->pMethods->xUnlock(r, e);
     if( rc2==SQLITE_OK ) p->lockLevel = e;
+    if( rc2==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     if( rc==SQLITE_OK ) rc = rc2;
   }
   return rc;
@@ -424,6 +427,46 @@ static int tUnlock(sqlite3_file *f, int e){
 
 static int isWal(const char *z){
   return z && sqlite3_stricmp(z, "wal")==0;
+}
+
+/* Would PRAGMA journal_mode=WAL switch this database into WAL mode? The
+** refusal must not change what SQLite itself answers when it would not:
+**   - on a read-only file, SQLite fails with SQLITE_READONLY when it tries
+**     to write the new file format (bytes 18-19 of the header), so the
+**     switch cannot happen;
+**   - on a database already in WAL mode (bytes 18-19 are 2: opened so
+**     through this VFS or written by another process), the pragma changes
+**     nothing and answers "wal".
+**   - inside a write transaction: RESERVED or more held in normal locking
+**     mode, where SQLite releases the lock when the transaction ends
+**     (known from an unlock to NONE seen since exclusive mode was last
+**     announced or inferred: after locking_mode=NORMAL the exclusive lock
+**     stays until the next transaction ends), and no commit pending.
+**     SQLite then keeps the mode silently (pages changed) or fails with
+**     "cannot change into wal mode from within a transaction"; another
+**     connection of a shared cache cannot switch either (one writer).
+**     A SHARED lock alone proves nothing: exclusive mode set for all
+**     schemas by a pragma without a schema name reaches only the main
+**     file's file control, and a compile-time default reaches none, and
+**     both keep SHARED after a read. Inside a read transaction the refusal
+**     stays (SQLite's own answer is SQLITE_ERROR too, with another text).
+** These are passed to SQLite. (Other cases where SQLite keeps the mode,
+** nolock=1, temp and memory databases, never reach the capturing methods.)
+** The header is read without a lock: a concurrent switch out of WAL mode
+** between this prepare and the pragma's step lets the switch through,
+** which leaves a database in WAL mode, reported as not replicated like
+** any database already in WAL mode. */
+static int walSwitchPossible(VFile *p){
+  unsigned char h[VSHIM_HEADER_LEN];
+  if( p->readOnly ) return 0;
+  if( p->lockLevel>=SQLITE_LOCK_RESERVED && p->lockSeenReleased
+   && !p->exclusiveMode && !p->committed ){
+    return 0;
+  }
+  /* readHeader uses pread when the descriptor is known: no read through
+  ** unix, whose reads the testfixture's I/O error simulation counts. */
+  if( readHeader(p, h)==SQLITE_OK && h[18]==2 && h[19]==2 ) return 0;
+  return 1;
 }
 
 static int tFileControl(sqlite3_file *f, int op, void *pArg){
@@ -446,7 +489,8 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
     const char *zName = a[1], *zVal = a[2];
-    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal) ){
+    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal)
+     && walSwitchPossible(p) ){
       a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
           "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
       return SQLITE_ERROR;
@@ -456,7 +500,10 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
                         || sqlite3_stricmp(zVal, "off")==0;
     }
     if( sqlite3_stricmp(zName, "locking_mode")==0 && zVal ){
-      if( sqlite3_stricmp(zVal, "exclusive")==0 ) p->exclusiveMode = 1;
+      if( sqlite3_stricmp(zVal, "exclusive")==0 ){
+        p->exclusiveMode = 1;
+        p->lockSeenReleased = 0;
+      }
       if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
     }
     if( sqlite3_strnicmp(zName, "verneuil_", 9)==0 ){
@@ -575,11 +622,13 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
                  int flags, int *pOutFlags){
   VFile *p = (VFile*)f;
   int rc;
+  int outFlags = 0;
   (void)pVfs;
   memset(p, 0, sizeof(*p));
   p->pReal = (sqlite3_file*)&p[1];
   p->fd = -1;
-  rc = gOrig->xOpen(gOrig, zName, p->pReal, flags, pOutFlags);
+  rc = gOrig->xOpen(gOrig, zName, p->pReal, flags, &outFlags);
+  if( pOutFlags ) *pOutFlags = outFlags;
   if( p->pReal->pMethods==0 ){
     p->base.pMethods = 0;
     return rc;
@@ -611,6 +660,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
         if( (p->fd>=0 ? fstat(p->fd, &st) : stat(zName, &st))==0 ) p->ino = (uint64_t)st.st_ino;
       }
       p->wantCheck = 1;
+      p->readOnly = (outFlags & SQLITE_OPEN_READONLY)!=0;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
       vshimLinkMain(p);

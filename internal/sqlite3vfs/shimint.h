@@ -28,6 +28,8 @@ struct VFile {
   int txnStarted;           /* first write of the transaction happened */
   int committed;            /* COMMIT_PHASETWO seen for the current writes */
   int xattrUnsupported;     /* the file system refused user xattrs */
+  int readOnly;             /* opened (or downgraded by unix to) read-only */
+  int lockSeenReleased;     /* unlock to NONE seen since exclusive mode was set */
   int dirtyLost;            /* out of memory while tracking: rescan */
   /* dirty chunks: bitmap + list of indices */
   unsigned char *aBits; int64_t nBitsBytes;
