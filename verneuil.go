@@ -189,6 +189,7 @@ func newReplicator(ctx context.Context, cfg *Config, log *slog.Logger) (*Replica
 		SpoolDir:     cfg.SpoolDir,
 		Targets:      stores,
 		Workers:      cfg.CopierWorkers,
+		FullEvery:    cfg.MaxDeltaChain,
 		Interval:     cfg.UploadInterval.Duration(),
 		ScanInterval: cfg.ScanInterval.Duration(),
 		RateLimit:    cfg.RateLimit,

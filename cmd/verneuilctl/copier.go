@@ -73,6 +73,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		SpoolDir:     cfg.SpoolDir,
 		Targets:      stores,
 		Workers:      *workers,
+		FullEvery:    cfg.MaxDeltaChain,
 		Interval:     cfg.UploadInterval.Duration(),
 		ScanInterval: *scanInterval,
 		RateLimit:    cfg.RateLimit,

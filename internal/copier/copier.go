@@ -193,8 +193,8 @@ type Copier struct {
 	dbs      map[string]*dbState
 	idle     map[string]idleSpool // spools known uploaded, without a record (scan.go)
 	scanDir  *os.File             // the scan's place in the spool directory; guarded by scanning
-	ready    fifo      // databases due now, in order
-	delay    delayHeap // databases waiting for their due time
+	ready    fifo                 // databases due now, in order
+	delay    delayHeap            // databases waiting for their due time
 	running  int
 	started  bool
 	closed   bool
