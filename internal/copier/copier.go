@@ -43,7 +43,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -619,8 +618,9 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 		return
 	}
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && res.gone:
+	case res.gone:
 		st.sched = idle // the spool was removed
+		st.pending = false
 	case res.busy:
 		// Another uploader holds the database; look again later.
 		st.pendingSince = earliest(st.pendingSince, st.againSince)
@@ -703,7 +703,8 @@ func (c *Copier) UploadAll(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.safely("upload "+key, func() error { return c.Upload(ctx, key) }); err != nil {
+			err := c.safely("upload "+key, func() error { return c.Upload(ctx, key) })
+			if err != nil && !errors.Is(err, errSpoolGone) { // reclaimed since the listing
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -744,6 +745,12 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	res, err := c.uploadDB(ctx, st, since, true)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if res.gone {
+		// Removed (by a reclaim, spool.Reclaim, after its last upload):
+		// not retried; UploadAll skips it.
+		st.pending = false
+		return fmt.Errorf("upload %s: %w: %w", c.describeLocked(st), errSpoolGone, err)
+	}
 	if err != nil {
 		if st.sched == idle && c.started && !c.closed && ctx.Err() == nil {
 			// Make sure the background retries what the caller could

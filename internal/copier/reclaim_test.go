@@ -2,7 +2,9 @@ package copier
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -204,5 +206,42 @@ func TestRestartDoesNotReadEveryOldSpool(t *testing.T) {
 	c.mu.Unlock()
 	if records != 0 {
 		t.Fatalf("%d records after idle, want 0", records)
+	}
+}
+
+// TestUploadOfReclaimedSpool: an upload of a spool that another process
+// reclaimed meanwhile says it is not found, is not retried, and leaves no
+// pending or failing record (it is then forgotten).
+func TestUploadOfReclaimedSpool(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore()
+	c, root := newTestCopier(t, s)
+	stage(t, root, "r", 5, randomBytes(testChunk, 5))
+	if err := c.Upload(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	done, err := spool.Reclaim(root, "r", 0, c.recordCovers)
+	if err != nil || !done {
+		t.Fatalf("Reclaim = %v, %v", done, err)
+	}
+	if err := c.Upload(ctx, "r"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Upload of a reclaimed spool = %v, want not found", err)
+	}
+	if err := c.UploadAll(ctx); err != nil {
+		t.Fatalf("UploadAll with a reclaimed spool: %v", err)
+	}
+	c.Notify("r") // a stale signal: the background upload finds it gone
+	waitFor(t, 10*time.Second, "the stale signal settled", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		st := c.dbs["r"]
+		return st == nil || (st.sched == idle && !st.pending)
+	})
+	c.Scan(ctx)
+	c.mu.Lock()
+	_, kept := c.dbs["r"]
+	c.mu.Unlock()
+	if kept {
+		t.Fatal("record of a reclaimed spool kept")
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
+// errSpoolGone marks the error of an upload whose spool no longer exists.
+var errSpoolGone = errors.New("the spool was removed")
+
 // idleSpool is what the copier keeps of a spool found uploaded when it has
 // no record for it (no commit or upload lately): enough for the next scan
 // to skip it with one stat(2), and for the statistics.
@@ -230,10 +233,10 @@ func (c *Copier) forgetIdle(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, st := range c.dbs {
-		if st.sched != idle || st.pending || st.failures > 0 {
+		if st.sched != idle || st.pending {
 			continue
 		}
-		old := now.Sub(st.touched) >= c.opts.ForgetIdle
+		old := now.Sub(st.touched) >= c.opts.ForgetIdle && st.failures == 0
 		if !old {
 			if _, err := os.Stat(spoolPath(c.opts.SpoolDir, key)); !errors.Is(err, fs.ErrNotExist) {
 				continue
