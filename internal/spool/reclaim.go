@@ -27,6 +27,14 @@ const ReclaimedDirName = "reclaimed"
 // deleted file open) recreates it at its next lock and rescans (see
 // lockFile). It reports whether the spool was removed.
 func Reclaim(root, key string, minIdle time.Duration, covers func(*Dir) bool) (bool, error) {
+	done, err := reclaim(root, key, minIdle, covers)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // another process reclaimed it first
+	}
+	return done, err
+}
+
+func reclaim(root, key string, minIdle time.Duration, covers func(*Dir) bool) (bool, error) {
 	d, err := Existing(root, key)
 	if err != nil {
 		return false, err

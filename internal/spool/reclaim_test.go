@@ -159,3 +159,35 @@ func TestSweepReclaimed(t *testing.T) {
 		t.Fatalf("left: %v", ents)
 	}
 }
+
+// TestReclaimRace: processes reclaiming one spool at once remove it once,
+// and the others see nothing to do (no error).
+func TestReclaimRace(t *testing.T) {
+	root := t.TempDir()
+	stagedSpool(t, root, "k", filepath.Join(root, "gone.db"), true)
+	const n = 8
+	type out struct {
+		done bool
+		err  error
+	}
+	outs := make(chan out, n)
+	for range n {
+		go func() {
+			done, err := spool.Reclaim(root, "k", 0, always)
+			outs <- out{done, err}
+		}()
+	}
+	removed := 0
+	for range n {
+		o := <-outs
+		if o.err != nil {
+			t.Errorf("Reclaim: %v", o.err)
+		}
+		if o.done {
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Fatalf("%d reclaims reported removing the spool, want 1", removed)
+	}
+}
