@@ -74,6 +74,7 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		Targets:      stores,
 		Workers:      *workers,
 		FullEvery:    cfg.MaxDeltaChain,
+		KeepRecords:  true, // per-database metrics of every spool
 		Interval:     cfg.UploadInterval.Duration(),
 		ScanInterval: *scanInterval,
 		RateLimit:    cfg.RateLimit,

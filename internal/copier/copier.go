@@ -115,6 +115,10 @@ type Options struct {
 	// base) is dropped when it had nothing to do for this long, and made
 	// again at its next commit or scan. Default DefaultForgetIdle.
 	ForgetIdle time.Duration
+	// KeepRecords keeps a record for every spool the scan sees, idle or
+	// not (per-database statistics and metrics of every database, for
+	// the copier daemon); ForgetIdle then only drops removed spools.
+	KeepRecords bool
 	// RateLimit is in blob-store requests per second, process-wide, and
 	// RateBurst the bucket size. They apply when a target is remote: a
 	// copier whose targets are all local directories (file://) is not

@@ -160,7 +160,7 @@ func (c *Copier) scanOne(key string) {
 	}
 	usage, _ := d.Usage()
 	var path string
-	if needPath && pending {
+	if needPath && (pending || st != nil || c.opts.KeepRecords) { // a record is kept
 		if info, err := d.Info(); err == nil {
 			path = info.Path
 		}
@@ -168,7 +168,7 @@ func (c *Copier) scanOne(key string) {
 
 	now := time.Now()
 	c.mu.Lock()
-	if st = c.dbs[key]; st == nil && !pending {
+	if st = c.dbs[key]; st == nil && !pending && !c.opts.KeepRecords {
 		// Uploaded, and no record: remember only that.
 		c.idle[key] = idleSpool{stamp: stamp, bytes: usage}
 		c.mu.Unlock()
@@ -236,7 +236,7 @@ func (c *Copier) forgetIdle(now time.Time) {
 		if st.sched != idle || st.pending {
 			continue
 		}
-		old := now.Sub(st.touched) >= c.opts.ForgetIdle && st.failures == 0
+		old := now.Sub(st.touched) >= c.opts.ForgetIdle && st.failures == 0 && !c.opts.KeepRecords
 		if !old {
 			if _, err := os.Stat(spoolPath(c.opts.SpoolDir, key)); !errors.Is(err, fs.ErrNotExist) {
 				continue
