@@ -87,7 +87,9 @@ type DBStats struct {
 // Stats returns the process's replication counters.
 func (r *Replicator) Stats() Stats { return statsOf(r.r.Stats()) }
 
-// DBStats returns the counters and state of every database known.
+// DBStats returns the counters and state of the databases that committed,
+// uploaded or had pending work in the last 10 minutes (idle ones are
+// forgotten, and their counters restart when they come back).
 func (r *Replicator) DBStats() []DBStats {
 	var out []DBStats
 	for _, d := range r.r.DBStats() {

@@ -73,6 +73,8 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 		SpoolDir:     cfg.SpoolDir,
 		Targets:      stores,
 		Workers:      *workers,
+		FullEvery:    cfg.MaxDeltaChain,
+		KeepRecords:  true, // per-database metrics of every spool
 		Interval:     cfg.UploadInterval.Duration(),
 		ScanInterval: *scanInterval,
 		RateLimit:    cfg.RateLimit,

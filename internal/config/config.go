@@ -50,13 +50,15 @@ const (
 	// DefaultFlushTimeout lets a flush of a large change succeed: at the
 	// default rate_limit, about 60,000 changed chunks (3.75 GiB of 64 KiB
 	// chunks) to one remote target.
-	DefaultFlushTimeout = Duration(10 * time.Minute)
-	DefaultLogLevel     = "warn"
-	DefaultLogFormat    = "text"
-	DefaultGCGrace      = Duration(24 * time.Hour)
-	DefaultKeepAll      = Duration(time.Hour)
-	DefaultKeepHourly   = Duration(7 * 24 * time.Hour)
-	DefaultKeepDaily    = Duration(30 * 24 * time.Hour)
+	DefaultFlushTimeout  = Duration(10 * time.Minute)
+	DefaultLogLevel      = "warn"
+	DefaultLogFormat     = "text"
+	DefaultGCGrace       = Duration(24 * time.Hour)
+	DefaultMaxDeltaChain = 1024
+	MaxMaxDeltaChain     = 1 << 20
+	DefaultKeepAll       = Duration(time.Hour)
+	DefaultKeepHourly    = Duration(7 * 24 * time.Hour)
+	DefaultKeepDaily     = Duration(30 * 24 * time.Hour)
 
 	DefaultSnapshotRefreshInterval = Duration(time.Second)
 	DefaultSnapshotTimeout         = Duration(30 * time.Second)
@@ -100,6 +102,7 @@ type Config struct {
 	LogFormat      string            `json:"log_format"`      // text|json; default "text"
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
 	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
+	MaxDeltaChain  int               `json:"max_delta_chain"` // versions one full manifest serves as delta base, itself included; default 1024; 1: format 1 only
 	GCInterval     Duration          `json:"gc_interval"`     // verneuilctl copier runs gc this often; 0 (default): never
 	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
 
@@ -255,6 +258,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.GCGrace == 0 {
 		c.GCGrace = DefaultGCGrace
+	}
+	if c.MaxDeltaChain == 0 {
+		c.MaxDeltaChain = DefaultMaxDeltaChain
 	}
 	if c.Retention.KeepAll == 0 {
 		c.Retention.KeepAll = DefaultKeepAll

@@ -64,6 +64,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: retention.databases[%q]: durations must not be negative", name)
 		}
 	}
+	if n := c.MaxDeltaChain; n < 1 || n > MaxMaxDeltaChain {
+		return fmt.Errorf("config: max_delta_chain: %d is out of range 1..%d", n, MaxMaxDeltaChain)
+	}
 	if n := c.CopierWorkers; n < 1 || n > MaxCopierWorkers {
 		return fmt.Errorf("config: copier_workers: %d is out of range 1..%d", n, MaxCopierWorkers)
 	}

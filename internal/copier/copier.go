@@ -43,10 +43,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +74,9 @@ const (
 	DefaultKnownChunks      = 1 << 17
 	DefaultKnownChunkTTL    = time.Hour
 	DefaultGCGrace          = 24 * time.Hour
+	DefaultScanBatch        = 1000
+	DefaultReclaimAfter     = time.Hour
+	DefaultForgetIdle       = 10 * time.Minute
 	requestBackoffMin       = 50 * time.Millisecond
 	requestBackoffMax       = 5 * time.Second
 	logRepeatFailureEvery   = 5 * time.Minute
@@ -98,6 +101,24 @@ type Options struct {
 	// is at least this old, leaving fresh spools of live processes to
 	// their own copier. Default 2×Interval; negative means no minimum.
 	ScanMinAge time.Duration
+	// ScanBatch bounds the spools one scan examines (scan.go): a scan
+	// goes on where the last one stopped, so start-up and every scan
+	// cost the same whatever the number of spools. Default
+	// DefaultScanBatch.
+	ScanBatch int
+	// ReclaimAfter: the scan removes the spool of a database whose file
+	// is gone once nothing in it is pending and it was not written for
+	// this long (spool.Reclaim). Default DefaultReclaimAfter; negative
+	// never reclaims.
+	ReclaimAfter time.Duration
+	// ForgetIdle: the record of a database (its statistics, its delta
+	// base) is dropped when it had nothing to do for this long, and made
+	// again at its next commit or scan. Default DefaultForgetIdle.
+	ForgetIdle time.Duration
+	// KeepRecords keeps a record for every spool the scan sees, idle or
+	// not (per-database statistics and metrics of every database, for
+	// the copier daemon); ForgetIdle then only drops removed spools.
+	KeepRecords bool
 	// RateLimit is in blob-store requests per second, process-wide, and
 	// RateBurst the bucket size. They apply when a target is remote: a
 	// copier whose targets are all local directories (file://) is not
@@ -173,10 +194,11 @@ type Copier struct {
 
 	mu       sync.Mutex
 	dbs      map[string]*dbState
-	ready    fifo      // databases due now, in order
-	delay    delayHeap // databases waiting for their due time
+	idle     map[string]idleSpool // spools known uploaded, without a record (scan.go)
+	scanDir  *os.File             // the scan's place in the spool directory; guarded by scanning
+	ready    fifo                 // databases due now, in order
+	delay    delayHeap            // databases waiting for their due time
 	running  int
-	scanGen  uint64
 	started  bool
 	closed   bool
 	breaker  breaker
@@ -221,7 +243,7 @@ type dbState struct {
 	backoff      int       // level of the retry backoff
 	probe        bool      // this run probes a paused store
 	retryAt      time.Time // planned by a failed background upload
-	seen         uint64    // scan generation that last saw the spool
+	touched      time.Time // last use of the record (scan.go forgets idle ones)
 
 	path         string
 	clean        spool.Stamp // staged manifest known to be uploaded
@@ -271,6 +293,15 @@ func New(opts Options) *Copier {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
+	}
+	if opts.ScanBatch <= 0 {
+		opts.ScanBatch = DefaultScanBatch
+	}
+	if opts.ReclaimAfter == 0 {
+		opts.ReclaimAfter = DefaultReclaimAfter
+	}
+	if opts.ForgetIdle <= 0 {
+		opts.ForgetIdle = DefaultForgetIdle
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
@@ -333,6 +364,7 @@ func New(opts Options) *Copier {
 		schemes: make([]atomic.Int32, len(opts.Targets)),
 		conds:   make([]atomic.Int32, len(opts.Targets)),
 		dbs:     map[string]*dbState{},
+		idle:    map[string]idleSpool{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		work:    make(chan *dbState),
@@ -381,6 +413,7 @@ func (c *Copier) Close(ctx context.Context) error {
 	close(c.stop)
 	cancel := c.cancel
 	c.mu.Unlock()
+	defer c.closeScanDir()
 	if cancel == nil {
 		return nil // never started
 	}
@@ -402,8 +435,13 @@ func (c *Copier) getLocked(key string) *dbState {
 	st := c.dbs[key]
 	if st == nil {
 		st = &dbState{key: key, index: -1}
+		if i, ok := c.idle[key]; ok {
+			st.clean, st.spoolBytes = i.stamp, i.bytes
+			delete(c.idle, key)
+		}
 		c.dbs[key] = st
 	}
+	st.touched = time.Now()
 	return st
 }
 
@@ -584,8 +622,9 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 		return
 	}
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && res.gone:
+	case res.gone:
 		st.sched = idle // the spool was removed
+		st.pending = false
 	case res.busy:
 		// Another uploader holds the database; look again later.
 		st.pendingSince = earliest(st.pendingSince, st.againSince)
@@ -668,7 +707,8 @@ func (c *Copier) UploadAll(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.safely("upload "+key, func() error { return c.Upload(ctx, key) }); err != nil {
+			err := c.safely("upload "+key, func() error { return c.Upload(ctx, key) })
+			if err != nil && !errors.Is(err, errSpoolGone) { // reclaimed since the listing
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -683,9 +723,8 @@ func (c *Copier) UploadAll(ctx context.Context) error {
 // already uploaded (or found uploaded).
 func (c *Copier) knownClean(key string) bool {
 	c.mu.Lock()
-	st := c.dbs[key]
-	var clean spool.Stamp
-	if st != nil {
+	clean := c.idle[key].stamp
+	if st := c.dbs[key]; st != nil {
 		clean = st.clean
 	}
 	c.mu.Unlock()
@@ -711,6 +750,12 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	res, err := c.uploadDB(ctx, st, since, true, g)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if res.gone {
+		// Removed (by a reclaim, spool.Reclaim, after its last upload):
+		// not retried; UploadAll skips it.
+		st.pending = false
+		return fmt.Errorf("upload %s: %w: %w", c.describeLocked(st), errSpoolGone, err)
+	}
 	if err != nil {
 		if st.sched == idle && c.started && !c.closed && ctx.Err() == nil {
 			// Make sure the background retries what the caller could

@@ -5,9 +5,9 @@ import (
 )
 
 // DefaultFullEvery is how many versions a full manifest serves as the
-// base of delta manifests, itself included, before the next full one.
-// (manifest.WantFull also starts a new base when the deltas since the
-// last one add up to its size).
+// base of delta manifests, itself included, before the next full one at
+// most (config max_delta_chain). manifest.WantFull starts a new base
+// sooner when the deltas since the last one add up to its size.
 const DefaultFullEvery = 1024
 
 // deltaBase is the full manifest this process last published to a
@@ -19,29 +19,37 @@ type deltaBase struct {
 	last   uint64 // the version last published to the target
 }
 
-// wireEncoding returns what to publish for m in target ti: a delta
-// against the target's base when there is one that is recent enough, the
-// delta is small, and the target's latest is still the version this
-// process published last (so that the base is retained: a collection
-// keeps the base of the latest and of every retained delta), else enc
-// (the full manifest).
-func (c *Copier) wireEncoding(st *dbState, ti int, m *manifest.Manifest, enc []byte) []byte {
+// wireEncoding returns what to publish for m in target ti, under
+// manifests/SEQ and as latest: a delta against the target's base when
+// there is one that is recent enough, the delta is small, and the
+// target's latest is still the version this process published last (so
+// that the base is retained: a collection keeps the base of the latest
+// and of every retained delta), else enc (the full manifest). When the
+// chain rule (manifest.WantFull) starts a new base while the delta is
+// still small, manifests/SEQ gets the full manifest (the new base) and
+// latest that delta: a new base then costs one full upload, not two.
+func (c *Copier) wireEncoding(st *dbState, ti int, m *manifest.Manifest, enc []byte) (wire, latest []byte) {
 	if c.opts.FullEvery <= 1 || ti >= len(st.bases) || ti >= len(st.latest) {
-		return enc
+		return enc, enc
 	}
 	b := st.bases[ti]
 	if g := st.latest[ti]; g.version == "" || g.seq != b.last {
-		return enc
+		return enc, enc
 	}
 	if b.m == nil || b.m.Seq >= m.Seq ||
 		b.m.Name != m.Name || b.m.ChunkSize != m.ChunkSize {
-		return enc
+		return enc, enc
 	}
 	delta, err := manifest.EncodeDelta(m, b.m)
-	if err != nil || manifest.WantFull(len(enc), len(delta), b.bytes, b.deltas, c.opts.FullEvery) {
-		return enc
+	switch {
+	case err != nil:
+		return enc, enc
+	case !manifest.WantFull(len(enc), len(delta), b.bytes, b.deltas, c.opts.FullEvery):
+		return delta, delta
+	case manifest.SmallDelta(len(enc), len(delta)):
+		return enc, delta
 	}
-	return delta
+	return enc, enc
 }
 
 // publishedWires records what m was published as in every target (full

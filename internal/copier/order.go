@@ -95,7 +95,7 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 		put := 0
 		wires := make([][]byte, len(c.opts.Targets))
 		for ti, t := range c.opts.Targets {
-			wire := c.wireEncoding(at.st, ti, m, enc)
+			wire, latest := c.wireEncoding(at.st, ti, m, enc)
 			wires[ti] = wire
 			err := c.do(ctx, at, func(ctx context.Context) error {
 				return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
@@ -105,7 +105,7 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 			}
 			put = ti + 1
 			failpoint.Hit("upload-before-latest")
-			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, wire)
+			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, latest)
 			if err != nil {
 				return nil, nil, 0, err
 			}

@@ -42,6 +42,10 @@ func (c *Copier) Stats() Snapshot {
 		}
 		snap.SpoolBytes += st.spoolBytes
 	}
+	for _, i := range c.idle {
+		snap.Databases++
+		snap.SpoolBytes += i.bytes
+	}
 	snap.Ready = c.ready.len()
 	snap.Waiting = c.delay.Len()
 	snap.Running = c.running

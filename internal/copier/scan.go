@@ -2,11 +2,27 @@ package copier
 
 import (
 	"context"
+	"errors"
+	"io"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
+
+// errSpoolGone marks the error of an upload whose spool no longer exists.
+var errSpoolGone = errors.New("the spool was removed")
+
+// idleSpool is what the copier keeps of a spool found uploaded when it has
+// no record for it (no commit or upload lately): enough for the next scan
+// to skip it with one stat(2), and for the statistics.
+type idleSpool struct {
+	stamp spool.Stamp // staged manifest known to be uploaded
+	bytes int64       // spool usage
+}
 
 // scanner runs the background scan: once at start, then every
 // ScanInterval (±25%).
@@ -28,25 +44,25 @@ func (c *Copier) scanner(ctx context.Context) {
 	}
 }
 
-// Scan checks every spool under the spool directory once: it refreshes the
-// per-database gauges (pending version, spool bytes) and schedules an
-// upload of every spool with a staged version newer than the uploaded one
-// and at least ScanMinAge old. A spool whose staged manifest is unchanged
-// since it was found uploaded costs one stat(2).
+// Scan examines the next ScanBatch spools under the spool directory,
+// going on where the previous scan stopped (a pass over N spools takes
+// N/ScanBatch scans), so that a scan costs the same however many
+// databases were ever spooled. For each spool it refreshes the gauges
+// (pending version, spool bytes), schedules an upload of a staged version
+// newer than the uploaded one and at least ScanMinAge old, and reclaims
+// the spool of a database that is gone (ReclaimAfter). A spool whose
+// staged manifest is unchanged since it was found uploaded costs one
+// stat(2). Then it drops the records of databases idle for ForgetIdle.
 func (c *Copier) Scan(ctx context.Context) {
 	c.scanning.Lock()
 	defer c.scanning.Unlock()
 	c.stats.scans.Add(1)
-	keys, err := spool.List(c.opts.SpoolDir)
+	keys, err := c.nextScanBatch()
 	if err != nil {
 		c.stats.scanErrors.Add(1)
 		c.log.Warn("scan spool", "spool_dir", c.opts.SpoolDir, "err", err)
 		return
 	}
-	c.mu.Lock()
-	c.scanGen++
-	gen := c.scanGen
-	c.mu.Unlock()
 	for _, key := range keys {
 		select {
 		case <-ctx.Done():
@@ -55,41 +71,77 @@ func (c *Copier) Scan(ctx context.Context) {
 			return
 		default:
 		}
-		c.scanOne(key, gen)
+		c.scanOne(key)
 	}
-	// Forget databases whose spool is gone.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for key, st := range c.dbs {
-		if st.seen != gen && st.sched == idle && !st.pending {
-			if _, err := spool.Existing(c.opts.SpoolDir, key); err != nil {
-				delete(c.dbs, key)
-			}
+	c.forgetIdle(time.Now())
+}
+
+// nextScanBatch returns the next ScanBatch keys of the spool directory,
+// starting a new pass (and sweeping interrupted reclaims) after the last.
+// c.scanning is held.
+func (c *Copier) nextScanBatch() ([]string, error) {
+	if c.scanDir == nil {
+		root := c.opts.SpoolDir
+		if err := config.CheckOwnedDir(root); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
 		}
+		if err := spool.SweepReclaimed(root); err != nil {
+			c.log.Warn("scan spool", "spool_dir", root, "err", err)
+		}
+		f, err := os.Open(spool.DBsDir(root))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.scanDir = f
+	}
+	ents, err := c.scanDir.ReadDir(c.opts.ScanBatch)
+	if err != nil || len(ents) < c.opts.ScanBatch {
+		c.scanDir.Close()
+		c.scanDir = nil
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+	}
+	keys := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if e.IsDir() {
+			keys = append(keys, e.Name())
+		}
+	}
+	return keys, err
+}
+
+// closeScanDir ends the scan's pass (Close).
+func (c *Copier) closeScanDir() {
+	c.scanning.Lock()
+	defer c.scanning.Unlock()
+	if c.scanDir != nil {
+		c.scanDir.Close()
+		c.scanDir = nil
 	}
 }
 
-func (c *Copier) scanOne(key string, gen uint64) {
+func (c *Copier) scanOne(key string) {
 	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, key), Key: key}
 	stamp, err := d.ManifestStamp()
 	c.mu.Lock()
-	st := c.getLocked(key)
-	st.seen = gen
-	unchanged := err == nil && stamp == st.clean && stamp.Reliable() && !st.usageStale
-	needPath := st.path == ""
+	st := c.dbs[key]
+	clean, usageStale, needPath := c.idle[key].stamp, false, true
+	if st != nil {
+		clean, usageStale, needPath = st.clean, st.usageStale, st.path == ""
+	}
+	unchanged := err == nil && stamp == clean && stamp.Reliable() && !usageStale
 	c.mu.Unlock()
 	if err != nil {
 		c.log.Debug("scan spool", "key", key, "err", err)
 		return
 	}
 	if unchanged {
+		c.reclaim(key, stamp)
 		return
-	}
-	var path string
-	if needPath {
-		if info, err := d.Info(); err == nil {
-			path = info.Path
-		}
 	}
 	var pending bool
 	var staged time.Time
@@ -107,10 +159,23 @@ func (c *Copier) scanOne(key string, gen uint64) {
 		}
 	}
 	usage, _ := d.Usage()
+	var path string
+	if needPath && (pending || st != nil || c.opts.KeepRecords) { // a record is kept
+		if info, err := d.Info(); err == nil {
+			path = info.Path
+		}
+	}
 
 	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if st = c.dbs[key]; st == nil && !pending && !c.opts.KeepRecords {
+		// Uploaded, and no record: remember only that.
+		c.idle[key] = idleSpool{stamp: stamp, bytes: usage}
+		c.mu.Unlock()
+		c.reclaim(key, stamp)
+		return
+	}
+	st = c.getLocked(key)
 	if path != "" {
 		st.path = path
 	}
@@ -119,17 +184,73 @@ func (c *Copier) scanOne(key string, gen uint64) {
 	if pending || st.sched == idle {
 		st.pending = pending // else an upload in progress settles it
 	}
-	if pending {
-		st.stagedCommit = staged
-	}
 	if !pending {
 		if st.sched == idle {
 			st.clean = stamp
 		}
+		c.mu.Unlock()
+		c.reclaim(key, stamp)
 		return
 	}
+	defer c.mu.Unlock()
+	st.stagedCommit = staged
 	if c.closed || (c.opts.ScanMinAge > 0 && now.Sub(time.Unix(0, stamp.MTime)) < c.opts.ScanMinAge) {
 		return // fresh: its writer's own copier has it
 	}
 	c.requestLocked(st, now)
+}
+
+// reclaim removes the spool of key, found uploaded with stamp, when its
+// database is gone (spool.Reclaim), and forgets it.
+func (c *Copier) reclaim(key string, stamp spool.Stamp) {
+	after := c.opts.ReclaimAfter
+	if after < 0 || (!stamp.IsZero() && time.Since(time.Unix(0, stamp.MTime)) < after) {
+		return
+	}
+	done, err := spool.Reclaim(c.opts.SpoolDir, key, after, c.recordCovers)
+	if err != nil {
+		c.log.Warn("reclaim spool", "key", key, "err", err)
+	}
+	if !done {
+		return
+	}
+	c.log.Info("reclaimed the spool of a deleted database", "key", key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.idle, key)
+	if st := c.dbs[key]; st != nil && st.sched == idle && !st.pending && st.up.TryLock() {
+		delete(c.dbs, key)
+		st.up.Unlock()
+	}
+}
+
+// forgetIdle drops the records of databases that had nothing to do for
+// ForgetIdle, or whose spool is gone, keeping what the next scan needs in
+// c.idle. A record in use (scheduled, pending, failing, or held by an
+// upload) stays. A record made again later starts with empty statistics
+// and no delta base (its next manifest is a full one).
+func (c *Copier) forgetIdle(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, st := range c.dbs {
+		if st.sched != idle || st.pending {
+			continue
+		}
+		old := now.Sub(st.touched) >= c.opts.ForgetIdle && st.failures == 0 && !c.opts.KeepRecords
+		if !old {
+			if _, err := os.Stat(spoolPath(c.opts.SpoolDir, key)); !errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+		}
+		if !st.up.TryLock() {
+			continue
+		}
+		delete(c.dbs, key)
+		if old && !st.clean.IsZero() {
+			c.idle[key] = idleSpool{stamp: st.clean, bytes: st.spoolBytes}
+		} else {
+			delete(c.idle, key)
+		}
+		st.up.Unlock()
+	}
 }

@@ -170,6 +170,7 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 	}
 	unlock, err := lockSpool(ctx, d, wait, g)
 	if err != nil {
+		res.gone = errors.Is(err, fs.ErrNotExist) // reclaimed meanwhile
 		return res, err
 	}
 	if unlock == nil {

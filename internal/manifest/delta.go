@@ -11,7 +11,7 @@ import (
 // patchBlock is the granularity at which a delta patches inline chunk 0
 // against its base's: a one-row commit changes a few bytes of the header
 // and of a page or two.
-const patchBlock = 64
+const patchBlock = 16
 
 // Delta is a decoded delta manifest (format 2): one version described as
 // the changes since a full base manifest of the same database.
@@ -233,5 +233,12 @@ func BaseMissing(err error) error { return fmt.Errorf("%w: %w", errBaseMissing, 
 // bytes per version stay within twice the best fixed interval's), and
 // the chain is shorter than maxDeltas.
 func WantFull(fullLen, deltaLen, chainBytes, chainLen, maxDeltas int) bool {
-	return deltaLen*4 > fullLen || chainBytes+deltaLen > fullLen || chainLen+1 >= maxDeltas
+	return !SmallDelta(fullLen, deltaLen) || chainBytes+deltaLen > fullLen || chainLen+1 >= maxDeltas
 }
+
+// SmallDelta reports whether a delta of deltaLen bytes is worth writing
+// instead of a full encoding of fullLen bytes: under a quarter of it.
+// When WantFull starts a new base for another reason, such a delta is
+// still what the version's latest object holds (against the old base),
+// while manifests/SEQ holds the full manifest that becomes the new base.
+func SmallDelta(fullLen, deltaLen int) bool { return deltaLen*4 <= fullLen }

@@ -287,7 +287,7 @@ func benchManifestBytes(b *testing.B, size int64, cs uint32, maxDeltas int, scat
 		if err != nil {
 			b.Fatal(err)
 		}
-		wire := full
+		wire, latest := full, full // manifests/SEQ, latest (copier.wireEncoding)
 		if base != nil {
 			delta, err := EncodeDelta(n, base)
 			if err != nil {
@@ -298,12 +298,15 @@ func benchManifestBytes(b *testing.B, size int64, cs uint32, maxDeltas int, scat
 				chainBytes += len(delta)
 				chainLen++
 			}
+			if SmallDelta(len(full), len(delta)) {
+				latest = delta
+			}
 		}
 		if len(wire) == len(full) {
 			base, chainBytes, chainLen = n, 0, 0
 		}
 		f1 += 2 * int64(len(full))
-		f2 += 2 * int64(len(wire))
+		f2 += int64(len(wire) + len(latest))
 		versions++
 		m = n
 	}

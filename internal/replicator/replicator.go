@@ -164,6 +164,7 @@ func newReplicator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		SpoolDir:     cfg.SpoolDir,
 		Targets:      stores,
 		Workers:      cfg.CopierWorkers,
+		FullEvery:    cfg.MaxDeltaChain,
 		Interval:     cfg.UploadInterval.Duration(),
 		ScanInterval: cfg.ScanInterval.Duration(),
 		RateLimit:    cfg.RateLimit,
@@ -278,7 +279,10 @@ func (r *Replicator) Config() *config.Config { return r.cfg }
 // Stats returns the copier's counters.
 func (r *Replicator) Stats() copier.Snapshot { return r.copier.Stats() }
 
-// DBStats returns the copier's per-database counters and state.
+// DBStats returns the copier's per-database counters and state, for the
+// databases it has a record of: those that committed, uploaded or had
+// pending work in the last 10 minutes (idle ones are forgotten, and their
+// counters restart when they come back).
 func (r *Replicator) DBStats() []copier.DBSnapshot { return r.copier.DBStats() }
 
 // Close builds pending manifests, tries to upload them within ctx, and

@@ -55,6 +55,9 @@ type Dir struct {
 
 	seqCache   atomic.Pointer[seqStamp]
 	noExchange atomic.Bool // publish with rename(2), not the spare file
+	// opened is the Info a Dir from Open was opened with: such a Dir
+	// recreates its spool when it was reclaimed under it (reclaim.go).
+	opened atomic.Pointer[Info]
 }
 
 // DBsDir returns the directory holding every database's spool.
@@ -71,6 +74,7 @@ func Open(root, key string, info Info) (*Dir, error) {
 		return nil, fmt.Errorf("spool root: %w", err)
 	}
 	d := &Dir{Path: filepath.Join(DBsDir(root), key), Key: key}
+	d.opened.Store(&info)
 	for _, sub := range []string{ChunksDir, TmpDir} {
 		if err := os.MkdirAll(filepath.Join(d.Path, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create spool %s: %w", d.Path, err)
@@ -187,18 +191,8 @@ func (d *Dir) writeAtomicHook(name string, data []byte, beforeRename func()) err
 // the open file description, so they do not interact with SQLite's POSIX
 // locks on the database.
 func (d *Dir) Lock() (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := d.lockFile(LockFile, syscall.LOCK_EX)
 	if err != nil {
-		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
 	}
 	return func() { f.Close() }, nil
@@ -209,24 +203,15 @@ func (d *Dir) Lock() (unlock func(), err error) {
 // held elsewhere: callers that must not stall (a capture runs while SQLite
 // holds SHARED and a writer may be waiting) defer their work instead.
 func (d *Dir) TryLock(wait time.Duration) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
-	}
 	deadline := time.Now().Add(wait)
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		f, err := d.lockFile(LockFile, syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
-		case err == nil:
-			return func() { f.Close() }, nil
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case !errors.Is(err, syscall.EWOULDBLOCK):
-			f.Close()
+		case err != nil:
 			return nil, fmt.Errorf("spool lock %s: %w", d.Path, err)
-		}
-		if !time.Now().Before(deadline) {
-			f.Close()
+		case f != nil:
+			return func() { f.Close() }, nil
+		case !time.Now().Before(deadline):
 			return nil, nil
 		}
 		time.Sleep(time.Millisecond)
@@ -236,26 +221,16 @@ func (d *Dir) TryLock(wait time.Duration) (unlock func(), err error) {
 // UploadLock takes the spool's upload flock. When wait is false and
 // another process holds it, it returns (nil, nil).
 func (d *Dir) UploadLock(wait bool) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, UploadLockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("spool upload lock %s: %w", d.Path, err)
-	}
 	how := syscall.LOCK_EX
 	if !wait {
 		how |= syscall.LOCK_NB
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+	f, err := d.lockFile(UploadLockFile, how)
 	if err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("spool upload lock %s: %w", d.Path, err)
+	}
+	if f == nil {
+		return nil, nil
 	}
 	return func() { f.Close() }, nil
 }
