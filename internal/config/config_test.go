@@ -53,8 +53,8 @@ func TestDefault(t *testing.T) {
 		{"upload_interval", c.UploadInterval.Duration(), time.Second},
 		{"scan_interval", c.ScanInterval.Duration(), 30 * time.Second},
 		{"copier_workers", c.CopierWorkers, 4},
-		{"rate_limit", c.RateLimit, 100.0},
-		{"rate_burst", c.RateBurst, 100},
+		{"rate_limit", c.RateLimit, 1000.0},
+		{"rate_burst", c.RateBurst, 1000},
 		{"flush_timeout", c.FlushTimeout.Duration(), 10 * time.Minute},
 		{"flush_on_close", c.FlushOnClose, false},
 		{"hostname", c.Hostname, host},
@@ -222,7 +222,7 @@ func TestParseAccepts(t *testing.T) {
 			}},
 		{"zero means default", `{"chunk_size": 0, "rate_limit": 0, "upload_interval": "0s"}`,
 			func(c *config.Config) bool {
-				return c.ChunkSize == 65536 && c.RateLimit == 100 && c.UploadInterval == config.DefaultUploadInterval
+				return c.ChunkSize == 65536 && c.RateLimit == 1000 && c.UploadInterval == config.DefaultUploadInterval
 			}},
 		{"integral float", `{"chunk_size": 1.31072e5}`, func(c *config.Config) bool { return c.ChunkSize == 131072 }},
 		{"max chunk", `{"chunk_size": 16777216}`, func(c *config.Config) bool { return c.ChunkSize == 16<<20 }},

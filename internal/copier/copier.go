@@ -63,9 +63,9 @@ const (
 	DefaultWorkers          = 4
 	DefaultInterval         = time.Second
 	DefaultScanInterval     = 30 * time.Second
-	DefaultRateLimit        = 100
+	DefaultRateLimit        = 1000
 	DefaultMaxAttempts      = 6
-	DefaultChunkParallelism = 4
+	DefaultChunkParallelism = 16
 	DefaultRequestTimeout   = 30 * time.Second
 	DefaultRetryMin         = time.Second
 	DefaultRetryMax         = 30 * time.Second

@@ -58,7 +58,7 @@ func verneuilGoClose(h C.uint64_t) {
 }
 
 //export verneuilGoCapture
-func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint32_t, n C.int,
+func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint32_t, ext *C.uint32_t, n C.int,
 	preX *C.uchar, preXLen C.int, preHdr *C.uchar, postX *C.uchar, postXLen C.int, seq C.uint64_t, ino C.uint64_t) (want C.int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -73,6 +73,9 @@ func verneuilGoCapture(h C.uint64_t, f unsafe.Pointer, kind C.int, dirty *C.uint
 	ev := tracker.Event{Kind: tracker.Kind(kind), Seq: uint64(seq), Ino: uint64(ino)}
 	if n > 0 {
 		ev.Dirty = append([]uint32(nil), unsafe.Slice((*uint32)(unsafe.Pointer(dirty)), int(n))...)
+		if ext != nil {
+			ev.Extents = append([]uint32(nil), unsafe.Slice((*uint32)(unsafe.Pointer(ext)), 2*int(n))...)
+		}
 	}
 	if preXLen > 0 {
 		ev.PreXattr = C.GoBytes(unsafe.Pointer(preX), preXLen)

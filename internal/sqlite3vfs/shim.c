@@ -128,14 +128,27 @@ static int writeXattr(VFile *p, const unsigned char *buf, int n){
   return rc;
 }
 
+/* extendExtent widens the written range of dirty entry i to [lo, hi). */
+static void extendExtent(VFile *p, int i, uint32_t lo, uint32_t hi){
+  if( p->aExtent==0 ) return;
+  if( lo<p->aExtent[2*i] ) p->aExtent[2*i] = lo;
+  if( hi>p->aExtent[2*i+1] ) p->aExtent[2*i+1] = hi;
+}
+
+/* markDirty records that [off, off+n) was written: the chunks it covers
+** join the dirty list, and the range within each chunk its extent. */
 static void markDirty(VFile *p, int64_t off, int64_t n){
   int64_t first, last, c;
+  int64_t cs = (int64_t)1 << gChunkShift;
   if( n<=0 || off<0 ) return;
   first = off >> gChunkShift;
   last = (off + n - 1) >> gChunkShift;
   for(c=first; c<=last; c++){
     int64_t byte = c >> 3;
     int bit = 1 << (c & 7);
+    int64_t base = c << gChunkShift;
+    uint32_t lo = (uint32_t)((off>base ? off : base) - base);
+    uint32_t hi = (uint32_t)((off+n<base+cs ? off+n : base+cs) - base);
     if( byte>=p->nBitsBytes ){
       int64_t nNew = p->nBitsBytes ? p->nBitsBytes : 64;
       unsigned char *aNew;
@@ -145,14 +158,37 @@ static void markDirty(VFile *p, int64_t off, int64_t n){
       memset(aNew + p->nBitsBytes, 0, nNew - p->nBitsBytes);
       p->aBits = aNew; p->nBitsBytes = nNew;
     }
-    if( p->aBits[byte] & bit ) continue;
+    if( p->aBits[byte] & bit ){
+      /* Already dirty: SQLite writes a transaction's pages in page order,
+      ** so the entry is almost always among the last few; otherwise give
+      ** up on extents for this transaction (whole chunks are re-read). */
+      int i, found = 0;
+      for(i=p->nDirty-1; i>=0 && i>=p->nDirty-16; i--){
+        if( p->aDirty[i]==(uint32_t)c ){ extendExtent(p, i, lo, hi); found = 1; break; }
+      }
+      if( !found ) p->extentsLost = 1;
+      continue;
+    }
     if( p->nDirty>=p->nDirtyAlloc ){
       int nNew = p->nDirtyAlloc ? p->nDirtyAlloc*2 : 64;
       uint32_t *aNew = realloc(p->aDirty, (size_t)nNew*sizeof(uint32_t));
+      uint32_t *aExt;
       if( aNew==0 ){ p->dirtyLost = 1; return; }
-      p->aDirty = aNew; p->nDirtyAlloc = nNew;
+      p->aDirty = aNew;
+      /* Extents grow with the list; once an allocation failed, the file
+      ** goes without them (whole chunks are re-read). */
+      if( p->aExtent!=0 || p->nDirtyAlloc==0 ){
+        aExt = realloc(p->aExtent, (size_t)nNew*2*sizeof(uint32_t));
+        if( aExt==0 ) free(p->aExtent);
+        p->aExtent = aExt;
+      }
+      p->nDirtyAlloc = nNew;
     }
     p->aBits[byte] |= bit;
+    if( p->aExtent ){
+      p->aExtent[2*p->nDirty] = lo;
+      p->aExtent[2*p->nDirty+1] = hi;
+    }
     p->aDirty[p->nDirty++] = (uint32_t)c;
   }
 }
@@ -164,6 +200,7 @@ static void resetTxn(VFile *p){
     p->aBits[c>>3] &= ~(1 << (c & 7));
   }
   p->nDirty = 0;
+  p->extentsLost = 0;
   p->txnStarted = 0;
   p->committed = 0;
   p->dirtyLost = 0;
@@ -181,7 +218,8 @@ static void capture(VFile *p, int kind){
   }
   /* Go asks for a Check at the next read transaction when the capture
   ** failed or left a sliced copy running. */
-  if( verneuilGoCapture(p->handle, p, kind, p->aDirty, p->nDirty,
+  if( verneuilGoCapture(p->handle, p, kind, p->aDirty,
+      (p->extentsLost || p->aExtent==0) ? 0 : p->aExtent, p->nDirty,
       p->preXattr, p->preXattrLen, p->preHeader,
       p->postXattr, p->postXattrLen, p->seq, p->ino) ){
     p->wantCheck = 1;
@@ -336,7 +374,8 @@ static int vClose(sqlite3_file *f){
   rc = p->pReal->pMethods->xClose(p->pReal);
   free(p->aBits);
   free(p->aDirty);
-  p->aBits = 0; p->aDirty = 0;
+  free(p->aExtent);
+  p->aBits = 0; p->aDirty = 0; p->aExtent = 0;
   return rc;
 }
 /* ------------------------------------------------------- capturing io */
@@ -404,7 +443,7 @@ static int tUnlock(sqlite3_file *f, int e){
   if( rc==SQLITE_OK ){
     if( kind==VSHIM_CHECK ){
       __atomic_fetch_add(&gStats.checks, 1, __ATOMIC_RELAXED);
-      p->wantCheck = verneuilGoCapture(p->handle, p, VSHIM_CHECK, 0, 0,
+      p->wantCheck = verneuilGoCapture(p->handle, p, VSHIM_CHECK, 0, 0, 0,
           0, 0, 0, 0, 0, 0, p->ino)!=0;
     }else{
       capture(p, kind);
@@ -412,7 +451,7 @@ static int tUnlock(sqlite3_file *f, int e){
   }else if( kind!=VSHIM_CHECK ){
     /* Could not downgrade: the state is unknown, let Go rescan later. */
     if( !vshimForked ){
-      verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
+      verneuilGoCapture(p->handle, p, VSHIM_ROLLBACK, 0, 0, 0, 0, 0, 0, 0, 0, 0, p->ino);
     }
     resetTxn(p);
   }

@@ -34,6 +34,11 @@ struct VFile {
   /* dirty chunks: bitmap + list of indices */
   unsigned char *aBits; int64_t nBitsBytes;
   uint32_t *aDirty; int nDirty, nDirtyAlloc;
+  /* per dirty chunk (same index as aDirty): the byte range [lo, hi) of the
+  ** chunk written in this transaction, as pairs; Go re-reads only that range
+  ** of a chunk whose earlier copy it still holds (extentsLost: read whole
+  ** chunks) */
+  uint32_t *aExtent; int extentsLost;
   /* identity before the transaction, and the new version id */
   unsigned char preXattr[VSHIM_XATTR_LEN]; int preXattrLen;
   unsigned char preHeader[VSHIM_HEADER_LEN];

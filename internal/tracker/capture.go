@@ -202,6 +202,19 @@ func (db *DB) dirtySetLocked(dirty []uint32, size int64) []uint32 {
 	return out
 }
 
+// writtenRanges maps each dirty chunk of ev to the byte range of it the
+// transaction wrote, or returns nil when the VFS did not say (whole chunks).
+func writtenRanges(ev Event) map[uint32][2]uint32 {
+	if len(ev.Extents) != 2*len(ev.Dirty) || len(ev.Dirty) == 0 {
+		return nil
+	}
+	m := make(map[uint32][2]uint32, len(ev.Dirty))
+	for i, c := range ev.Dirty {
+		m[c] = [2]uint32{ev.Extents[2*i], ev.Extents[2*i+1]}
+	}
+	return m
+}
+
 // copyDirty copies the dirty chunks of a commit into pending (step 1):
 // into memory, or, when that would take pending past the memory budget,
 // into a spill file, one chunk at a time. run is the sliced copy the
@@ -247,8 +260,15 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 			p.spilled = map[uint32]spillRef{}
 		}
 	}
+	written := writtenRanges(ev)
+	// resized: chunks at or past the old or the new end of the file, which
+	// may hold bytes the VFS did not see written (growth, shrink).
+	resized := func(c uint32) bool {
+		return size != db.lastLen && int64(c) >= min(size, db.lastLen)/int64(cs)
+	}
 	// Copy each dirty chunk over the pending copy of an earlier commit when
-	// there is one (squashing it), else into a new buffer or spill slot.
+	// there is one (squashing it: only the written range is read again),
+	// else into a new buffer or spill slot.
 	failpoint.Hit("capture-before-copy")
 	for _, c := range dirty {
 		failpoint.Hit("capture-mid-copy")
@@ -276,13 +296,21 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		}
 		delete(p.spilled, c) // this newer copy replaces a spilled one
 		buf := p.chunks[c]
+		lo, hi := 0, n
 		if len(buf) != n {
 			db.pendingBytes += int64(n - len(buf))
 			buf = make([]byte, n)
 			p.chunks[c] = buf
+		} else if e, ok := written[c]; ok && !resized(c) {
+			// The copy holds the chunk as of the previous capture (the
+			// state this transaction started from): only what the
+			// transaction wrote changed.
+			lo, hi = min(int(e[0]), n), min(int(e[1]), n)
 		}
-		if err := src.ReadAt(buf, off); err != nil {
-			return fmt.Errorf("read chunk %d: %w", c, err)
+		if lo < hi {
+			if err := src.ReadAt(buf[lo:hi], off+int64(lo)); err != nil {
+				return fmt.Errorf("read chunk %d: %w", c, err)
+			}
 		}
 	}
 	header := make([]byte, HeaderLen)

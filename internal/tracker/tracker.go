@@ -69,13 +69,18 @@ type Source interface {
 
 // Event describes one capture.
 type Event struct {
-	Kind      Kind
-	Dirty     []uint32 // dirty chunk indices (Commit)
-	PreXattr  []byte   // version xattr before the transaction
-	PreHeader []byte   // header before the transaction
-	PostXattr []byte   // version xattr written by the transaction
-	Seq       uint64   // sequence number of the transaction
-	Ino       uint64   // inode of the open file (part of its identity)
+	Kind  Kind
+	Dirty []uint32 // dirty chunk indices (Commit)
+	// Extents, when not nil, holds for each dirty chunk Dirty[i] the byte
+	// range [Extents[2i], Extents[2i+1]) of the chunk the transaction
+	// wrote: a chunk whose copy from an earlier commit is still pending is
+	// refreshed by re-reading that range only. nil: whole chunks.
+	Extents   []uint32
+	PreXattr  []byte // version xattr before the transaction
+	PreHeader []byte // header before the transaction
+	PostXattr []byte // version xattr written by the transaction
+	Seq       uint64 // sequence number of the transaction
+	Ino       uint64 // inode of the open file (part of its identity)
 }
 
 // Uploader is the part of the copier the tracker uses.
