@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // contendPace is the pause between a writer's transactions: two writers
@@ -28,7 +28,7 @@ const contendPace = time.Millisecond
 // when there is one, busy_timeout 5 s), and every commit's latency (the INSERT's, lock waits
 // included) of both writers is collected. It prints the median over rounds
 // of p50 and p99 for each VFS and of the per-round ratios.
-func contended(ctx context.Context, r *verneuil.Replicator, cfg *config.Config, base string, rounds int, scale float64) error {
+func contended(ctx context.Context, r *replicator.Replicator, cfg *config.Config, base string, rounds int, scale float64) error {
 	if err := r.Flush(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
@@ -205,7 +205,7 @@ func contendChild(spec, spoolDir, storeDir string) error {
 	ctx := context.Background()
 	cfg := &config.Config{SpoolDir: spoolDir, Targets: []config.Target{{URL: config.FileURL(storeDir)}}, LogLevel: "error"}
 	cfg.ApplyDefaults()
-	r, err := verneuil.Start(ctx, cfg)
+	r, err := replicator.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
