@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
-	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -39,26 +37,12 @@ func BenchmarkManifestBytesRealWorkload(b *testing.B) {
 	mb := envInt("VERNEUIL_MANIFEST_DB_MB", 1024)
 	txns := envInt("VERNEUIL_MANIFEST_TXNS", 3000)
 	flushEach := envInt("VERNEUIL_MANIFEST_FLUSH", 1) != 0
+	r := startLongReplicator(b, b.TempDir())
 	for range b.N {
-		dir := b.TempDir()
-		path := filepath.Join(dir, "big.db")
+		path := filepath.Join(b.TempDir(), "big.db")
 		rows := bulkLoad(b, path, mb)
 		st, _ := os.Stat(path)
 
-		cfg := &config.Config{
-			SpoolDir: filepath.Join(dir, "spool"),
-			Targets:  []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}},
-			LogLevel: "error",
-			Hostname: "benchhost",
-		}
-		cfg.ApplyDefaults()
-		if err := os.MkdirAll(filepath.Join(dir, "store"), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		r, err := replicator.Start(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
 		db, err := sql.Open("sqlite3", "file:"+path+"?vfs=verneuil&_busy_timeout=10000")
 		if err != nil {
 			b.Fatal(err)
@@ -74,7 +58,7 @@ func BenchmarkManifestBytesRealWorkload(b *testing.B) {
 		b.Logf("%d MiB database (%d rows), first capture and upload took %v", st.Size()>>20, rows, time.Since(t0).Round(time.Millisecond))
 
 		store := r.Targets()[0]
-		key := testutil.ReplicaKey(b, cfg.Hostname, path)
+		key := testutil.ReplicaKey(b, r.Config().Hostname, path)
 		before := r.Stats()
 		rng := rand.New(rand.NewPCG(uint64(mb), uint64(txns)))
 		var perVersion []int // bytes of manifests/SEQ plus latest, flushEach
@@ -112,11 +96,6 @@ func BenchmarkManifestBytesRealWorkload(b *testing.B) {
 		elapsed := time.Since(t0)
 		after := r.Stats()
 		db.Close()
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		if err := r.Close(cctx); err != nil {
-			b.Error(err)
-		}
-		cancel()
 
 		versions := after.Manifests - before.Manifests
 		reqs := float64(after.Requests-before.Requests) / float64(versions)

@@ -3,7 +3,6 @@ package verneuil_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -16,13 +15,7 @@ func TestFlushAfterReclaim(t *testing.T) {
 	for _, open := range []bool{true, false} {
 		t.Run(map[bool]string{true: "open", false: "closed"}[open], func(t *testing.T) {
 			e := newEnv(t)
-			p := filepath.Join(e.dir, "flushed.db")
-			key := e.key(p)
-			db := e.open(p, "_journal_mode=MEMORY")
-			db.SetMaxOpenConns(1)
-			mustExec(t, db, "CREATE TABLE t(v)")
-			mustExec(t, db, "INSERT INTO t VALUES(randomblob(10000))")
-			e.checkReplica(p)
+			p, key, db := openReplicated(t, e, "flushed.db", 3, 10000)
 			if !open {
 				if err := db.Close(); err != nil {
 					t.Fatal(err)

@@ -11,6 +11,22 @@ import (
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
+// openReplicated opens the database name in e's directory through the
+// replicating VFS (journal_mode=MEMORY: SQLite refuses a rollback journal
+// to a database file no longer at its path, SQLITE_READONLY_DBMOVED),
+// creates table t with rows rows of size bytes, and checks the replica. It
+// returns the path, the replica key and the connection.
+func openReplicated(t *testing.T, e *env, name string, rows, size int) (string, string, *sql.DB) {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	db := e.open(p, "_journal_mode=MEMORY")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	mustExec(t, db, "INSERT INTO t(v) SELECT randomblob(?) FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?) SELECT i FROM s)", size, rows)
+	e.checkReplica(p)
+	return p, e.key(p), db
+}
+
 // reclaimNow runs spool.Reclaim on key as a copier daemon's scan does,
 // with no idle time, and reports whether the spool was removed.
 func reclaimNow(t *testing.T, e *env, key string) bool {
@@ -28,20 +44,12 @@ func reclaimNow(t *testing.T, e *env, key string) bool {
 // later commit is still replicated byte-identically under the old path's
 // replica name, even when a reclaim races the commits. Once the connection is closed, the spool is reclaimed: the
 // rescan its revival asked for can no longer happen (the file is gone), so
-// it must not keep the spool forever. (SQLite refuses to open a rollback journal for a moved
-// database file, SQLITE_READONLY_DBMOVED; with journal_mode=MEMORY it
-// commits.)
+// it must not keep the spool forever.
 func TestReclaimWhileDeletedDatabaseKeepsCommitting(t *testing.T) {
 	for _, how := range []string{"remove", "rename"} {
 		t.Run(how, func(t *testing.T) {
 			e := newEnv(t)
-			p := filepath.Join(e.dir, "gone.db")
-			key := e.key(p)
-			db := e.open(p, "_journal_mode=MEMORY")
-			db.SetMaxOpenConns(1)
-			mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
-			mustExec(t, db, "INSERT INTO t(v) SELECT randomblob(3000) FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 100) SELECT i FROM s)")
-			e.checkReplica(p)
+			p, key, db := openReplicated(t, e, "gone.db", 100, 3000)
 			// The file stays reachable at kept, not at p.
 			kept := filepath.Join(e.dir, "kept.db")
 			if how == "remove" {
@@ -85,18 +93,10 @@ func TestReclaimWhileDeletedDatabaseKeepsCommitting(t *testing.T) {
 // its path, without a reclaim in between (the spool still holds the old
 // file's uploaded state), and then with the old file's connection still
 // open and committing: each commit's replica is the file that committed,
-// byte for byte, never a mix of the two. The old connection uses
-// journal_mode=MEMORY, as SQLite refuses a rollback journal to a database
-// file no longer at its path.
+// byte for byte, never a mix of the two.
 func TestDatabaseRecreatedAtSamePath(t *testing.T) {
 	e := newEnv(t)
-	p := filepath.Join(e.dir, "again.db")
-	key := e.key(p)
-	old := e.open(p, "_journal_mode=MEMORY")
-	old.SetMaxOpenConns(1)
-	mustExec(t, old, "CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)")
-	mustExec(t, old, "INSERT INTO big(v) SELECT randomblob(4000) FROM (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 200) SELECT i FROM s)")
-	e.checkReplica(p)
+	p, key, old := openReplicated(t, e, "again.db", 200, 4000)
 	oldKept := filepath.Join(e.dir, "old.db")
 	if err := os.Link(p, oldKept); err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestDatabaseRecreatedAtSamePath(t *testing.T) {
 	e.checkReplica(p)
 	// Both files commit in turn under one replica name.
 	for round := range 3 {
-		mustExec(t, old, "INSERT INTO big(v) VALUES(randomblob(3000))")
+		mustExec(t, old, "INSERT INTO t(v) VALUES(randomblob(3000))")
 		if err := e.r.Flush(context.Background()); err != nil {
 			t.Fatalf("round %d: flush: %v", round, err)
 		}
