@@ -242,8 +242,8 @@ func BenchmarkCommitRescanStall(b *testing.B) {
 
 // startLongReplicator starts replication to a local target in dir and
 // closes it at the end of the benchmark, with time to upload large
-// versions on a busy machine.
-func startLongReplicator(b *testing.B, dir string) {
+// versions on a busy machine. It returns the replicator.
+func startLongReplicator(b *testing.B, dir string) *replicator.Replicator {
 	cfg := &config.Config{
 		SpoolDir: filepath.Join(dir, "spool"),
 		Targets:  []config.Target{{URL: config.FileURL(filepath.Join(dir, "store"))}},
@@ -265,4 +265,5 @@ func startLongReplicator(b *testing.B, dir string) {
 			b.Error(err)
 		}
 	})
+	return r
 }

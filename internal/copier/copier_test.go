@@ -367,12 +367,15 @@ func TestLatestNeverRegresses(t *testing.T) {
 	if len(regress) > 0 {
 		t.Errorf("latest regressed: %v", regress)
 	}
-	// A newer latest written elsewhere is left alone.
-	stage(t, rootA, "shared", 81, dbBytes(200, 81, 81))
+	// A newer latest written elsewhere is left alone. Version 1000 is in
+	// the store before 81 is staged: the loop's superseded uploads left
+	// background retries scheduled in both copiers, and a retry of a that
+	// found 81 staged before b published 1000 would rightly upload it.
 	stage(t, rootB, "shared", 1000, dbBytes(200, 1000, 1000))
 	if err := b.Upload(context.Background(), "shared"); err != nil {
 		t.Fatal(err)
 	}
+	stage(t, rootA, "shared", 81, dbBytes(200, 81, 81))
 	if err := a.Upload(context.Background(), "shared"); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("Upload of a version below the latest: %v, want ErrSuperseded", err)
 	}

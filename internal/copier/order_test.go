@@ -104,8 +104,10 @@ func TestRegression_ClockBehindStillAdvancesLatest(t *testing.T) {
 	if got := latestManifest(t, s, "db"); got.Seq != 1002 {
 		t.Errorf("latest = %d after an older state was uploaded, want 1002", got.Seq)
 	}
-	if n := old.Stats().Superseded; n != 1 {
-		t.Errorf("Superseded = %d, want 1", n)
+	// At least 1: the failed Upload scheduled a background retry (50 ms
+	// on), which is superseded again and counted too.
+	if n := old.Stats().Superseded; n < 1 {
+		t.Errorf("Superseded = %d, want at least 1", n)
 	}
 }
 

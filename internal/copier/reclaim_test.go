@@ -28,9 +28,9 @@ func spoolExists(root, key string) bool {
 }
 
 // TestScanReclaimsOnlyUploadedSpoolsOfDeletedDatabases: a scan removes
-// the spool of a deleted database whose last version is uploaded, and
-// never one with a version still to upload, a rescan asked for, or whose
-// database file exists.
+// the spool of a deleted database whose last version is uploaded (even
+// with a rescan asked for, which no one can do any more), and never one
+// with a version still to upload or whose database file exists.
 func TestScanReclaimsOnlyUploadedSpoolsOfDeletedDatabases(t *testing.T) {
 	ctx := context.Background()
 	s := newMemStore()
@@ -45,7 +45,9 @@ func TestScanReclaimsOnlyUploadedSpoolsOfDeletedDatabases(t *testing.T) {
 	}{
 		{"gone-uploaded", true, true, false, true},
 		{"gone-pending", true, false, false, false},
-		{"gone-rescan", true, true, true, false},
+		// Nothing can rescan a deleted file: a rescan asked for only
+		// delays the reclaim like a write (ReclaimAfter).
+		{"gone-rescan", true, true, true, true},
 		{"live-uploaded", false, true, false, false},
 	}
 	for i, tc := range cases {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/config"
@@ -156,6 +157,9 @@ func (c *Copier) scanOne(key string) {
 			// A record for other targets proves nothing about these.
 			pending = uerr != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d)
 			staged = m.CommitTime
+			if !pending {
+				c.tidyUploaded(d)
+			}
 		}
 	}
 	usage, _ := d.Usage()
@@ -253,4 +257,36 @@ func (c *Copier) forgetIdle(now time.Time) {
 		}
 		st.up.Unlock()
 	}
+}
+
+// tidyUploaded removes what an uploader killed after it recorded its upload
+// left in the spool d, found uploaded: its pin, and the staged chunks of
+// the version uploaded (which nothing else removes before the next upload,
+// if the database is ever written again). An upload in progress (the
+// upload lock held) tidies after itself; the state is checked again under
+// the lock.
+func (c *Copier) tidyUploaded(d *spool.Dir) {
+	staged, err := d.StagedChunks()
+	if err != nil {
+		return
+	}
+	if _, perr := os.Lstat(filepath.Join(d.Path, spool.PinFile)); len(staged) == 0 && perr != nil {
+		return
+	}
+	unlock, err := d.UploadLock(false)
+	if err != nil || unlock == nil {
+		return
+	}
+	defer unlock()
+	m, _, err := d.Manifest()
+	if err != nil || m == nil {
+		return
+	}
+	if up, _, err := d.Uploaded(); err != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d) {
+		return
+	}
+	if _, err := d.ClearStalePin(); err != nil {
+		c.log.Warn("remove the pin of an interrupted upload", "key", d.Key, "err", err)
+	}
+	c.removeUploadedChunks(d, m)
 }

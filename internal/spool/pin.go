@@ -65,3 +65,27 @@ func (d *Dir) pinned() *manifest.Manifest {
 	}
 	return m
 }
+
+// ClearStalePin removes a pin that no upload holds (its uploader was killed)
+// and the staged chunks only it kept. The caller must hold UploadLock. It
+// reports whether there was one.
+func (d *Dir) ClearStalePin() (bool, error) {
+	path := filepath.Join(d.Path, PinFile)
+	if _, err := os.Lstat(path); err != nil {
+		return false, nil // none (or unreadable: the next upload replaces it)
+	}
+	unlock, err := d.Lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if err := os.Remove(path); err != nil {
+		return false, fmt.Errorf("remove stale upload pin: %w", err)
+	}
+	if cur, _, err := d.Manifest(); err == nil && cur != nil {
+		if err := d.gc(cur); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}

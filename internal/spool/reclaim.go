@@ -20,8 +20,8 @@ const ReclaimedDirName = "reclaimed"
 // Reclaim removes the spool of key when its database is gone and nothing
 // in it is pending: the database file (db.json's path) does not exist,
 // the staged manifest (if any) is the one recorded as uploaded to the
-// targets covers accepts, no rescan is asked for, and the spool was not
-// written for minIdle. It holds the spool's upload lock and lock while it
+// targets covers accepts, and the spool was not written (nor a rescan
+// asked for) for minIdle. It holds the spool's upload lock and lock while it
 // re-checks all that, and moves the directory out of DBsDirName before
 // removing it. A tracker still holding the spool (a process that has the
 // deleted file open) recreates it at its next lock and rescans (see
@@ -92,7 +92,13 @@ func SweepReclaimed(root string) error {
 }
 
 // reclaimable checks every condition of Reclaim; any doubt (an error, a
-// damaged file) keeps the spool.
+// damaged file) keeps the spool. A rescan asked for (RescanFile,
+// RescanMarker) only counts as a write: only a process that still has the
+// deleted file open could honour it, and its next commit recreates the
+// spool and asks again; a pending rescan that blocked the reclaim would
+// keep the spool forever once that process is gone (a revived spool asks
+// for one that its last commit leaves pending). A rescan that lost staged
+// data leaves a version to upload, which keeps the spool.
 func (d *Dir) reclaimable(minIdle time.Duration, covers func(*Dir) bool) bool {
 	info, err := d.Info()
 	if err != nil || info.Path == "" {
@@ -105,8 +111,6 @@ func (d *Dir) reclaimable(minIdle time.Duration, covers func(*Dir) bool) bool {
 	for _, name := range []string{InfoFile, ManifestFile, UploadedFile, RescanFile, RescanMarker, ChunksDir} {
 		st, err := os.Stat(filepath.Join(d.Path, name))
 		switch {
-		case err == nil && (name == RescanFile || name == RescanMarker):
-			return false // a rescan is pending
 		case err == nil && st.ModTime().After(newest):
 			newest = st.ModTime()
 		case err == nil:

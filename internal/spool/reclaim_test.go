@@ -42,8 +42,9 @@ func TestReclaim(t *testing.T) {
 		{"gone and uploaded", false, true, true, "", 0, true},
 		{"gone, version pending", false, false, true, "", 0, false},
 		{"gone, record for other targets", false, true, false, "", 0, false},
-		{"gone, rescan asked", false, true, true, spool.RescanFile, 0, false},
-		{"gone, written outside capture", false, true, true, spool.RescanMarker, 0, false},
+		// Nothing can rescan a deleted file: see TestReclaimAfterRescanIdle.
+		{"gone, rescan asked", false, true, true, spool.RescanFile, 0, true},
+		{"gone, written outside capture", false, true, true, spool.RescanMarker, 0, true},
 		{"gone, written recently", false, true, true, "", time.Hour, false},
 		{"file exists", true, true, true, "", 0, false},
 	}

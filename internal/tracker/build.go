@@ -343,7 +343,7 @@ func (db *DB) Flush(ctx context.Context) error {
 		return fmt.Errorf("the last commit could not be captured (the next one rescans the file): %w", lastErr)
 	}
 	if u := db.m.opts.Uploader; u != nil {
-		return u.Upload(ctx, db.key)
+		return db.reclaimedIsUploaded(u.Upload(ctx, db.key))
 	}
 	return nil
 }
