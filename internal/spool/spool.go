@@ -18,6 +18,7 @@
 //	ROOT/dbs/KEY/upload.lock    flock(2) held by the process uploading the spool
 //	ROOT/dbs/KEY/last_error     why the last upload failed (removed on success)
 //	ROOT/dbs/KEY/tmp/           temp files and the spare manifest file
+//	ROOT/dirty/KEY              marker: KEY's staged manifest may be pending (dirty.go)
 package spool
 
 import (
@@ -325,9 +326,18 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 			return false, fmt.Errorf("spool publish %s: renumber: %w", d.Path, err)
 		}
 	}
+	// The dirty marker first, so that a crash after the publish leaves it
+	// (dirty.go); checked again after, in case a copier removed it
+	// meanwhile, having found the previous manifest uploaded.
+	if err := MarkDirty(d.rootOf(), d.Key); err != nil {
+		return false, err
+	}
 	// A damaged staged manifest is simply replaced.
 	published, err := d.publishManifest(encoded, cur)
 	if err != nil {
+		return false, err
+	}
+	if err := MarkDirty(d.rootOf(), d.Key); err != nil {
 		return false, err
 	}
 	failpoint.Hit("publish-before-gc")
