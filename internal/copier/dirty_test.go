@@ -117,3 +117,30 @@ func TestClearDirtyRemarksARacingPublish(t *testing.T) {
 		t.Fatalf("marker of a removed spool kept: %v", keys)
 	}
 }
+
+// TestUnusableDirtyDirFallsBackToFullPasses: a stray file where the
+// marker directory belongs does not stop publishing, and the scans,
+// unable to read markers, run full passes that find another process's
+// version.
+func TestUnusableDirtyDirFallsBackToFullPasses(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore()
+	c, root := newTestCopier(t, s, func(o *Options) { o.ScanMinAge = -1 })
+	if err := os.WriteFile(spool.DirtyDir(root), []byte("stray"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stage(t, root, "a", 1, randomBytes(testChunk, 1))
+	if err := c.UploadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.scan(ctx, false) // the first full pass
+	stage(t, root, "a", 2, randomBytes(testChunk, 2))
+	errs := c.Stats().ScanErrors
+	c.scan(ctx, false)
+	waitFor(t, 10*time.Second, "the version found by a full pass uploaded", func() bool {
+		return latestSeq(t, s, "a") == 2
+	})
+	if c.Stats().ScanErrors == errs {
+		t.Fatal("unreadable markers not counted as a scan error")
+	}
+}

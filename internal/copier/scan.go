@@ -66,10 +66,13 @@ func (c *Copier) scan(ctx context.Context, full bool) {
 	c.stats.scans.Add(1)
 	// One budget of ScanBatch spools per scan: the dirty ones first, the
 	// full pass (when under way or due) gets the rest.
-	budget := c.opts.ScanBatch - c.scanDirty(ctx)
+	examined, marksRead := c.scanDirty(ctx)
+	budget := c.opts.ScanBatch - examined
 	var keys []string
 	var err error
-	due := full || c.scanDir != nil || c.opts.FullScanInterval < 0 || time.Since(c.passEnd) >= c.opts.FullScanInterval
+	// Markers that cannot be read leave full passes as the only way to
+	// find another process's work.
+	due := full || !marksRead || c.scanDir != nil || c.opts.FullScanInterval < 0 || time.Since(c.passEnd) >= c.opts.FullScanInterval
 	if due && budget > 0 {
 		keys, err = c.nextScanBatch(budget)
 	}
@@ -101,15 +104,15 @@ func (c *Copier) stopping(ctx context.Context) bool {
 
 // scanDirty examines up to ScanBatch spools marked dirty, going on after
 // the last one examined by the previous scan, removes the marker of those
-// found uploaded (or gone), and returns how many it examined. c.scanning
-// is held.
-func (c *Copier) scanDirty(ctx context.Context) int {
+// found uploaded (or gone). It returns how many it examined, and false
+// when the markers could not be read. c.scanning is held.
+func (c *Copier) scanDirty(ctx context.Context) (int, bool) {
 	root := c.opts.SpoolDir
 	keys, err := spool.DirtyKeys(root)
 	if err != nil {
 		c.stats.scanErrors.Add(1)
-		c.log.Warn("scan spool", "spool_dir", root, "err", err)
-		return 0
+		c.log.Warn("scan spool: read dirty markers (falling back to full passes)", "spool_dir", root, "err", err)
+		return 0, false
 	}
 	if len(keys) > c.opts.ScanBatch {
 		slices.Sort(keys)
@@ -119,7 +122,7 @@ func (c *Copier) scanDirty(ctx context.Context) int {
 	}
 	for _, key := range keys {
 		if c.stopping(ctx) {
-			return len(keys)
+			return len(keys), true
 		}
 		c.stats.scanDirty.Add(1)
 		if _, err := os.Stat(spoolPath(root, key)); errors.Is(err, fs.ErrNotExist) {
@@ -135,7 +138,7 @@ func (c *Copier) scanDirty(ctx context.Context) int {
 			}
 		}
 	}
-	return len(keys)
+	return len(keys), true
 }
 
 // nextScanBatch returns the next n (> 0) keys of the spool directory,

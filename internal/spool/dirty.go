@@ -18,6 +18,10 @@ import (
 // committed them, and not every database ever spooled.
 const DirtyDirName = "dirty"
 
+// afterMarkHook, when set (by tests), runs in Publish between making the
+// marker and publishing.
+var afterMarkHook func()
+
 // DirtyDir returns the directory of the dirty markers of root.
 func DirtyDir(root string) string { return filepath.Join(root, DirtyDirName) }
 

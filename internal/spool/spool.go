@@ -328,18 +328,20 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 	}
 	// The dirty marker first, so that a crash after the publish leaves it
 	// (dirty.go); checked again after, in case a copier removed it
-	// meanwhile, having found the previous manifest uploaded.
-	if err := MarkDirty(d.rootOf(), d.Key); err != nil {
-		return false, err
+	// meanwhile, having found the previous manifest uploaded. A marker
+	// that cannot be made does not stop replication: the copier's scan
+	// then fails to read the markers, says so, and falls back to full
+	// passes.
+	_ = MarkDirty(d.rootOf(), d.Key)
+	if afterMarkHook != nil {
+		afterMarkHook()
 	}
 	// A damaged staged manifest is simply replaced.
 	published, err := d.publishManifest(encoded, cur)
 	if err != nil {
 		return false, err
 	}
-	if err := MarkDirty(d.rootOf(), d.Key); err != nil {
-		return false, err
-	}
+	_ = MarkDirty(d.rootOf(), d.Key)
 	failpoint.Hit("publish-before-gc")
 	if published != nil {
 		d.seqCache.Store(&seqStamp{stat: stampOf(published), seq: m.Seq})
