@@ -64,6 +64,7 @@ type options struct {
 	dbs        int
 	idle       int
 	idleWindow time.Duration
+	idleClosed bool
 	workers    int
 	dir        string
 }
@@ -78,6 +79,7 @@ func main() {
 	flag.IntVar(&o.dbs, "dbs", 1000, "databases in (b)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle databases in (c)")
 	flag.DurationVar(&o.idleWindow, "idle-window", time.Minute, "how long (c) watches the idle databases")
+	flag.BoolVar(&o.idleClosed, "idle-closed", false, "in (c), close each database's connection after its transaction (the default keeps them open, as a multi-tenant server would)")
 	flag.IntVar(&o.workers, "workers", 8, "copier workers (copier_workers)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the work directory (default $TMPDIR)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process to this file")
@@ -364,6 +366,7 @@ type idleResult struct {
 	IdleRequests       int64   `json:"idle_requests"` // copier count in the child; server count in the parent
 	CopierIdleRequests int64   `json:"-"`
 	Scans              int64   `json:"scans"`
+	SpoolsScanned      int64   `json:"spools_scanned"` // by the scans of the idle window
 }
 
 func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options) error {
@@ -375,6 +378,7 @@ func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options
 			"VERNEUIL_S3BENCH_ENDPOINT="+srv.Endpoint,
 			"VERNEUIL_S3BENCH_N="+strconv.Itoa(o.idle),
 			"VERNEUIL_S3BENCH_WINDOW="+o.idleWindow.String(),
+			"VERNEUIL_S3BENCH_CLOSED="+strconv.FormatBool(o.idleClosed),
 			"VERNEUIL_S3BENCH_WORKERS="+strconv.Itoa(o.workers))
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
@@ -417,12 +421,16 @@ func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options
 	}
 	kb := func(b int64) float64 { return float64(b) / 1024 / float64(ver.DBs) }
 	fmt.Printf("(c) %d idle replicated databases (created in %.1fs, flushed in %.1fs):\n", ver.DBs, ver.CreateSecs, ver.FlushSecs)
-	fmt.Printf("    S3 requests in %v of idleness: %d counted by the server, %d by the copier (%d background scans ran)\n",
-		o.idleWindow, ver.IdleRequests, ver.CopierIdleRequests, ver.Scans)
-	fmt.Printf("    RSS per database, connections open: %.1f KB with replication, %.1f KB on the unix VFS (SQLite's own\n"+
+	fmt.Printf("    S3 requests in %v of idleness: %d counted by the server, %d by the copier (%d background scans ran, examining %d spools)\n",
+		o.idleWindow, ver.IdleRequests, ver.CopierIdleRequests, ver.Scans, ver.SpoolsScanned)
+	open := "open"
+	if o.idleClosed {
+		open = "closed after their transaction"
+	}
+	fmt.Printf("    RSS per database, connections "+open+": %.1f KB with replication, %.1f KB on the unix VFS (SQLite's own\n"+
 		"        per-connection memory): replication adds %.1f KB per idle replicated database\n",
 		kb(ver.RSSOpen-ver.RSSBase), kb(unix.RSSOpen-unix.RSSBase), kb(ver.RSSOpen-ver.RSSBase)-kb(unix.RSSOpen-unix.RSSBase))
-	fmt.Printf("    Go heap per database: %.1f KB with the connections open (unix VFS: %.1f KB); after they closed %.2f KB (unix VFS: %.2f KB)\n",
+	fmt.Printf("    Go heap per database: %.1f KB with the connections "+open+" (unix VFS: %.1f KB); after they closed %.2f KB (unix VFS: %.2f KB)\n",
 		kb(ver.HeapOpen-ver.HeapBase), kb(unix.HeapOpen-unix.HeapBase), kb(ver.HeapClosed-ver.HeapBase), kb(unix.HeapClosed-unix.HeapBase))
 	return nil
 }
@@ -490,6 +498,7 @@ func child(role string) error {
 	n, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_N"))
 	window, _ := time.ParseDuration(os.Getenv("VERNEUIL_S3BENCH_WINDOW"))
 	workers, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_WORKERS"))
+	closed, _ := strconv.ParseBool(os.Getenv("VERNEUIL_S3BENCH_CLOSED"))
 	ctx := context.Background()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -534,11 +543,18 @@ func child(role string) error {
 		if _, err := db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES('row')"); err != nil {
 			return fmt.Errorf("db %d: %w", i, err)
 		}
+		if closed {
+			if err := db.Close(); err != nil {
+				return fmt.Errorf("db %d: %w", i, err)
+			}
+			continue
+		}
 		dbs[i] = db
 	}
 	res.CreateSecs = time.Since(start).Seconds()
 	var reqs func() int64 = func() int64 { return 0 }
 	var scans func() int64 = func() int64 { return 0 }
+	scanned := scans
 	if r != nil {
 		fstart := time.Now()
 		if err := r.Flush(ctx); err != nil {
@@ -548,12 +564,13 @@ func child(role string) error {
 		time.Sleep(3 * time.Second) // coalescing windows and stragglers
 		reqs = func() int64 { return r.Stats().Requests }
 		scans = func() int64 { return r.Stats().Scans }
+		scanned = func() int64 { return r.Stats().SpoolsScanned }
 	}
-	r0, s0 := reqs(), scans()
+	r0, s0, x0 := reqs(), scans(), scanned()
 	fmt.Println("IDLE_BEGIN")
 	time.Sleep(window)
 	fmt.Println("IDLE_END")
-	res.IdleRequests, res.Scans = reqs()-r0, scans()-s0
+	res.IdleRequests, res.Scans, res.SpoolsScanned = reqs()-r0, scans()-s0, scanned()-x0
 	res.RSSOpen, res.HeapOpen = rss(), heap()
 	if p := os.Getenv("VERNEUIL_S3BENCH_HEAPPROFILE"); p != "" && r != nil {
 		if f, err := os.Create(p + ".open"); err == nil {
@@ -562,6 +579,9 @@ func child(role string) error {
 		}
 	}
 	for _, db := range dbs {
+		if db == nil {
+			continue
+		}
 		if err := db.Close(); err != nil {
 			return err
 		}

@@ -75,6 +75,7 @@ const (
 	DefaultKnownChunkTTL    = time.Hour
 	DefaultGCGrace          = 24 * time.Hour
 	DefaultScanBatch        = 1000
+	DefaultFullScanInterval = time.Hour
 	DefaultReclaimAfter     = time.Hour
 	DefaultForgetIdle       = 10 * time.Minute
 	requestBackoffMin       = 50 * time.Millisecond
@@ -106,6 +107,15 @@ type Options struct {
 	// cost the same whatever the number of spools. Default
 	// DefaultScanBatch.
 	ScanBatch int
+	// FullScanInterval: every scan examines the spools marked dirty
+	// (spool.DirtyDir: written at each publish, by any process), so its
+	// work follows the databases that changed; a full pass over every
+	// spool (ScanBatch per scan, for spools without a marker: older
+	// versions, a lost marker, and the reclaim of deleted databases)
+	// starts with the first scan and then this long after the previous
+	// pass ended. Default DefaultFullScanInterval; negative runs passes
+	// back to back.
+	FullScanInterval time.Duration
 	// ReclaimAfter: the scan removes the spool of a database whose file
 	// is gone once nothing in it is pending and it was not written for
 	// this long (spool.Reclaim). Default DefaultReclaimAfter; negative
@@ -192,22 +202,24 @@ type Copier struct {
 	conds   []atomic.Int32 // per target: whether it enforces conditional writes (safety.go)
 	probeMu sync.Mutex     // one conditional-write probe at a time
 
-	mu       sync.Mutex
-	dbs      map[string]*dbState
-	idle     map[string]idleSpool // spools known uploaded, without a record (scan.go)
-	scanDir  *os.File             // the scan's place in the spool directory; guarded by scanning
-	ready    fifo                 // databases due now, in order
-	delay    delayHeap            // databases waiting for their due time
-	running  int
-	started  bool
-	closed   bool
-	breaker  breaker
-	wake     chan struct{}
-	stop     chan struct{}
-	work     chan *dbState
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	scanning sync.Mutex
+	mu        sync.Mutex
+	dbs       map[string]*dbState
+	idle      map[string]idleSpool // spools known uploaded, without a record (scan.go)
+	scanDir   *os.File             // the scan's place in the spool directory; guarded by scanning
+	passEnd   time.Time            // when the last full pass ended; guarded by scanning
+	dirtyNext string               // where the next scan of dirty spools starts; guarded by scanning
+	ready     fifo                 // databases due now, in order
+	delay     delayHeap            // databases waiting for their due time
+	running   int
+	started   bool
+	closed    bool
+	breaker   breaker
+	wake      chan struct{}
+	stop      chan struct{}
+	work      chan *dbState
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	scanning  sync.Mutex
 }
 
 type schedState uint8
@@ -296,6 +308,9 @@ func New(opts Options) *Copier {
 	}
 	if opts.ScanBatch <= 0 {
 		opts.ScanBatch = DefaultScanBatch
+	}
+	if opts.FullScanInterval == 0 {
+		opts.FullScanInterval = DefaultFullScanInterval
 	}
 	if opts.ReclaimAfter == 0 {
 		opts.ReclaimAfter = DefaultReclaimAfter

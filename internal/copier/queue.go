@@ -21,6 +21,7 @@ func (c *Copier) Stats() Snapshot {
 		ChunksUploaded: s.chunks.Load(), BytesUploaded: s.chunkBytes.Load(),
 		Manifests: s.manifests.Load(), ManifestBytes: s.manifestBytes.Load(),
 		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
+		SpoolsScanned: s.scanned.Load(), DirtyScanned: s.scanDirty.Load(),
 		Resequenced: s.resequenced.Load(), Superseded: s.superseded.Load(),
 		Lag: lag, LagCounts: lag.Counts, LagSum: lag.Sum, LagN: lag.N, LagMax: lag.Max,
 		KnownChunks: c.known.len(), Panics: s.panics.Load(),

@@ -34,7 +34,9 @@ func spoolExists(root, key string) bool {
 func TestScanReclaimsOnlyUploadedSpoolsOfDeletedDatabases(t *testing.T) {
 	ctx := context.Background()
 	s := newMemStore()
-	c, root := newTestCopier(t, s, func(o *Options) { o.ReclaimAfter = time.Nanosecond })
+	// ScanMinAge: the scans leave the pending spool to "its writer" (else,
+	// on a slow machine, the first scan uploads it and the second reclaims it).
+	c, root := newTestCopier(t, s, func(o *Options) { o.ReclaimAfter = time.Nanosecond; o.ScanMinAge = time.Hour })
 	dir := t.TempDir()
 	cases := []struct {
 		key       string

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/config"
@@ -39,48 +40,112 @@ func (c *Copier) scanner(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		_ = c.safely("spool scan", func() error { c.Scan(ctx); return nil }) // logged and counted
+		_ = c.safely("spool scan", func() error { c.scan(ctx, false); return nil }) // logged and counted
 		d := c.opts.ScanInterval
 		timer.Reset(d*3/4 + rand.N(d/2+1))
 	}
 }
 
-// Scan examines the next ScanBatch spools under the spool directory,
-// going on where the previous scan stopped (a pass over N spools takes
-// N/ScanBatch scans), so that a scan costs the same however many
-// databases were ever spooled. For each spool it refreshes the gauges
-// (pending version, spool bytes), schedules an upload of a staged version
-// newer than the uploaded one and at least ScanMinAge old, and reclaims
-// the spool of a database that is gone (ReclaimAfter). A spool whose
-// staged manifest is unchanged since it was found uploaded costs one
-// stat(2). Then it drops the records of databases idle for ForgetIdle.
-func (c *Copier) Scan(ctx context.Context) {
+// Scan examines the spools marked dirty (spool.DirtyDir), then the next
+// ScanBatch spools under the spool directory, going on where the previous
+// scan stopped (a pass over N spools takes N/ScanBatch scans), so that a
+// scan costs the same however many databases were ever spooled. For each
+// spool it refreshes the gauges (pending version, spool bytes), schedules
+// an upload of a staged version newer than the uploaded one and at least
+// ScanMinAge old, and reclaims the spool of a database that is gone
+// (ReclaimAfter). A spool whose staged manifest is unchanged since it was
+// found uploaded costs one stat(2). Then it drops the records of databases
+// idle for ForgetIdle. The background scan is the same except that it
+// reads a batch only while a full pass is under way or due
+// (FullScanInterval): between passes its work follows the databases that
+// changed.
+func (c *Copier) Scan(ctx context.Context) { c.scan(ctx, true) }
+
+func (c *Copier) scan(ctx context.Context, full bool) {
 	c.scanning.Lock()
 	defer c.scanning.Unlock()
 	c.stats.scans.Add(1)
-	keys, err := c.nextScanBatch()
+	// One budget of ScanBatch spools per scan: the dirty ones first, the
+	// full pass (when under way or due) gets the rest.
+	examined, marksRead := c.scanDirty(ctx)
+	budget := c.opts.ScanBatch - examined
+	var keys []string
+	var err error
+	// Markers that cannot be read leave full passes as the only way to
+	// find another process's work.
+	due := full || !marksRead || c.scanDir != nil || c.opts.FullScanInterval < 0 || time.Since(c.passEnd) >= c.opts.FullScanInterval
+	if due && budget > 0 {
+		keys, err = c.nextScanBatch(budget)
+	}
 	if err != nil {
 		c.stats.scanErrors.Add(1)
 		c.log.Warn("scan spool", "spool_dir", c.opts.SpoolDir, "err", err)
 		return
 	}
 	for _, key := range keys {
-		select {
-		case <-ctx.Done():
+		if c.stopping(ctx) {
 			return
-		case <-c.stop:
-			return
-		default:
 		}
 		c.scanOne(key)
 	}
 	c.forgetIdle(time.Now())
 }
 
-// nextScanBatch returns the next ScanBatch keys of the spool directory,
+// stopping reports whether the scan should stop.
+func (c *Copier) stopping(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// scanDirty examines up to ScanBatch spools marked dirty, going on after
+// the last one examined by the previous scan, removes the marker of those
+// found uploaded (or gone). It returns how many it examined, and false
+// when the markers could not be read. c.scanning is held.
+func (c *Copier) scanDirty(ctx context.Context) (int, bool) {
+	root := c.opts.SpoolDir
+	keys, err := spool.DirtyKeys(root)
+	if err != nil {
+		c.stats.scanErrors.Add(1)
+		c.log.Warn("scan spool: read dirty markers (falling back to full passes)", "spool_dir", root, "err", err)
+		return 0, false
+	}
+	if len(keys) > c.opts.ScanBatch {
+		slices.Sort(keys)
+		i, _ := slices.BinarySearch(keys, c.dirtyNext)
+		keys = slices.Concat(keys[i:], keys[:i])[:c.opts.ScanBatch]
+		c.dirtyNext = keys[len(keys)-1] + "\x00"
+	}
+	for _, key := range keys {
+		if c.stopping(ctx) {
+			return len(keys), true
+		}
+		c.stats.scanDirty.Add(1)
+		if _, err := os.Stat(spoolPath(root, key)); errors.Is(err, fs.ErrNotExist) {
+			err = spool.ClearDirty(root, key, spool.Stamp{})
+			if err != nil {
+				c.log.Warn("scan spool", "key", key, "err", err)
+			}
+			continue
+		}
+		if stamp, clean := c.scanOne(key); clean {
+			if err := spool.ClearDirty(root, key, stamp); err != nil {
+				c.log.Warn("scan spool", "key", key, "err", err)
+			}
+		}
+	}
+	return len(keys), true
+}
+
+// nextScanBatch returns the next n (> 0) keys of the spool directory,
 // starting a new pass (and sweeping interrupted reclaims) after the last.
 // c.scanning is held.
-func (c *Copier) nextScanBatch() ([]string, error) {
+func (c *Copier) nextScanBatch(n int) ([]string, error) {
 	if c.scanDir == nil {
 		root := c.opts.SpoolDir
 		if err := config.CheckOwnedDir(root); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -98,10 +163,11 @@ func (c *Copier) nextScanBatch() ([]string, error) {
 		}
 		c.scanDir = f
 	}
-	ents, err := c.scanDir.ReadDir(c.opts.ScanBatch)
-	if err != nil || len(ents) < c.opts.ScanBatch {
+	ents, err := c.scanDir.ReadDir(n)
+	if err != nil || len(ents) < n {
 		c.scanDir.Close()
 		c.scanDir = nil
+		c.passEnd = time.Now()
 		if errors.Is(err, io.EOF) {
 			err = nil
 		}
@@ -125,7 +191,10 @@ func (c *Copier) closeScanDir() {
 	}
 }
 
-func (c *Copier) scanOne(key string) {
+// scanOne examines the spool of key. It returns the stamp of the staged
+// manifest it read and whether that manifest was found uploaded.
+func (c *Copier) scanOne(key string) (spool.Stamp, bool) {
+	c.stats.scanned.Add(1)
 	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, key), Key: key}
 	stamp, err := d.ManifestStamp()
 	c.mu.Lock()
@@ -138,13 +207,13 @@ func (c *Copier) scanOne(key string) {
 	c.mu.Unlock()
 	if err != nil {
 		c.log.Debug("scan spool", "key", key, "err", err)
-		return
+		return stamp, false
 	}
 	if unchanged {
 		c.reclaim(key, stamp)
-		return
+		return stamp, true
 	}
-	var pending bool
+	var pending, damaged bool
 	var staged time.Time
 	if !stamp.IsZero() {
 		m, _, merr := d.Manifest()
@@ -153,6 +222,7 @@ func (c *Copier) scanOne(key string) {
 		case merr != nil:
 			// The tracker rebuilds a damaged manifest at the next write.
 			c.log.Debug("scan spool: damaged staged manifest", "key", key, "err", merr)
+			damaged = true
 		case m != nil:
 			// A record for other targets proves nothing about these.
 			pending = uerr != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d)
@@ -177,7 +247,7 @@ func (c *Copier) scanOne(key string) {
 		c.idle[key] = idleSpool{stamp: stamp, bytes: usage}
 		c.mu.Unlock()
 		c.reclaim(key, stamp)
-		return
+		return stamp, !damaged
 	}
 	st = c.getLocked(key)
 	if path != "" {
@@ -194,14 +264,15 @@ func (c *Copier) scanOne(key string) {
 		}
 		c.mu.Unlock()
 		c.reclaim(key, stamp)
-		return
+		return stamp, !damaged
 	}
 	defer c.mu.Unlock()
 	st.stagedCommit = staged
 	if c.closed || (c.opts.ScanMinAge > 0 && now.Sub(time.Unix(0, stamp.MTime)) < c.opts.ScanMinAge) {
-		return // fresh: its writer's own copier has it
+		return stamp, false // fresh: its writer's own copier has it
 	}
 	c.requestLocked(st, now)
+	return stamp, false
 }
 
 // reclaim removes the spool of key, found uploaded with stamp, when its

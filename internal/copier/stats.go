@@ -55,6 +55,7 @@ type stats struct {
 	chunks, chunkBytes               atomic.Int64
 	manifests, manifestBytes         atomic.Int64
 	scans, scanErrors                atomic.Int64
+	scanned, scanDirty               atomic.Int64
 	resequenced, superseded          atomic.Int64
 	panics                           atomic.Int64
 
@@ -85,6 +86,9 @@ type Snapshot struct {
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.
 	Scans, ScanErrors int64
+	// SpoolsScanned counts the spools the scans examined; DirtyScanned
+	// those of them examined because they were marked dirty.
+	SpoolsScanned, DirtyScanned int64
 	// Resequenced counts manifests renumbered after the store's latest
 	// because their clock-derived version number was not above it (clock
 	// skew; see docs/FORMAT.md); Superseded counts staged manifests not

@@ -236,6 +236,12 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 	}
 	after, _ := d.ManifestStamp()
 	unchanged := after == stamp && (stamp.Reliable() || stagedUploaded(d))
+	if unchanged {
+		// Nothing is left for a scan to find (spool.ClearDirty).
+		if err := spool.ClearDirty(c.opts.SpoolDir, st.key, stamp); err != nil {
+			c.log.Warn("upload", "key", st.key, "err", err)
+		}
+	}
 	c.mu.Lock()
 	st.uploads++
 	st.clean = stamp

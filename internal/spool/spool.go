@@ -18,6 +18,7 @@
 //	ROOT/dbs/KEY/upload.lock    flock(2) held by the process uploading the spool
 //	ROOT/dbs/KEY/last_error     why the last upload failed (removed on success)
 //	ROOT/dbs/KEY/tmp/           temp files and the spare manifest file
+//	ROOT/dirty/KEY              marker: KEY's staged manifest may be pending (dirty.go)
 package spool
 
 import (
@@ -325,11 +326,22 @@ func (d *Dir) Publish(m *manifest.Manifest, encoded []byte) (bool, error) {
 			return false, fmt.Errorf("spool publish %s: renumber: %w", d.Path, err)
 		}
 	}
+	// The dirty marker first, so that a crash after the publish leaves it
+	// (dirty.go); checked again after, in case a copier removed it
+	// meanwhile, having found the previous manifest uploaded. A marker
+	// that cannot be made does not stop replication: the copier's scan
+	// then fails to read the markers, says so, and falls back to full
+	// passes.
+	_ = MarkDirty(d.rootOf(), d.Key)
+	if afterMarkHook != nil {
+		afterMarkHook()
+	}
 	// A damaged staged manifest is simply replaced.
 	published, err := d.publishManifest(encoded, cur)
 	if err != nil {
 		return false, err
 	}
+	_ = MarkDirty(d.rootOf(), d.Key)
 	failpoint.Hit("publish-before-gc")
 	if published != nil {
 		d.seqCache.Store(&seqStamp{stat: stampOf(published), seq: m.Seq})
