@@ -2,7 +2,9 @@ package verneuil_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/config"
@@ -69,6 +71,26 @@ func TestSnapshotMemoryCacheSlotsReused(t *testing.T) {
 			snap.Close()
 		}
 	}
+	// Concurrent readers of all the databases: slots are taken and freed
+	// by several threads at once.
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for k := range 2 * len(dbs) {
+				d := dbs[(g+k)%len(dbs)]
+				snap, err := sql.Open("sqlite3", "file:"+uriEscape(d.path)+"?vfs=verneuil_snapshot")
+				var got string
+				if err == nil {
+					err = snap.QueryRow(q).Scan(&got)
+				}
+				if err != nil || got != d.want {
+					t.Errorf("reader %d, %s: %q, %v; source %s", g, filepath.Base(d.path), got, err, d.want)
+				}
+				snap.Close()
+			}
+		})
+	}
+	wg.Wait()
 	after := sqlite3vfs.ReadSnapshotStats()
 	if after.Evictions == before.Evictions {
 		t.Fatalf("no chunk evicted (%+v): the test did not reuse slots", after)
