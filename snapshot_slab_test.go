@@ -82,11 +82,11 @@ func TestSnapshotMemoryCacheSlotsReused(t *testing.T) {
 				var got string
 				if err == nil {
 					err = snap.QueryRow(q).Scan(&got)
+					snap.Close()
 				}
 				if err != nil || got != d.want {
 					t.Errorf("reader %d, %s: %q, %v; source %s", g, filepath.Base(d.path), got, err, d.want)
 				}
-				snap.Close()
 			}
 		})
 	}
