@@ -98,7 +98,7 @@ type Stats struct {
 	MergedMisses   int64 `json:"merged_misses"`   // misses that joined a fetch in flight
 	ChunkErrors    int64 `json:"chunk_errors"`    // chunk fetches that failed
 	SourcesCreated int64 `json:"sources_created"` // sources loaded
-	DiskBehind     int64 `json:"disk_behind"`     // fetched chunks written by the fetcher, the disk writer being behind
+	DiskBehind     int64 `json:"disk_behind"`     // fetched chunks not written to the disk cache, the disk writer being behind
 }
 
 // Manager owns the sources of one process.

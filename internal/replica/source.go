@@ -340,16 +340,12 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 		if ahead && f.err == nil && f.waiters == 0 {
 			mg.putAhead(h, f.data)
 		}
-		writeNow := false
 		if fetched && f.err == nil && mg.disk != nil {
-			writeNow = mg.queueDisk(h, f.data)
+			mg.queueDisk(h, f.data)
 		}
 		delete(mg.flights, h)
 		mg.flightMu.Unlock()
 		close(f.done)
-		if writeNow {
-			mg.writePending(h, f.data)
-		}
 	}
 	if data, ok := mg.disk.get(h, n); ok {
 		mg.stats.diskHits.Add(1)
@@ -437,24 +433,21 @@ func (s *Source) Wait() { s.mgr.Wait() }
 // runs while chunks are pending (and exits when none are), so that readers
 // do not wait for file creation. The chunk stays in pending (served from
 // memory) until it is on disk. With maxPending chunks already waiting (the
-// disk slower than the store), it returns true: the caller writes this one
-// itself, after releasing flightMu, which slows the fetches down to the
-// disk's pace (every fetched chunk is cached). The caller holds flightMu.
-func (mg *Manager) queueDisk(h manifest.Hash, data []byte) (writeNow bool) {
-	queued := len(mg.pending) - mg.inWrite
-	mg.pending[h] = data
-	if queued >= maxPending {
+// disk, or the CPU the writer gets, slower than the store), the chunk is
+// not written: the disk cache is a cache, and neither readers nor fetches
+// ever wait for it (another process reading the chunk fetches it and
+// offers it again). The caller holds flightMu.
+func (mg *Manager) queueDisk(h manifest.Hash, data []byte) {
+	if len(mg.pending)-mg.inWrite >= maxPending {
 		mg.stats.diskBehind.Add(1)
-		mg.claimed[h] = true
-		mg.inWrite++
-		return true
+		return
 	}
+	mg.pending[h] = data
 	if mg.writers < maxWriters {
 		mg.writers++
 		mg.bg.Add(1)
 		go mg.diskWriter()
 	}
-	return false
 }
 
 // writePending writes a pending chunk (claimed by the caller) and drops

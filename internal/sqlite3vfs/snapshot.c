@@ -43,6 +43,7 @@ SQLITE_EXTENSION_INIT3
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,6 +140,85 @@ static unsigned bucketOf(const unsigned char *h){
   return (unsigned)(h[0] | h[1]<<8) % NBUCKET;
 }
 
+/* ---- chunk buffers (caller holds gMutex) ----
+** A cold scan copies every chunk into fresh memory, and fresh anonymous
+** memory costs a page fault per 4 KiB page on first touch: on the
+** development VM, 1 ms per 64 KiB chunk, as much as fetching it. Buffers of
+** 8 KiB..2 MiB therefore come from 2 MiB-aligned slabs advised
+** MADV_HUGEPAGE (one fault per 2 MiB where transparent huge pages are
+** enabled, always or for madvise), cut into slots of the buffer's
+** power-of-two class. A freed slot goes back to its class's free list for
+** the next chunk; slabs are never unmapped, so what they hold is the
+** cache's peak (bounded by snapshot_memory_cache plus one slab per class).
+** Other sizes use malloc. */
+#define SLAB_SHIFT 21                 /* 2 MiB: one huge page */
+#define SLOT_MIN_SHIFT 14             /* the smallest slot, 16 KiB */
+#define SLAB_REGION 16                /* slabs mapped at once */
+typedef struct SSlot SSlot;
+struct SSlot { SSlot *pNext; };
+static SSlot *aSlotFree[SLAB_SHIFT-SLOT_MIN_SHIFT+1];
+static unsigned char *gRegionNext = 0, *gRegionEnd = 0;
+
+/* The slot class of an n-byte buffer, or -1 for malloc. */
+static int slotClass(int n){
+  int k = 0;
+  if( n<=(1<<(SLOT_MIN_SHIFT-1)) || n>(1<<SLAB_SHIFT) ) return -1;
+  while( (1<<(SLOT_MIN_SHIFT+k))<n ) k++;
+  return k;
+}
+
+/* A new 2 MiB-aligned slab, or 0 when no memory can be mapped. */
+static unsigned char *newSlab(void){
+  const size_t slab = (size_t)1<<SLAB_SHIFT, size = slab*SLAB_REGION;
+  unsigned char *s;
+  if( gRegionNext==gRegionEnd ){
+    unsigned char *p = (unsigned char*)mmap(0, size+slab, PROT_READ|PROT_WRITE,
+                                            MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+    uintptr_t a;
+    if( p==(unsigned char*)MAP_FAILED ) return 0;
+    a = ((uintptr_t)p + slab - 1) & ~(uintptr_t)(slab-1);
+    if( a>(uintptr_t)p ) munmap(p, a-(uintptr_t)p);
+    if( (uintptr_t)p+slab>a ) munmap((void*)(a+size), (uintptr_t)p+slab-a);
+#ifdef MADV_HUGEPAGE
+    madvise((void*)a, size, MADV_HUGEPAGE); /* advice: ignored where THP is off */
+#endif
+    gRegionNext = (unsigned char*)a;
+    gRegionEnd = gRegionNext + size;
+  }
+  s = gRegionNext;
+  gRegionNext += slab;
+  return s;
+}
+
+/* A buffer for an n-byte chunk (free it with chunkFree(a, n)), or 0. */
+static unsigned char *chunkAlloc(int n){
+  int k = slotClass(n);
+  SSlot *f;
+  if( k<0 ) return (unsigned char*)malloc(n>0 ? (size_t)n : 1);
+  if( aSlotFree[k]==0 ){
+    size_t slot = (size_t)1<<(SLOT_MIN_SHIFT+k), off;
+    unsigned char *s = newSlab();
+    if( s==0 ) return 0;
+    for(off=((size_t)1<<SLAB_SHIFT); off>0; off-=slot){ /* first slot on top */
+      f = (SSlot*)(s+off-slot);
+      f->pNext = aSlotFree[k];
+      aSlotFree[k] = f;
+    }
+  }
+  f = aSlotFree[k];
+  aSlotFree[k] = f->pNext;
+  return (unsigned char*)f;
+}
+
+static void chunkFree(unsigned char *a, int n){
+  int k = slotClass(n);
+  SSlot *f = (SSlot*)a;
+  if( a==0 ) return;
+  if( k<0 ){ free(a); return; }
+  f->pNext = aSlotFree[k];
+  aSlotFree[k] = f;
+}
+
 /* ---- chunk cache (caller holds gMutex) ---- */
 
 static void lruUnlink(SChunk *c){
@@ -167,18 +247,18 @@ static void cacheRemove(SChunk *c){
   lruUnlink(c);
   gSnapStats.cacheBytes -= c->n;
   gSnapStats.evictions++;
-  free(c->a);
+  chunkFree(c->a, c->n);
   free(c);
 }
 
-/* Insert a malloc'd buffer a of n bytes (taken over), or return the entry
-** already there (a is then freed). Evicts down to gMemMax, never c. */
+/* Insert a buffer a of n bytes from chunkAlloc (taken over), or return the
+** entry already there (a is then freed). Evicts down to gMemMax, never c. */
 static SChunk *cacheInsert(const unsigned char *h, unsigned char *a, int n){
   SChunk *c = cacheFind(h);
   unsigned b;
-  if( c ){ free(a); return c; }
+  if( c ){ chunkFree(a, n); return c; }
   c = (SChunk*)calloc(1, sizeof(*c));
-  if( c==0 ){ free(a); return 0; }
+  if( c==0 ){ chunkFree(a, n); return 0; }
   memcpy(c->h, h, VSNAP_HASH_LEN);
   c->a = a; c->n = n;
   b = bucketOf(h);
@@ -355,12 +435,17 @@ static int readChunk(SFile *p, SVersion *v, int i, unsigned char *dst, int withi
     return SQLITE_OK;
   }
   gSnapStats.misses++;
+  a = gForked ? 0 : chunkAlloc(len);
   pthread_mutex_unlock(&gMutex);
   if( gForked ) return forkedError(SQLITE_IOERR_READ, "read of a chunk not in memory");
-  a = (unsigned char*)malloc(len>0 ? len : 1);
   if( a==0 ) return SQLITE_IOERR_NOMEM;
   rc = verneuilGoSnapChunk(p->pSrc->h, v->info.seq, i, a, len);
-  if( rc!=SQLITE_OK ){ free(a); return rc; }
+  if( rc!=SQLITE_OK ){
+    pthread_mutex_lock(&gMutex);
+    chunkFree(a, len);
+    pthread_mutex_unlock(&gMutex);
+    return rc;
+  }
   pthread_mutex_lock(&gMutex);
   c = cacheInsert(h, a, len);
   if( c ){
