@@ -26,6 +26,11 @@ type Stats struct {
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.
 	Scans, ScanErrors int64
+	// SpoolsScanned counts the spools the scans examined; DirtyScanned
+	// those of them examined because they were marked dirty (a version
+	// published and not yet uploaded). While every database is idle, scans
+	// examine none.
+	SpoolsScanned, DirtyScanned int64
 	// Resequenced counts manifests renumbered after the store's latest
 	// (clock skew, docs/FORMAT.md); Superseded the staged manifests not
 	// published because the store holds a newer state of the database.
@@ -105,6 +110,7 @@ func statsOf(s copier.Snapshot) Stats {
 		ChunksUploaded: s.ChunksUploaded, BytesUploaded: s.BytesUploaded,
 		Manifests: s.Manifests, ManifestBytes: s.ManifestBytes,
 		Scans: s.Scans, ScanErrors: s.ScanErrors,
+		SpoolsScanned: s.SpoolsScanned, DirtyScanned: s.DirtyScanned,
 		Resequenced: s.Resequenced, Superseded: s.Superseded, Panics: s.Panics,
 		LagN: s.Lag.N, LagSum: s.Lag.Sum, LagMax: s.Lag.Max,
 		Databases: s.Databases, PendingDatabases: s.PendingDatabases, FailingDatabases: s.FailingDatabases,

@@ -166,6 +166,8 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 	w.Counter("verneuil_copier_chunk_bytes_total", "Bytes of chunk objects uploaded (per target).", float64(s.BytesUploaded))
 	w.Counter("verneuil_copier_scans_total", "Background scans of the spool directory.", float64(s.Scans))
 	w.Counter("verneuil_copier_scan_errors_total", "Spool scans that could not list the spool directory.", float64(s.ScanErrors))
+	w.Counter("verneuil_copier_spools_scanned_total", "Spools the scans examined (none while every database is idle).", float64(s.SpoolsScanned))
+	w.Counter("verneuil_copier_dirty_spools_scanned_total", "Spools the scans examined because they were marked dirty.", float64(s.DirtyScanned))
 	w.Counter("verneuil_copier_resequenced_total", "Manifests renumbered after the stored version because a clock was behind (clock skew).", float64(s.Resequenced))
 	w.Counter("verneuil_copier_superseded_total", "Staged manifests not published as latest because the store held a newer state or another writer's.", float64(s.Superseded))
 	w.Histogram("verneuil_replication_lag_seconds", "Time from commit to manifest visible in every target.",
