@@ -18,16 +18,30 @@ import (
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 )
 
-// slowStore is a proxy to the S3 server that holds every chunk GET for
-// delay (when set) and counts the ones whose client went away first.
+// slowStore is a proxy to the S3 server that holds chunk GETs (when delay
+// is set) and counts the ones whose client went away first. The n-th held
+// GET since the last reset waits delay + n×step: the chunks a query needs
+// are asked for first and come back first, while the readahead asked for
+// after them is still in flight (with one delay for all, a readahead batch
+// that includes the query's last chunk would end with it).
 type slowStore struct {
 	rp        *httputil.ReverseProxy
 	delay     atomic.Int64 // nanoseconds
+	step      atomic.Int64 // nanoseconds
+	held      atomic.Int64 // GETs held since the last reset
 	abandoned atomic.Int64
+}
+
+// hold sets the delays and restarts the count of held GETs.
+func (p *slowStore) hold(delay, step time.Duration) {
+	p.held.Store(0)
+	p.step.Store(int64(step))
+	p.delay.Store(int64(delay))
 }
 
 func (p *slowStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d := time.Duration(p.delay.Load()); d > 0 && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/chunks/") {
+		d += time.Duration(p.held.Add(1)-1) * time.Duration(p.step.Load())
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
@@ -69,7 +83,8 @@ func s3ReaderConfig(t *testing.T, e *env, target map[string]any) {
 
 // TestSnapshotExitWithReadaheadInFlight: the sqlite3 shell and Python read
 // the first rows of a replica in order (readahead starts fetching the
-// next chunks) from a store that holds every chunk GET for 3 s, and exit
+// next chunks) from a store that holds every chunk GET for 2 s and one
+// more second for each GET before it, and exit
 // right after the query. They exit with code 0, without crash output, and
 // without waiting for the fetches still in flight (the store sees their
 // clients go away before answering).
@@ -102,10 +117,10 @@ print("|".join(str(x) for x in con.execute(sys.argv[3]).fetchone()), flush=True)
 			if err := os.RemoveAll(filepath.Join(e.dir, "cache")); err != nil {
 				t.Fatal(err)
 			}
-			store.delay.Store(int64(3 * time.Second))
+			store.hold(2*time.Second, time.Second)
 			before := store.abandoned.Load()
 			r := h.run()
-			store.delay.Store(0)
+			store.hold(0, 0)
 			if r.exitCode() != 0 || strings.TrimSpace(r.stdout) != want {
 				t.Fatalf("exit %d, stdout %q (want %q)\n%s", r.exitCode(), r.stdout, want, r)
 			}
