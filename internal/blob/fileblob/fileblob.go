@@ -541,7 +541,12 @@ func (s *Store) removeEmptyDirs(dir string) error {
 	for dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)) {
 		err := unix.Rmdir(dir)
 		if err == unix.ENOTEMPTY || err == unix.EEXIST {
-			return syncDir(dir)
+			// A concurrent Delete may empty and remove dir before it is
+			// opened: that Delete then syncs the parents itself.
+			if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
 		}
 		if err != nil && err != unix.ENOENT {
 			return &fs.PathError{Op: "rmdir", Path: dir, Err: err}
