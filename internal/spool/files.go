@@ -22,4 +22,5 @@ const (
 	PinFile             = "upload.pin"       // the manifest being uploaded: GC keeps its staged chunks
 	TmpDir              = "tmp"              // temp files, renamed into place
 	SpareFile           = "manifest.spare"   // in TmpDir: the manifest swapped into place
+	ChainFile           = "chain"            // shared mapping: recent commits of the writing processes (tracker)
 )

@@ -139,6 +139,7 @@ func (db *DB) commit(src Source, ev Event) error {
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
 	run := db.sliced
+	from, fromLen := db.lastID, db.lastLen
 	db.mu.Unlock()
 	if run != nil && writeLocked(src) {
 		// A connection that keeps its lock after commits (locking_mode=
@@ -147,7 +148,15 @@ func (db *DB) commit(src Source, ev Event) error {
 		// wait for.
 		known = false
 	}
+	// Another process committed since lastID: continue from its records
+	// (chain.go), and record this commit for the others.
+	var foreign []uint32
+	if !known && from != nil && run == nil {
+		foreign, known = db.chainFrom(from, pre, fromLen, size)
+	}
+	defer db.recordCommit(src, ev, pre, size)
 	if !known {
+		from = nil
 		// Supersedes a sliced copy in progress; a rescan copies the file
 		// in slices after this capture (the commit is part of it).
 		adopted, err := db.adoptOrRescan(src, ev.Ino, pre, ev.PostXattr, ev.Seq)
@@ -166,7 +175,7 @@ func (db *DB) commit(src Source, ev Event) error {
 			db.log.Debug("stamp for the sliced copy", "err", err)
 		}
 	}
-	return db.copyDirty(src, ev, size, run, st)
+	return db.copyDirty(src, ev, size, run, st, from, foreign)
 }
 
 // writeLocked reports whether the capture's connection holds more than
@@ -220,7 +229,10 @@ func writtenRanges(ev Event) map[uint32][2]uint32 {
 // into a spill file, one chunk at a time. run is the sliced copy the
 // commit saw in progress, and st the file's Stamp after the commit (nil
 // when it could not be taken): the copy then expects the commit's state.
-func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *Stamp) (err error) {
+//
+// foreign, when not nil, lists the chunks other processes changed since
+// lastID, which was from (chain.go): they are re-read whole.
+func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *Stamp, from []byte, foreign []uint32) (err error) {
 	db.mu.Lock()
 	done := false
 	defer func() {
@@ -232,8 +244,11 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		}
 		db.mu.Unlock()
 	}()
+	if foreign != nil && !bytes.Equal(db.lastID, from) {
+		return ErrDeferred // a failed build forgot the state walked from
+	}
 	cs := uint32(db.chunkSize())
-	dirty := db.dirtySetLocked(ev.Dirty, size)
+	dirty := db.dirtySetLocked(append(slices.Clip(ev.Dirty), foreign...), size)
 	if db.pending == nil {
 		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
 	}
@@ -261,6 +276,9 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		}
 	}
 	written := writtenRanges(ev)
+	for _, c := range foreign {
+		delete(written, c) // changed beyond this transaction's writes
+	}
 	// resized: chunks at or past the old or the new end of the file, which
 	// may hold bytes the VFS did not see written (growth, shrink).
 	resized := func(c uint32) bool {

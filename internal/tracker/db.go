@@ -48,6 +48,11 @@ type DB struct {
 	// established the file's state since (Flush reports it). Kept apart
 	// from lastErr, which a capture ending after the copy would clear.
 	slicedErr error
+	// chain is this process's mapping of the spool's chain file, made
+	// once another process's commit was seen (chain.go); chainErr says
+	// why it could not be made.
+	chain    *chainLog
+	chainErr error
 
 	// buildMu serialises building, rescans and publishing; base is the
 	// version the next build applies pending copies to.

@@ -393,6 +393,7 @@ func (m *Manager) openDB(canon, name string) (*DB, error) {
 		db.lastLen = man.Length
 		db.lastSeq = man.Seq
 	}
+	db.mapChainIfShared() // chain.go
 	// Continue numbering after the last upload, which the copier may have
 	// renumbered after the store's latest (clock skew).
 	if up, _, err := sp.Uploaded(); err == nil && up != nil {
@@ -424,6 +425,9 @@ func (m *Manager) Release(h uint64) {
 	}
 	if err := db.build(); err != nil {
 		db.log.Error("build manifest at close", "err", err)
+	}
+	if db.disabled == nil {
+		db.closeChain()
 	}
 	if m.opts.FlushOnClose && m.opts.Uploader != nil && db.disabled == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.FlushTimeout)
