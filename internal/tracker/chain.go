@@ -251,7 +251,7 @@ func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (chan
 		cur, length := hf, fromLen
 		for range chainSlots {
 			st, found := c.next(cur)
-			if !found {
+			if !found || st.postLen < 0 {
 				return
 			}
 			for _, r := range st.runs {
