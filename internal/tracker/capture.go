@@ -150,7 +150,7 @@ func (db *DB) commit(src Source, ev Event) error {
 	}
 	// Another process committed since lastID: continue from its records
 	// (chain.go), and record this commit for the others.
-	var foreign []uint32
+	var foreign map[uint32][2]uint32
 	if !known && from != nil && run == nil {
 		foreign, known = db.chainFrom(from, pre, fromLen, size)
 	}
@@ -230,9 +230,10 @@ func writtenRanges(ev Event) map[uint32][2]uint32 {
 // commit saw in progress, and st the file's Stamp after the commit (nil
 // when it could not be taken): the copy then expects the commit's state.
 //
-// foreign, when not nil, lists the chunks other processes changed since
-// lastID, which was from (chain.go): they are re-read whole.
-func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *Stamp, from []byte, foreign []uint32) (err error) {
+// foreign, when not nil, maps the chunks other processes changed since
+// lastID, which was from (chain.go), to the range of each that changed:
+// they are re-read too.
+func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *Stamp, from []byte, foreign map[uint32][2]uint32) (err error) {
 	db.mu.Lock()
 	done := false
 	defer func() {
@@ -248,7 +249,14 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		return ErrDeferred // a failed build forgot the state walked from
 	}
 	cs := uint32(db.chunkSize())
-	dirty := db.dirtySetLocked(append(slices.Clip(ev.Dirty), foreign...), size)
+	dirty := ev.Dirty
+	if len(foreign) > 0 {
+		dirty = slices.Clone(dirty)
+		for c := range foreign {
+			dirty = append(dirty, c)
+		}
+	}
+	dirty = db.dirtySetLocked(dirty, size)
 	if db.pending == nil {
 		db.pending = &pending{chunks: make(map[uint32][]byte, len(dirty))}
 	}
@@ -275,10 +283,7 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 			p.spilled = map[uint32]spillRef{}
 		}
 	}
-	written := writtenRanges(ev)
-	for _, c := range foreign {
-		delete(written, c) // changed beyond this transaction's writes
-	}
+	written := mergeRanges(writtenRanges(ev), ev.Dirty, foreign)
 	// resized: chunks at or past the old or the new end of the file, which
 	// may hold bytes the VFS did not see written (growth, shrink).
 	resized := func(c uint32) bool {

@@ -63,9 +63,12 @@ const (
 	chainFileLen   = chainHeaderLen + chainSlots*chainRecordLen
 	// A record: crc32 (IEEE, of bytes 4..512) u32, number of runs u32,
 	// pre hash [16], post hash [16], length after u64, then runs of
-	// (first chunk u32, count u32). All little-endian.
+	// (first chunk u32, count u32, first byte written in the first chunk
+	// u32, end of the bytes written in the last chunk u32). All
+	// little-endian.
 	chainRunsOff = 48
-	chainMaxRuns = (chainRecordLen - chainRunsOff) / 8
+	chainRunLen  = 16
+	chainMaxRuns = (chainRecordLen - chainRunsOff) / chainRunLen
 	chainHashLen = 16
 )
 
@@ -148,32 +151,57 @@ func chainHash(id []byte) ([chainHashLen]byte, bool) {
 // xattrLen is the length of the version xattr the VFS writes.
 const xattrLen = 24
 
-// runs turns sorted, distinct chunk indices into (first, count) runs.
-func runs(chunks []uint32) [][2]uint32 {
-	var out [][2]uint32
-	for _, c := range chunks {
-		if n := len(out); n > 0 && out[n-1][0]+out[n-1][1] == c {
-			out[n-1][1]++
-			continue
+// chainRun is a run of dirty chunks: count chunks from first; the
+// transaction wrote from byte lo on in the first and below byte hi in the
+// last (0 and the chunk size when unknown).
+type chainRun struct{ first, count, lo, hi uint32 }
+
+// runs turns dirty chunks (any order) and their written ranges (extents:
+// nil, or [lo, hi) for each chunk, as Event.Extents) into runs.
+func runs(dirty, extents []uint32, cs uint32) []chainRun {
+	type chunk struct{ c, lo, hi uint32 }
+	cl := make([]chunk, len(dirty))
+	for i, c := range dirty {
+		cl[i] = chunk{c, 0, cs}
+		if len(extents) == 2*len(dirty) {
+			cl[i].lo, cl[i].hi = extents[2*i], extents[2*i+1]
 		}
-		out = append(out, [2]uint32{c, 1})
+	}
+	slices.SortFunc(cl, func(a, b chunk) int { return int(int64(a.c) - int64(b.c)) })
+	var out []chainRun
+	for _, x := range cl {
+		if n := len(out); n > 0 {
+			r := &out[n-1]
+			if r.first+r.count-1 == x.c { // the same chunk twice
+				if r.count == 1 {
+					r.lo = min(r.lo, x.lo)
+				}
+				r.hi = max(r.hi, x.hi)
+				continue
+			}
+			if r.first+r.count == x.c {
+				r.count++
+				r.hi = x.hi
+				continue
+			}
+		}
+		out = append(out, chainRun{x.c, 1, x.lo, x.hi})
 	}
 	return out
 }
 
 // record writes the record of one commit from state pre to state post,
-// leaving the file length postLen, which dirtied chunks (any order). A
-// commit that cannot be described (no version xattrs, too many runs)
-// writes nothing: a process that needs it falls back.
-func (c *chainLog) record(pre, post []byte, postLen int64, chunks []uint32) error {
+// leaving the file length postLen, which dirtied chunks (any order) in
+// the ranges extents (nil: whole chunks; else as Event.Extents). A commit
+// that cannot be described (no version xattrs, too many runs) writes
+// nothing: a process that needs it falls back.
+func (c *chainLog) record(pre, post []byte, postLen int64, dirty, extents []uint32, cs uint32) error {
 	hp, ok1 := chainHash(pre)
 	hq, ok2 := chainHash(post)
 	if !ok1 || !ok2 {
 		return nil
 	}
-	sorted := slices.Clone(chunks)
-	slices.Sort(sorted)
-	rs := runs(slices.Compact(sorted))
+	rs := runs(dirty, extents, cs)
 	if len(rs) > chainMaxRuns {
 		return nil
 	}
@@ -184,8 +212,11 @@ func (c *chainLog) record(pre, post []byte, postLen int64, chunks []uint32) erro
 	copy(rec[24:], hq[:])
 	le.PutUint64(rec[40:], uint64(postLen))
 	for i, r := range rs {
-		le.PutUint32(rec[chainRunsOff+8*i:], r[0])
-		le.PutUint32(rec[chainRunsOff+8*i+4:], r[1])
+		b := rec[chainRunsOff+chainRunLen*i:]
+		le.PutUint32(b, r.first)
+		le.PutUint32(b[4:], r.count)
+		le.PutUint32(b[8:], r.lo)
+		le.PutUint32(b[12:], r.hi)
 	}
 	le.PutUint32(rec[0:], crc32.ChecksumIEEE(rec[4:]))
 	return c.guard(func() {
@@ -201,7 +232,7 @@ func (c *chainLog) record(pre, post []byte, postLen int64, chunks []uint32) erro
 type chainStep struct {
 	post    [chainHashLen]byte
 	postLen int64
-	runs    [][2]uint32
+	runs    []chainRun
 }
 
 // next returns the one valid record leaving state h; false when there is
@@ -224,28 +255,38 @@ func (c *chainLog) next(h [chainHashLen]byte) (chainStep, bool) {
 		found++
 		copy(st.post[:], buf[24:40])
 		st.postLen = int64(le.Uint64(buf[40:]))
-		st.runs = make([][2]uint32, n)
+		st.runs = make([]chainRun, n)
 		for j := range st.runs {
-			st.runs[j] = [2]uint32{le.Uint32(buf[chainRunsOff+8*j:]), le.Uint32(buf[chainRunsOff+8*j+4:])}
+			b := buf[chainRunsOff+chainRunLen*j:]
+			st.runs[j] = chainRun{le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:]), le.Uint32(b[12:])}
 		}
 	}
 	return st, found == 1
 }
 
 // walk returns the chunks that changed between state from (file length
-// fromLen) and state to, according to the records, restricted to the
-// first n chunks, or false when the records do not link the two states.
-func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (changed []uint32, ok bool) {
+// fromLen) and state to according to the records, among the first n,
+// each with the range of it that changed ([0, cs) when not known better),
+// or false when the records do not link the two states.
+func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (changed map[uint32][2]uint32, ok bool) {
 	hf, ok1 := chainHash(from)
 	ht, ok2 := chainHash(to)
 	if !ok1 || !ok2 {
 		return nil, false
 	}
-	set := map[uint32]bool{}
-	add := func(first, count uint64) {
-		for x := first; x < first+count && int64(x) < n; x++ {
-			set[uint32(x)] = true
+	changed = map[uint32][2]uint32{}
+	add := func(x uint64, lo, hi uint32) {
+		if int64(x) >= n {
+			return
 		}
+		lo, hi = min(lo, uint32(cs)), min(hi, uint32(cs))
+		if lo >= hi {
+			lo, hi = 0, uint32(cs) // not a range a writer records
+		}
+		if r, seen := changed[uint32(x)]; seen {
+			lo, hi = min(lo, r[0]), max(hi, r[1])
+		}
+		changed[uint32(x)] = [2]uint32{lo, hi}
 	}
 	err := c.guard(func() {
 		cur, length := hf, fromLen
@@ -255,15 +296,25 @@ func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (chan
 				return
 			}
 			for _, r := range st.runs {
-				add(uint64(r[0]), uint64(r[1]))
+				last := uint64(r.first) + uint64(r.count) - 1
+				for x := uint64(r.first); x <= last && int64(x) < n; x++ {
+					lo, hi := uint32(0), uint32(cs)
+					if x == uint64(r.first) {
+						lo = r.lo
+					}
+					if x == last {
+						hi = r.hi
+					}
+					add(x, lo, hi)
+				}
 			}
 			if st.postLen != length {
 				// Bytes past the shorter length may have changed
 				// without a write (growth by a size hint, or a
 				// truncation then growth).
-				lo := min(length, st.postLen) / cs
-				hi := (max(length, st.postLen) + cs - 1) / cs
-				add(uint64(lo), uint64(hi-lo))
+				for x := min(length, st.postLen) / cs; x < (max(length, st.postLen)+cs-1)/cs && x < n; x++ {
+					add(uint64(x), 0, uint32(cs))
+				}
 			}
 			cur, length = st.post, st.postLen
 			if cur == ht {
@@ -275,11 +326,6 @@ func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (chan
 	if err != nil || !ok {
 		return nil, false
 	}
-	changed = make([]uint32, 0, len(set))
-	for x := range set {
-		changed = append(changed, x)
-	}
-	slices.Sort(changed)
 	return changed, true
 }
 
@@ -287,7 +333,7 @@ func (c *chainLog) walk(from, to []byte, fromLen int64, cs int64, n int64) (chan
 // the chunks other processes changed between state from (this process's
 // lastID, of length fromLen) and state to, the state the commit leaving
 // the file at size started from; false when the records do not link them.
-func (db *DB) chainFrom(from, to []byte, fromLen, size int64) ([]uint32, bool) {
+func (db *DB) chainFrom(from, to []byte, fromLen, size int64) (map[uint32][2]uint32, bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if !db.mapChainLocked() || db.sliced != nil || !bytes.Equal(db.lastID, from) {
@@ -337,7 +383,11 @@ func (db *DB) recordCommit(src Source, ev Event, pre []byte, size int64) {
 		return // no record: the others fall back
 	}
 	post := identity(ev.Ino, ev.PostXattr, header)
-	if err := db.chain.record(pre, post, size, ev.Dirty); err != nil {
+	var ext []uint32
+	if len(ev.Extents) == 2*len(ev.Dirty) {
+		ext = ev.Extents
+	}
+	if err := db.chain.record(pre, post, size, ev.Dirty, ext, uint32(db.chunkSize())); err != nil {
 		db.log.Warn("chain file damaged; commits of other processes will be captured by rescans", "err", err)
 		db.chain.close()
 		db.chain, db.chainErr = nil, err
@@ -372,4 +422,32 @@ func (db *DB) mapChainIfShared() {
 	if _, err := os.Stat(filepath.Join(db.spool.Path, spool.ChainFile)); err == nil {
 		db.mapChainLocked()
 	}
+}
+
+// mergeRanges adds the ranges other processes changed (foreign) to the
+// ranges this transaction wrote (own: nil when not known, and then every
+// chunk of ownDirty is re-read whole): the union of both for each chunk,
+// so that a pending copy of the state before is refreshed by re-reading
+// only that. A chunk absent from the result is re-read whole.
+func mergeRanges(own map[uint32][2]uint32, ownDirty []uint32, foreign map[uint32][2]uint32) map[uint32][2]uint32 {
+	if len(foreign) == 0 {
+		return own
+	}
+	out := make(map[uint32][2]uint32, len(own)+len(foreign))
+	for c, r := range foreign {
+		out[c] = r
+	}
+	if own == nil {
+		for _, c := range ownDirty {
+			delete(out, c)
+		}
+		return out
+	}
+	for c, r := range own {
+		if f, ok := out[c]; ok {
+			r = [2]uint32{min(r[0], f[0]), max(r[1], f[1])}
+		}
+		out[c] = r
+	}
+	return out
 }
