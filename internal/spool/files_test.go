@@ -19,7 +19,7 @@ func TestFileNamesDocumented(t *testing.T) {
 		documented = append(documented, string(m[1]))
 	}
 	used := []string{InfoFile, ManifestFile, UploadedFile, UploadedTargetsFile, ChunksDir, RescanFile,
-		LockFile, UploadLockFile, PinFile, LastErrorFile, TmpDir}
+		LockFile, UploadLockFile, PinFile, LastErrorFile, TmpDir, ChainFile}
 	slices.Sort(documented)
 	slices.Sort(used)
 	if !slices.Equal(documented, used) {
