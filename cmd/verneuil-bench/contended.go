@@ -15,6 +15,7 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/replicator"
+	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
 // contendPace is the pause between a writer's transactions: two writers
@@ -225,6 +226,10 @@ func contendChild(spec, spoolDir, storeDir string) error {
 	lat, err := writeTimed(db, txns)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("VERNEUIL_BENCH_CHAIN") != "" {
+		c, m := tracker.ChainCounts()
+		fmt.Fprintf(os.Stderr, "child %s: %d commits continued from the other's, %d adopted or rescanned\n", vfs, c, m)
 	}
 	w := bufio.NewWriter(os.Stdout)
 	for _, v := range lat {
