@@ -46,16 +46,21 @@ func TestCrashLoop(t *testing.T) {
 	db := filepath.Join(s.dir, "crash.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	start := time.Now()
+	// slowStart grows while writers are killed before they create the
+	// database (a loaded machine starts processes slowly), so the loop
+	// always gets to kill writers that have one.
+	var slowStart time.Duration
 	for i := range iters {
 		w := s.writer("loop", db, "VERNEUIL_E2E_SEED="+strconv.Itoa(i),
 			"VERNEUIL_E2E_PARAMS="+[]string{"_journal_mode=DELETE", "_journal_mode=TRUNCATE", "_journal_mode=PERSIST"}[i%3])
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rng.IntN(250)) * time.Millisecond)
+		time.Sleep(slowStart + time.Duration(20+rng.IntN(250))*time.Millisecond)
 		w.Process.Signal(syscall.SIGKILL)
 		w.Wait()
 		if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+			slowStart += 100 * time.Millisecond
 			continue // killed before it created the database (a slow start)
 		}
 		if i%4 == 3 {
