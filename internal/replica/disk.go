@@ -228,8 +228,9 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 // a new pack when there is none, it is full or it was deleted. It returns
 // the bytes added.
 func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
-	rec := encodeRecord(h, data)
-	if p := c.cur; p != nil && (p.end > 0 && p.end+int64(len(rec)) > c.packMax || !p.linked()) {
+	hdr := encodeHeader(h, len(data))
+	size := int64(len(hdr) + len(data))
+	if p := c.cur; p != nil && (p.end > 0 && p.end+size > c.packMax || !p.linked()) {
 		c.retire()
 	}
 	if c.cur == nil {
@@ -242,17 +243,28 @@ func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
 		c.mu.Unlock()
 		c.cur = p
 	}
+	// Two writes rather than a copy of the chunk: a reader sees the record
+	// only once the file reaches its end, and verifies the data anyway.
 	p := c.cur
-	if _, err := p.f.WriteAt(rec, p.end); err != nil {
-		// The pack may now end with a torn record: readers stop there.
-		c.retire()
+	_, err := p.f.WriteAt(hdr, p.end)
+	if err == nil {
+		_, err = p.f.WriteAt(data, p.end+recordHeader)
+	}
+	if err != nil {
+		// A full or failing disk: cut the partial record off and go on
+		// with this pack (a new pack per failure would leave a file per
+		// chunk). If even that fails, the pack ends with a torn record,
+		// where readers stop, and is appended to no more.
+		if terr := p.f.Truncate(p.end); terr != nil {
+			c.retire()
+		}
 		return 0, fmt.Errorf("append to %s: %w", p.name, err)
 	}
 	c.mu.Lock()
 	c.index[h] = loc{p: p, off: p.end + recordHeader, n: len(data)}
-	p.end += int64(len(rec))
+	p.end += size
 	c.mu.Unlock()
-	return int64(len(rec)), nil
+	return size, nil
 }
 
 // retire stops appending to the current pack; it stays readable (as the

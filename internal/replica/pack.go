@@ -52,14 +52,14 @@ type pack struct {
 	touched atomic.Int64
 }
 
-func encodeRecord(h manifest.Hash, data []byte) []byte {
-	rec := make([]byte, recordHeader+len(data))
-	copy(rec, recordMagic[:])
-	binary.LittleEndian.PutUint32(rec[4:], uint32(len(data)))
-	copy(rec[8:], h[:])
-	binary.LittleEndian.PutUint32(rec[8+manifest.HashSize:], crc32.Checksum(rec[:8+manifest.HashSize], castagnoli))
-	copy(rec[recordHeader:], data)
-	return rec
+// encodeHeader returns the header of the record of chunk h of n bytes.
+func encodeHeader(h manifest.Hash, n int) []byte {
+	hdr := make([]byte, recordHeader)
+	copy(hdr, recordMagic[:])
+	binary.LittleEndian.PutUint32(hdr[4:], uint32(n))
+	copy(hdr[8:], h[:])
+	binary.LittleEndian.PutUint32(hdr[8+manifest.HashSize:], crc32.Checksum(hdr[:8+manifest.HashSize], castagnoli))
+	return hdr
 }
 
 // decodeHeader returns the hash and data length of a record header; ok is
