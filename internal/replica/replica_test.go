@@ -70,7 +70,7 @@ func (c *counting) requests() int64 {
 	return c.gets.Load() + c.tags.Load() + c.lists.Load() + c.tagged.Load()
 }
 
-func newStore(t *testing.T) blob.Store {
+func newStore(t testing.TB) blob.Store {
 	t.Helper()
 	s, err := fileblob.OpenDir(t.TempDir(), false)
 	if err != nil {
@@ -85,7 +85,7 @@ var dbKey = names.Key(dbName)
 
 // publish stores data as version seq of dbName (chunks, manifest and, when
 // latest, the latest pointer) and returns its manifest.
-func publish(t *testing.T, s blob.Store, seq uint64, data []byte, latest bool) *manifest.Manifest {
+func publish(t testing.TB, s blob.Store, seq uint64, data []byte, latest bool) *manifest.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	m := &manifest.Manifest{Name: dbName, Seq: seq, CommitTime: time.Unix(0, int64(seq)), PageSize: 4096,
