@@ -7,59 +7,101 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // diskCache is the on-disk chunk cache that every process of the host
-// shares: DIR/chunks/HH/HASH holds the raw bytes of the chunk HASH (HH its
-// first two hex digits), created exclusively (O_EXCL) and written in place.
-// Readers check every file's length and hash: a short file is being
-// written (or was left by a crash: removed after staleTemp) and counts as
-// a miss; a file of the right length whose content does not match its
-// name is deleted. There is no lock between processes: of two processes
-// that miss the same chunk at once, one creates the file and the other
-// finds it there.
+// shares. Chunks are appended to pack files, DIR/packs/PID-RANDOM.pack:
+// each process appends to its own pack (one open file, one pwrite per
+// chunk: creating a file per chunk cost more CPU than fetching it) and
+// starts a new one past packMax. A pack is a sequence of records, each a
+// header (magic, length, hash, checksum of the header) and the chunk's
+// bytes (pack.go).
+//
+// Other processes find the chunks by listing DIR/packs and reading the
+// record headers of the packs they have not indexed yet, or past what
+// they indexed of a pack that grew: on a miss, at most once per
+// refreshEvery. Nothing is renamed or locked: a pack is only ever
+// appended to by the process that created it. Readers verify every chunk
+// against its hash: a record being written, or torn by a writer killed in
+// the middle, ends the index of that pack (a bad header, or a length past
+// the end of the file) or fails its hash and counts as a miss; it is never
+// served.
 //
 // The size is bounded by max: each process counts what it adds and, past
-// the bound, deletes the least recently used files (by modification time,
-// which a hit refreshes when older than touchAfter) until the cache is at
-// evictTo of max. The cache can therefore exceed max by what other
-// processes added since this one last looked.
+// the bound, lists the packs and deletes the least recently used ones (by
+// modification time: appends and hits refresh it, hits when older than
+// touchAfter) until the cache is at evictTo of max, sparing its own pack
+// being appended to. A process appending to a pack that another deleted
+// notices it (the link count is 0) and starts a new pack. The cache can
+// exceed max by what other processes added since this one last looked.
+//
+// Chunk files of the earlier layout (DIR/chunks/HH/HASH, one file per
+// chunk) are removed by the first process that writes to the cache.
 type diskCache struct {
-	dir string
-	max int64
-	log *slog.Logger
+	dir     string // cache_dir
+	packDir string // cache_dir/packs
+	max     int64
+	packMax int64 // a process starts a new pack past this size
+	log     *slog.Logger
 
-	mu      sync.Mutex
-	size    int64 // estimate: the last scan plus what this process added
-	scanned bool
+	// mu guards index and packs; readers hold it (shared) while they read
+	// a record, so that a pack's file is never closed under them.
+	mu    sync.RWMutex
+	index map[manifest.Hash]loc
+	// dups: other copies of indexed chunks (processes that fetched a
+	// chunk at once both append it), used when a copy does not verify.
+	dups  map[manifest.Hash][]loc
+	packs map[string]*pack // by file name
+
+	// refreshing: one listing at a time; the others miss meanwhile.
+	refreshing  sync.Mutex
+	lastRefresh atomic.Int64 // unix nanoseconds
+
+	// appendMu serializes appends, rotation and eviction; cur is the
+	// process's pack being appended to (nil before the first put).
+	appendMu sync.Mutex
+	cur      *pack
+	size     int64 // estimate: the last listing plus what this process added
+	scanned  bool
 	// Write failures (an unwritable or full cache_dir) are logged once
 	// per warnEvery, with the number of failures since the last warning.
 	warnedAt time.Time
 	failures int
 }
 
+// loc is where a chunk is: its record's data in a pack.
+type loc struct {
+	p   *pack
+	off int64 // of the data
+	n   int
+}
+
 const (
-	// chunksDir is the directory under cache_dir that holds the chunks
-	// (cache_dir/chunks/HH/HASH, docs/ARCHITECTURE.md).
-	chunksDir = "chunks"
-	// touchAfter: a hit refreshes a file's modification time (its
+	// packsDir is the directory under cache_dir that holds the packs
+	// (docs/ARCHITECTURE.md); legacyChunksDir held one file per chunk.
+	packsDir        = "packs"
+	legacyChunksDir = "chunks"
+	packSuffix      = ".pack"
+	// maxPackSize bounds a pack; a smaller cache has packs of an eighth
+	// of its bound, so that eviction by whole packs stays fine-grained.
+	maxPackSize = 32 << 20
+	// refreshEvery: at most one listing of the packs per interval, taken
+	// on a miss; the misses during a listing wait for it.
+	refreshEvery = 50 * time.Millisecond
+	// touchAfter: a hit refreshes a pack's modification time (its
 	// recency for eviction) when it is older than this.
 	touchAfter = time.Minute
 	// evictTo is the fraction of max an eviction leaves.
 	evictTo = 0.9
-	// staleTemp: short files older than this were left by a crash.
-	staleTemp = time.Hour
 	// warnEvery: at most one warning about failed writes per interval.
 	warnEvery = time.Minute
-	// tmpPrefix starts the names of temp files.
-	tmpPrefix = ".tmp-"
 )
 
 func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
@@ -68,175 +110,282 @@ func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 	}
 	// The directories are made by the first write: a process that never
 	// reads a replica leaves no trace in cache_dir.
-	return &diskCache{dir: dir, max: max, log: log}, nil
+	return &diskCache{
+		dir: dir, packDir: filepath.Join(dir, packsDir), max: max,
+		packMax: min(max/8, maxPackSize), log: log,
+		index: map[manifest.Hash]loc{}, dups: map[manifest.Hash][]loc{}, packs: map[string]*pack{},
+	}, nil
 }
 
-func (c *diskCache) path(h manifest.Hash) string {
-	s := h.String()
-	return filepath.Join(c.dir, chunksDir, s[:2], s)
-}
-
-// get returns the cached chunk h of n bytes, verified; a file that does
-// not verify is removed.
+// get returns the cached chunk h of n bytes, verified. A record that does
+// not verify is dropped from the index (logged) and counts as a miss.
 func (c *diskCache) get(h manifest.Hash, n int) ([]byte, bool) {
 	if c == nil {
 		return nil, false
 	}
-	p := c.path(h)
-	// O_NONBLOCK: opening a FIFO put in the cache's place would otherwise
-	// block until a writer comes; it is then rejected as not a file.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, false
+	looked := time.Now().UnixNano()
+	data, l, found, ok := c.read(h, n)
+	if !found && c.refresh(looked) {
+		data, l, found, ok = c.read(h, n)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false
-	}
-	if !fi.Mode().IsRegular() {
-		c.drop(p, "not a regular file ("+fi.Mode().Type().String()+")")
-		return nil, false
-	}
-	if fi.Size() != int64(n) {
-		// Shorter: being written (a miss), or left by a crash.
-		if fi.Size() > int64(n) || time.Since(fi.ModTime()) > staleTemp {
-			c.drop(p, fmt.Sprintf("%d bytes, want %d", fi.Size(), n))
+	for found {
+		if ok && manifest.HashOf(data) == h {
+			l.p.touch()
+			return data, true
 		}
-		return nil, false
+		if !c.drop(h, l) {
+			break
+		}
+		data, l, found, ok = c.read(h, n) // another copy
 	}
-	data := make([]byte, n)
-	if _, err := f.ReadAt(data, 0); err != nil {
-		return nil, false
-	}
-	if manifest.HashOf(data) != h {
-		c.drop(p, "content does not match its hash")
-		return nil, false
-	}
-	if now := time.Now(); now.Sub(fi.ModTime()) > touchAfter {
-		_ = os.Chtimes(p, now, now) // recency only; a failure costs nothing
-	}
-	return data, true
+	return nil, false
 }
 
-func (c *diskCache) drop(p, why string) {
-	c.log.Warn("snapshot cache: removing a bad chunk file", "file", p, "reason", why)
-	_ = os.Remove(p)
+// read reads the record of h from its pack, unverified. found: the index
+// has h; ok: its n bytes were read.
+func (c *diskCache) read(h manifest.Hash, n int) (data []byte, l loc, found, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	l, found = c.index[h]
+	if !found {
+		return nil, l, false, false
+	}
+	if l.n != n {
+		return nil, l, true, false
+	}
+	data = make([]byte, n)
+	if _, err := l.p.f.ReadAt(data, l.off); err != nil {
+		return nil, l, true, false
+	}
+	return data, l, true, true
 }
 
-// put stores chunk h (already verified) unless present.
+// drop forgets a record that did not verify (the pack's other records
+// stay). It reports whether the index has another copy of the chunk;
+// without one, a later put appends the chunk again.
+func (c *diskCache) drop(h manifest.Hash, l loc) bool {
+	c.log.Warn("snapshot cache: a cached chunk does not match its hash; ignoring it",
+		"pack", l.p.path, "offset", l.off, "hash", h.String())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.index[h]; !ok || cur != l {
+		return ok // replaced meanwhile
+	}
+	return c.nextCopyLocked(h)
+}
+
+// nextCopyLocked replaces the indexed copy of h by another copy, if there
+// is one, or drops h from the index. The caller holds mu.
+func (c *diskCache) nextCopyLocked(h manifest.Hash) bool {
+	alt := c.dups[h]
+	if len(alt) == 0 {
+		delete(c.index, h)
+		return false
+	}
+	c.index[h] = alt[0]
+	if len(alt) == 1 {
+		delete(c.dups, h)
+	} else {
+		c.dups[h] = alt[1:]
+	}
+	return true
+}
+
+// has reports whether the index holds h (tests).
+func (c *diskCache) has(h manifest.Hash) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.index[h]
+	return ok
+}
+
+// put stores chunk h (already verified) unless the index has it.
 func (c *diskCache) put(h manifest.Hash, data []byte) {
 	if c == nil {
 		return
 	}
-	p := c.path(h)
-	written, err := c.write(p, data)
+	c.appendMu.Lock()
+	defer c.appendMu.Unlock()
+	if c.has(h) {
+		return
+	}
+	if !c.scanned {
+		c.removeLegacy()
+		c.evict()
+	}
+	n, err := c.append(h, data)
 	if err != nil {
 		c.writeFailed(err)
 		return
 	}
-	if !written {
-		return // already there
-	}
-	c.mu.Lock()
-	c.size += int64(len(data))
-	over := !c.scanned || c.size > c.max
-	c.mu.Unlock()
-	if over {
+	c.size += n
+	if c.size > c.max {
 		c.evict()
 	}
 }
 
+// append writes the record of h at the end of the process's pack, starting
+// a new pack when there is none, it is full or it was deleted. It returns
+// the bytes added.
+func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
+	hdr := encodeHeader(h, len(data))
+	size := int64(len(hdr) + len(data))
+	if p := c.cur; p != nil && (p.end > 0 && p.end+size > c.packMax || !p.linked()) {
+		c.retire()
+	}
+	if c.cur == nil {
+		p, err := createPack(c.packDir)
+		if err != nil {
+			return 0, err
+		}
+		c.mu.Lock()
+		c.packs[p.name] = p
+		c.mu.Unlock()
+		c.cur = p
+	}
+	// Two writes rather than a copy of the chunk: a reader sees the record
+	// only once the file reaches its end, and verifies the data anyway.
+	p := c.cur
+	_, err := p.f.WriteAt(hdr, p.end)
+	if err == nil {
+		_, err = p.f.WriteAt(data, p.end+recordHeader)
+	}
+	if err != nil {
+		// A full or failing disk: cut the partial record off and go on
+		// with this pack (a new pack per failure would leave a file per
+		// chunk). If even that fails, the pack ends with a torn record,
+		// where readers stop, and is appended to no more.
+		if terr := p.f.Truncate(p.end); terr != nil {
+			c.retire()
+		}
+		return 0, fmt.Errorf("append to %s: %w", p.name, err)
+	}
+	c.mu.Lock()
+	c.index[h] = loc{p: p, off: p.end + recordHeader, n: len(data)}
+	p.end += size
+	c.mu.Unlock()
+	return size, nil
+}
+
+// retire stops appending to the current pack; it stays readable (as the
+// packs of other processes are) until it is deleted.
+func (c *diskCache) retire() {
+	c.mu.Lock()
+	c.cur.own = false
+	c.mu.Unlock()
+	c.cur = nil
+}
+
 // writeFailed logs a failed write, at most once per warnEvery: a cache
 // that cannot be written fails every chunk, and reads go on without it.
+// The caller holds appendMu.
 func (c *diskCache) writeFailed(err error) {
-	c.mu.Lock()
 	c.failures++
 	now := time.Now()
 	if !c.warnedAt.IsZero() && now.Sub(c.warnedAt) < warnEvery {
-		c.mu.Unlock()
 		return
 	}
 	n := c.failures
 	c.warnedAt, c.failures = now, 0
-	c.mu.Unlock()
 	c.log.Warn("snapshot cache: cannot store chunks; reading without the disk cache",
 		"failures", n, "dir", c.dir, "err", err)
 }
 
-// write creates the chunk file p exclusively and writes it: three system
-// calls, no rename (creating files is the cache's main cost). A reader
-// that opens the file while it is being written sees it short and takes
-// it for a miss; a file left short by a crash is removed once older than
-// staleTemp. written is false when the file exists.
-func (c *diskCache) write(p string, data []byte) (written bool, err error) {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return false, err
-		}
-		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// removeLegacy removes the chunk files of the earlier layout, whose size
+// would otherwise count against the bound forever. The caller holds
+// appendMu.
+func (c *diskCache) removeLegacy() {
+	old := filepath.Join(c.dir, legacyChunksDir)
+	if _, err := os.Lstat(old); err != nil {
+		return
 	}
-	if errors.Is(err, fs.ErrExist) {
-		return false, nil
+	if err := os.RemoveAll(old); err != nil {
+		c.log.Warn("snapshot cache: cannot remove the chunk files of the earlier layout", "dir", old, "err", err)
+		return
 	}
-	if err != nil {
-		return false, err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(p)
-		return false, err
-	}
-	return true, nil
+	c.log.Info("snapshot cache: removed the chunk files of the earlier layout", "dir", old)
 }
 
-// evict scans the cache, then deletes the least recently used files while
-// it is larger than max.
+// evict lists the packs, then deletes the least recently used ones while
+// the cache is larger than max. The caller holds appendMu.
 func (c *diskCache) evict() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	entries, err := os.ReadDir(c.packDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
 	type entry struct {
-		path  string
+		name  string
 		size  int64
 		mtime time.Time
 	}
 	var files []entry
 	var total int64
-	now := time.Now()
-	_ = filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
+	for _, d := range entries {
 		fi, err := d.Info()
-		if err != nil {
-			return nil
+		if err != nil || !strings.HasSuffix(d.Name(), packSuffix) {
+			continue
 		}
-		if strings.HasPrefix(d.Name(), tmpPrefix) { // older versions' temp files
-			if now.Sub(fi.ModTime()) > staleTemp {
-				os.Remove(p)
-			}
-			return nil
-		}
-		files = append(files, entry{p, fi.Size(), fi.ModTime()})
+		files = append(files, entry{d.Name(), fi.Size(), fi.ModTime()})
 		total += fi.Size()
-		return nil
-	})
+	}
 	c.scanned = true
 	if total > c.max {
-		sort.Slice(files, func(i, j int) bool { return files[i].mtime.Before(files[j].mtime) })
+		slices.SortFunc(files, func(a, b entry) int { return a.mtime.Compare(b.mtime) })
 		target := int64(float64(c.max) * evictTo)
+		var gone []string
 		for _, f := range files {
 			if total <= target {
 				break
 			}
-			if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+			if c.cur != nil && f.name == c.cur.name {
+				continue
+			}
+			if err := os.Remove(filepath.Join(c.packDir, f.name)); err == nil || errors.Is(err, fs.ErrNotExist) {
 				total -= f.size
+				gone = append(gone, f.name)
 			}
 		}
+		c.forget(gone)
 	}
 	c.size = total
+}
+
+// forget closes the deleted packs and drops their records from the index.
+func (c *diskCache) forget(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forgetLocked(names)
+}
+
+// forgetLocked is forget with mu held.
+func (c *diskCache) forgetLocked(names []string) {
+	var gone []*pack
+	for _, name := range names {
+		if p := c.packs[name]; p != nil && !p.own {
+			delete(c.packs, name)
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	isGone := func(l loc) bool { return slices.Contains(gone, l.p) }
+	for h, alt := range c.dups {
+		if alt = slices.DeleteFunc(alt, isGone); len(alt) == 0 {
+			delete(c.dups, h)
+		} else {
+			c.dups[h] = alt
+		}
+	}
+	for h, l := range c.index {
+		if isGone(l) {
+			c.nextCopyLocked(h)
+		}
+	}
+	for _, p := range gone {
+		p.f.Close()
+	}
 }

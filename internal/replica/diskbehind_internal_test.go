@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,8 +45,7 @@ func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	onDisk := func(i int) bool {
-		_, err := os.Stat(mg.disk.path(m.Chunks[i]))
-		return err == nil
+		return mg.disk.has(m.Chunks[i])
 	}
 
 	// The writer is behind: maxPending chunks wait (no writer runs, so

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
-	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/replica"
 )
 
@@ -33,7 +32,7 @@ func TestRegression_SnapshotVersionGarbageRejected(t *testing.T) {
 	}
 }
 
-// A FIFO (or any non-regular file) at a chunk's place in the disk cache
+// A FIFO (or any non-regular file) at a pack's place in the disk cache
 // hung the reader forever: the cache opened it for reading, which blocks
 // until a writer appears. It must count as a miss, with the chunk fetched
 // from the store.
@@ -43,11 +42,12 @@ func TestRegression_SnapshotDiskCacheFifoDoesNotHang(t *testing.T) {
 	publish(t, s, 100, d, true)
 	cache := filepath.Join(t.TempDir(), "cache")
 	withCache := func(o *replica.Options) { o.CacheDir = cache }
-	h := manifest.HashOf(d[2*chunkSize : 3*chunkSize]).String()
-	dir := filepath.Join(cache, "chunks", h[:2])
+	// Where a pack of another process would be.
+	dir := filepath.Join(cache, "packs")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	const h = "1-0000000000000000.pack"
 	if err := syscall.Mkfifo(filepath.Join(dir, h), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -43,9 +43,8 @@ const (
 	// maxAhead bounds the chunks fetched ahead and not read yet.
 	maxAhead = 4 * maxWindow
 	// maxPending bounds the fetched chunks waiting for the disk writer
-	// (32 MiB at 64 KiB chunks); maxWriters bounds the writers (one:
-	// creating files concurrently slows everything else down more than it
-	// gains).
+	// (32 MiB at 64 KiB chunks); maxWriters bounds the writers (one: the
+	// disk cache appends to one pack per process).
 	maxPending = 512
 	maxWriters = 1
 	// keepIdle is how many sources without connections a Manager keeps

@@ -70,7 +70,7 @@ func (c *counting) requests() int64 {
 	return c.gets.Load() + c.tags.Load() + c.lists.Load() + c.tagged.Load()
 }
 
-func newStore(t *testing.T) blob.Store {
+func newStore(t testing.TB) blob.Store {
 	t.Helper()
 	s, err := fileblob.OpenDir(t.TempDir(), false)
 	if err != nil {
@@ -85,7 +85,7 @@ var dbKey = names.Key(dbName)
 
 // publish stores data as version seq of dbName (chunks, manifest and, when
 // latest, the latest pointer) and returns its manifest.
-func publish(t *testing.T, s blob.Store, seq uint64, data []byte, latest bool) *manifest.Manifest {
+func publish(t testing.TB, s blob.Store, seq uint64, data []byte, latest bool) *manifest.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	m := &manifest.Manifest{Name: dbName, Seq: seq, CommitTime: time.Unix(0, int64(seq)), PageSize: 4096,
@@ -403,12 +403,8 @@ func TestDiskCacheSharedAndVerified(t *testing.T) {
 	if b.chunkGets.Load() != 0 {
 		t.Fatalf("second reader fetched %d chunks from the store, want 0", b.chunkGets.Load())
 	}
-	// A damaged cache file is detected, removed and fetched again.
-	h := manifest.HashOf(d[5*chunkSize : 6*chunkSize]).String()
-	p := filepath.Join(cache, "chunks", h[:2], h)
-	if err := os.WriteFile(p, bytes.Repeat([]byte{1}, chunkSize), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// A damaged chunk in the cache is detected, ignored and fetched again.
+	damageCachedChunk(t, cache, d[5*chunkSize:6*chunkSize], recordHeaderLen+100)
 	c := &counting{Store: s}
 	if got := readAll(t, open(t, newManager(t, c, withCache), dbKey, "", "")); !bytes.Equal(got, d) {
 		t.Fatal("reader over a damaged cache: wrong data")
@@ -429,7 +425,7 @@ func TestDiskCacheBounded(t *testing.T) {
 		t.Fatal("wrong data")
 	}
 	var total int64
-	filepath.Walk(filepath.Join(cache, "chunks"), func(_ string, fi os.FileInfo, err error) error {
+	filepath.Walk(cache, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			total += fi.Size()
 		}

@@ -138,7 +138,7 @@ except sqlite3.OperationalError as e:
 	if !strings.HasPrefix(out[2], "refused: attempt to write a readonly database") {
 		t.Errorf("write on a replica: %q", out[2])
 	}
-	if _, err := os.Stat(filepath.Join(e.dir, "cache", "chunks")); err != nil {
+	if _, err := os.Stat(filepath.Join(e.dir, "cache", "packs")); err != nil {
 		t.Errorf("no disk cache: %v", err)
 	}
 }
