@@ -1,0 +1,47 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verneuil-go/verneuil/internal/config"
+)
+
+// TestHistoryInterval: history_interval defaults to 10 s, 0 means every
+// version (and is kept, not replaced by the default), and values beyond
+// the smaller of 1 h and gc_grace/8 are refused (docs/FORMAT.md: readers
+// of versions without a history object rely on the grace period).
+func TestHistoryInterval(t *testing.T) {
+	isolate(t)
+	for _, tc := range []struct {
+		json string
+		want time.Duration
+		err  string
+	}{
+		{`{}`, 10 * time.Second, ""},
+		{`{"history_interval": 0}`, 0, ""},
+		{`{"history_interval": "0s"}`, 0, ""},
+		{`{"history_interval": "1m"}`, time.Minute, ""},
+		{`{"history_interval": "1h"}`, time.Hour, ""},
+		{`{"history_interval": "61m"}`, 0, "history_interval"},
+		{`{"history_interval": "-1s"}`, 0, "history_interval"},
+		{`{"history_interval": "20m", "gc_grace": "2h"}`, 0, "history_interval"},
+		{`{"history_interval": "15m", "gc_grace": "2h"}`, 15 * time.Minute, ""},
+	} {
+		c, err := config.Parse([]byte(tc.json))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want one naming %s", tc.json, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.json, err)
+			continue
+		}
+		if got := c.HistoryEvery(); got != tc.want {
+			t.Errorf("%s: history interval %v, want %v", tc.json, got, tc.want)
+		}
+	}
+}
