@@ -502,6 +502,8 @@ func (c *Copier) requestLocked(st *dbState, now time.Time) {
 		st.again = true
 	case idle:
 		c.scheduleLocked(st, c.nextSlot(st), now)
+	case waiting:
+		c.historyWaitEndedLocked(st, now) // history.go
 	}
 }
 
@@ -628,6 +630,7 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	c.mu.Lock()
 	st.again = false
 	st.againSince = time.Time{}
+	st.hist.waiting = false
 	since := st.pendingSince
 	slot := st.due
 	if slot.IsZero() {
@@ -778,6 +781,11 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	c.mu.Unlock()
 	g := c.newFlushGoal(st)
 	res, err := c.uploadDB(ctx, st, since, true, g)
+	if err == nil && res.reached {
+		// Another process's upload reached the goal: it may have
+		// published it as latest only (history.go).
+		err = c.flushHistory(ctx, st)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if res.gone {

@@ -1,6 +1,7 @@
 package copier
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"time"
@@ -30,6 +31,7 @@ type history struct {
 	at      time.Time // when this process last wrote a history object of it; zero: never
 	written uint64    // the newest version this process wrote to every target's history
 	pending uint64    // published as latest only, history object not written yet (0: none)
+	waiting bool      // the database waits in the scheduler for that history object only
 }
 
 // wantHistory reports whether the version about to be published also
@@ -62,7 +64,22 @@ func (c *Copier) historyDueLocked(st *dbState) (time.Time, bool) {
 	if st.hist.pending == 0 {
 		return time.Time{}, false
 	}
+	st.hist.waiting = true
 	return st.hist.at.Add(c.opts.HistoryInterval), true
+}
+
+// historyWaitEndedLocked is called when st is signalled while it waits:
+// a database waiting only for a deferred history object is scheduled as
+// a new version asks (the history object then comes with a later
+// version), not left waiting for the history's due time.
+func (c *Copier) historyWaitEndedLocked(st *dbState, now time.Time) {
+	if !st.hist.waiting || st.sched != waiting || st.index < 0 {
+		return
+	}
+	st.hist.waiting = false
+	heap.Remove(&c.delay, st.index)
+	st.sched = idle
+	c.scheduleLocked(st, c.nextSlot(st), now)
 }
 
 // publishedLatestOnly records m published as latest only: a delta adds to
@@ -148,4 +165,20 @@ func (c *Copier) settleHistory(ctx context.Context, d *spool.Dir, at *attempt, u
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// flushHistory makes sure the recorded upload of st, which another
+// uploader made while a flush waited, has its history object. It runs
+// without the upload locks: a history object is immutable and any
+// encoding of the version will do.
+func (c *Copier) flushHistory(ctx context.Context, st *dbState) error {
+	d, err := spool.Existing(c.opts.SpoolDir, st.key)
+	if err != nil {
+		return nil // reclaimed: nothing left to flush
+	}
+	up, upEnc, err := d.Uploaded()
+	if err != nil {
+		return nil // the next upload rewrites a damaged record
+	}
+	return c.settleHistory(ctx, d, &attempt{st: st, sync: true}, up, upEnc)
 }
