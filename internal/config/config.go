@@ -274,12 +274,13 @@ func (c *Config) ApplyDefaults() {
 	if c.GCGrace == 0 {
 		c.GCGrace = DefaultGCGrace
 	}
+	if c.HistoryInterval == nil {
+		// Within the bound Validate sets, also for a short gc_grace.
+		d := min(DefaultHistoryInterval, max(c.GCGrace/8, 0))
+		c.HistoryInterval = &d
+	}
 	if c.MaxDeltaChain == 0 {
 		c.MaxDeltaChain = DefaultMaxDeltaChain
-	}
-	if c.HistoryInterval == nil {
-		d := DefaultHistoryInterval
-		c.HistoryInterval = &d
 	}
 	if c.Retention.KeepAll == 0 {
 		c.Retention.KeepAll = DefaultKeepAll

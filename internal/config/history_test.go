@@ -28,6 +28,7 @@ func TestHistoryInterval(t *testing.T) {
 		{`{"history_interval": "-1s"}`, 0, "history_interval"},
 		{`{"history_interval": "20m", "gc_grace": "2h"}`, 0, "history_interval"},
 		{`{"history_interval": "15m", "gc_grace": "2h"}`, 15 * time.Minute, ""},
+		{`{"gc_grace": "40s"}`, 5 * time.Second, ""}, // the default shrinks with gc_grace
 	} {
 		c, err := config.Parse([]byte(tc.json))
 		if tc.err != "" {
