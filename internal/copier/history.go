@@ -127,9 +127,11 @@ func (c *Copier) settleHistory(ctx context.Context, d *spool.Dir, at *attempt, u
 	c.mu.Unlock()
 	switch {
 	case h.pending != 0 && (at.sync || now.Sub(h.at) >= c.opts.HistoryInterval):
-	case at.sync && h.written != up.Seq && h.pending == 0:
+	case at.sync && h.written != up.Seq && h.pending == 0 && c.opts.HistoryInterval > 0:
 		// A flush in another process than the one that published up
-		// (verneuilctl flush): it may have been latest only.
+		// (verneuilctl flush): it may have been latest only. (Processes
+		// configured to write every version to history skip the check:
+		// they share the configuration of those that upload.)
 		missing := false
 		for _, t := range c.opts.Targets {
 			var ok bool
