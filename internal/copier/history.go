@@ -82,6 +82,23 @@ func (c *Copier) historyWaitEndedLocked(st *dbState, now time.Time) {
 	c.scheduleLocked(st, c.nextSlot(st), now)
 }
 
+// startsBase reports whether a version whose latest encodings per target
+// are latests would publish a full latest while delta manifests are on:
+// it then gets its history object and becomes the targets' base, rather
+// than end their chains until the next history object (every later
+// version full).
+func (c *Copier) startsBase(latests [][]byte, enc []byte) bool {
+	if c.opts.FullEvery <= 1 {
+		return false
+	}
+	for _, l := range latests {
+		if len(l) == len(enc) && &l[0] == &enc[0] {
+			return true
+		}
+	}
+	return false
+}
+
 // publishedLatestOnly records m published as latest only: a delta adds to
 // its target's chain; a full latest ends the chain (a collection that
 // reads it no longer keeps the base, so no later delta may rely on it)

@@ -93,15 +93,18 @@ func changeCounter(m *manifest.Manifest) uint32 {
 func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, int, error) {
 	// Whether m gets its history object (history.go), decided once:
 	// every target then holds the same versions.
-	hist := c.wantHistory(at, time.Now())
+	due := c.wantHistory(at, time.Now())
 	for round := 0; ; round++ {
 		var ahead *manifest.Manifest
 		put := 0
 		wires := make([][]byte, len(c.opts.Targets))
 		latests := make([][]byte, len(c.opts.Targets))
+		for ti := range c.opts.Targets {
+			wires[ti], latests[ti] = c.wireEncoding(at.st, ti, m, enc)
+		}
+		hist := due || c.startsBase(latests, enc)
 		for ti, t := range c.opts.Targets {
-			wire, latest := c.wireEncoding(at.st, ti, m, enc)
-			wires[ti], latests[ti] = wire, latest
+			wire, latest := wires[ti], latests[ti]
 			if hist {
 				err := c.do(ctx, at, func(ctx context.Context) error {
 					return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
