@@ -275,8 +275,7 @@ func (c *Config) ApplyDefaults() {
 		c.GCGrace = DefaultGCGrace
 	}
 	if c.HistoryInterval == nil {
-		// Within the bound Validate sets, also for a short gc_grace.
-		d := min(DefaultHistoryInterval, max(c.GCGrace/8, 0))
+		d := DefaultHistoryInterval
 		c.HistoryInterval = &d
 	}
 	if c.MaxDeltaChain == 0 {
@@ -425,11 +424,17 @@ func FileURL(dir string) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
 }
 
-// HistoryEvery returns history_interval: 0 writes every version to
-// history; unset means DefaultHistoryInterval.
+// HistoryEvery returns the effective history_interval: 0 writes every
+// version to history; unset means DefaultHistoryInterval. It is capped at
+// gc_grace/8: readers of versions without a history object rely on the
+// grace period (docs/FORMAT.md, "Retention and garbage collection").
 func (c *Config) HistoryEvery() time.Duration {
-	if c.HistoryInterval == nil {
-		return DefaultHistoryInterval.Duration()
+	d := DefaultHistoryInterval
+	if c.HistoryInterval != nil {
+		d = *c.HistoryInterval
 	}
-	return c.HistoryInterval.Duration()
+	if c.GCGrace > 0 {
+		d = min(d, c.GCGrace/8)
+	}
+	return max(d.Duration(), 0)
 }
