@@ -122,6 +122,15 @@ func mustVersion(t *testing.T, s blob.Store, key string, seq uint64) *manifest.M
 // latest only.
 func publishLatestOnly(t *testing.T, c *Copier, root string, s blob.Store, short string) (v1, v2 []byte, t1 time.Time) {
 	t.Helper()
+	// The copier learns how the store versions objects when it first
+	// reads an existing latest; until then it cannot write a delta, and a
+	// full latest gets a history object. Another database teaches it.
+	warm := K(short + "-warm")
+	for seq := uint64(1); seq <= 2; seq++ {
+		stageNamed(t, root, warm, "test:"+short+"-warm", seq, randomBytes(2*testChunk, seq))
+		c.Notify(warm)
+		waitFor(t, 10*time.Second, "the warm-up version", func() bool { return latestSeq(t, s, warm) == seq })
+	}
 	key := K(short)
 	v1 = randomBytes(4*testChunk, 11)
 	stageNamed(t, root, key, "test:"+short, 1, v1)
