@@ -70,17 +70,18 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	defer closeAll()
 	log := a.log.With("component", "copier")
 	c := copier.New(copier.Options{
-		SpoolDir:     cfg.SpoolDir,
-		Targets:      stores,
-		Workers:      *workers,
-		FullEvery:    cfg.MaxDeltaChain,
-		KeepRecords:  true, // per-database metrics of every spool
-		Interval:     cfg.UploadInterval.Duration(),
-		ScanInterval: *scanInterval,
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		GCGrace:      cfg.GCGrace.Duration(),
-		Logger:       log,
+		SpoolDir:        cfg.SpoolDir,
+		Targets:         stores,
+		Workers:         *workers,
+		FullEvery:       cfg.MaxDeltaChain,
+		KeepRecords:     true, // per-database metrics of every spool
+		Interval:        cfg.UploadInterval.Duration(),
+		ScanInterval:    *scanInterval,
+		RateLimit:       cfg.RateLimit,
+		RateBurst:       cfg.RateBurst,
+		GCGrace:         cfg.GCGrace.Duration(),
+		HistoryInterval: cfg.HistoryEvery(),
+		Logger:          log,
 	})
 
 	h := newHealer(cfg, log, *scanInterval)

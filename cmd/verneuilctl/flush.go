@@ -43,7 +43,7 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	defer closeAll()
 	start := time.Now()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, Logger: a.log.With("component", "copier")})
+		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: a.log.With("component", "copier")})
 	uploaded := func() int64 { return c.Stats().BytesUploaded }
 	p := a.startProgress("flush", uploaded, uploadTotal(cfg.SpoolDir, nil, uploaded))
 	err = c.UploadAll(ctx)

@@ -54,13 +54,18 @@ func runList(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		seqs, err := restore.Versions(ctx, s, ref.Key)
+		// The history and latest, which may be a version with no
+		// history object yet (latest only: docs/FORMAT.md).
+		seqs, latest, err := restore.History(ctx, s, ref.Key)
 		if err != nil {
 			return storeError(err, ref)
 		}
 		kept, err := a.retained(ctx, s, ref.Key)
 		if err != nil {
 			return err
+		}
+		if latest != nil && kept[latest.Seq] == "" {
+			kept[latest.Seq] = "latest only"
 		}
 		bases := map[uint64]uint64{} // base seq -> a kept delta on it
 		for i := len(seqs) - 1; i >= 0; i-- {

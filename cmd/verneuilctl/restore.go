@@ -57,8 +57,8 @@ func definePickFlags(fs *flag.FlagSet) pickFlags {
 	return pickFlags{
 		hostname: fs.String("hostname", "", "the `HOST` the database was replicated from, for a DB given as a path (default: this host)"),
 		manifest: fs.String("manifest", "", "a manifest `FILE` (manifest --out pins a version) or a replica key, instead of DB"),
-		at:       fs.String("at", "", "the version current at `TIME`: RFC 3339 with a zone (as printed by list), unix seconds, or -DURATION before now"),
-		version:  fs.Uint64("version", 0, "the version `N` (decimal, as list --versions prints it)"),
+		at:       fs.String("at", "", "the version current at `TIME` (within a burst of writes, history has one version per history_interval, plus the last): RFC 3339 with a zone (as printed by list), unix seconds, or -DURATION before now"),
+		version:  fs.Uint64("version", 0, "the version `N` (decimal, as list --versions prints it: one in history, or the latest)"),
 		target:   targetFlag(fs),
 	}
 }

@@ -155,7 +155,7 @@ func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *s
 	}
 	defer closeAll()
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, Logger: log.With("component", "copier"), TakeOver: true})
+		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: log.With("component", "copier"), TakeOver: true})
 	var errs []error
 	for _, p := range paths {
 		_, key, err := replicator.ReplicaName(cfg, p, "")

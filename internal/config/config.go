@@ -61,10 +61,15 @@ const (
 	DefaultLogFormat     = "text"
 	DefaultGCGrace       = Duration(24 * time.Hour)
 	DefaultMaxDeltaChain = 1024
-	MaxMaxDeltaChain     = 1 << 20
-	DefaultKeepAll       = Duration(time.Hour)
-	DefaultKeepHourly    = Duration(7 * 24 * time.Hour)
-	DefaultKeepDaily     = Duration(30 * 24 * time.Hour)
+	// DefaultHistoryInterval: a database's history objects
+	// (manifests/SEQ) are written at most about this often while it is
+	// written continuously, plus its last version (history.go).
+	DefaultHistoryInterval = Duration(10 * time.Second)
+	MaxHistoryInterval     = Duration(time.Hour)
+	MaxMaxDeltaChain       = 1 << 20
+	DefaultKeepAll         = Duration(time.Hour)
+	DefaultKeepHourly      = Duration(7 * 24 * time.Hour)
+	DefaultKeepDaily       = Duration(30 * 24 * time.Hour)
 
 	DefaultSnapshotRefreshInterval = Duration(time.Second)
 	DefaultSnapshotTimeout         = Duration(30 * time.Second)
@@ -109,8 +114,12 @@ type Config struct {
 	Replicate      *bool             `json:"replicate"`       // default true; false registers the VFS without capture
 	GCGrace        Duration          `json:"gc_grace"`        // unreferenced chunks younger than this survive verneuilctl gc; default 24h
 	MaxDeltaChain  int               `json:"max_delta_chain"` // versions one full manifest serves as delta base, itself included; default 1024; 1: format 1 only
-	GCInterval     Duration          `json:"gc_interval"`     // verneuilctl copier runs gc this often; 0 (default): never
-	Retention      Retention         `json:"retention"`       // which versions verneuilctl gc keeps
+	// HistoryInterval: versions between two history objects are
+	// published as latest only (docs/FORMAT.md); default 10s; 0: every
+	// version is written to history. Read it with HistoryEvery.
+	HistoryInterval *Duration `json:"history_interval"`
+	GCInterval      Duration  `json:"gc_interval"` // verneuilctl copier runs gc this often; 0 (default): never
+	Retention       Retention `json:"retention"`   // which versions verneuilctl gc keeps
 
 	// The read-replica VFS verneuil_snapshot (README, docs/CONFIG.md).
 	SnapshotRefreshInterval Duration `json:"snapshot_refresh_interval"` // min time between two checks of a database's latest version; default 1s
@@ -265,6 +274,10 @@ func (c *Config) ApplyDefaults() {
 	if c.GCGrace == 0 {
 		c.GCGrace = DefaultGCGrace
 	}
+	if c.HistoryInterval == nil {
+		d := DefaultHistoryInterval
+		c.HistoryInterval = &d
+	}
 	if c.MaxDeltaChain == 0 {
 		c.MaxDeltaChain = DefaultMaxDeltaChain
 	}
@@ -409,4 +422,19 @@ func (t Target) Prefix() string {
 // needed.
 func FileURL(dir string) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
+}
+
+// HistoryEvery returns the effective history_interval: 0 writes every
+// version to history; unset means DefaultHistoryInterval. It is capped at
+// gc_grace/8: readers of versions without a history object rely on the
+// grace period (docs/FORMAT.md, "Retention and garbage collection").
+func (c *Config) HistoryEvery() time.Duration {
+	d := DefaultHistoryInterval
+	if c.HistoryInterval != nil {
+		d = *c.HistoryInterval
+	}
+	if c.GCGrace > 0 {
+		d = min(d, c.GCGrace/8)
+	}
+	return max(d.Duration(), 0)
 }

@@ -56,6 +56,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %s: %v must be positive", d.key, d.v)
 		}
 	}
+	if h := c.HistoryInterval; h != nil && (*h < 0 || *h > MaxHistoryInterval) {
+		return fmt.Errorf("config: history_interval: %v must be between 0 (every version) and %v", *h, MaxHistoryInterval)
+	}
 	if c.GCInterval < 0 {
 		return fmt.Errorf("config: gc_interval: %v must not be negative (0 disables periodic gc)", c.GCInterval)
 	}

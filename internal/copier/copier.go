@@ -188,6 +188,14 @@ type Options struct {
 	// negative or 1 publishes only full manifests (format 1), for stores
 	// read by builds that do not read format 2.
 	FullEvery int
+	// HistoryInterval: a version is written to history (manifests/SEQ)
+	// when at least this long passed since this process last wrote a
+	// history object of the database, when it starts a new delta base,
+	// and by every synchronous upload (flush); the others are published
+	// as latest only, and the last of them gets its history object once
+	// this long passed without a newer one (history.go). 0 writes every
+	// version to history.
+	HistoryInterval time.Duration
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent
@@ -243,6 +251,9 @@ type dbState struct {
 	// bases holds, per target, the full manifest later versions are
 	// published as deltas against (delta.go).
 	bases []deltaBase
+	// hist is what this process wrote to the database's history
+	// (history.go); guarded by Copier.mu.
+	hist history
 
 	// Guarded by Copier.mu.
 	sched        schedState
@@ -491,6 +502,8 @@ func (c *Copier) requestLocked(st *dbState, now time.Time) {
 		st.again = true
 	case idle:
 		c.scheduleLocked(st, c.nextSlot(st), now)
+	case waiting:
+		c.historyWaitEndedLocked(st, now) // history.go
 	}
 }
 
@@ -617,6 +630,7 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	c.mu.Lock()
 	st.again = false
 	st.againSince = time.Time{}
+	st.hist.waiting = false
 	since := st.pendingSince
 	slot := st.due
 	if slot.IsZero() {
@@ -665,6 +679,8 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 		if st.again {
 			st.again = false
 			c.scheduleLocked(st, c.nextSlot(st), now)
+		} else if due, ok := c.historyDueLocked(st); ok {
+			c.scheduleLocked(st, due, now) // history.go
 		} else {
 			st.sched = idle
 		}
@@ -739,11 +755,13 @@ func (c *Copier) UploadAll(ctx context.Context) error {
 func (c *Copier) knownClean(key string) bool {
 	c.mu.Lock()
 	clean := c.idle[key].stamp
+	pending := false
 	if st := c.dbs[key]; st != nil {
 		clean = st.clean
+		pending = st.hist.pending != 0 // a flush writes its history
 	}
 	c.mu.Unlock()
-	if clean.IsZero() {
+	if clean.IsZero() || pending {
 		return false
 	}
 	d := &spool.Dir{Path: spoolPath(c.opts.SpoolDir, key), Key: key}
@@ -763,6 +781,11 @@ func (c *Copier) Upload(ctx context.Context, key string) error {
 	c.mu.Unlock()
 	g := c.newFlushGoal(st)
 	res, err := c.uploadDB(ctx, st, since, true, g)
+	if err == nil && res.reached {
+		// Another process's upload reached the goal: it may have
+		// published it as latest only (history.go).
+		err = c.flushHistory(ctx, st)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if res.gone {

@@ -270,12 +270,19 @@ func objectSeq(b []byte) (uint64, error) {
 // of key, staging its chunks as the tracker does.
 func stage(t testing.TB, root, key string, seq uint64, data []byte) *manifest.Manifest {
 	t.Helper()
-	d, err := spool.Open(root, key, spool.Info{Path: "/data/" + key + ".db", Name: "test:" + key})
+	return stageNamed(t, root, key, "test:"+key, seq, data)
+}
+
+// stageNamed is stage for the database called name (whose key readers
+// check: names.Key(name) == key).
+func stageNamed(t testing.TB, root, key, name string, seq uint64, data []byte) *manifest.Manifest {
+	t.Helper()
+	d, err := spool.Open(root, key, spool.Info{Path: "/data/" + key + ".db", Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := manifest.ChunkCount(int64(len(data)), testChunk)
-	m := &manifest.Manifest{Name: "test:" + key, Seq: seq, CommitTime: time.Now(), ChunkSize: testChunk,
+	m := &manifest.Manifest{Name: name, Seq: seq, CommitTime: time.Now(), ChunkSize: testChunk,
 		Length: int64(len(data)), Chunks: make([]manifest.Hash, n), VersionID: []byte(fmt.Sprint(seq))}
 	unlock, err := d.Lock()
 	if err != nil {

@@ -87,24 +87,35 @@ func changeCounter(m *manifest.Manifest) uint32 {
 
 // publishManifest puts m in every target and makes it their latest. When
 // a target's latest holds a version numbered at or above m that m follows,
-// m is renumbered after it and published again (the object put under the
-// old number is removed). It returns the manifest published.
+// m is renumbered after it and published again (the history object put
+// under the old number, if any, is removed). It returns the manifest
+// published.
 func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, int, error) {
+	// Whether m gets its history object (history.go), decided once:
+	// every target then holds the same versions.
+	due := c.wantHistory(at, time.Now())
 	for round := 0; ; round++ {
 		var ahead *manifest.Manifest
 		put := 0
 		wires := make([][]byte, len(c.opts.Targets))
+		latests := make([][]byte, len(c.opts.Targets))
+		for ti := range c.opts.Targets {
+			wires[ti], latests[ti] = c.wireEncoding(at.st, ti, m, enc)
+		}
+		hist := due || c.startsBase(latests, enc)
 		for ti, t := range c.opts.Targets {
-			wire, latest := c.wireEncoding(at.st, ti, m, enc)
-			wires[ti] = wire
-			err := c.do(ctx, at, func(ctx context.Context) error {
-				return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
-			})
-			if err != nil {
-				return nil, nil, 0, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
+			wire, latest := wires[ti], latests[ti]
+			if hist {
+				err := c.do(ctx, at, func(ctx context.Context) error {
+					return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
+				})
+				if err != nil {
+					return nil, nil, 0, fmt.Errorf("upload manifest %d to %s: %w", m.Seq, t, err)
+				}
+				put = ti + 1
 			}
-			put = ti + 1
 			failpoint.Hit("upload-before-latest")
+			var err error
 			ahead, err = c.updateLatest(ctx, ti, t, at, d.Key, m, latest)
 			if err != nil {
 				return nil, nil, 0, err
@@ -114,6 +125,10 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 			}
 		}
 		if ahead == nil {
+			c.recordHistory(at.st, m.Seq, hist, time.Now())
+			if !hist {
+				return m, enc, c.publishedLatestOnly(at.st, m, enc, latests), nil
+			}
 			return m, enc, c.publishedWires(at.st, m, enc, wires), nil
 		}
 		if round >= 10 {

@@ -52,6 +52,9 @@ type flushGoal struct {
 	d   *spool.Dir
 	seq uint64 // the staged version at the flush's start
 	set *manifest.Manifest
+	// historyPending reports a version published as latest only, which
+	// the flush must still write to history (history.go).
+	historyPending func() bool
 }
 
 // newFlushGoal returns the goal of a flush of st starting now, nil when
@@ -63,7 +66,11 @@ func (c *Copier) newFlushGoal(st *dbState) *flushGoal {
 		return nil
 	}
 	c.declareTargets()
-	return &flushGoal{d: d, seq: m.Seq, set: m}
+	return &flushGoal{d: d, seq: m.Seq, set: m, historyPending: func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return st.hist.pending != 0
+	}}
 }
 
 // uploaded returns the version recorded uploaded (0: none).
@@ -84,7 +91,7 @@ func (g *flushGoal) reached() bool {
 		return false
 	}
 	up, seq := g.uploaded()
-	return up != nil && (seq > g.seq || spool.SameState(up, g.set))
+	return up != nil && (seq > g.seq || spool.SameState(up, g.set)) && !g.historyPending()
 }
 
 // attempt is shared by the requests of one upload attempt, which may run
@@ -92,6 +99,7 @@ func (g *flushGoal) reached() bool {
 type attempt struct {
 	st      *dbState
 	storeOK atomic.Bool // a store request succeeded
+	sync    bool        // a synchronous upload (flush): history too
 }
 
 // lockDB takes the in-process upload mutex of st, polling until ctx is
@@ -185,7 +193,7 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 	c.stats.uploads.Add(1)
 	var published *manifest.Manifest
 	var encLen int
-	at := &attempt{st: st}
+	at := &attempt{st: st, sync: wait}
 	defer func() { res.storeOK = at.storeOK.Load() }() // res is a named result
 	for n := 1; ; n++ {
 		err = c.safely("upload "+st.key, func() (err error) {
@@ -353,13 +361,13 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	// declared here (the configuration changed): its chunks prove nothing
 	// about these, which get a complete version.
 	c.declareTargets()
-	up, _, err := d.Uploaded()
+	up, upEnc, err := d.Uploaded()
 	if err != nil {
 		c.log.Warn("ignoring damaged upload record", "db", d.Key, "err", err)
-		up = nil
+		up, upEnc = nil, nil
 	}
 	if !spool.NeedsUpload(m, up) {
-		return nil, 0, nil
+		return nil, 0, c.settleHistory(ctx, d, at, up, upEnc)
 	}
 	// Pin the newest staged manifest: commits published while it uploads
 	// keep its staged chunks, so that the upload ends (a flush returns

@@ -161,16 +161,17 @@ func newReplicator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("create spool directory: %w", err)
 	}
 	r.copier = copier.New(copier.Options{
-		SpoolDir:     cfg.SpoolDir,
-		Targets:      stores,
-		Workers:      cfg.CopierWorkers,
-		FullEvery:    cfg.MaxDeltaChain,
-		Interval:     cfg.UploadInterval.Duration(),
-		ScanInterval: cfg.ScanInterval.Duration(),
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		GCGrace:      cfg.GCGrace.Duration(),
-		Logger:       log.With("component", "copier"),
+		SpoolDir:        cfg.SpoolDir,
+		Targets:         stores,
+		Workers:         cfg.CopierWorkers,
+		FullEvery:       cfg.MaxDeltaChain,
+		Interval:        cfg.UploadInterval.Duration(),
+		ScanInterval:    cfg.ScanInterval.Duration(),
+		RateLimit:       cfg.RateLimit,
+		RateBurst:       cfg.RateBurst,
+		GCGrace:         cfg.GCGrace.Duration(),
+		HistoryInterval: cfg.HistoryEvery(),
+		Logger:          log.With("component", "copier"),
 		OnRescan: func(key string) {
 			if t := r.tracker; t != nil {
 				t.ForceRescan(key)

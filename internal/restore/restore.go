@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -77,6 +78,29 @@ func Versions(ctx context.Context, s blob.Store, key string) ([]uint64, error) {
 	return seqs, nil
 }
 
+// History lists the versions of key, oldest first: every stored manifest
+// (Versions) and the version latest holds, which may have none while it
+// is the newest (published as latest only, docs/FORMAT.md). It returns
+// latest too (nil when the database has none).
+func History(ctx context.Context, s blob.Store, key string) ([]uint64, *manifest.Manifest, error) {
+	seqs, err := Versions(ctx, s, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	latest, err := Latest(ctx, s, key)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return seqs, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	i := sort.Search(len(seqs), func(i int) bool { return seqs[i] >= latest.Seq })
+	if i == len(seqs) || seqs[i] != latest.Seq {
+		seqs = slices.Insert(seqs, i, latest.Seq)
+	}
+	return seqs, latest, nil
+}
+
 // Version fetches and verifies one stored manifest, resolved against its
 // base when it is a delta (one more GET).
 func Version(ctx context.Context, s blob.Store, key string, seq uint64) (*manifest.Manifest, error) {
@@ -93,6 +117,11 @@ func VersionDelta(ctx context.Context, s blob.Store, key string, seq uint64) (*m
 func versionDelta(ctx context.Context, s blob.Store, key string, seq uint64, fetch func(uint64) ([]byte, error)) (*manifest.Manifest, *manifest.Delta, error) {
 	data, err := s.Get(ctx, names.ManifestKey(key, seq))
 	if errors.Is(err, blob.ErrNotFound) {
+		// A version published as latest only (docs/FORMAT.md, "History
+		// objects") is one of the history while it is the latest.
+		if m, d, lerr := LatestDelta(ctx, s, key); lerr == nil && m.Seq == seq {
+			return m, d, nil
+		}
 		return nil, nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
 	}
 	if err != nil {
@@ -164,11 +193,14 @@ func (e *vanishedError) Error() string { return e.err.Error() }
 func (e *vanishedError) Unwrap() error { return e.err }
 
 func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.Manifest, error) {
-	seqs, err := Versions(ctx, s, key)
+	seqs, latest, err := History(ctx, s, key)
 	if err != nil {
 		return nil, err
 	}
 	got := map[int]*manifest.Manifest{}
+	if latest != nil && len(seqs) > 0 && seqs[len(seqs)-1] == latest.Seq {
+		got[len(seqs)-1] = latest // read already
+	}
 	// Deltas probed in one search mostly share a base: fetch each once.
 	bases := map[uint64][]byte{}
 	fetch := func(seq uint64) ([]byte, error) {
@@ -182,6 +214,9 @@ func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 		return b, err
 	}
 	before := func(i int) (bool, error) {
+		if m := got[i]; m != nil {
+			return !m.CommitTime.After(t), nil
+		}
 		m, _, err := versionDelta(ctx, s, key, seqs[i], fetch)
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, manifest.ErrBaseMissing) {
 			return false, &vanishedError{err}

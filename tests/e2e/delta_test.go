@@ -24,7 +24,9 @@ import (
 // the database still restores byte-identically.
 func TestDeltaManifestsThroughGC(t *testing.T) {
 	s := newSetup(t)
-	s.withConfig(map[string]any{"upload_interval": "20ms",
+	// Every version in history: the test counts deltas among them (with
+	// history_interval, the history holds mostly new bases).
+	s.withConfig(map[string]any{"upload_interval": "20ms", "history_interval": "0s",
 		"retention": map[string]any{"keep_all": "1s", "hourly": "1s", "daily": "1s"}})
 	db := filepath.Join(s.dir, "delta.db")
 	w := s.writer("count", db, "VERNEUIL_E2E_N=1000")
