@@ -52,6 +52,9 @@ struct VFile {
   int nPath;                /* strlen(zPath) */
   uint64_t ino;             /* inode of the open file, part of its identity */
   const char *zMarker;      /* rescan marker path (shimfiles.c), or 0 */
+  volatile void *pShm0;     /* wal-index region 0, while mapped */
+  unsigned char walPrior[48]; /* wal-index header when the write lock was taken */
+  int walWriter;            /* this connection holds the WAL write lock */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
