@@ -354,9 +354,7 @@ void vshim_get_stats(vshim_stats *out){
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
   out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
   out->sliceHolds = vshimSliceHolds();
-  out->walCommits = __atomic_load_n(&gStats.walCommits, __ATOMIC_RELAXED);
-  out->walResets = __atomic_load_n(&gStats.walResets, __ATOMIC_RELAXED);
-  out->walLastMxFrame = __atomic_load_n(&gStats.walLastMxFrame, __ATOMIC_RELAXED);
+  vshimWalStats(out);
 }
 
 /* ------------------------------------------------------- closing */
@@ -392,6 +390,7 @@ static void startTxn(VFile *p){
 static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
+  if( p->walOpen ) return vshimWrite(f, b, n, o);  /* a checkpoint (shimwal.c) */
   if( !p->txnStarted ) startTxn(p);
   TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
@@ -403,6 +402,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   sqlite3_int64 old = 0;
   int rc;
+  if( p->walOpen ) return vshimTruncate(f, sz);  /* a checkpoint (shimwal.c) */
   if( !p->txnStarted ) startTxn(p);
   if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
@@ -516,6 +516,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   TRACE("fcntl %d\n", op);
   if( op==SQLITE_FCNTL_COMMIT_PHASETWO ){
     TRACE("phasetwo txn=%d dirty=%d excl=%d\n", p->txnStarted, p->nDirty, p->exclusiveMode);
+    if( p->walOpen ) vshimWalPhaseTwo(p);
     if( p->txnStarted || p->nDirty>0 ){
       p->committed = 1;
       if( p->exclusiveMode ) capture(p, VSHIM_COMMIT);
@@ -531,10 +532,14 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
     const char *zName = a[1], *zVal = a[2];
+    /* WAL mode is replicated (shimwal.c) through the wal-index in the
+    ** -shm; in exclusive locking mode SQLite keeps the wal-index in heap
+    ** memory instead, which the shim cannot see: refused there. */
     if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal)
-     && walSwitchPossible(p) ){
+     && p->exclusiveMode && walSwitchPossible(p) ){
       a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
-          "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
+          "the replicating VFS in locking_mode=EXCLUSIVE (use NORMAL locking, "
+          "or DELETE, TRUNCATE or PERSIST)");
       return SQLITE_ERROR;
     }
     if( sqlite3_stricmp(zName, "journal_mode")==0 && zVal ){
@@ -545,6 +550,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       if( sqlite3_stricmp(zVal, "exclusive")==0 ){
         p->exclusiveMode = 1;
         p->lockSeenReleased = 0;
+        p->walUnlockSeen = 0;
       }
       if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
     }
@@ -623,85 +629,6 @@ static int fFileControl(sqlite3_file *f, int op, void *pArg){
   return vshimFileControl(f, op, pArg);
 }
 
-/* ------------------------------------------------------- WAL commits
-** Prototype of the commit detection of docs/ARCHITECTURE.md (planned WAL
-** replication): a committing writer updates the wal-index header in the
-** -shm before it releases the WAL write lock (xShmLock offset 0), so the
-** header seen when the lock was granted and the one seen just before the
-** unlock is forwarded tell whether this hold committed (same salts, larger
-** mxFrame; or new salts and mxFrame>0: a restart then commits), restarted
-** or emptied the WAL only (mxFrame 0), or did nothing. Both copies of the
-** header (SQLite writes the second, then the first) must agree, else the
-** hold counts as unknown. Nothing is captured yet: only counted. */
-
-#define WALIDX_HDR 48           /* one copy of the wal-index header */
-#define WALIDX_MXFRAME 16       /* u32 mxFrame (native byte order) */
-#define WALIDX_SALT 32          /* u32 aSalt[2] */
-
-static int readWalIndexHdr(VFile *p, unsigned char *out){
-  const volatile unsigned char *z = (const volatile unsigned char*)p->pShm0;
-  unsigned char b[WALIDX_HDR];
-  int i;
-  if( z==0 ) return 0;
-  for(i=0; i<WALIDX_HDR; i++){ out[i] = z[i]; b[i] = z[WALIDX_HDR+i]; }
-  return memcmp(out, b, WALIDX_HDR)==0;
-}
-
-static uint32_t hdrU32(const unsigned char *h, int off){
-  uint32_t v;
-  memcpy(&v, h+off, 4);
-  return v;
-}
-
-/* The write lock is about to be released: classify what the hold did. */
-static void walWriterDone(VFile *p){
-  unsigned char now[WALIDX_HDR];
-  uint32_t mx;
-  if( !readWalIndexHdr(p, now) || memcmp(now, p->walPrior, WALIDX_HDR)==0 ) return;
-  mx = hdrU32(now, WALIDX_MXFRAME);
-  if( mx==0 ){
-    __atomic_fetch_add(&gStats.walResets, 1, __ATOMIC_RELAXED);
-    return;
-  }
-  if( memcmp(now+WALIDX_SALT, p->walPrior+WALIDX_SALT, 8)==0
-   && mx<=hdrU32(p->walPrior, WALIDX_MXFRAME) ){
-    return;  /* no new frame committed (e.g. a checkpoint's bookkeeping) */
-  }
-  TRACE("wal commit mxFrame=%u\n", mx);
-  __atomic_fetch_add(&gStats.walCommits, 1, __ATOMIC_RELAXED);
-  __atomic_store_n(&gStats.walLastMxFrame, (int64_t)mx, __ATOMIC_RELAXED);
-}
-
-static int tShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp){
-  VFile *p = (VFile*)f;
-  int rc = vshimShmMap(f, i, sz, w, pp);
-  if( rc==SQLITE_OK && i==0 && pp ) p->pShm0 = *pp;
-  return rc;
-}
-
-static int tShmUnmap(sqlite3_file *f, int del){
-  VFile *p = (VFile*)f;
-  p->pShm0 = 0;
-  p->walWriter = 0;
-  return vshimShmUnmap(f, del);
-}
-
-static int tShmLock(sqlite3_file *f, int ofst, int n, int flags){
-  VFile *p = (VFile*)f;
-  int rc;
-  if( ofst==0 && n==1 && flags==(SQLITE_SHM_UNLOCK|SQLITE_SHM_EXCLUSIVE)
-   && p->walWriter ){
-    walWriterDone(p);  /* still the only writer */
-    p->walWriter = 0;
-  }
-  rc = vshimShmLock(f, ofst, n, flags);
-  if( rc==SQLITE_OK && ofst==0 && n>=1 && flags==(SQLITE_SHM_LOCK|SQLITE_SHM_EXCLUSIVE) ){
-    p->walWriter = 1;
-    if( !readWalIndexHdr(p, p->walPrior) ) memset(p->walPrior, 0xff, WALIDX_HDR);
-  }
-  return rc;
-}
-
 static const sqlite3_io_methods gPassIo = {
   3, vClose, vshimRead, vshimWrite, vshimTruncate, vshimSync, vshimFileSize, vshimLock, vshimUnlock,
   vshimCheckReservedLock, vshimFileControl, vshimSectorSize, vshimDeviceCharacteristics,
@@ -723,7 +650,7 @@ static const sqlite3_io_methods gForkIo = {
 static const sqlite3_io_methods gTrackIo = {
   3, vClose, vshimRead, tWrite, tTruncate, vshimSync, vshimFileSize, vshimLock, tUnlock,
   vshimCheckReservedLock, tFileControl, vshimSectorSize, vshimDeviceCharacteristics,
-  tShmMap, tShmLock, vshimShmBarrier, tShmUnmap, vshimFetch, vshimUnfetch
+  vshimWalShmMap, vshimWalShmLock, vshimShmBarrier, vshimWalShmUnmap, vshimFetch, vshimUnfetch
 };
 
 /* ------------------------------------------------------- the VFS */

@@ -84,6 +84,9 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 			err = fmt.Errorf("panic in capture: %v", r)
 		}
 	}()
+	if ev.Kind == Commit || ev.Kind == Rollback || ev.Kind == Rescan {
+		db.setWAL(nil) // rollback mode again: a later WAL generation starts unknown
+	}
 	switch ev.Kind {
 	case Commit:
 		return db.commit(src, ev)
@@ -93,6 +96,8 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 		db.mu.Unlock()
 	case Check:
 		return db.check(src, ev.Ino)
+	case WALCommit:
+		return db.walCapture(src, ev)
 	case Rescan:
 		db.waitSliced(true)
 		unlock, err := db.lockForCapture()
@@ -319,7 +324,9 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 	} else if err := src.ReadAt(header, 0); err != nil {
 		return fmt.Errorf("read header: %w", err)
 	}
-	if IsWAL(header) {
+	if ev.Kind == Commit && IsWAL(header) && IsWAL(ev.PreHeader) {
+		// Written in WAL mode without a wal-index the VFS sees (exclusive
+		// locking mode, heap memory): the file lacks the WAL's frames.
 		return ErrWAL
 	}
 	seq := db.nextSeq(ev.Seq)
@@ -360,7 +367,7 @@ func (db *DB) check(src Source, ino uint64) error {
 		return fmt.Errorf("read header: %w", err)
 	}
 	if IsWAL(header) {
-		return ErrWAL
+		return db.walCheck()
 	}
 	cur := identity(ino, xattr, header)
 	db.mu.Lock()

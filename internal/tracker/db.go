@@ -44,6 +44,7 @@ type DB struct {
 	pending      *pending
 	pendingBytes int64
 	sliced       *slicedRun // a sliced rescan in progress (sliced.go)
+	wal          *walState  // WAL mode: the position last captured (wal.go)
 	// slicedErr: the last sliced rescan was abandoned, and no capture
 	// established the file's state since (Flush reports it). Kept apart
 	// from lastErr, which a capture ending after the copy would clear.
