@@ -117,3 +117,31 @@ func TestWALReplication_RandomWorkload(t *testing.T) {
 		})
 	}
 }
+
+// TestWALReplication_ExistingWALDatabase: a database already in WAL mode
+// (converted and written through unix) is replicated once it is written
+// through verneuil, and flushes succeed.
+func TestWALReplication_ExistingWALDatabase(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "already-wal.db")
+	plain, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.SetMaxOpenConns(1)
+	mustExec(t, plain, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, plain, "CREATE TABLE t(a)")
+	mustExec(t, plain, "INSERT INTO t VALUES(randomblob(5000))")
+	db := e.open(path, "")
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("read WAL database through verneuil: %d, %v", n, err)
+	}
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(70000))")
+	e.checkWALReplica(t, path)
+	var res string
+	if err := db.QueryRow("PRAGMA verneuil_flush").Scan(&res); err != nil {
+		t.Fatalf("PRAGMA verneuil_flush on a WAL database: %q, %v", res, err)
+	}
+	plain.Close()
+}

@@ -107,6 +107,9 @@ func parseWALIndexHeader(h []byte) (walPos, bool) {
 	p.nPage = ne.Uint32(h[20:])
 	p.ck = [2]uint32{ne.Uint32(h[24:]), ne.Uint32(h[28:])}
 	copy(p.salt[:], h[32:40])
+	if p.mx == 0 && p.pageSize == 0 {
+		return p, true // recovered from an empty or missing -wal
+	}
 	if p.pageSize < 512 || p.pageSize > 65536 || p.pageSize&(p.pageSize-1) != 0 {
 		return p, false
 	}
@@ -273,10 +276,14 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	st := db.wal
 	db.wal = nil // set again when this capture succeeds
 	db.mu.Unlock()
-	witnessedRestart := st != nil && priorOK && prior.same(st.pos) && prior.salt != now.salt
+	// The hold started from the remembered position and changed the
+	// generation (a restart: SQLite restarts only a WAL whose every frame
+	// is in the database file), or the remembered generation was empty:
+	// the file is the remembered state.
+	fileIsState := st != nil && priorOK && prior.same(st.pos) && (prior.salt != now.salt || st.pos.mx == 0)
 	if now.mx == 0 {
 		// Restarted or truncated without a commit: the state did not change.
-		if witnessedRestart || (st != nil && st.pos.salt == now.salt && st.pos.mx == 0) {
+		if fileIsState || (st != nil && st.pos.salt == now.salt && st.pos.mx == 0) {
 			db.setWAL(&walState{pos: now, frames: map[uint32]uint32{}})
 		}
 		return nil
@@ -288,9 +295,12 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	defer wal.Close()
 	var pages []uint32
 	switch {
-	case st != nil && st.pos.salt == now.salt && now.mx >= st.pos.mx && st.pos.pageSize == now.pageSize:
+	case st != nil && st.pos.salt == now.salt && st.pos.mx > 0 && now.mx >= st.pos.mx && st.pos.pageSize == now.pageSize:
 		pages, err = st.extend(wal, now)
-	case witnessedRestart:
+	case fileIsState || (st != nil && st.pos.mx == 0 && st.pos.salt == now.salt):
+		// From the start of the generation: frames of this generation
+		// another process checkpointed meanwhile are in the file and in
+		// the WAL alike.
 		var start walPos
 		if start, err = walGenerationStart(wal, now); err == nil {
 			st = &walState{pos: start, frames: map[uint32]uint32{}}
