@@ -217,7 +217,7 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 		{"verneuil_db_consecutive_failures", "gauge", "Upload attempts in a row that failed (0 after a success).", func(d copier.DBSnapshot) float64 { return float64(d.ConsecutiveFailures) }},
 		{"verneuil_db_last_upload_timestamp_seconds", "gauge", "Unix time the last manifest published by this copier became visible.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastVisible) }},
 		{"verneuil_db_last_commit_timestamp_seconds", "gauge", "Source commit time of the last manifest published by this copier.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastCommitTime) }},
-		{"verneuil_db_wal", "gauge", "1 when the database is in WAL mode, which is not replicated.", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].WAL) }},
+		{"verneuil_db_wal", "gauge", "1 when the database is in WAL mode (captured by the VFS at commits; not synced by the daemon).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].WAL) }},
 		{"verneuil_db_changed_outside_capture", "gauge", "1 when the file changed outside capture and could not be synced (as of the last check).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].Outside) }},
 	} {
 		for _, d := range dbs {

@@ -657,25 +657,6 @@ func (m *Manager) recheck(db *DB, src Source) error {
 	}
 }
 
-// WALError returns an error naming the database at path and the fix when
-// it is in WAL mode, which verneuil does not replicate: its writes succeed
-// (through verneuil too) but are not captured. It only looks for the
-// database's -wal file, which SQLite keeps while a connection has the
-// database open in WAL mode: opening and closing the database file itself
-// would drop this process's POSIX locks on it.
-func WALError(path string) error {
-	if _, err := os.Lstat(path + "-wal"); err != nil {
-		return nil
-	}
-	return walError(path)
-}
-
-// walError is the error for the database at path in WAL mode.
-func walError(path string) error {
-	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
-		"to replicate it, switch it back to a rollback journal with PRAGMA journal_mode=DELETE", path, ErrWAL)
-}
-
 func seqFromXattr(x []byte) uint64 {
 	if len(x) >= 8 {
 		return binary.BigEndian.Uint64(x)
