@@ -145,3 +145,43 @@ func TestWALReplication_ExistingWALDatabase(t *testing.T) {
 	}
 	plain.Close()
 }
+
+// TestWALReplication_ExclusiveLocking: locking_mode=EXCLUSIVE set on a
+// connection already in WAL mode (SQLite then takes no wal-index locks)
+// keeps replicating, captured at COMMIT_PHASETWO; a database opened in WAL
+// mode with exclusive locking from the start (a wal-index in heap memory,
+// which the VFS cannot see) is reported by flush, never replicated wrong.
+func TestWALReplication_ExclusiveLocking(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "excl.db")
+	db := e.open(path, "_journal_mode=WAL")
+	db.SetMaxOpenConns(1)
+	w := newWorkload(t, db, 11)
+	for range 5 {
+		w.step()
+	}
+	mustExec(t, db, "PRAGMA locking_mode=EXCLUSIVE")
+	for i := range 30 {
+		w.step()
+		if i%10 == 9 {
+			e.checkWALReplica(t, path)
+		}
+	}
+	db.Close()
+
+	heap := filepath.Join(e.dir, "heap.db")
+	plain, err := sql.Open("sqlite3", "file:"+heap+"?vfs=unix&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, plain, "CREATE TABLE t(a)")
+	plain.Close()
+	hdb := e.open(heap, "_locking_mode=EXCLUSIVE")
+	hdb.SetMaxOpenConns(1)
+	mustExec(t, hdb, "INSERT INTO t VALUES(randomblob(1000))")
+	mustExec(t, hdb, "INSERT INTO t VALUES(randomblob(1000))")
+	err = e.r.Flush(context.Background())
+	if err == nil || !contains(err.Error(), "WAL mode") {
+		t.Fatalf("flush after commits in WAL mode with a heap-memory wal-index: %v", err)
+	}
+}

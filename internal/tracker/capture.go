@@ -140,6 +140,19 @@ func (db *DB) commit(src Source, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("file size: %w", err)
 	}
+	if ev.PreHeader == nil || IsWAL(ev.PreHeader) {
+		// A database in WAL mode written without a wal-index the VFS sees
+		// (exclusive locking mode, heap memory): the file lacks the WAL's
+		// frames, so it is reported, never copied. A switch out of WAL mode
+		// leaves a header that says rollback.
+		header := make([]byte, HeaderLen)
+		if err := src.ReadAt(header, 0); err != nil {
+			return fmt.Errorf("read header: %w", err)
+		}
+		if IsWAL(header) {
+			return ErrWAL
+		}
+	}
 	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
 	db.mu.Lock()
 	known := db.lastID != nil && bytes.Equal(pre, db.lastID)
