@@ -187,7 +187,7 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 		wal += int(b2f(st.WAL))
 		outside += int(b2f(st.Outside))
 	}
-	w.Gauge("verneuil_spool_wal_databases", "Databases in WAL mode, which are not replicated (their writes are not captured).", float64(wal))
+	w.Gauge("verneuil_spool_wal_databases", "Databases in WAL mode (captured by the VFS at commits; not synced by the daemon).", float64(wal))
 	w.Gauge("verneuil_spool_changed_outside_capture_databases", "Databases whose file changed outside capture and could not be synced (as of the last check).", float64(outside))
 	w.Counter("verneuil_copier_outside_syncs_total", "Syncs of databases changed outside capture (bypassing writers, forked children).", float64(h.syncs.Load()))
 	w.Counter("verneuil_copier_outside_sync_errors_total", "Failed syncs of databases changed outside capture.", float64(h.syncErrors.Load()))
