@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -148,4 +150,42 @@ func TestCrashLoopWAL(t *testing.T) {
 		testutil.SameFile(t, out, db)
 	}
 	testutil.IntegrityCheck(t, db)
+}
+
+// TestCrashStagesWAL kills a writer of a WAL database at every named stage
+// of a commit; after each kill what was published restores and passes
+// integrity_check, and after a commit through the VFS by a new process
+// (which closes last: the -wal is checkpointed and deleted) the replica is
+// the file.
+func TestCrashStagesWAL(t *testing.T) {
+	wal := "VERNEUIL_E2E_PARAMS=_journal_mode=WAL"
+	for _, name := range failpoint.Names {
+		t.Run(name, func(t *testing.T) {
+			s := newSetup(t)
+			db := filepath.Join(s.dir, "stage-wal.db")
+			for i, hit := range []int{1, 3, 7} {
+				w := s.writer("stages", db, fmt.Sprintf("VERNEUIL_FAILPOINT=%s:%d", name, hit),
+					fmt.Sprint("VERNEUIL_E2E_SEED=", i), wal)
+				err := w.Run()
+				var ee *exec.ExitError
+				if !errorsAs(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("failpoint %s:%d was not reached (writer ended with %v)", name, hit, err)
+				}
+				s.mustCtl("flush")
+				out := filepath.Join(s.dir, "published.db")
+				if _, errOut, code := s.ctl("restore", db, "--out", out, "--force"); code == 0 {
+					testutil.IntegrityCheck(t, out)
+				} else if !strings.Contains(errOut, "no replica") {
+					t.Fatalf("restore after kill at %s: %s", name, errOut)
+				}
+				last := s.writer("count", db, "VERNEUIL_E2E_N=1", wal)
+				if err := last.Run(); err != nil {
+					t.Fatalf("writer after the kill: %v", err)
+				}
+				s.mustCtl("flush")
+				s.mustCtl("restore", db, "--out", out, "--force")
+				testutil.SameFile(t, out, db)
+			}
+		})
+	}
 }
