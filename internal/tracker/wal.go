@@ -161,7 +161,8 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 	be := binary.BigEndian
 	var pages []uint32
 	var commitSize uint32
-	buf := make([]byte, max(frameLen, walReadBatch/frameLen*frameLen))
+	want := int64(now.mx-min(now.mx, st.pos.mx)) * int64(frameLen)
+	buf := make([]byte, max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
 	for f := st.pos.mx + 1; f <= now.mx; {
 		k := min(uint32(len(buf)/frameLen), now.mx-f+1)
 		b := buf[:int(k)*frameLen]
@@ -313,21 +314,39 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		db.log.Debug("WAL capture cannot continue from the remembered position; rescanning", "err", err)
 		return db.walRescan(src, wal, now, ev.Ino)
 	}
-	cs := int64(db.chunkSize())
-	dirty := make([]uint32, 0, len(pages))
-	for _, pg := range pages {
-		dirty = append(dirty, uint32(int64(pg-1)*int64(now.pageSize)/cs))
-	}
-	slices.Sort(dirty)
-	dirty = slices.Compact(dirty)
+	dirty, extents := walDirtyChunks(pages, now.pageSize, int64(db.chunkSize()))
 	view := &walView{file: src, wal: wal, st: st}
 	size, _ := view.Size()
-	cev := Event{Kind: WALCommit, Dirty: dirty, Ino: ev.Ino, PostXattr: now.id()}
+	cev := Event{Kind: WALCommit, Dirty: dirty, Extents: extents, Ino: ev.Ino, PostXattr: now.id()}
 	if err := db.copyDirty(view, cev, size, nil, nil); err != nil {
 		return err
 	}
 	db.setWAL(st)
 	return nil
+}
+
+// walDirtyChunks returns the chunks holding pages, in order, and for each
+// the byte range of it those pages cover (Event.Extents: a pending copy of
+// the chunk from an earlier capture is refreshed in that range only).
+func walDirtyChunks(pages []uint32, pageSize int, cs int64) (dirty, extents []uint32) {
+	ranges := map[uint32][2]uint32{}
+	for _, pg := range pages {
+		off := int64(pg-1) * int64(pageSize)
+		c := uint32(off / cs)
+		lo, hi := uint32(off%cs), uint32(off%cs+int64(pageSize))
+		if r, ok := ranges[c]; ok {
+			lo, hi = min(lo, r[0]), max(hi, r[1])
+		}
+		ranges[c] = [2]uint32{lo, hi}
+	}
+	for c := range ranges {
+		dirty = append(dirty, c)
+	}
+	slices.Sort(dirty)
+	for _, c := range dirty {
+		extents = append(extents, ranges[c][0], ranges[c][1])
+	}
+	return dirty, extents
 }
 
 // walRescan copies the whole state at now: the file overlaid with every
