@@ -94,3 +94,27 @@ func TestWALReplication_BypassingCheckpointerInProcess(t *testing.T) {
 		e.checkWALReplica(t, path)
 	}
 }
+
+// TestWALReplication_ReadReplica: a replica captured in WAL mode opens
+// through the read-replica VFS (which presents it in rollback mode) and
+// answers what the source holds.
+func TestWALReplication_ReadReplica(t *testing.T) {
+	e := snapEnv(t)
+	path := filepath.Join(e.dir, "walsnap.db")
+	db := e.open(path, "_journal_mode=WAL")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "CREATE TABLE t(a, b)")
+	for i := range 20 {
+		mustExec(t, db, "INSERT INTO t VALUES(?, randomblob(3000))", i)
+	}
+	e.checkWALReplica(t, path)
+	snap := openSnap(t, path, "")
+	var n, sum int
+	if err := snap.QueryRow("SELECT count(*), sum(a) FROM t").Scan(&n, &sum); err != nil || n != 20 || sum != 190 {
+		t.Fatalf("read replica of a WAL-sourced replica: %d rows, sum %d, %v", n, sum, err)
+	}
+	var mode string
+	if err := snap.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode == "wal" {
+		t.Fatalf("read replica journal mode %q, %v", mode, err)
+	}
+}
