@@ -46,43 +46,6 @@ func TestRegression_HardLinkOneReplica(t *testing.T) {
 	testutil.RestoreCompare(t, e.r.Targets()[0], key, second)
 }
 
-// TestRegression_WALDatabaseFlushFails: a database already in WAL mode
-// accepts writes through verneuil, but Flush, FlushDB and PRAGMA
-// verneuil_flush fail with an error naming the database and the fix.
-func TestRegression_WALDatabaseFlushFails(t *testing.T) {
-	e := newEnv(t)
-	path := filepath.Join(e.dir, "wal.db")
-	plain, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, plain, "CREATE TABLE t(a)")
-	plain.Close()
-	db := e.open(path, "")
-	db.SetMaxOpenConns(1)
-	mustExec(t, db, "INSERT INTO t VALUES(1)")
-	check := func(what string, err error) {
-		t.Helper()
-		if err == nil {
-			t.Fatalf("%s of a WAL database succeeded", what)
-		}
-		for _, want := range []string{path, "WAL", "journal_mode=DELETE"} {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("%s: error %q does not mention %q", what, err, want)
-			}
-		}
-	}
-	ctx := context.Background()
-	check("Flush", e.r.Flush(ctx))
-	check("FlushDB", e.r.FlushDB(ctx, path))
-	var res string
-	check("PRAGMA verneuil_flush", db.QueryRow("PRAGMA verneuil_flush").Scan(&res))
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("the write itself failed: %d, %v", n, err)
-	}
-}
-
 // TestRegression_FlushRechecksIdentity: a change made through another name
 // of the file (a hard link) without this process's tracker seeing it, after
 // the tracker's one identity check, makes PRAGMA verneuil_flush fail instead

@@ -100,6 +100,11 @@ func run(rounds int, dir string, scale float64, only int) error {
 		{name: "1000-row txns, synchronous=FULL", sync: "FULL", journal: "DELETE", txns: n(20), rows: 1000, target: 1.05},
 		{name: "1-row txns, synchronous=OFF, temp dir", sync: "OFF", journal: "DELETE", txns: n(1000), rows: 1, target: 1.3, tempDir: true},
 		{name: "1-row txns, TRUNCATE, sync=OFF, tmpfs", sync: "OFF", journal: "TRUNCATE", txns: n(2000), rows: 1, target: 1.2, tmpfs: true},
+		// WAL mode: captured at the release of the WAL write lock.
+		{name: "WAL 1-row txns, synchronous=FULL", sync: "FULL", journal: "WAL", txns: n(150), rows: 1, target: 1.10},
+		{name: "WAL 1000-row txns, synchronous=FULL", sync: "FULL", journal: "WAL", txns: n(30), rows: 1000, target: 1.10},
+		{name: "WAL 1-row txns, synchronous=NORMAL", sync: "NORMAL", journal: "WAL", txns: n(1000), rows: 1, target: 1.10},
+		{name: "WAL 1000-row txns, synchronous=NORMAL", sync: "NORMAL", journal: "WAL", txns: n(50), rows: 1000, target: 1.10},
 	}
 	fmt.Printf("verneuil-bench: %d paired rounds per scenario (unix and verneuil back to back, order alternating), replication on to %s\n", rounds, cfg.Targets[0].URL)
 	fmt.Printf("ratio: median of the per-round ratios verneuil/unix; IQR: their interquartile range; odd/even: the medians of the odd and of the even rounds\n\n")

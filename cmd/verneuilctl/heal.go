@@ -108,7 +108,7 @@ func (h *healer) pass(ctx context.Context) {
 		}
 		if st.WAL && !h.warned[key] {
 			h.warned[key] = true
-			h.log.Error("database not replicated", "db", info.Path, "err", errWAL(info.Path))
+			h.log.Info("database in WAL mode: captured by the VFS, not synced by the daemon", "db", info.Path)
 		}
 		if st.Outside {
 			if err := h.sync(ctx, d, info.Path, st); err != nil {

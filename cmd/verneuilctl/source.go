@@ -62,15 +62,15 @@ type sourceState struct {
 
 // walReason is the status text of a database in WAL mode.
 func walReason(path string) string {
-	return fmt.Sprintf("in WAL mode: not replicated (writes succeed but are not captured); switch it back with: sqlite3 %s 'PRAGMA journal_mode=DELETE'", path)
+	return fmt.Sprintf("in WAL mode: commits through the VFS are captured; sync and verify do not read WAL databases "+
+		"(changes made outside the VFS are picked up at its next commit, or switch it with: sqlite3 %s 'PRAGMA journal_mode=DELETE')", path)
 }
 
-// errWAL is the error sync, verify and flush return for a database in WAL
-// mode.
+// errWAL is the error sync and verify return for a database in WAL mode.
 func errWAL(path string) error {
-	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
-		"switch it back to a rollback journal (sqlite3 %s 'PRAGMA journal_mode=DELETE') to replicate it",
-		path, tracker.ErrWAL, path)
+	return fmt.Errorf("database %s: %w: its commits through the VFS are replicated, but verneuilctl sync and verify "+
+		"do not read WAL databases; commit through the VFS to capture changes made outside it, or switch it to a rollback "+
+		"journal (sqlite3 %s 'PRAGMA journal_mode=DELETE')", path, tracker.ErrWAL, path)
 }
 
 // checkSource reads the identity of the database file at path (inode,

@@ -148,10 +148,6 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 			}
 			errText += ": " + shortError(e.Message)
 		}
-		if r.WAL {
-			state = "FAILING"
-			errText = r.Reason
-		}
 		if state == "FAILING" {
 			failing++
 		}

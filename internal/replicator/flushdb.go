@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/verneuil-go/verneuil/internal/names"
-	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
 // FlushDB uploads what was committed to the database at path and returns
@@ -19,9 +18,6 @@ func (r *Replicator) FlushDB(ctx context.Context, path string) error {
 	canon, err := names.Canonical(path)
 	if err != nil {
 		return err
-	}
-	if err := tracker.WALError(canon); err != nil {
-		return fmt.Errorf("flush: %w", err)
 	}
 	if db := r.tracker.DB(canon); db != nil {
 		return db.Flush(ctx)

@@ -28,7 +28,10 @@ func SetHooks(Hooks, *slog.Logger) {}
 func Register(string, bool, int) error { return ErrNoCgo }
 
 // Stats are the shim's counters.
-type Stats struct{ Commits, Rollbacks, Checks, XattrErrors, JournalsPaired, SliceHolds int64 }
+type Stats struct {
+	Commits, Rollbacks, Checks, XattrErrors, JournalsPaired, SliceHolds int64
+	WALCommits, WALResets, WALLastMxFrame                               int64
+}
 
 // ReadStats returns zeros without cgo.
 func ReadStats() Stats { return Stats{} }

@@ -106,13 +106,19 @@ type Stats struct {
 	// SliceHolds counts the SHARED holds of sliced rescans (one per
 	// slice read outside a capture).
 	SliceHolds int64
+	// WALCommits counts write-lock holds on WAL databases that committed
+	// (prototype of WAL commit detection: counted, not captured);
+	// WALResets the holds that only restarted or emptied the WAL;
+	// WALLastMxFrame is the WAL's last committed frame at the last one.
+	WALCommits, WALResets, WALLastMxFrame int64
 }
 
 // ReadStats returns the shim's counters.
 func ReadStats() Stats {
 	var s C.vshim_stats
 	C.vshim_get_stats(&s)
-	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired), int64(s.sliceHolds)}
+	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired), int64(s.sliceHolds),
+		int64(s.walCommits), int64(s.walResets), int64(s.walLastMxFrame)}
 }
 
 // source reads the database through SQLite's unix file during a capture.

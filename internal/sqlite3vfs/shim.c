@@ -354,6 +354,7 @@ void vshim_get_stats(vshim_stats *out){
   out->xattrErrors = __atomic_load_n(&gStats.xattrErrors, __ATOMIC_RELAXED);
   out->journalsPaired = __atomic_load_n(&gStats.journalsPaired, __ATOMIC_RELAXED);
   out->sliceHolds = vshimSliceHolds();
+  vshimWalStats(out);
 }
 
 /* ------------------------------------------------------- closing */
@@ -389,6 +390,7 @@ static void startTxn(VFile *p){
 static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
+  if( p->walOpen ) return vshimWrite(f, b, n, o);  /* a checkpoint (shimwal.c) */
   if( !p->txnStarted ) startTxn(p);
   TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
@@ -400,6 +402,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   sqlite3_int64 old = 0;
   int rc;
+  if( p->walOpen ) return vshimTruncate(f, sz);  /* a checkpoint (shimwal.c) */
   if( !p->txnStarted ) startTxn(p);
   if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
@@ -513,6 +516,21 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   TRACE("fcntl %d\n", op);
   if( op==SQLITE_FCNTL_COMMIT_PHASETWO ){
     TRACE("phasetwo txn=%d dirty=%d excl=%d\n", p->txnStarted, p->nDirty, p->exclusiveMode);
+    if( p->walOpen ){
+      vshimWalPhaseTwo(p);
+    }else if( !p->txnStarted && p->nDirty==0 && !vshimForked ){
+      /* Nothing written to the file: in WAL mode with the wal-index in
+      ** heap memory (exclusive locking), a commit the shim cannot see.
+      ** Go reports the database (a header that says WAL, and no prior
+      ** header) instead of capturing the file without the frames. */
+      unsigned char h[VSHIM_HEADER_LEN];
+      if( readHeader(p, h)==SQLITE_OK && h[18]==2 && h[19]==2 ){
+        if( verneuilGoCapture(p->handle, p, VSHIM_COMMIT, 0, 0, 0, 0, 0, 0,
+              0, 0, 0, p->ino) ){
+          p->wantCheck = 1;
+        }
+      }
+    }
     if( p->txnStarted || p->nDirty>0 ){
       p->committed = 1;
       if( p->exclusiveMode ) capture(p, VSHIM_COMMIT);
@@ -528,10 +546,14 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
     const char *zName = a[1], *zVal = a[2];
+    /* WAL mode is replicated (shimwal.c) through the wal-index in the
+    ** -shm; in exclusive locking mode SQLite keeps the wal-index in heap
+    ** memory instead, which the shim cannot see: refused there. */
     if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal)
-     && walSwitchPossible(p) ){
+     && p->exclusiveMode && walSwitchPossible(p) ){
       a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
-          "the replicating VFS (use DELETE, TRUNCATE or PERSIST)");
+          "the replicating VFS in locking_mode=EXCLUSIVE (use NORMAL locking, "
+          "or DELETE, TRUNCATE or PERSIST)");
       return SQLITE_ERROR;
     }
     if( sqlite3_stricmp(zName, "journal_mode")==0 && zVal ){
@@ -542,6 +564,7 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
       if( sqlite3_stricmp(zVal, "exclusive")==0 ){
         p->exclusiveMode = 1;
         p->lockSeenReleased = 0;
+        p->walUnlockSeen = 0;
       }
       if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
     }
@@ -641,7 +664,7 @@ static const sqlite3_io_methods gForkIo = {
 static const sqlite3_io_methods gTrackIo = {
   3, vClose, vshimRead, tWrite, tTruncate, vshimSync, vshimFileSize, vshimLock, tUnlock,
   vshimCheckReservedLock, tFileControl, vshimSectorSize, vshimDeviceCharacteristics,
-  vshimShmMap, vshimShmLock, vshimShmBarrier, vshimShmUnmap, vshimFetch, vshimUnfetch
+  vshimWalShmMap, vshimWalShmLock, vshimShmBarrier, vshimWalShmUnmap, vshimFetch, vshimUnfetch
 };
 
 /* ------------------------------------------------------- the VFS */

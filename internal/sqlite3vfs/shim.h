@@ -72,6 +72,10 @@ typedef struct vshim_stats {
   int64_t xattrErrors; /* failed xattr updates */
   int64_t journalsPaired; /* journals paired with their tracked main file */
   int64_t sliceHolds;  /* SHARED holds taken for sliced rescans */
+  /* WAL commit detection (prototype: counted, not captured). */
+  int64_t walCommits;  /* write-lock holds that ended with new commits */
+  int64_t walResets;   /* write-lock holds that restarted or emptied the WAL without a commit */
+  int64_t walLastMxFrame; /* mxFrame after the last detected commit */
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
 

@@ -52,6 +52,11 @@ struct VFile {
   int nPath;                /* strlen(zPath) */
   uint64_t ino;             /* inode of the open file, part of its identity */
   const char *zMarker;      /* rescan marker path (shimfiles.c), or 0 */
+  volatile void *pShm0;     /* wal-index region 0, while mapped */
+  unsigned char walPrior[48]; /* wal-index header when the write lock was taken */
+  int walWriter;            /* this connection holds the WAL write lock */
+  int walOpen;              /* the wal-index is mapped: WAL mode (shimwal.c) */
+  int walUnlockSeen;        /* a write-lock release since the last COMMIT_PHASETWO */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -76,6 +81,13 @@ VSHIM_HIDDEN int vshimAtforkInit(void);
 /* The wrapped "unix" VFS (shim.c); SHARED holds of sliced rescans. */
 VSHIM_HIDDEN sqlite3_vfs *vshimOrigVfs(void);
 VSHIM_HIDDEN int64_t vshimSliceHolds(void);
+
+/* WAL mode (shimwal.c): the wal-index methods of tracked main files. */
+VSHIM_HIDDEN int vshimWalShmMap(sqlite3_file *f, int i, int sz, int w, void volatile **pp);
+VSHIM_HIDDEN int vshimWalShmLock(sqlite3_file *f, int ofst, int n, int flags);
+VSHIM_HIDDEN int vshimWalShmUnmap(sqlite3_file *f, int del);
+VSHIM_HIDDEN void vshimWalStats(vshim_stats *out);
+VSHIM_HIDDEN void vshimWalPhaseTwo(VFile *p);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

@@ -313,6 +313,10 @@ static void patchHeader(SVersion *v){
   validFor = memcmp(p+24, p+92, 4)==0;
   p[24] = e>>24; p[25] = e>>16; p[26] = e>>8; p[27] = e;
   if( validFor ) memcpy(p+92, p+24, 4);
+  /* A version captured in WAL mode says WAL (2) in bytes 18-19; the
+  ** replica has no shared memory and no -wal: present it in rollback mode
+  ** (docs/ARCHITECTURE.md, WAL replication). */
+  if( p[18]==2 && p[19]==2 ){ p[18] = 1; p[19] = 1; }
 }
 
 /* Make src's current version the one Go says (asking it to refresh when

@@ -84,6 +84,9 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 			err = fmt.Errorf("panic in capture: %v", r)
 		}
 	}()
+	if ev.Kind == Commit || ev.Kind == Rollback || ev.Kind == Rescan {
+		db.setWAL(nil) // rollback mode again: a later WAL generation starts unknown
+	}
 	switch ev.Kind {
 	case Commit:
 		return db.commit(src, ev)
@@ -93,6 +96,8 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 		db.mu.Unlock()
 	case Check:
 		return db.check(src, ev.Ino)
+	case WALCommit:
+		return db.walCapture(src, ev)
 	case Rescan:
 		db.waitSliced(true)
 		unlock, err := db.lockForCapture()
@@ -134,6 +139,19 @@ func (db *DB) commit(src Source, ev Event) error {
 	size, err := src.Size()
 	if err != nil {
 		return fmt.Errorf("file size: %w", err)
+	}
+	if ev.PreHeader == nil || IsWAL(ev.PreHeader) {
+		// A database in WAL mode written without a wal-index the VFS sees
+		// (exclusive locking mode, heap memory): the file lacks the WAL's
+		// frames, so it is reported, never copied. A switch out of WAL mode
+		// leaves a header that says rollback.
+		header := make([]byte, HeaderLen)
+		if err := src.ReadAt(header, 0); err != nil {
+			return fmt.Errorf("read header: %w", err)
+		}
+		if IsWAL(header) {
+			return ErrWAL
+		}
 	}
 	pre := identity(ev.Ino, ev.PreXattr, ev.PreHeader)
 	db.mu.Lock()
@@ -342,7 +360,9 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 	} else if err := src.ReadAt(header, 0); err != nil {
 		return fmt.Errorf("read header: %w", err)
 	}
-	if IsWAL(header) {
+	if ev.Kind == Commit && IsWAL(header) && IsWAL(ev.PreHeader) {
+		// Written in WAL mode without a wal-index the VFS sees (exclusive
+		// locking mode, heap memory): the file lacks the WAL's frames.
 		return ErrWAL
 	}
 	seq := db.nextSeq(ev.Seq)
@@ -383,7 +403,7 @@ func (db *DB) check(src Source, ino uint64) error {
 		return fmt.Errorf("read header: %w", err)
 	}
 	if IsWAL(header) {
-		return ErrWAL
+		return db.walCheck()
 	}
 	cur := identity(ino, xattr, header)
 	db.mu.Lock()

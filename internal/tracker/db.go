@@ -44,6 +44,7 @@ type DB struct {
 	pending      *pending
 	pendingBytes int64
 	sliced       *slicedRun // a sliced rescan in progress (sliced.go)
+	wal          *walState  // WAL mode: the position last captured (wal.go)
 	// slicedErr: the last sliced rescan was abandoned, and no capture
 	// established the file's state since (Flush reports it). Kept apart
 	// from lastErr, which a capture ending after the copy would clear.
@@ -147,8 +148,10 @@ func (db *DB) nextSeq(seq uint64) uint64 {
 	return seq
 }
 
-// ErrWAL is returned for databases in WAL mode, which are not replicated.
-var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL); verneuil replicates rollback-journal databases only")
+// ErrWAL says that a database is in WAL mode where that is not supported:
+// WAL written in exclusive locking mode (a wal-index in heap memory, which
+// the VFS cannot see), and verneuilctl sync and verify.
+var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL)")
 
 // IsWAL reports whether a SQLite header says WAL mode (file format
 // versions 2).

@@ -40,6 +40,10 @@ const (
 	// Rescan: a write transaction committed but the VFS lost track of
 	// its dirty chunks (out of memory): capture the whole file.
 	Rescan Kind = 4
+	// WALCommit: the WAL write lock of a database in WAL mode is about to
+	// be released and the wal-index header changed (commits, a restart):
+	// see wal.go. Event carries the headers and the -wal path.
+	WALCommit Kind = 5
 )
 
 // HeaderLen is the length of the SQLite header that is part of a file's
@@ -81,6 +85,11 @@ type Event struct {
 	PostXattr []byte // version xattr written by the transaction
 	Seq       uint64 // sequence number of the transaction
 	Ino       uint64 // inode of the open file (part of its identity)
+	// WALCommit: the wal-index header when the write lock was granted
+	// (nil: unknown) and at its release (nil: unreadable), and the path of
+	// the -wal file.
+	WALPrior, WALNow []byte
+	WALPath          string
 }
 
 // Uploader is the part of the copier the tracker uses.
@@ -505,14 +514,9 @@ func (m *Manager) Pragma(h uint64, src Source, name, arg string) (string, error)
 	switch name {
 	case "verneuil_flush":
 		header := make([]byte, HeaderLen)
-		if src != nil && src.ReadAt(header, 0) == nil && IsWAL(header) {
-			return "", fmt.Errorf("verneuil_flush: %w", walError(db.path))
-		}
-		if err := WALError(db.path); err != nil {
-			return "", fmt.Errorf("verneuil_flush: %w", err)
-		}
-		db.waitSliced(false) // a sliced rescan in progress
-		if src != nil {
+		wal := src != nil && src.ReadAt(header, 0) == nil && IsWAL(header)
+		db.waitSliced(false)    // a sliced rescan in progress
+		if src != nil && !wal { // WAL mode: commits are captured at the write lock (wal.go)
 			if err := m.recheck(db, src); err != nil {
 				return "", fmt.Errorf("verneuil_flush: %w", err)
 			}
@@ -611,10 +615,6 @@ func (m *Manager) Flush(ctx context.Context) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, db := range dbs {
-		if err := WALError(db.path); err != nil {
-			errs = append(errs, fmt.Errorf("flush: %w", err))
-			continue
-		}
 		if err := db.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush %s: %w", db.path, err))
 		}
@@ -659,25 +659,6 @@ func (m *Manager) recheck(db *DB, src Source) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// WALError returns an error naming the database at path and the fix when
-// it is in WAL mode, which verneuil does not replicate: its writes succeed
-// (through verneuil too) but are not captured. It only looks for the
-// database's -wal file, which SQLite keeps while a connection has the
-// database open in WAL mode: opening and closing the database file itself
-// would drop this process's POSIX locks on it.
-func WALError(path string) error {
-	if _, err := os.Lstat(path + "-wal"); err != nil {
-		return nil
-	}
-	return walError(path)
-}
-
-// walError is the error for the database at path in WAL mode.
-func walError(path string) error {
-	return fmt.Errorf("database %s is not replicated: %w; its writes succeed but are not captured; "+
-		"to replicate it, switch it back to a rollback journal with PRAGMA journal_mode=DELETE", path, ErrWAL)
 }
 
 func seqFromXattr(x []byte) uint64 {

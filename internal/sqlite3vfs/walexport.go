@@ -1,0 +1,48 @@
+//go:build cgo
+
+package sqlite3vfs
+
+/*
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"runtime/debug"
+	"unsafe"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// walIndexHdrLen is the length of one copy of the wal-index header.
+const walIndexHdrLen = 48
+
+// verneuilGoWAL is called by shimwal.c before the WAL write lock of the
+// tracked main file f is released, when the hold changed the wal-index
+// header: prior is the header when the lock was granted (nil when unknown),
+// now the header at the release (nil when its two copies disagree).
+//
+//export verneuilGoWAL
+func verneuilGoWAL(h C.uint64_t, f unsafe.Pointer, zPath *C.char, prior, now *C.uchar, ino C.uint64_t) (want C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			logger().Error("panic in verneuil WAL capture (recovered)", "panic", r, "stack", string(debug.Stack()))
+			want = 1
+		}
+	}()
+	hk := current()
+	if hk == nil {
+		return 0
+	}
+	ev := tracker.Event{Kind: tracker.WALCommit, Ino: uint64(ino), WALPath: C.GoString(zPath) + "-wal"}
+	if prior != nil {
+		ev.WALPrior = C.GoBytes(unsafe.Pointer(prior), walIndexHdrLen)
+	}
+	if now != nil {
+		ev.WALNow = C.GoBytes(unsafe.Pointer(now), walIndexHdrLen)
+	}
+	if hk.Capture(uint64(h), &source{f: f}, ev) {
+		return 1
+	}
+	return 0
+}
