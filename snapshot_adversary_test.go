@@ -1,0 +1,77 @@
+package verneuil_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
+)
+
+// A hostile or corrupt latest names, for a chunk of one length, the hash
+// of a chunk of another length that the process already holds in memory
+// (here: the same chunks at twice the chunk size). Reading it must fail
+// with an error (the VFS's SQLITE_IOERR_CORRUPTFS), never serve the cached chunk's bytes, nor
+// bytes past the end of its buffer.
+func TestSnapshotCachedChunkOfOtherLength(t *testing.T) {
+	e := snapEnv(t)
+	ctx := context.Background()
+	path := filepath.Join(e.dir, "lie.db")
+	src := e.open(path, "_journal_mode=TRUNCATE")
+	src.SetMaxOpenConns(1)
+	mustExec(t, src, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); "+
+		"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) "+
+		"INSERT INTO t(v) SELECT printf('%.*c', 300, 'x') FROM n")
+	if err := e.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := e.latest(path)
+	if len(m.Chunks) < 6 {
+		t.Fatalf("want at least 6 chunks, have %d", len(m.Chunks))
+	}
+	snap := openSnap(t, path, "")
+	snap.SetMaxOpenConns(1)
+	want := queryString(t, src, "SELECT count(*) || ':' || sum(length(v)) FROM t")
+	if got := queryString(t, snap, "SELECT count(*) || ':' || sum(length(v)) FROM t"); got != want {
+		t.Fatalf("replica %s, source %s", got, want)
+	}
+
+	// The lie: chunks twice as large, each named by the hash of the
+	// (cached) chunk of the same index.
+	st := e.r.Targets()[0]
+	c1, err := restore.Chunk(ctx, st, m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie := *m
+	lie.Seq++
+	lie.ChunkSize = 2 * m.ChunkSize
+	lie.Chunk0 = append(append([]byte(nil), m.Chunk0...), c1...)
+	n := manifest.ChunkCount(lie.Length, lie.ChunkSize)
+	lie.Chunks = append([]manifest.Hash{manifest.HashOf(lie.Chunk0)}, m.Chunks[1:n]...)
+	lie.HeaderHash = manifest.HashOf(lie.Chunk0[:100])
+	enc, err := lie.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := e.key(path)
+	if err := st.Put(ctx, names.ManifestKey(key, lie.Seq), enc); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, names.LatestKey(key), enc); err != nil {
+		t.Fatal(err)
+	}
+	queryString(t, snap, "PRAGMA verneuil_snapshot_refresh")
+	var got string
+	err = snap.QueryRow("SELECT count(*) || ':' || sum(length(v)) FROM t").Scan(&got)
+	var se sqlite3.Error
+	// SQLite reports the VFS's SQLITE_IOERR_CORRUPTFS as SQLITE_CORRUPT.
+	if !errors.As(err, &se) || (se.Code != sqlite3.ErrIoErr && se.Code != sqlite3.ErrCorrupt) {
+		t.Fatalf("a version whose chunks have other lengths than their hashes' content: got %q, err %v; want an error", got, err)
+	}
+}
