@@ -75,3 +75,51 @@ func TestSnapshotCachedChunkOfOtherLength(t *testing.T) {
 		t.Fatalf("a version whose chunks have other lengths than their hashes' content: got %q, err %v; want an error", got, err)
 	}
 }
+
+// A restart with live connections: a snapshot connection opened under one
+// Start stays open across Close and a new Start, and a new connection
+// opens another database. Each connection reads its own database or fails;
+// neither is ever served the other's pages (the handles of the sources of
+// the two managers once collided, and the new connection shared the old
+// one's versions).
+func TestSnapshotRestartKeepsSourcesApart(t *testing.T) {
+	ctx := context.Background()
+	e1 := snapEnv(t)
+	pathX := filepath.Join(e1.dir, "x.db")
+	src := e1.open(pathX, "")
+	mustExec(t, src, "CREATE TABLE tx(v TEXT); INSERT INTO tx VALUES('from x')")
+	if err := e1.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snapX := openSnap(t, pathX, "")
+	snapX.SetMaxOpenConns(1)
+	snapX.SetConnMaxIdleTime(0)
+	if got := queryString(t, snapX, "SELECT group_concat(name) FROM sqlite_master"); got != "tx" {
+		t.Fatalf("replica of x: tables %q", got)
+	}
+	if err := e1.r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e2 := snapEnv(t)
+	pathY := filepath.Join(e2.dir, "y.db")
+	srcY := e2.open(pathY, "")
+	mustExec(t, srcY, "CREATE TABLE ty(v TEXT); INSERT INTO ty VALUES('from y')")
+	if err := e2.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snapY := openSnap(t, pathY, "")
+	snapY.SetMaxOpenConns(1)
+	if got := queryString(t, snapY, "SELECT group_concat(name) FROM sqlite_master"); got != "ty" {
+		t.Fatalf("replica of y opened after a restart: tables %q, want ty", got)
+	}
+	queryString(t, snapY, "PRAGMA verneuil_snapshot_refresh")
+	if got := queryString(t, snapY, "SELECT v FROM ty"); got != "from y" {
+		t.Fatalf("replica of y: %q", got)
+	}
+	// The connection of the first Start: its own data, or an error.
+	var got string
+	if err := snapX.QueryRow("SELECT group_concat(name) FROM sqlite_master").Scan(&got); err == nil && got != "tx" {
+		t.Fatalf("replica of x after a restart: tables %q, want tx or an error", got)
+	}
+}
