@@ -3,11 +3,14 @@ package verneuil_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mattn/go-sqlite3"
 
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
@@ -121,5 +124,52 @@ func TestSnapshotRestartKeepsSourcesApart(t *testing.T) {
 	var got string
 	if err := snapX.QueryRow("SELECT group_concat(name) FROM sqlite_master").Scan(&got); err == nil && got != "tx" {
 		t.Fatalf("replica of x after a restart: tables %q, want tx or an error", got)
+	}
+}
+
+// packFDs counts this process's open files under dir.
+func packFDs(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("list open files: %v", err)
+	}
+	n := 0
+	for _, d := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", d.Name())); err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
+}
+
+// Start and Close again and again in one process (a configuration reload),
+// reading a replica each time through a shared cache_dir: Close releases
+// the disk cache's files, so that no pack stays open, however many times.
+func TestSnapshotCloseReleasesDiskCache(t *testing.T) {
+	ctx := context.Background()
+	cache := filepath.Join(t.TempDir(), "cache")
+	for cycle := range 3 {
+		e := snapEnv(t, func(c *config.Config) { c.CacheDir = cache })
+		path := filepath.Join(e.dir, "reload.db")
+		src := e.open(path, "")
+		mustExec(t, src, "CREATE TABLE t(v BLOB); "+
+			"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40) "+
+			"INSERT INTO t SELECT randomblob(20000) FROM n")
+		if err := e.r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		snap := openSnap(t, path, "")
+		if got := queryString(t, snap, "SELECT count(*) FROM t"); got != "40" {
+			t.Fatalf("cycle %d: %s rows", cycle, got)
+		}
+		snap.Close()
+		src.Close()
+		if err := e.r.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := packFDs(t, cache); n != 0 {
+			t.Fatalf("cycle %d: %d files of the disk cache still open after Close", cycle, n)
+		}
 	}
 }

@@ -70,6 +70,9 @@ type diskCache struct {
 	cur      *pack
 	size     int64 // estimate: the last listing plus what this process added
 	scanned  bool
+	// closed: close ran (under appendMu and mu); the cache is then empty
+	// and stores nothing more.
+	closed bool
 	// Write failures (an unwritable or full cache_dir) are logged once
 	// per warnEvery, with the number of failures since the last warning.
 	warnedAt time.Time
@@ -206,7 +209,7 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	}
 	c.appendMu.Lock()
 	defer c.appendMu.Unlock()
-	if c.has(h) {
+	if c.closed || c.has(h) {
 		return
 	}
 	if !c.scanned {
@@ -388,4 +391,24 @@ func (c *diskCache) forgetLocked(names []string) {
 	for _, p := range gone {
 		p.f.Close()
 	}
+}
+
+// close closes the cache's files (the Manager is closed): later lookups
+// miss and later puts store nothing. Packs stay on disk for other
+// processes and later Managers.
+func (c *diskCache) close() {
+	if c == nil {
+		return
+	}
+	c.appendMu.Lock()
+	defer c.appendMu.Unlock()
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.packs {
+		p.f.Close()
+	}
+	c.closed, c.cur = true, nil
+	c.index, c.dups, c.packs = map[manifest.Hash]loc{}, map[manifest.Hash][]loc{}, map[string]*pack{}
 }

@@ -409,5 +409,13 @@ func (m *Manager) load(t Target) (*Source, error) {
 // cache writes) is done.
 func (m *Manager) Wait() { m.bg.Wait() }
 
+// Shutdown waits for the background work, then closes the disk cache's files
+// (the replicator is closing).
+// Reads through m still work afterwards, from the store only.
+func (m *Manager) Shutdown() {
+	m.bg.Wait()
+	m.disk.close()
+}
+
 // RefreshInterval is the minimum time between two checks of a database.
 func (m *Manager) RefreshInterval() time.Duration { return m.opts.RefreshInterval }
