@@ -145,22 +145,39 @@ func (c *diskCache) get(h manifest.Hash, n int) ([]byte, bool) {
 }
 
 // read reads the record of h from its pack, unverified. found: the index
-// has h; ok: its n bytes were read.
+// has h at length n; ok: its n bytes were read. A record of h at another
+// length is not found: either the manifest asking is wrong (one hash, one
+// content, one length) and the record stays for other readers, or the
+// record's header is, and another copy may serve.
 func (c *diskCache) read(h manifest.Hash, n int) (data []byte, l loc, found, ok bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	l, found = c.index[h]
+	l, found = c.lookupLocked(h, n)
 	if !found {
 		return nil, l, false, false
-	}
-	if l.n != n {
-		return nil, l, true, false
 	}
 	data = make([]byte, n)
 	if _, err := l.p.f.ReadAt(data, l.off); err != nil {
 		return nil, l, true, false
 	}
 	return data, l, true, true
+}
+
+// lookupLocked returns the indexed copy of h at length n, or another copy
+// at that length. The caller holds mu.
+func (c *diskCache) lookupLocked(h manifest.Hash, n int) (loc, bool) {
+	l, found := c.index[h]
+	if found && l.n == n {
+		return l, true
+	}
+	if found {
+		for _, d := range c.dups[h] {
+			if d.n == n {
+				return d, true
+			}
+		}
+	}
+	return l, false
 }
 
 // drop forgets a record that did not verify (the pack's other records
@@ -171,8 +188,17 @@ func (c *diskCache) drop(h manifest.Hash, l loc) bool {
 		"pack", l.p.path, "offset", l.off, "hash", h.String())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.index[h]; !ok || cur != l {
-		return ok // replaced meanwhile
+	cur, ok := c.index[h]
+	if !ok {
+		return false
+	}
+	if cur != l {
+		// A copy among dups, or replaced meanwhile.
+		c.dups[h] = slices.DeleteFunc(c.dups[h], func(d loc) bool { return d == l })
+		if len(c.dups[h]) == 0 {
+			delete(c.dups, h)
+		}
+		return true
 	}
 	return c.nextCopyLocked(h)
 }
@@ -209,7 +235,10 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	}
 	c.appendMu.Lock()
 	defer c.appendMu.Unlock()
-	if c.closed || c.has(h) {
+	c.mu.RLock()
+	_, have := c.lookupLocked(h, len(data))
+	c.mu.RUnlock()
+	if c.closed || have {
 		return
 	}
 	if !c.scanned {
