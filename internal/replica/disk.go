@@ -101,7 +101,12 @@ const (
 	// touchAfter: a hit refreshes a pack's modification time (its
 	// recency for eviction) when it is older than this.
 	touchAfter = time.Minute
-	// evictTo is the fraction of max an eviction leaves.
+	// maxPacks bounds the number of packs (each short-lived process leaves
+	// one, however little it wrote, and a reader holds every pack it
+	// indexed open): past it, eviction deletes the least recently used.
+	maxPacks = 256
+	// evictTo is the fraction of max an eviction leaves (and of maxPacks:
+	// evict keeps nine tenths of them).
 	evictTo = 0.9
 	// warnEvery: at most one warning about failed writes per interval.
 	warnEvery = time.Minute
@@ -339,7 +344,8 @@ func (c *diskCache) removeLegacy() {
 }
 
 // evict lists the packs, then deletes the least recently used ones while
-// the cache is larger than max. The caller holds appendMu.
+// the cache is larger than max or has more than maxPacks packs. The caller
+// holds appendMu.
 func (c *diskCache) evict() {
 	entries, err := os.ReadDir(c.packDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -361,12 +367,13 @@ func (c *diskCache) evict() {
 		total += fi.Size()
 	}
 	c.scanned = true
-	if total > c.max {
+	if total > c.max || len(files) > maxPacks {
 		slices.SortFunc(files, func(a, b entry) int { return a.mtime.Compare(b.mtime) })
 		target := int64(float64(c.max) * evictTo)
+		count, countTarget := len(files), maxPacks*9/10
 		var gone []string
 		for _, f := range files {
-			if total <= target {
+			if total <= target && count <= countTarget {
 				break
 			}
 			if c.cur != nil && f.name == c.cur.name {
@@ -374,6 +381,7 @@ func (c *diskCache) evict() {
 			}
 			if err := os.Remove(filepath.Join(c.packDir, f.name)); err == nil || errors.Is(err, fs.ErrNotExist) {
 				total -= f.size
+				count--
 				gone = append(gone, f.name)
 			}
 		}

@@ -3,6 +3,8 @@ package replica
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,5 +36,48 @@ func TestDiskCacheLookupAtOtherLengthKeepsRecord(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "does not match") {
 		t.Errorf("a sound record reported as damaged: %s", logs.String())
+	}
+}
+
+// Many short-lived processes each leave a small pack (one chunk each,
+// far below the byte bound): the cache also bounds the number of packs, so
+// that a reader does not hold one open file per pack ever written (an
+// unbounded number of descriptors, and a listing that stats them all on
+// every refresh). The most recent packs stay.
+func TestDiskCacheBoundsPackCount(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	var hs []manifest.Hash
+	for i := range maxPacks + 50 {
+		c, err := newDiskCache(dir, 1<<30, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte{byte(i), byte(i >> 8), 1}, 1000)
+		h := manifest.HashOf(data)
+		c.put(h, data)
+		c.close()
+		hs = append(hs, h)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, packsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) > maxPacks+1 {
+		t.Fatalf("%d packs in the cache, bound %d", len(entries), maxPacks)
+	}
+	r, err := newDiskCache(dir, 1<<30, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	if _, ok := r.get(hs[len(hs)-1], 3000); !ok {
+		t.Fatal("the most recent chunk was evicted")
+	}
+	r.mu.RLock()
+	open := len(r.packs)
+	r.mu.RUnlock()
+	if open > maxPacks+1 {
+		t.Fatalf("a reader holds %d packs open, bound %d", open, maxPacks)
 	}
 }
