@@ -49,7 +49,10 @@ type diskCache struct {
 	packDir string // cache_dir/packs
 	max     int64
 	packMax int64 // a process starts a new pack past this size
-	log     *slog.Logger
+	// packLimit bounds the number of packs: maxPacks, or twice the
+	// full packs that max holds when that is more.
+	packLimit int
+	log       *slog.Logger
 
 	// mu guards index and packs; readers hold it (shared) while they read
 	// a record, so that a pack's file is never closed under them.
@@ -104,9 +107,10 @@ const (
 	// maxPacks bounds the number of packs (each short-lived process leaves
 	// one, however little it wrote, and a reader holds every pack it
 	// indexed open): past it, eviction deletes the least recently used.
+	// A cache larger than 128 full packs allows twice its full packs.
 	maxPacks = 256
-	// evictTo is the fraction of max an eviction leaves (and of maxPacks:
-	// evict keeps nine tenths of them).
+	// evictTo is the fraction of max an eviction leaves (and of packLimit:
+	// evict keeps nine tenths of it).
 	evictTo = 0.9
 	// warnEvery: at most one warning about failed writes per interval.
 	warnEvery = time.Minute
@@ -116,11 +120,16 @@ func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 	if dir == "" || max <= 0 {
 		return nil, nil
 	}
+	packMax := min(max/8, maxPackSize)
+	packLimit := int64(maxPacks)
+	if packMax > 0 && 2*(max/packMax) > packLimit {
+		packLimit = 2 * (max / packMax)
+	}
 	// The directories are made by the first write: a process that never
 	// reads a replica leaves no trace in cache_dir.
 	return &diskCache{
 		dir: dir, packDir: filepath.Join(dir, packsDir), max: max,
-		packMax: min(max/8, maxPackSize), log: log,
+		packMax: packMax, packLimit: int(packLimit), log: log,
 		index: map[manifest.Hash]loc{}, dups: map[manifest.Hash][]loc{}, packs: map[string]*pack{},
 	}, nil
 }
@@ -344,7 +353,7 @@ func (c *diskCache) removeLegacy() {
 }
 
 // evict lists the packs, then deletes the least recently used ones while
-// the cache is larger than max or has more than maxPacks packs. The caller
+// the cache is larger than max or has more than packLimit packs. The caller
 // holds appendMu.
 func (c *diskCache) evict() {
 	entries, err := os.ReadDir(c.packDir)
@@ -367,10 +376,10 @@ func (c *diskCache) evict() {
 		total += fi.Size()
 	}
 	c.scanned = true
-	if total > c.max || len(files) > maxPacks {
+	if total > c.max || len(files) > c.packLimit {
 		slices.SortFunc(files, func(a, b entry) int { return a.mtime.Compare(b.mtime) })
 		target := int64(float64(c.max) * evictTo)
-		count, countTarget := len(files), maxPacks*9/10
+		count, countTarget := len(files), c.packLimit*9/10
 		var gone []string
 		for _, f := range files {
 			if total <= target && count <= countTarget {

@@ -81,3 +81,23 @@ func TestDiskCacheBoundsPackCount(t *testing.T) {
 		t.Fatalf("a reader holds %d packs open, bound %d", open, maxPacks)
 	}
 }
+
+// The pack count bound never caps a large cache below its byte bound.
+func TestDiskCachePackLimit(t *testing.T) {
+	for _, tc := range []struct {
+		max  int64
+		want int
+	}{
+		{1 << 20, maxPacks},
+		{1 << 30, maxPacks},
+		{100 << 30, 2 * 100 << 30 / maxPackSize},
+	} {
+		c, err := newDiskCache(t.TempDir(), tc.max, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.packLimit != tc.want || int64(c.packLimit)*c.packMax < tc.max {
+			t.Errorf("max %d: pack limit %d (packs of %d), want %d", tc.max, c.packLimit, c.packMax, tc.want)
+		}
+	}
+}
