@@ -140,6 +140,10 @@ func (s *Source) Current(force bool) (*manifest.Manifest, error) {
 		s.tag = newTag
 		if m.Seq > s.cur.Seq { // never backwards
 			s.cur = m
+		} else if m.Seq < s.cur.Seq {
+			// Loaded once per change of latest: one line each time.
+			s.mgr.log.Warn("snapshot: the store's latest version is older than the version read; keeping it until a newer one",
+				"db", s.target.What, "version", s.cur.Seq, "latest", m.Seq)
 		}
 	}
 	return s.cur, nil
