@@ -49,7 +49,10 @@ type diskCache struct {
 	packDir string // cache_dir/packs
 	max     int64
 	packMax int64 // a process starts a new pack past this size
-	log     *slog.Logger
+	// packLimit bounds the number of packs: maxPacks, or twice the
+	// full packs that max holds when that is more.
+	packLimit int
+	log       *slog.Logger
 
 	// mu guards index and packs; readers hold it (shared) while they read
 	// a record, so that a pack's file is never closed under them.
@@ -70,6 +73,9 @@ type diskCache struct {
 	cur      *pack
 	size     int64 // estimate: the last listing plus what this process added
 	scanned  bool
+	// closed: close ran (under appendMu and mu); the cache is then empty
+	// and stores nothing more.
+	closed bool
 	// Write failures (an unwritable or full cache_dir) are logged once
 	// per warnEvery, with the number of failures since the last warning.
 	warnedAt time.Time
@@ -98,7 +104,13 @@ const (
 	// touchAfter: a hit refreshes a pack's modification time (its
 	// recency for eviction) when it is older than this.
 	touchAfter = time.Minute
-	// evictTo is the fraction of max an eviction leaves.
+	// maxPacks bounds the number of packs (each short-lived process leaves
+	// one, however little it wrote, and a reader holds every pack it
+	// indexed open): past it, eviction deletes the least recently used.
+	// A cache larger than 128 full packs allows twice its full packs.
+	maxPacks = 256
+	// evictTo is the fraction of max an eviction leaves (and of packLimit:
+	// evict keeps nine tenths of it).
 	evictTo = 0.9
 	// warnEvery: at most one warning about failed writes per interval.
 	warnEvery = time.Minute
@@ -108,11 +120,16 @@ func newDiskCache(dir string, max int64, log *slog.Logger) (*diskCache, error) {
 	if dir == "" || max <= 0 {
 		return nil, nil
 	}
+	packMax := min(max/8, maxPackSize)
+	packLimit := int64(maxPacks)
+	if packMax > 0 && 2*(max/packMax) > packLimit {
+		packLimit = 2 * (max / packMax)
+	}
 	// The directories are made by the first write: a process that never
 	// reads a replica leaves no trace in cache_dir.
 	return &diskCache{
 		dir: dir, packDir: filepath.Join(dir, packsDir), max: max,
-		packMax: min(max/8, maxPackSize), log: log,
+		packMax: packMax, packLimit: int(packLimit), log: log,
 		index: map[manifest.Hash]loc{}, dups: map[manifest.Hash][]loc{}, packs: map[string]*pack{},
 	}, nil
 }
@@ -142,22 +159,39 @@ func (c *diskCache) get(h manifest.Hash, n int) ([]byte, bool) {
 }
 
 // read reads the record of h from its pack, unverified. found: the index
-// has h; ok: its n bytes were read.
+// has h at length n; ok: its n bytes were read. A record of h at another
+// length is not found: either the manifest asking is wrong (one hash, one
+// content, one length) and the record stays for other readers, or the
+// record's header is, and another copy may serve.
 func (c *diskCache) read(h manifest.Hash, n int) (data []byte, l loc, found, ok bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	l, found = c.index[h]
+	l, found = c.lookupLocked(h, n)
 	if !found {
 		return nil, l, false, false
-	}
-	if l.n != n {
-		return nil, l, true, false
 	}
 	data = make([]byte, n)
 	if _, err := l.p.f.ReadAt(data, l.off); err != nil {
 		return nil, l, true, false
 	}
 	return data, l, true, true
+}
+
+// lookupLocked returns the indexed copy of h at length n, or another copy
+// at that length. The caller holds mu.
+func (c *diskCache) lookupLocked(h manifest.Hash, n int) (loc, bool) {
+	l, found := c.index[h]
+	if found && l.n == n {
+		return l, true
+	}
+	if found {
+		for _, d := range c.dups[h] {
+			if d.n == n {
+				return d, true
+			}
+		}
+	}
+	return l, false
 }
 
 // drop forgets a record that did not verify (the pack's other records
@@ -168,8 +202,17 @@ func (c *diskCache) drop(h manifest.Hash, l loc) bool {
 		"pack", l.p.path, "offset", l.off, "hash", h.String())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.index[h]; !ok || cur != l {
-		return ok // replaced meanwhile
+	cur, ok := c.index[h]
+	if !ok {
+		return false
+	}
+	if cur != l {
+		// A copy among dups, or replaced meanwhile.
+		c.dups[h] = slices.DeleteFunc(c.dups[h], func(d loc) bool { return d == l })
+		if len(c.dups[h]) == 0 {
+			delete(c.dups, h)
+		}
+		return true
 	}
 	return c.nextCopyLocked(h)
 }
@@ -206,7 +249,10 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 	}
 	c.appendMu.Lock()
 	defer c.appendMu.Unlock()
-	if c.has(h) {
+	c.mu.RLock()
+	_, have := c.lookupLocked(h, len(data))
+	c.mu.RUnlock()
+	if c.closed || have {
 		return
 	}
 	if !c.scanned {
@@ -307,7 +353,8 @@ func (c *diskCache) removeLegacy() {
 }
 
 // evict lists the packs, then deletes the least recently used ones while
-// the cache is larger than max. The caller holds appendMu.
+// the cache is larger than max or has more than packLimit packs. The caller
+// holds appendMu.
 func (c *diskCache) evict() {
 	entries, err := os.ReadDir(c.packDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -329,12 +376,13 @@ func (c *diskCache) evict() {
 		total += fi.Size()
 	}
 	c.scanned = true
-	if total > c.max {
+	if total > c.max || len(files) > c.packLimit {
 		slices.SortFunc(files, func(a, b entry) int { return a.mtime.Compare(b.mtime) })
 		target := int64(float64(c.max) * evictTo)
+		count, countTarget := len(files), c.packLimit*9/10
 		var gone []string
 		for _, f := range files {
-			if total <= target {
+			if total <= target && count <= countTarget {
 				break
 			}
 			if c.cur != nil && f.name == c.cur.name {
@@ -342,6 +390,7 @@ func (c *diskCache) evict() {
 			}
 			if err := os.Remove(filepath.Join(c.packDir, f.name)); err == nil || errors.Is(err, fs.ErrNotExist) {
 				total -= f.size
+				count--
 				gone = append(gone, f.name)
 			}
 		}
@@ -388,4 +437,24 @@ func (c *diskCache) forgetLocked(names []string) {
 	for _, p := range gone {
 		p.f.Close()
 	}
+}
+
+// close closes the cache's files (the Manager is closed): later lookups
+// miss and later puts store nothing. Packs stay on disk for other
+// processes and later Managers.
+func (c *diskCache) close() {
+	if c == nil {
+		return
+	}
+	c.appendMu.Lock()
+	defer c.appendMu.Unlock()
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.packs {
+		p.f.Close()
+	}
+	c.closed, c.cur = true, nil
+	c.index, c.dups, c.packs = map[manifest.Hash]loc{}, map[manifest.Hash][]loc{}, map[string]*pack{}
 }

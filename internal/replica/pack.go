@@ -180,6 +180,9 @@ func (p *pack) touch() {
 func (c *diskCache) refresh(looked int64) bool {
 	c.refreshing.Lock()
 	defer c.refreshing.Unlock()
+	if c.isClosed() {
+		return false
+	}
 	last := c.lastRefresh.Load()
 	if last > looked {
 		return true
@@ -271,4 +274,11 @@ func (c *diskCache) refresh(looked int64) bool {
 	}
 	c.forgetLocked(gone)
 	return true
+}
+
+// isClosed reports whether close ran.
+func (c *diskCache) isClosed() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.closed
 }

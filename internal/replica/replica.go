@@ -111,7 +111,6 @@ type Manager struct {
 	sources map[string]*Source
 	byID    map[uint64]*Source
 	idle    []*Source
-	nextID  uint64
 
 	bg         sync.WaitGroup // readahead in the background
 	flightMu   sync.Mutex
@@ -326,14 +325,19 @@ func (m *Manager) Open(t Target) (*Source, error) {
 		m.unidle(old)
 		return old, nil
 	}
-	m.nextID++
-	s.id = m.nextID
+	s.id = nextSourceID.Add(1)
 	s.refs = 1
 	m.sources[id] = s
 	m.byID[s.id] = s
 	m.stats.sourcesCreated.Add(1)
 	return s, nil
 }
+
+// nextSourceID numbers the sources of every Manager of the process: the
+// VFS keys its per-source state by this handle, and a file opened under a
+// Manager that was replaced (a restart with live connections) must never
+// find the source of another database under the same number.
+var nextSourceID atomic.Uint64
 
 // Source returns the open source with handle id.
 func (m *Manager) Source(id uint64) *Source {
@@ -404,6 +408,14 @@ func (m *Manager) load(t Target) (*Source, error) {
 // Wait waits until the work running in the background (readahead, disk
 // cache writes) is done.
 func (m *Manager) Wait() { m.bg.Wait() }
+
+// Shutdown waits for the background work, then closes the disk cache's files
+// (the replicator is closing).
+// Reads through m still work afterwards, from the store only.
+func (m *Manager) Shutdown() {
+	m.bg.Wait()
+	m.disk.close()
+}
 
 // RefreshInterval is the minimum time between two checks of a database.
 func (m *Manager) RefreshInterval() time.Duration { return m.opts.RefreshInterval }

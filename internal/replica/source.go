@@ -30,7 +30,9 @@ type Source struct {
 	errSince  time.Time
 	failures  int       // failed checks since errSince
 	warnedAt  time.Time // last warning of the failures
-	held      map[uint64]*held
+	// behindWarnedAt: last warning of a latest older than cur.
+	behindWarnedAt time.Time
+	held           map[uint64]*held
 	// bases holds the base of the last delta manifest resolved.
 	bases restore.BaseCache
 
@@ -140,6 +142,12 @@ func (s *Source) Current(force bool) (*manifest.Manifest, error) {
 		s.tag = newTag
 		if m.Seq > s.cur.Seq { // never backwards
 			s.cur = m
+		} else if m.Seq < s.cur.Seq && (s.behindWarnedAt.IsZero() || s.lastCheck.Sub(s.behindWarnedAt) >= refreshWarnEvery) {
+			// Loaded once per change of latest, logged at most once per
+			// refreshWarnEvery (a writer committing every second).
+			s.behindWarnedAt = s.lastCheck
+			s.mgr.log.Warn("snapshot: the store's latest version is older than the version read; keeping it until a newer one",
+				"db", s.target.What, "version", s.cur.Seq, "latest", m.Seq)
 		}
 	}
 	return s.cur, nil

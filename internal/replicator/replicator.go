@@ -300,7 +300,7 @@ func (r *Replicator) Close(ctx context.Context) error {
 	r.closed.Store(true)
 	sqlite3vfs.SetHooks(nil, nil)
 	sqlite3vfs.SetSnapshotManager(nil)
-	r.snapshots.Wait()
+	r.snapshots.Shutdown()
 	active = nil
 	errs := []error{r.tracker.Close(ctx)}
 	if ctx.Err() == nil {

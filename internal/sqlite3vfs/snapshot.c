@@ -423,6 +423,15 @@ static int chunkLen(const SVersion *v, int i){
   return (int)(rest<size ? rest : size);
 }
 
+/* A chunk in memory whose length is not the one version v gives chunk i:
+** the manifest lies about it (same hash, same bytes, same length). */
+static int chunkLenMismatch(const SVersion *v, int i, int have, int want){
+  sqlite3_log(SQLITE_IOERR_CORRUPTFS, "verneuil_snapshot: version %llu names for chunk %d "
+              "(%d bytes) a chunk of %d bytes: corrupt manifest",
+              (unsigned long long)v->info.seq, i, want, have);
+  return SQLITE_IOERR_CORRUPTFS;
+}
+
 /* Copy n bytes at offset within chunk i of v into dst. */
 static int readChunk(SFile *p, SVersion *v, int i, unsigned char *dst, int within, int n){
   const unsigned char *h = v->aHash + (size_t)i*VSNAP_HASH_LEN;
@@ -432,6 +441,12 @@ static int readChunk(SFile *p, SVersion *v, int i, unsigned char *dst, int withi
   int rc;
   pthread_mutex_lock(&gMutex);
   c = cacheFind(h);
+  if( c && c->n!=len ){
+    /* The version names, for a chunk of len bytes, the hash of a chunk of
+    ** another length: a corrupt or hostile manifest. Never serve it. */
+    pthread_mutex_unlock(&gMutex);
+    return chunkLenMismatch(v, i, c->n, len);
+  }
   if( c ){
     lruUnlink(c); lruFront(c);
     memcpy(dst, c->a+within, n);
@@ -452,6 +467,11 @@ static int readChunk(SFile *p, SVersion *v, int i, unsigned char *dst, int withi
   }
   pthread_mutex_lock(&gMutex);
   c = cacheInsert(h, a, len);
+  if( c && c->n!=len ){
+    int cn = c->n;
+    pthread_mutex_unlock(&gMutex);
+    return chunkLenMismatch(v, i, cn, len);
+  }
   if( c ){
     memcpy(dst, c->a+within, n);
   }
