@@ -38,14 +38,23 @@ const (
 	DefaultTimeout         = 30 * time.Second
 	DefaultDiskCache       = 1 << 30 // bytes
 	DefaultReadahead       = 16      // chunk fetches in flight per process
-	// maxWindow bounds a readahead window, in chunks.
-	maxWindow = 64
-	// maxAhead bounds the chunks fetched ahead and not read yet.
-	maxAhead = 4 * maxWindow
+	// maxWindow bounds a readahead window, in chunks, and
+	// maxWindowBytes in bytes: with large chunks (up to 16 MiB) a window
+	// holds fewer chunks, never fewer than minWindow.
+	maxWindow      = 64
+	maxWindowBytes = 64 << 20
+	minWindow      = 8
+	// maxAhead bounds the chunks fetched ahead and not read yet, and
+	// maxAheadBytes their bytes (16 MiB at 64 KiB chunks; with 16 MiB
+	// chunks, two windows).
+	maxAhead      = 4 * maxWindow
+	maxAheadBytes = 256 << 20
 	// maxPending bounds the fetched chunks waiting for the disk writer
-	// (32 MiB at 64 KiB chunks); maxWriters bounds the writers (one: the
-	// disk cache appends to one pack per process).
-	maxPending = 512
+	// (32 MiB at 64 KiB chunks), and maxPendingBytes their bytes;
+	// maxWriters bounds the writers (one: the disk cache appends to one
+	// pack per process).
+	maxPending      = 512
+	maxPendingBytes = 64 << 20
 	maxWriters = 1
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
@@ -117,9 +126,11 @@ type Manager struct {
 	flights    map[manifest.Hash]*flight
 	ahead      map[manifest.Hash][]byte
 	aheadOrder []manifest.Hash
+	aheadBytes int // bytes in ahead
 	pending    map[manifest.Hash][]byte // fetched, not yet in the disk cache
 	claimed    map[manifest.Hash]bool   // pending chunks a writer is writing
 	inWrite    int                      // pending chunks being written
+	pendBytes  int                      // bytes in pending
 	writers    int                      // disk writers running
 
 	stats struct {

@@ -219,7 +219,7 @@ func (s *Source) ReadChunk(seq uint64, i int) ([]byte, error) {
 // file order), keeps the next window of chunks fetched or in flight, in
 // the background. Chunks fetched ahead wait in the manager's ahead buffer
 // until missed, so every chunk of a scan is one miss and slides the window
-// (which doubles from 8 up to maxWindow chunks).
+// (which doubles from minWindow up to windowLimit chunks).
 func (s *Source) readahead(m *manifest.Manifest, i int) {
 	s.raMu.Lock()
 	forward := m.Seq == s.raSeq && i > s.lastMiss && i <= s.lastMiss+1+max(s.window, 1)
@@ -229,7 +229,7 @@ func (s *Source) readahead(m *manifest.Manifest, i int) {
 		s.raMu.Unlock()
 		return
 	}
-	s.window = min(max(2*s.window, 8), maxWindow)
+	s.window = min(max(2*s.window, minWindow), windowLimit(m.ChunkSize))
 	from := max(i+1, s.raEnd+1)
 	to := min(i+s.window, len(m.Chunks)-1)
 	s.raEnd = max(s.raEnd, to)
@@ -391,16 +391,29 @@ func (mg *Manager) putAhead(h manifest.Hash, data []byte) {
 		return
 	}
 	mg.ahead[h] = data
+	mg.aheadBytes += len(data)
 	mg.aheadOrder = append(mg.aheadOrder, h)
-	for len(mg.aheadOrder) > maxAhead {
+	for len(mg.aheadOrder) > 1 && (len(mg.aheadOrder) > maxAhead || mg.aheadBytes > maxAheadBytes) {
+		mg.aheadBytes -= len(mg.ahead[mg.aheadOrder[0]])
 		delete(mg.ahead, mg.aheadOrder[0])
 		mg.aheadOrder = mg.aheadOrder[1:]
 	}
 }
 
+// windowLimit is the largest readahead window, in chunks, for chunks of
+// chunkSize bytes: maxWindow, fewer for large chunks (maxWindowBytes), but
+// never fewer than minWindow.
+func windowLimit(chunkSize uint32) int {
+	if chunkSize == 0 {
+		return maxWindow
+	}
+	return min(maxWindow, max(minWindow, maxWindowBytes/int(chunkSize)))
+}
+
 func (mg *Manager) takeAhead(h manifest.Hash) ([]byte, bool) {
 	data, ok := mg.ahead[h]
 	if ok {
+		mg.aheadBytes -= len(data)
 		delete(mg.ahead, h)
 		if i := slices.Index(mg.aheadOrder, h); i >= 0 {
 			mg.aheadOrder = slices.Delete(mg.aheadOrder, i, i+1)
@@ -446,11 +459,15 @@ func (s *Source) Wait() { s.mgr.Wait() }
 // ever wait for it (another process reading the chunk fetches it and
 // offers it again). The caller holds flightMu.
 func (mg *Manager) queueDisk(h manifest.Hash, data []byte) {
-	if len(mg.pending)-mg.inWrite >= maxPending {
+	if len(mg.pending)-mg.inWrite >= maxPending || (len(mg.pending) > 0 && mg.pendBytes+len(data) > maxPendingBytes) {
 		mg.stats.diskBehind.Add(1)
 		return
 	}
+	if _, ok := mg.pending[h]; ok {
+		return
+	}
 	mg.pending[h] = data
+	mg.pendBytes += len(data)
 	if mg.writers < maxWriters {
 		mg.writers++
 		mg.bg.Add(1)
@@ -463,6 +480,7 @@ func (mg *Manager) queueDisk(h manifest.Hash, data []byte) {
 func (mg *Manager) writePending(h manifest.Hash, data []byte) {
 	mg.disk.put(h, data)
 	mg.flightMu.Lock()
+	mg.pendBytes -= len(mg.pending[h])
 	delete(mg.pending, h)
 	delete(mg.claimed, h)
 	mg.inWrite--
