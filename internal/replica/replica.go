@@ -55,7 +55,7 @@ const (
 	// pack per process).
 	maxPending      = 512
 	maxPendingBytes = 64 << 20
-	maxWriters = 1
+	maxWriters      = 1
 	// keepIdle is how many sources without connections a Manager keeps
 	// (their manifests), so that reopening costs no request.
 	keepIdle = 16
@@ -126,7 +126,7 @@ type Manager struct {
 	flights    map[manifest.Hash]*flight
 	ahead      map[manifest.Hash][]byte
 	aheadOrder []manifest.Hash
-	aheadBytes int // bytes in ahead
+	aheadBytes int                      // bytes in ahead
 	pending    map[manifest.Hash][]byte // fetched, not yet in the disk cache
 	claimed    map[manifest.Hash]bool   // pending chunks a writer is writing
 	inWrite    int                      // pending chunks being written
