@@ -512,6 +512,9 @@ func child(role string) error {
 	dir := os.Getenv("VERNEUIL_S3BENCH_DIR")
 	n, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_N"))
 	window, _ := time.ParseDuration(os.Getenv("VERNEUIL_S3BENCH_WINDOW"))
+	if role != "idle-verneuil" {
+		window = 0 // nothing runs in the background on the unix VFS
+	}
 	workers, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_WORKERS"))
 	closed, _ := strconv.ParseBool(os.Getenv("VERNEUIL_S3BENCH_CLOSED"))
 	creators, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_CREATORS"))
