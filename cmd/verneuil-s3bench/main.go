@@ -359,6 +359,7 @@ func loadScenario(ctx context.Context, srv *s3test.Server, dir, prefix string, n
 type idleResult struct {
 	DBs                int     `json:"dbs"`
 	CreateSecs         float64 `json:"create_seconds"`
+	CreateCPU          float64 `json:"create_cpu_seconds"` // user+system of the process while creating and flushing
 	FlushSecs          float64 `json:"flush_seconds"`
 	RSSBase            int64   `json:"rss_base"`
 	RSSOpen            int64   `json:"rss_open"`
@@ -426,6 +427,8 @@ func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options
 	kb := func(b int64) float64 { return float64(b) / 1024 / float64(ver.DBs) }
 	fmt.Printf("(c) %d idle replicated databases (created by %d goroutines in %.1fs: %.0f/s, unix VFS %.0f/s; flushed in %.1fs):\n",
 		ver.DBs, o.idleCreators, ver.CreateSecs, float64(ver.DBs)/ver.CreateSecs, float64(unix.DBs)/unix.CreateSecs, ver.FlushSecs)
+	fmt.Printf("    CPU of the process per database created (and uploaded): %.2f ms replicated, %.2f ms on the unix VFS\n",
+		1000*ver.CreateCPU/float64(ver.DBs), 1000*unix.CreateCPU/float64(unix.DBs))
 	fmt.Printf("    S3 requests in %v of idleness: %d counted by the server, %d by the copier (%d background scans ran, examining %d spools)\n",
 		o.idleWindow, ver.IdleRequests, ver.CopierIdleRequests, ver.Scans, ver.SpoolsScanned)
 	open := "open"
@@ -549,12 +552,13 @@ func child(role string) error {
 		}
 	}
 	res.RSSBase, res.HeapBase = rss(), heap()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	dbs := make([]*sql.DB, n)
 	if err := createIdle(dir, vfs, dbs, closed, creators); err != nil {
 		return err
 	}
 	res.CreateSecs = time.Since(start).Seconds()
+	res.CreateCPU = cpuSeconds() - cpu0
 	var reqs func() int64 = func() int64 { return 0 }
 	var scans func() int64 = func() int64 { return 0 }
 	scanned := scans
@@ -564,6 +568,7 @@ func child(role string) error {
 			return err
 		}
 		res.FlushSecs = time.Since(fstart).Seconds()
+		res.CreateCPU = cpuSeconds() - cpu0
 		time.Sleep(3 * time.Second) // coalescing windows and stragglers
 		reqs = func() int64 { return r.Stats().Requests }
 		scans = func() int64 { return r.Stats().Scans }
@@ -652,4 +657,13 @@ func createOne(p, vfs string, closed bool) (*sql.DB, error) {
 		return nil, db.Close()
 	}
 	return db, nil
+}
+
+// cpuSeconds returns the user and system CPU time of this process.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
