@@ -82,9 +82,13 @@ func (c *Copier) publishedWires(st *dbState, m *manifest.Manifest, enc []byte, w
 	if len(st.bases) != len(wires) {
 		st.bases = make([]deltaBase, len(wires))
 	}
+	var kept []byte // one copy of enc for every target it is the base of
 	for ti, w := range wires {
 		if len(w) == len(enc) && &w[0] == &enc[0] {
-			st.bases[ti] = deltaBase{enc: bytes.Clone(enc), seq: m.Seq}
+			if kept == nil {
+				kept = bytes.Clone(enc)
+			}
+			st.bases[ti] = deltaBase{enc: kept, seq: m.Seq}
 		} else {
 			st.bases[ti].deltas++
 			st.bases[ti].bytes += len(w)
