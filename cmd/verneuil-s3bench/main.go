@@ -65,8 +65,10 @@ type options struct {
 	idle       int
 	idleWindow time.Duration
 	idleClosed bool
-	workers    int
-	dir        string
+	// idleCreators is how many goroutines create the databases of (c).
+	idleCreators int
+	workers      int
+	dir          string
 }
 
 func main() {
@@ -79,6 +81,7 @@ func main() {
 	flag.IntVar(&o.dbs, "dbs", 1000, "databases in (b)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle databases in (c)")
 	flag.DurationVar(&o.idleWindow, "idle-window", time.Minute, "how long (c) watches the idle databases")
+	flag.IntVar(&o.idleCreators, "idle-creators", 2*runtime.NumCPU(), "in (c), how many goroutines create the databases in parallel")
 	flag.BoolVar(&o.idleClosed, "idle-closed", false, "in (c), close each database's connection after its transaction (the default keeps them open, as a multi-tenant server would)")
 	flag.IntVar(&o.workers, "workers", 8, "copier workers (copier_workers)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the work directory (default $TMPDIR)")
@@ -356,6 +359,7 @@ func loadScenario(ctx context.Context, srv *s3test.Server, dir, prefix string, n
 type idleResult struct {
 	DBs                int     `json:"dbs"`
 	CreateSecs         float64 `json:"create_seconds"`
+	CreateCPU          float64 `json:"create_cpu_seconds"` // user+system of the process while creating and flushing
 	FlushSecs          float64 `json:"flush_seconds"`
 	RSSBase            int64   `json:"rss_base"`
 	RSSOpen            int64   `json:"rss_open"`
@@ -379,7 +383,8 @@ func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options
 			"VERNEUIL_S3BENCH_N="+strconv.Itoa(o.idle),
 			"VERNEUIL_S3BENCH_WINDOW="+o.idleWindow.String(),
 			"VERNEUIL_S3BENCH_CLOSED="+strconv.FormatBool(o.idleClosed),
-			"VERNEUIL_S3BENCH_WORKERS="+strconv.Itoa(o.workers))
+			"VERNEUIL_S3BENCH_WORKERS="+strconv.Itoa(o.workers),
+			"VERNEUIL_S3BENCH_CREATORS="+strconv.Itoa(o.idleCreators))
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -420,7 +425,10 @@ func idleScenario(ctx context.Context, srv *s3test.Server, dir string, o options
 		return err
 	}
 	kb := func(b int64) float64 { return float64(b) / 1024 / float64(ver.DBs) }
-	fmt.Printf("(c) %d idle replicated databases (created in %.1fs, flushed in %.1fs):\n", ver.DBs, ver.CreateSecs, ver.FlushSecs)
+	fmt.Printf("(c) %d idle replicated databases (created by %d goroutines in %.1fs: %.0f/s, unix VFS %.0f/s; flushed in %.1fs):\n",
+		ver.DBs, o.idleCreators, ver.CreateSecs, float64(ver.DBs)/ver.CreateSecs, float64(unix.DBs)/unix.CreateSecs, ver.FlushSecs)
+	fmt.Printf("    CPU of the process per database created (and uploaded): %.2f ms replicated, %.2f ms on the unix VFS\n",
+		1000*ver.CreateCPU/float64(ver.DBs), 1000*unix.CreateCPU/float64(unix.DBs))
 	fmt.Printf("    S3 requests in %v of idleness: %d counted by the server, %d by the copier (%d background scans ran, examining %d spools)\n",
 		o.idleWindow, ver.IdleRequests, ver.CopierIdleRequests, ver.Scans, ver.SpoolsScanned)
 	open := "open"
@@ -494,11 +502,25 @@ func child(role string) error {
 	if os.Getenv("VERNEUIL_S3BENCH_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 64
 	}
+	if p := os.Getenv("VERNEUIL_S3BENCH_CPUPROFILE"); p != "" && role == "idle-verneuil" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	dir := os.Getenv("VERNEUIL_S3BENCH_DIR")
 	n, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_N"))
 	window, _ := time.ParseDuration(os.Getenv("VERNEUIL_S3BENCH_WINDOW"))
+	if role != "idle-verneuil" {
+		window = 0 // nothing runs in the background on the unix VFS
+	}
 	workers, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_WORKERS"))
 	closed, _ := strconv.ParseBool(os.Getenv("VERNEUIL_S3BENCH_CLOSED"))
+	creators, _ := strconv.Atoi(os.Getenv("VERNEUIL_S3BENCH_CREATORS"))
 	ctx := context.Background()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -530,28 +552,13 @@ func child(role string) error {
 		}
 	}
 	res.RSSBase, res.HeapBase = rss(), heap()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	dbs := make([]*sql.DB, n)
-	for i := range n {
-		p := filepath.Join(dir, fmt.Sprintf("db%05d.db", i))
-		db, err := sql.Open("sqlite3", "file:"+p+"?vfs="+vfs+"&_journal_mode=DELETE&_sync=OFF")
-		if err != nil {
-			return err
-		}
-		db.SetMaxOpenConns(1)
-		db.SetConnMaxIdleTime(0)
-		if _, err := db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES('row')"); err != nil {
-			return fmt.Errorf("db %d: %w", i, err)
-		}
-		if closed {
-			if err := db.Close(); err != nil {
-				return fmt.Errorf("db %d: %w", i, err)
-			}
-			continue
-		}
-		dbs[i] = db
+	if err := createIdle(dir, vfs, dbs, closed, creators); err != nil {
+		return err
 	}
 	res.CreateSecs = time.Since(start).Seconds()
+	res.CreateCPU = cpuSeconds() - cpu0
 	var reqs func() int64 = func() int64 { return 0 }
 	var scans func() int64 = func() int64 { return 0 }
 	scanned := scans
@@ -561,6 +568,7 @@ func child(role string) error {
 			return err
 		}
 		res.FlushSecs = time.Since(fstart).Seconds()
+		res.CreateCPU = cpuSeconds() - cpu0
 		time.Sleep(3 * time.Second) // coalescing windows and stragglers
 		reqs = func() int64 { return r.Stats().Requests }
 		scans = func() int64 { return r.Stats().Scans }
@@ -597,4 +605,65 @@ func child(role string) error {
 		time.Sleep(time.Second)
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// createIdle creates len(dbs) databases in dir on vfs, one transaction
+// each, with creators goroutines; it keeps each connection open in dbs,
+// or closes it after the transaction.
+func createIdle(dir, vfs string, dbs []*sql.DB, closed bool, creators int) error {
+	var next atomic.Int64
+	errs := make(chan error, max(1, creators))
+	for range max(1, creators) {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(dbs) {
+					errs <- nil
+					return
+				}
+				db, err := createOne(filepath.Join(dir, fmt.Sprintf("db%06d.db", i)), vfs, closed)
+				if err != nil {
+					next.Store(int64(len(dbs))) // the others stop too
+					errs <- fmt.Errorf("db %d: %w", i, err)
+					return
+				}
+				dbs[i] = db
+			}
+		}()
+	}
+	var first error
+	for range max(1, creators) {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// createOne creates the database at p with one transaction and returns its
+// handle, or nil after closing it when closed.
+func createOne(p, vfs string, closed bool) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+p+"?vfs="+vfs+"&_journal_mode=DELETE&_sync=OFF")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	if _, err := db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES('row')"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if closed {
+		return nil, db.Close()
+	}
+	return db, nil
+}
+
+// cpuSeconds returns the user and system CPU time of this process.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

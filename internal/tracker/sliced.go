@@ -503,7 +503,9 @@ func (db *DB) newRescanSet(size int64) (*pending, []byte, error) {
 		os.Remove(f.Name()) // anonymous: gone with the process
 		p.spill = f
 	}
-	slice := max(1, sliceBytes/cs) // chunks per read
+	// Chunks per read: a slice, or the whole file when it is smaller (a
+	// new database's first capture reads 8 KiB, not 1 MiB).
+	slice := max(1, min(sliceBytes/cs, n))
 	return p, make([]byte, slice*cs), nil
 }
 

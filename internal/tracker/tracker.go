@@ -305,9 +305,14 @@ func (m *Manager) Open(path string) uint64 {
 	name, _ := names.Override(m.opts.Names, canon) // also a key through a symlink
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	db := m.dbs[fk]
+	db, found := m.dbs[fk], true
 	if db == nil {
-		db, err = m.openDB(canon, name)
+		// openDB releases m.mu while it reads and creates the spool; it
+		// returns the tracker another connection registered meanwhile as
+		// found (open.go).
+		db, found, err = m.openDB(fk, canon, name)
+	}
+	if !found {
 		if errors.Is(err, ErrNameCollision) {
 			// Tracked (so that flushes fail naming the collision) but
 			// never captured: its writes pass through unreplicated.
@@ -345,70 +350,6 @@ func (m *Manager) openDisabledLocked(path string, err error) uint64 {
 	h := lastHandle.Add(1)
 	m.handles[h] = db
 	return h
-}
-
-// openDB opens the tracker of the database at canon, replicated as name
-// (its configured name, or "" for the default). m.mu is held.
-func (m *Manager) openDB(canon, name string) (*DB, error) {
-	if name == "" {
-		name = names.Replica(m.opts.Hostname, canon)
-	}
-	key := names.Key(name)
-	// Another database open in the process under this replica name (names
-	// maps it to another database's name): sharing one spool and key, the
-	// replica would alternate between the two files. (The same path with
-	// another inode is the file replaced under a live connection, e.g. by
-	// restore: one database, which keeps its replica.) m.mu is held.
-	for _, other := range m.dbs {
-		if other.key == key && other.disabled == nil && other.path != canon {
-			err := fmt.Errorf("database %s is not replicated: %w with %s, which is open in this process "+
-				"(replica name %q); give one of them another name in the configuration's names",
-				canon, ErrNameCollision, other.path, name)
-			return &DB{m: m, path: canon, name: name, key: key, disabled: err,
-				log: m.log.With("db", canon)}, err
-		}
-	}
-	sp, err := spool.Open(m.opts.SpoolDir, key, spool.Info{Path: canon, Name: name})
-	if err != nil {
-		return nil, err
-	}
-	if check := m.opts.CheckSpool; check != nil {
-		if err := check(sp); err != nil {
-			m.log.Warn("check the spool's upload record", "db", canon, "err", err)
-		}
-	}
-	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
-		log: m.log.With("db", canon)}
-	// The spool was created for another file that still exists: another
-	// process may replicate it under this name (a names collision it
-	// cannot see), or it is a copy left behind by a move. Only a warning:
-	// a copy is harmless and refusing would stop replication.
-	if info, err := sp.Info(); err == nil && info.Path != "" && info.Path != canon {
-		if fo, err := os.Stat(info.Path); err == nil {
-			if fc, err := os.Stat(canon); err == nil && !os.SameFile(fo, fc) {
-				db.log.Warn("replica name collision? another database file has this replica name; if both are written, "+
-					"the replica alternates between them: give one of them another name in the configuration's names",
-					"name", name, "other", info.Path)
-			}
-		}
-	}
-	// Start from the staged manifest when it is sound; otherwise the first
-	// capture rescans the file.
-	if man, _, err := sp.Manifest(); err != nil {
-		db.log.Warn("ignoring damaged spool manifest; the database will be rescanned", "err", err)
-	} else if man != nil && int(man.ChunkSize) == m.opts.ChunkSize {
-		db.setBaseLocked(man)
-		db.lastID = man.VersionID
-		db.lastLen = man.Length
-		db.lastSeq = man.Seq
-	}
-	db.mapChainIfShared() // chain.go
-	// Continue numbering after the last upload, which the copier may have
-	// renumbered after the store's latest (clock skew).
-	if up, _, err := sp.Uploaded(); err == nil && up != nil {
-		db.lastSeq = max(db.lastSeq, up.Seq)
-	}
-	return db, nil
 }
 
 // Release drops a connection handle. A handle this Manager did not issue
