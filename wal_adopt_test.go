@@ -14,7 +14,7 @@ import (
 // restartReplicator stops e's Replicator and starts another on the same
 // configuration (spool and target): the next process. Connections through
 // the old one must be closed first.
-func (e *env) restartReplicator(t *testing.T) {
+func (e *env) restartReplicator(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
