@@ -3,11 +3,13 @@ package verneuil_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/replicator"
+	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
@@ -41,7 +43,8 @@ func (e *env) restartReplicator(t testing.TB) {
 // manifest by WAL position (no rescan) unless something happened in
 // between that the manifest's position cannot prove: a bypassing commit,
 // a TRUNCATE checkpoint, a RESTART checkpoint and a commit, a switch to
-// rollback mode and back. A checkpoint that copied every frame without a
+// rollback mode and back, a spool that asks for a rescan or whose manifest
+// is damaged. A checkpoint that copied every frame without a
 // commit after it is adopted (the first commit restarts the WAL).
 // In every case the restored latest is the checkpointed reference.
 func TestWALReplication_FirstCommitAdopts(t *testing.T) {
@@ -49,16 +52,19 @@ func TestWALReplication_FirstCommitAdopts(t *testing.T) {
 		name    string
 		between []string // run through unix between the two processes
 		adopt   bool
+		spool   string // a file of the database's spool overwritten in between
 	}{
-		{"nothing", nil, true},
-		{"passive checkpoint", []string{"PRAGMA wal_checkpoint(PASSIVE)"}, true},
-		{"bypassing commit", []string{"INSERT INTO t0(k, v) VALUES(-1, randomblob(3000))"}, false},
-		{"truncate checkpoint", []string{"PRAGMA wal_checkpoint(TRUNCATE)"}, false},
+		{"spool asks for a rescan", nil, false, spool.RescanFile},
+		{"damaged spool manifest", nil, false, spool.ManifestFile},
+		{"nothing", nil, true, ""},
+		{"passive checkpoint", []string{"PRAGMA wal_checkpoint(PASSIVE)"}, true, ""},
+		{"bypassing commit", []string{"INSERT INTO t0(k, v) VALUES(-1, randomblob(3000))"}, false, ""},
+		{"truncate checkpoint", []string{"PRAGMA wal_checkpoint(TRUNCATE)"}, false, ""},
 		// A complete backfill with no commit after it: the first commit
 		// restarts the WAL in its hold, and the file is the manifest's state.
-		{"restart checkpoint", []string{"PRAGMA wal_checkpoint(RESTART)"}, true},
-		{"rollback mode and back", []string{"PRAGMA journal_mode=DELETE", "INSERT INTO t0(k, v) VALUES(-5, randomblob(300))", "PRAGMA journal_mode=WAL"}, false},
-		{"restart checkpoint and commit", []string{"PRAGMA wal_checkpoint(RESTART)", "INSERT INTO t0(k, v) VALUES(-2, randomblob(70000))"}, false},
+		{"restart checkpoint", []string{"PRAGMA wal_checkpoint(RESTART)"}, true, ""},
+		{"rollback mode and back", []string{"PRAGMA journal_mode=DELETE", "INSERT INTO t0(k, v) VALUES(-5, randomblob(300))", "PRAGMA journal_mode=WAL"}, false, ""},
+		{"restart checkpoint and commit", []string{"PRAGMA wal_checkpoint(RESTART)", "INSERT INTO t0(k, v) VALUES(-2, randomblob(70000))"}, false, ""},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,6 +99,12 @@ func TestWALReplication_FirstCommitAdopts(t *testing.T) {
 			for _, q := range c.between {
 				mustExec(t, plain, q)
 			}
+			if c.spool != "" {
+				f := filepath.Join(e.cfg.SpoolDir, spool.DBsDirName, e.key(path), c.spool)
+				if err := os.WriteFile(f, []byte("not what it was"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 
 			a0, r0 := tracker.WALCounts()
 			db2 := e.open(path, "")
@@ -114,4 +126,39 @@ func TestWALReplication_FirstCommitAdopts(t *testing.T) {
 			e.checkWALReplica(t, path)
 		})
 	}
+}
+
+// TestWALReplication_AdoptAfterRestartWithLiveConnection: a connection
+// opened through the VFS before the Replicator restarted stays open and
+// commits after the restart (its old handle passes through: not captured).
+// The new process's first commit must not adopt the manifest of the state
+// before that commit; the replica stays the reference throughout.
+func TestWALReplication_AdoptAfterRestartWithLiveConnection(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "live.db")
+	old := e.open(path, "_journal_mode=WAL")
+	old.SetMaxOpenConns(1)
+	mustExec(t, old, "PRAGMA wal_autocheckpoint=0")
+	w := newWorkload(t, old, 77)
+	for range 8 {
+		w.step()
+	}
+	mustExec(t, old, "INSERT INTO t0(k, v) VALUES(-3, randomblob(100))")
+	e.checkWALReplica(t, path)
+	e.restartReplicator(t)
+	mustExec(t, old, "INSERT INTO t0(k, v) VALUES(-6, randomblob(9000))")
+
+	a0, r0 := tracker.WALCounts()
+	db := e.open(path, "")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "INSERT INTO t0(k, v) VALUES(-7, randomblob(500))")
+	if a1, r1 := tracker.WALCounts(); a1 != a0 || r1-r0 != 1 {
+		t.Errorf("first commit after an uncaptured one: adopted %d, rescanned %d; want a rescan", a1-a0, r1-r0)
+	}
+	e.checkWALReplica(t, path)
+	// The old connection commits again, then the new one: the new one
+	// continues from its remembered position over the old one's frames.
+	mustExec(t, old, "UPDATE t0 SET v = randomblob(300) WHERE k = -6")
+	mustExec(t, db, "UPDATE t0 SET v = randomblob(300) WHERE k = -7")
+	e.checkWALReplica(t, path)
 }
