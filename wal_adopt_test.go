@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/tracker"
@@ -160,5 +161,51 @@ func TestWALReplication_AdoptAfterRestartWithLiveConnection(t *testing.T) {
 	// continues from its remembered position over the old one's frames.
 	mustExec(t, old, "UPDATE t0 SET v = randomblob(300) WHERE k = -6")
 	mustExec(t, db, "UPDATE t0 SET v = randomblob(300) WHERE k = -7")
+	e.checkWALReplica(t, path)
+}
+
+// TestWALReplication_AdoptWithChangedTarget: the second process replicates
+// to another target than the first (an operator changed the
+// configuration). The copier asks the spool for a rescan when targets
+// change, so the first commit must not adopt; the new target receives a
+// complete replica.
+func TestWALReplication_AdoptWithChangedTarget(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "moved.db")
+	db := e.open(path, "_journal_mode=WAL")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	w := newWorkload(t, db, 91)
+	for range 10 {
+		w.step()
+	}
+	mustExec(t, db, "INSERT INTO t0(k, v) VALUES(-3, randomblob(100))")
+	e.checkWALReplica(t, path)
+	plain, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	var n int
+	if err := plain.QueryRow("SELECT count(*) FROM t0").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other-store")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Targets = []config.Target{{URL: config.FileURL(other)}}
+	e.restartReplicator(t)
+
+	a0, r0 := tracker.WALCounts()
+	db2 := e.open(path, "")
+	db2.SetMaxOpenConns(1)
+	mustExec(t, db2, "INSERT INTO t0(k, v) VALUES(-4, randomblob(5000))")
+	if a1, r1 := tracker.WALCounts(); a1 != a0 || r1-r0 != 1 {
+		t.Errorf("first commit with a changed target: adopted %d, rescanned %d; want a rescan", a1-a0, r1-r0)
+	}
 	e.checkWALReplica(t, path)
 }
