@@ -294,6 +294,13 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		return fmt.Errorf("open WAL: %w", err)
 	}
 	defer wal.Close()
+	if st == nil && priorOK {
+		// Not remembered: the spool's manifest may be the starting
+		// position (waladopt.go).
+		if st = db.walAdopt(src, wal, prior, now, ev.Ino); st != nil {
+			fileIsState = prior.salt != now.salt
+		}
+	}
 	var pages []uint32
 	switch {
 	case st != nil && st.pos.salt == now.salt && st.pos.mx > 0 && now.mx >= st.pos.mx && st.pos.pageSize == now.pageSize:
@@ -352,6 +359,7 @@ func walDirtyChunks(pages []uint32, pageSize int, cs int64) (dirty, extents []ui
 // walRescan copies the whole state at now: the file overlaid with every
 // validated frame of the current generation.
 func (db *DB) walRescan(src Source, wal *os.File, now walPos, ino uint64) error {
+	walRescanned.Add(1)
 	start, err := walGenerationStart(wal, now)
 	if err != nil {
 		return err
