@@ -55,7 +55,7 @@ func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
 		mg.pending[manifest.HashOf([]byte{byte(k), byte(k >> 8), 'x'})] = nil
 	}
 	mg.flightMu.Unlock()
-	got, err := mg.chunk(m, 1, false, nil)
+	got, err := mg.chunk(m, 1, nil)
 	if err != nil || !bytes.Equal(got, data[1]) {
 		t.Fatalf("chunk 1 with the writer behind: %v (right data: %v)", err, bytes.Equal(got, data[1]))
 	}
@@ -75,7 +75,7 @@ func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
 	mg.flightMu.Lock()
 	clear(mg.pending)
 	mg.flightMu.Unlock()
-	if got, err := mg.chunk(m, 2, false, nil); err != nil || !bytes.Equal(got, data[2]) {
+	if got, err := mg.chunk(m, 2, nil); err != nil || !bytes.Equal(got, data[2]) {
 		t.Fatalf("chunk 2: %v", err)
 	}
 	mg.Wait()

@@ -37,11 +37,13 @@ type Source struct {
 	bases restore.BaseCache
 
 	// Readahead state: the last chunk missed, the end of the window
-	// fetched ahead of it, and the next window's size.
+	// fetched ahead of it, the next window's size, and the scan (raGen
+	// changes when a miss is not forward: a new scan starts).
 	raMu     sync.Mutex
 	lastMiss int
 	raEnd    int
 	raSeq    uint64
+	raGen    uint64
 	window   int
 }
 
@@ -207,7 +209,7 @@ func (s *Source) ReadChunk(seq uint64, i int) ([]byte, error) {
 		return nil, fmt.Errorf("snapshot: chunk %d out of range (version %d has %d)", i, seq, len(m.Chunks))
 	}
 	s.readahead(m, i)
-	data, err := s.mgr.chunk(m, i, false, nil)
+	data, err := s.mgr.chunk(m, i, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s, version %d: %w", s.target.What, seq, err)
 	}
@@ -226,6 +228,7 @@ func (s *Source) readahead(m *manifest.Manifest, i int) {
 	s.lastMiss, s.raSeq = i, m.Seq
 	if !forward {
 		s.window, s.raEnd = 0, i
+		s.raGen++
 		s.raMu.Unlock()
 		return
 	}
@@ -233,26 +236,47 @@ func (s *Source) readahead(m *manifest.Manifest, i int) {
 	from := max(i+1, s.raEnd+1)
 	to := min(i+s.window, len(m.Chunks)-1)
 	s.raEnd = max(s.raEnd, to)
+	gen := s.raGen
 	s.raMu.Unlock()
 	if from <= to {
 		s.mgr.bg.Add(1)
 		go func() {
 			defer s.mgr.bg.Done()
-			s.mgr.prefetch(m, from, to)
+			s.mgr.prefetch(m, from, to, s, gen)
 		}()
 	}
 }
 
-// prefetch fetches chunks from..to of m, at most opts.Readahead at once
-// for the whole process, into the caches.
-func (mg *Manager) prefetch(m *manifest.Manifest, from, to int) {
+// passed reports whether readahead of chunk i for scan gen is moot: the
+// scan ended (a miss that was not forward), or its misses reached i (the
+// reader read i itself, or skipped it). A chunk the reader fetched itself
+// is then in no Go buffer (only in the VFS's memory cache, and on disk
+// when the disk cache works): fetching it ahead would fetch it twice.
+func (s *Source) passed(gen uint64, i int) bool {
+	s.raMu.Lock()
+	defer s.raMu.Unlock()
+	return s.raGen != gen || s.lastMiss >= i
+}
+
+// aheadFetch is a fetch by readahead for scan gen of src; fetched is
+// called once the store answered (it frees the readahead slot).
+type aheadFetch struct {
+	src     *Source
+	gen     uint64
+	fetched func()
+}
+
+// prefetch fetches chunks from..to of m for scan gen of src, at most
+// opts.Readahead at once for the whole process, into the caches; it stops
+// at the chunks the scan has passed (see Source.passed).
+func (mg *Manager) prefetch(m *manifest.Manifest, from, to int, src *Source, gen uint64) {
 	var wg sync.WaitGroup
 	for j := from; j <= to; j++ {
 		h := m.Chunks[j]
 		if j == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(j, m.Length, m.ChunkSize)) {
 			continue
 		}
-		if (mg.opts.Mem != nil && mg.opts.Mem.Has(h)) || mg.hasAhead(h) {
+		if (mg.opts.Mem != nil && mg.opts.Mem.Has(h)) || mg.hasAhead(h) || src.passed(gen, j) {
 			continue
 		}
 		mg.sem <- struct{}{}
@@ -267,7 +291,7 @@ func (mg *Manager) prefetch(m *manifest.Manifest, from, to int) {
 					mg.log.Error("snapshot: panic in readahead (recovered)", "panic", r)
 				}
 			}()
-			if _, err := mg.chunk(m, j, true, release); err != nil {
+			if _, err := mg.chunk(m, j, &aheadFetch{src, gen, release}); err != nil {
 				mg.log.Debug("snapshot: readahead failed", "chunk", j, "err", err)
 			}
 		}()
@@ -285,10 +309,14 @@ type flight struct {
 
 // chunk returns chunk i of m: the inline chunk 0, zeros, a chunk fetched
 // ahead, the disk cache or one fetch from the store shared by concurrent
-// callers. A fetch by readahead (ahead) leaves the chunk in the ahead
-// buffer and calls fetched once the store answered (before the chunk is
-// written to the disk cache, which happens after waiters are released).
-func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()) ([]byte, error) {
+// callers. A fetch by readahead (ra not nil) fetches nothing once its scan
+// passed the chunk (checked under flightMu, which a reader's miss takes
+// after moving the scan: either the reader finds the readahead's flight or
+// the readahead sees the miss), leaves the chunk in the ahead buffer and
+// calls ra.fetched once the store answered (before the chunk is written to
+// the disk cache, which happens after waiters are released).
+func (mg *Manager) chunk(m *manifest.Manifest, i int, ra *aheadFetch) ([]byte, error) {
+	ahead := ra != nil
 	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 	h := m.Chunks[i]
 	if i == 0 || h == manifest.ZeroChunkHash(n) {
@@ -298,7 +326,7 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	}
 	mg.flightMu.Lock()
 	if ahead {
-		if _, ok := mg.ahead[h]; ok {
+		if _, ok := mg.ahead[h]; ok || ra.src.passed(ra.gen, i) {
 			mg.flightMu.Unlock()
 			return nil, nil
 		}
@@ -365,8 +393,8 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ahead bool, fetched func()
 	defer cancel()
 	mg.stats.chunkFetches.Add(1)
 	f.data, f.err = restore.Chunk(ctx, mg.opts.Store, m, i)
-	if fetched != nil {
-		fetched()
+	if ahead && ra.fetched != nil {
+		ra.fetched()
 	}
 	finish(true)
 	if f.err != nil {
