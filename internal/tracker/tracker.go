@@ -421,9 +421,12 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 		return false
 	}
 	if err := db.capture(src, ev); err != nil {
-		if errors.Is(err, ErrDeferred) {
+		switch {
+		case errors.Is(err, ErrDeferred):
 			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
-		} else {
+		case errors.Is(err, ErrWALShort):
+			db.log.Info("capture skipped: the WAL's frames have not reached the file; the next capture rescans", "err", err)
+		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
 		}
 		db.mu.Lock()

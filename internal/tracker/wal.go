@@ -35,6 +35,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 )
@@ -126,6 +127,14 @@ type walState struct {
 // header announces as a valid chain from the remembered position.
 var errWALChain = errors.New("WAL frames do not continue the remembered position")
 
+// ErrWALShort says that the -wal ends before the frames the wal-index
+// header announces. SQLite writes every frame before it publishes them, so
+// they were written through a layer above the VFS that has not passed them
+// on yet (SQLite's crash-simulation VFS holds writes past the last sync of
+// the file), or the file was truncated behind SQLite's back. The capture is
+// skipped, not failed: the next one rescans.
+var ErrWALShort = errors.New("the WAL is shorter than the frames the wal-index header announces")
+
 func frameOffset(frame uint32, pageSize int) int64 {
 	return walHdrLen + int64(frame-1)*int64(walFrameHdrLen+pageSize)
 }
@@ -167,6 +176,9 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 		k := min(uint32(len(buf)/frameLen), now.mx-f+1)
 		b := buf[:int(k)*frameLen]
 		if _, err := wal.ReadAt(b, frameOffset(f, ps)); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = ErrWALShort
+			}
 			return nil, fmt.Errorf("read WAL frames %d-%d: %w", f, f+k-1, err)
 		}
 		for i := uint32(0); i < k; i++ {
@@ -268,8 +280,15 @@ func (db *DB) walCheck() error {
 func (db *DB) walCapture(src Source, ev Event) (err error) {
 	now, ok := parseWALIndexHeader(ev.WALNow)
 	if !ok {
+		// The header was invalidated under the write lock so that the next
+		// transaction runs recovery (a superlock zeroes it; a writer that
+		// died between the two copies leaves them differing). SQLite
+		// publishes a commit with a valid header, so nothing was committed
+		// in this hold; recovery runs under the write lock and its release,
+		// from a position not remembered, is adopted or rescanned.
 		db.setWAL(nil)
-		return errors.New("wal-index header unreadable at the release of the WAL write lock")
+		db.log.Debug("wal-index header invalid at the release of the WAL write lock (recovery pending); the remembered position is dropped")
+		return nil
 	}
 	prior, priorOK := parseWALIndexHeader(ev.WALPrior)
 	db.waitSliced(true) // a copy of the raw file is not a state in WAL mode
