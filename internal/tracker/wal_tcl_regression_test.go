@@ -262,3 +262,42 @@ func TestWALTCLRegression_HeaderInvalidatedUnderWriteLock(t *testing.T) {
 	}
 	f.checkSpool(t, w.state(f.file.data))
 }
+
+// TestWALTCLRegression_ShortAfterRememberedPosition: the short WAL comes
+// at an incremental commit (the position before it was captured), twice in
+// a row, and the commit after the frames reached the file holds the state
+// of every commit since.
+func TestWALTCLRegression_ShortAfterRememberedPosition(t *testing.T) {
+	f := newWALFixture(t)
+	w := newTestWAL(1024, [8]byte{7, 7, 7, 7, 3, 3, 3, 3})
+	w.commit(2, map[uint32]byte{1: 0, 2: 60})
+	if err := os.WriteFile(f.walPath, w.wal, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.release(nil, w.indexHeader())
+	f.checkSpool(t, w.state(f.file.data))
+	for i, fill := range []byte{70, 80} {
+		prior := w.indexHeader()
+		w.commit(4, map[uint32]byte{2: fill, 4: fill + 1})
+		if err := os.WriteFile(f.walPath, w.wal[:len(w.wal)-100], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.release(prior, w.indexHeader())
+		if err := f.db.lastErrForTest(); !errors.Is(err, ErrWALShort) {
+			t.Fatalf("short commit %d: capture error %v, want ErrWALShort", i, err)
+		}
+	}
+	prior := w.indexHeader()
+	w.commit(4, map[uint32]byte{3: 90})
+	if err := os.WriteFile(f.walPath, w.wal, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.release(prior, w.indexHeader())
+	if err := f.db.lastErrForTest(); err != nil {
+		t.Fatalf("commit after the WAL was complete: %v", err)
+	}
+	if n := f.logs.count(slog.LevelError); n != 0 {
+		t.Fatalf("%d ERROR records", n)
+	}
+	f.checkSpool(t, w.state(f.file.data))
+}
