@@ -426,6 +426,18 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
 		case errors.Is(err, ErrWALShort):
 			db.log.Info("capture skipped: the WAL's frames have not reached the file; the next capture rescans", "err", err)
+		case errors.Is(err, ErrWAL):
+			// Every commit of such a database says it again: logged when
+			// it starts (flushes and status keep reporting it).
+			db.mu.Lock()
+			again := db.lastErr != nil && errors.Is(db.lastErr, ErrWAL)
+			db.mu.Unlock()
+			if again {
+				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
+			} else {
+				db.log.Error("database not replicated: in WAL mode with its wal-index in heap memory (exclusive locking from the start); "+
+					"open it with locking_mode=NORMAL, or use DELETE, TRUNCATE or PERSIST", "err", err)
+			}
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
 		}
