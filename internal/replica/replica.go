@@ -368,19 +368,50 @@ func (m *Manager) unidle(s *Source) {
 
 // Close releases a reference to s taken by Open. A source without
 // references is kept (up to keepIdle of them) for a later Open.
+//
+// When the last reference goes, Close waits (at most closeDrain) until the
+// chunks fetched so far are in the disk cache: a process that exits right
+// after closing its connection (the sqlite3 shell, a script) would
+// otherwise lose the last ones, and the next process fetch them again.
 func (m *Manager) Close(s *Source) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	s.refs--
-	if s.refs > 0 {
+	last := s.refs <= 0
+	if last {
+		m.idle = append(m.idle, s)
+		for len(m.idle) > keepIdle {
+			old := m.idle[0]
+			m.idle = m.idle[1:]
+			delete(m.sources, old.target.id())
+			delete(m.byID, old.id)
+		}
+	}
+	m.mu.Unlock()
+	if last {
+		m.drainDisk(closeDrain)
+	}
+}
+
+// closeDrain bounds how long closing a source's last connection waits for
+// the disk cache writer (pwrites to the page cache: milliseconds, unless
+// the disk is stuck).
+const closeDrain = time.Second
+
+// drainDisk waits, at most d, until no fetched chunk waits for the disk
+// writer. Readahead still in flight is not waited for.
+func (m *Manager) drainDisk(d time.Duration) {
+	if m.disk == nil {
 		return
 	}
-	m.idle = append(m.idle, s)
-	for len(m.idle) > keepIdle {
-		old := m.idle[0]
-		m.idle = m.idle[1:]
-		delete(m.sources, old.target.id())
-		delete(m.byID, old.id)
+	deadline := time.Now().Add(d)
+	for {
+		m.flightMu.Lock()
+		n := len(m.pending)
+		m.flightMu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
