@@ -37,6 +37,7 @@ type snapStats struct {
 	Version uint64 `json:"version,string"`
 	Process struct {
 		ChunkFetches  int64 `json:"chunk_fetches"`
+		Readaheads    int64 `json:"readaheads"`
 		DiskHits      int64 `json:"disk_hits"`
 		ManifestLoads int64 `json:"manifest_loads"`
 	} `json:"process"`
@@ -83,8 +84,12 @@ func TestShellSnapshot(t *testing.T) {
 	if stats[0].Process.ChunkFetches == 0 {
 		t.Fatalf("first reader fetched no chunk: %+v", stats[0])
 	}
-	if s := stats[1].Process; s.ChunkFetches != 0 || s.DiskHits == 0 {
-		t.Fatalf("second reader: %+v, want every chunk from the disk cache (first: %+v)", s, stats[0].Process)
+	// Every chunk the query needed comes from the disk cache. Readahead may
+	// run further in the second process than in the first (disk hits are
+	// faster than fetches, so its windows grow sooner) and fetch chunks
+	// past those the first process read: those are not fetched twice.
+	if s := stats[1].Process; s.ChunkFetches != s.Readaheads || s.DiskHits == 0 {
+		t.Fatalf("second reader: %+v, want every chunk it needed from the disk cache (first: %+v)", s, stats[0].Process)
 	}
 	for _, q := range []string{"INSERT INTO kv VALUES('x', 1);", "VACUUM;", "PRAGMA journal_mode=WAL;"} {
 		r := e.runHost(shellScript(uri, q), sh, "-bail")
