@@ -2,12 +2,9 @@ package replica
 
 import (
 	"bytes"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
@@ -18,15 +15,7 @@ import (
 // in a clean CI run). Here the disk writer starts late, as a busy one
 // would finish late.
 func TestCloseWaitsForTheDiskWriter(t *testing.T) {
-	store, err := fileblob.OpenDir(t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mg, err := New(Options{Store: store, CacheDir: filepath.Join(t.TempDir(), "cache"), Hostname: "h",
-		RefreshInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mg, _ := newCachedManager(t)
 	var hashes []manifest.Hash
 	mg.flightMu.Lock()
 	for i := range 20 {

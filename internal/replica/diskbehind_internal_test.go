@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
@@ -18,10 +19,7 @@ import (
 // for the disk (the fetcher used to write the chunk itself). Once the
 // writer has caught up, fetched chunks are cached again.
 func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
-	store, err := fileblob.OpenDir(t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mg, store := newCachedManager(t)
 	const size = 64 << 10
 	m := &manifest.Manifest{Name: "db", Seq: 1, ChunkSize: size, Length: 3 * size, PageSize: 4096}
 	var data [][]byte
@@ -37,12 +35,6 @@ func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
 		if err := store.Put(context.Background(), names.ChunkKey(h.String()), manifest.EncodeChunk(c)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	cache := filepath.Join(t.TempDir(), "cache")
-	mg, err := New(Options{Store: store, CacheDir: cache, Hostname: "h", RefreshInterval: time.Hour,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
 	}
 	onDisk := func(i int) bool {
 		return mg.disk.has(m.Chunks[i])
@@ -82,4 +74,20 @@ func TestDiskWriterBehindDropsInsteadOfBlocking(t *testing.T) {
 	if !onDisk(2) || mg.Stats().DiskBehind != 1 {
 		t.Fatalf("chunk 2 on disk %v, stats %+v", onDisk(2), mg.Stats())
 	}
+}
+
+// newCachedManager returns a Manager with an on-disk cache in a temporary
+// directory, reading from an empty local store (also returned).
+func newCachedManager(t *testing.T) (*Manager, blob.Store) {
+	t.Helper()
+	store, err := fileblob.OpenDir(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg, err := New(Options{Store: store, CacheDir: filepath.Join(t.TempDir(), "cache"), Hostname: "h",
+		RefreshInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mg, store
 }
