@@ -441,7 +441,8 @@ attribute_checks() {
 		done < <(awk -v a="$first" -v z="$last" '{ t = $0; sub(/.*\//, "", t); sub(/\.test$/, "", t) } t == a { on = 1 } on { print } t == z { exit }' "$RUN/files")
 		[ $found -eq 1 ] || echo "BATCH:$b -"
 	done
-	cat "$STATE"/attribute/failures.* 2>/dev/null | sed -n 's/^\([^ ]*\) test=\([^ .]*\)\.\.[^ ]* \(.*\)/\2 \1 \3/p'
+	# No failures file at all (no mismatch came back) is not an error.
+	{ cat "$STATE"/attribute/failures.* 2>/dev/null || true; } | sed -n 's/^\([^ ]*\) test=\([^ .]*\)\.\.[^ ]* \(.*\)/\2 \1 \3/p'
 }
 
 # classify reads "FILE TEST" lines (tests failing with one testfixture only)
