@@ -98,6 +98,8 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 		return db.check(src, ev.Ino)
 	case WALCommit:
 		return db.walCapture(src, ev)
+	case WALHeapCommit:
+		return db.walHeapCapture(src, ev)
 	case Rescan:
 		db.waitSliced(true)
 		unlock, err := db.lockForCapture()

@@ -43,6 +43,10 @@ const (
 	// be released and the wal-index header changed (commits, a restart):
 	// see wal.go. Event carries the headers and the -wal path.
 	WALCommit Kind = 5
+	// WALHeapCommit: a transaction committed on a database in WAL mode
+	// whose wal-index is in heap memory (exclusive locking): see
+	// walheap.go. Event carries the -wal path and the session.
+	WALHeapCommit Kind = 6
 )
 
 // HeaderLen is the length of the SQLite header that is part of a file's
@@ -89,6 +93,9 @@ type Event struct {
 	// the -wal file.
 	WALPrior, WALNow []byte
 	WALPath          string
+	// WALHeapCommit: the session of the connection (it held EXCLUSIVE
+	// with this -wal open throughout one session).
+	WALSession uint64
 }
 
 // Uploader is the part of the copier the tracker uses.

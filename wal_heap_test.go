@@ -1,0 +1,147 @@
+package verneuil_test
+
+import (
+	"database/sql"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
+)
+
+// heapMode asserts that the WAL database at path has no -shm: its
+// connection keeps the wal-index in heap memory.
+func heapMode(t *testing.T, path string, want bool) {
+	t.Helper()
+	_, err := os.Stat(path + "-shm")
+	if got := errors.Is(err, fs.ErrNotExist); got != want {
+		t.Fatalf("wal-index in heap memory: %v, want %v (stat -shm: %v)", got, want, err)
+	}
+}
+
+func journalMode(t *testing.T, db *sql.DB, q, want string) {
+	t.Helper()
+	var mode string
+	if err := db.QueryRow(q).Scan(&mode); err != nil || mode != want {
+		t.Fatalf("%s: %q %v, want %q", q, mode, err, want)
+	}
+}
+
+// TestWALHeap_RandomWorkload: a randomised workload in WAL mode with the
+// wal-index in heap memory (locking_mode=EXCLUSIVE before the WAL opens),
+// with checkpoints of every kind (PASSIVE, FULL, RESTART, TRUNCATE,
+// auto-checkpoints, none for a long stretch), switches to rollback mode,
+// to normal locking (a wal-index in -shm) and back, and a reopen; after
+// every few commits the restored latest version is byte-for-byte the
+// checkpointed reference. Within one connection's session the commits are
+// captured from the frames, not rescanned.
+func TestWALHeap_RandomWorkload(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run("seed"+strconv.FormatUint(seed, 10), func(t *testing.T) {
+			e := newEnv(t)
+			path := filepath.Join(e.dir, "heap.db")
+			db := e.open(path, "_locking_mode=EXCLUSIVE")
+			db.SetMaxOpenConns(1)
+			w := newWorkload(t, db, seed)
+			for range 5 {
+				w.step()
+			}
+			e.checkReplica(path)
+			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			w.step()
+			heapMode(t, path, true)
+			e.checkWALReplica(t, path)
+			_, rescans := tracker.WALCounts()
+			checkpoints := []string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
+			for phase := range 3 {
+				mustExec(t, db, "PRAGMA wal_autocheckpoint="+[]string{"20", "0", "1000"}[phase])
+				if phase == 2 {
+					// Ignored by SQLite with a heap-memory wal-index.
+					mustExec(t, db, "PRAGMA locking_mode=NORMAL")
+				}
+				for i := range 30 {
+					w.step()
+					if phase != 1 && w.rng.IntN(5) == 0 {
+						mustExec(t, db, "PRAGMA wal_checkpoint("+checkpoints[w.rng.IntN(len(checkpoints))]+")")
+					}
+					if i%10 == 9 {
+						e.checkWALReplica(t, path)
+					}
+				}
+			}
+			heapMode(t, path, true)
+			if _, n := tracker.WALCounts(); n != rescans {
+				t.Errorf("%d rescans within one heap-memory session", n-rescans)
+			}
+
+			// Rollback mode, normal locking with a -shm, exclusive locking
+			// over that -shm, and a heap-memory wal-index again.
+			journalMode(t, db, "PRAGMA journal_mode=DELETE", "delete")
+			w.step()
+			e.checkReplica(path)
+			mustExec(t, db, "PRAGMA locking_mode=NORMAL")
+			w.step()
+			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			for range 5 {
+				w.step()
+			}
+			heapMode(t, path, false)
+			e.checkWALReplica(t, path)
+			mustExec(t, db, "PRAGMA locking_mode=EXCLUSIVE")
+			for range 5 {
+				w.step()
+			}
+			e.checkWALReplica(t, path)
+			journalMode(t, db, "PRAGMA journal_mode=DELETE", "delete")
+			w.step()
+			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			for i := range 10 {
+				w.step()
+				if i == 5 {
+					mustExec(t, db, "PRAGMA wal_checkpoint(RESTART)")
+				}
+			}
+			heapMode(t, path, true)
+			e.checkWALReplica(t, path)
+
+			// A new connection on the database already in WAL mode, with
+			// exclusive locking from the start.
+			db.Close()
+			db = e.open(path, "_locking_mode=EXCLUSIVE")
+			db.SetMaxOpenConns(1)
+			w.db = db
+			for range 10 {
+				w.step()
+			}
+			heapMode(t, path, true)
+			e.checkWALReplica(t, path)
+			w.integrityOK()
+		})
+	}
+}
+
+// TestWALHeap_EmptyTransactions: transactions that commit no frame, after
+// a TRUNCATE checkpoint emptied the WAL and in the middle of a generation,
+// change nothing and break nothing.
+func TestWALHeap_EmptyTransactions(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "empty.db")
+	db := e.open(path, "_locking_mode=EXCLUSIVE")
+	db.SetMaxOpenConns(1)
+	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	mustExec(t, db, "CREATE TABLE t(a)")
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(3000))")
+	for _, q := range []string{"BEGIN IMMEDIATE", "COMMIT", "PRAGMA wal_checkpoint(TRUNCATE)",
+		"BEGIN IMMEDIATE", "COMMIT", "BEGIN EXCLUSIVE", "COMMIT"} {
+		mustExec(t, db, q)
+	}
+	e.checkWALReplica(t, path)
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(3000))")
+	mustExec(t, db, "BEGIN IMMEDIATE")
+	mustExec(t, db, "COMMIT")
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(70000))")
+	e.checkWALReplica(t, path)
+}
