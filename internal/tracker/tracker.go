@@ -442,8 +442,8 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			if again {
 				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
 			} else {
-				db.log.Error("database not replicated: in WAL mode with its wal-index in heap memory (exclusive locking from the start); "+
-					"open it with locking_mode=NORMAL, or use DELETE, TRUNCATE or PERSIST", "err", err)
+				db.log.Error("commit not replicated: the file says WAL mode but the VFS saw a rollback-journal commit "+
+					"(a WAL it could not follow)", "err", err)
 			}
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
