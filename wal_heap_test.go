@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/verneuil-go/verneuil/internal/testutil"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
@@ -143,5 +144,38 @@ func TestWALHeap_EmptyTransactions(t *testing.T) {
 	mustExec(t, db, "BEGIN IMMEDIATE")
 	mustExec(t, db, "COMMIT")
 	mustExec(t, db, "INSERT INTO t VALUES(randomblob(70000))")
+	e.checkWALReplica(t, path)
+}
+
+// TestWALHeap_WALRemovedUnderTheConnection: an operator deletes the -wal
+// while a connection with a heap-memory wal-index writes to it (SQLite
+// keeps writing to the unlinked file). The commits from then on cannot be
+// read: flushes report it and the replica stays at the last state
+// captured, never a wrong one; once the connection closed and a new one
+// commits, the replica is the file again.
+func TestWALHeap_WALRemovedUnderTheConnection(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "removed.db")
+	db := e.open(path, "_locking_mode=EXCLUSIVE")
+	db.SetMaxOpenConns(1)
+	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	mustExec(t, db, "CREATE TABLE t(a)")
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
+	e.checkWALReplica(t, path)
+	before := filepath.Join(t.TempDir(), "before.db")
+	if err := os.Link(walReference(t, path), before); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
+	if err := e.r.Flush(t.Context()); err == nil {
+		t.Fatal("flush succeeded after commits to a -wal that was removed")
+	}
+	testutil.RestoreCompare(t, e.r.Targets()[0], e.key(path), before)
+	db.Close()
+	db = e.open(path, "_locking_mode=EXCLUSIVE")
+	mustExec(t, db, "INSERT INTO t VALUES(3)")
 	e.checkWALReplica(t, path)
 }

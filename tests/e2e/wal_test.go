@@ -167,11 +167,21 @@ func crashLoopWAL(t *testing.T, s *setup, db, params string, afterKill func(i in
 // (which closes last: the -wal is checkpointed and deleted) the replica is
 // the file.
 func TestCrashStagesWAL(t *testing.T) {
-	wal := "VERNEUIL_E2E_PARAMS=_journal_mode=WAL"
+	crashStagesWAL(t, "_journal_mode=WAL", nil)
+}
+
+// crashStagesWAL runs TestCrashStagesWAL with writers that open the
+// database with the URI parameters params, after prepare (if not nil)
+// created it.
+func crashStagesWAL(t *testing.T, params string, prepare func(t *testing.T, db string)) {
+	wal := "VERNEUIL_E2E_PARAMS=" + params
 	for _, name := range failpoint.Names {
 		t.Run(name, func(t *testing.T) {
 			s := newSetup(t)
 			db := filepath.Join(s.dir, "stage-wal.db")
+			if prepare != nil {
+				prepare(t, db)
+			}
 			for i, hit := range []int{1, 3, 7} {
 				w := s.writer("stages", db, fmt.Sprintf("VERNEUIL_FAILPOINT=%s:%d", name, hit),
 					fmt.Sprint("VERNEUIL_E2E_SEED=", i), wal)

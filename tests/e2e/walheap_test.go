@@ -16,17 +16,29 @@ import (
 func TestCrashLoopWALHeap(t *testing.T) {
 	s := newSetup(t)
 	db := filepath.Join(s.dir, "crash-wal-heap.db")
-	plain, err := sql.Open("sqlite3", "file:"+db+"?vfs=unix&_journal_mode=WAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plain.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB)"); err != nil {
-		t.Fatal(err)
-	}
-	plain.Close()
+	createWAL(t, db)
 	crashLoopWAL(t, s, db, "_locking_mode=EXCLUSIVE", func(i int) {
 		if _, err := os.Stat(db + "-shm"); err == nil {
 			t.Fatalf("iteration %d: %s-shm exists: the killed writer did not keep its wal-index in heap memory", i, db)
 		}
 	})
+}
+
+// TestCrashStagesWALHeap is TestCrashStagesWAL with writers whose
+// wal-index is in heap memory.
+func TestCrashStagesWALHeap(t *testing.T) {
+	crashStagesWAL(t, "_locking_mode=EXCLUSIVE", createWAL)
+}
+
+// createWAL creates the writers' table in db, in WAL mode, through unix.
+func createWAL(t *testing.T, db string) {
+	t.Helper()
+	plain, err := sql.Open("sqlite3", "file:"+db+"?vfs=unix&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB)"); err != nil {
+		t.Fatal(err)
+	}
 }
