@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -178,4 +179,55 @@ func TestWALHeap_WALRemovedUnderTheConnection(t *testing.T) {
 	db = e.open(path, "_locking_mode=EXCLUSIVE")
 	mustExec(t, db, "INSERT INTO t VALUES(3)")
 	e.checkWALReplica(t, path)
+}
+
+// TestWALHeap_FailedExclusiveLockReleased: a connection in exclusive
+// locking mode that cannot take EXCLUSIVE to open or close its WAL
+// (another connection holds SHARED) gives unix's answers, and a third
+// connection can read afterwards. (walnoshm-2.2.3 of SQLite 3.40's suite:
+// its unix leaves PENDING after a failed EXCLUSIVE from SHARED, which
+// SQLite drops with an unlock to SHARED that the VFS must pass on; the
+// SQLite linked here takes no PENDING from SHARED.)
+func TestWALHeap_FailedExclusiveLockReleased(t *testing.T) {
+	e := newEnv(t)
+	answers := map[string][]string{}
+	for _, vfs := range []string{"unix", "verneuil"} {
+		path := filepath.Join(e.dir, vfs+".db")
+		open := func(params string) *sql.Conn {
+			db, err := sql.Open("sqlite3", "file:"+path+"?vfs="+vfs+"&_busy_timeout=0"+params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			c, err := db.Conn(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		a := open("&_journal_mode=WAL")
+		for _, q := range []string{"CREATE TABLE t(a)", "INSERT INTO t VALUES(1)"} {
+			if _, err := a.ExecContext(t.Context(), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := a.QueryContext(t.Context(), "SELECT a FROM t") // holds SHARED while stepping
+		if err != nil || !rows.Next() {
+			t.Fatalf("SELECT: %v", err)
+		}
+		b := open("")
+		var got []string
+		for _, q := range []string{"PRAGMA locking_mode=EXCLUSIVE", "PRAGMA journal_mode=DELETE"} {
+			got = append(got, answer(t.Context(), b, q))
+		}
+		rows.Close()
+		c := open("")
+		got = append(got, answer(t.Context(), c, "SELECT a FROM t"))
+		answers[vfs] = got
+	}
+	if !slices.Equal(answers["unix"], answers["verneuil"]) {
+		t.Fatalf("verneuil answered %q, unix %q", answers["verneuil"], answers["unix"])
+	}
+	t.Logf("both answered %q", answers["unix"])
 }

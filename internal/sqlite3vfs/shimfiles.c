@@ -275,6 +275,12 @@ int vshimLock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xLock(p->pReal, e);
   if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
+  /* A failed EXCLUSIVE can leave unix holding PENDING (SQLite 3.40 also
+  ** from SHARED), which SQLite drops with an unlock to SHARED: that
+  ** unlock must reach unix (tUnlock forwards it from above SHARED). */
+  if( rc!=SQLITE_OK && e==SQLITE_LOCK_EXCLUSIVE && p->lockLevel<SQLITE_LOCK_PENDING ){
+    p->lockLevel = SQLITE_LOCK_PENDING;
+  }
   return rc;
 }
 int vshimUnlock(sqlite3_file *f, int e){
