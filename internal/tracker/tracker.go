@@ -443,7 +443,7 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
 			} else {
 				db.log.Error("commit not replicated: the file says WAL mode but the VFS saw a rollback-journal commit "+
-					"(a WAL it could not follow)", "err", err)
+					"(a WAL it cannot follow: its wal-index is kept by a VFS stacked above it)", "err", err)
 			}
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
