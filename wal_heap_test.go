@@ -148,37 +148,72 @@ func TestWALHeap_EmptyTransactions(t *testing.T) {
 	e.checkWALReplica(t, path)
 }
 
-// TestWALHeap_WALRemovedUnderTheConnection: an operator deletes the -wal
-// while a connection with a heap-memory wal-index writes to it (SQLite
-// keeps writing to the unlinked file). The commits from then on cannot be
-// read: flushes report it and the replica stays at the last state
-// captured, never a wrong one; once the connection closed and a new one
-// commits, the replica is the file again.
-func TestWALHeap_WALRemovedUnderTheConnection(t *testing.T) {
-	e := newEnv(t)
-	path := filepath.Join(e.dir, "removed.db")
-	db := e.open(path, "_locking_mode=EXCLUSIVE")
-	db.SetMaxOpenConns(1)
-	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
-	mustExec(t, db, "CREATE TABLE t(a)")
-	mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
-	e.checkWALReplica(t, path)
-	before := filepath.Join(t.TempDir(), "before.db")
-	if err := os.Link(walReference(t, path), before); err != nil {
-		t.Fatal(err)
+// TestWALHeap_WALChangedUnderTheConnection: an operator deletes the -wal,
+// or puts another database's valid -wal in its place, while a connection
+// with a heap-memory wal-index writes to it (SQLite keeps writing to the
+// file it opened). The commits from then on cannot be read: flushes report
+// it and the replica stays at the last state captured, never a wrong one;
+// once the connection closed and a new one commits, the replica is the
+// file again.
+func TestWALHeap_WALChangedUnderTheConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, wal string)
+	}{
+		{"removed", func(t *testing.T, wal string) {
+			if err := os.Remove(wal); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced by another valid WAL", func(t *testing.T, wal string) {
+			other := filepath.Join(t.TempDir(), "other.db")
+			plain, err := sql.Open("sqlite3", "file:"+other+"?vfs=unix&_journal_mode=WAL")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			plain.SetMaxOpenConns(1)
+			mustExec(t, plain, "PRAGMA wal_autocheckpoint=0")
+			mustExec(t, plain, "CREATE TABLE t(a)")
+			mustExec(t, plain, "INSERT INTO t VALUES(randomblob(9000))")
+			b, err := os.ReadFile(other + "-wal")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(wal+".new", b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(wal+".new", wal); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			path := filepath.Join(e.dir, "changed.db")
+			db := e.open(path, "_locking_mode=EXCLUSIVE")
+			db.SetMaxOpenConns(1)
+			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			mustExec(t, db, "CREATE TABLE t(a)")
+			mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
+			e.checkWALReplica(t, path)
+			before := filepath.Join(t.TempDir(), "before.db")
+			if err := os.Link(walReference(t, path), before); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(t, path+"-wal")
+			mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
+			if err := e.r.Flush(t.Context()); err == nil {
+				t.Fatal("flush succeeded after a commit to a -wal that is no longer at its path")
+			}
+			testutil.RestoreCompare(t, e.r.Targets()[0], e.key(path), before)
+			db.Close()
+			os.Remove(path + "-wal") // the foreign one, if any: SQLite deleted its own
+			db = e.open(path, "_locking_mode=EXCLUSIVE")
+			mustExec(t, db, "INSERT INTO t VALUES(3)")
+			e.checkWALReplica(t, path)
+		})
 	}
-	if err := os.Remove(path + "-wal"); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, db, "INSERT INTO t VALUES(randomblob(5000))")
-	if err := e.r.Flush(t.Context()); err == nil {
-		t.Fatal("flush succeeded after commits to a -wal that was removed")
-	}
-	testutil.RestoreCompare(t, e.r.Targets()[0], e.key(path), before)
-	db.Close()
-	db = e.open(path, "_locking_mode=EXCLUSIVE")
-	mustExec(t, db, "INSERT INTO t VALUES(3)")
-	e.checkWALReplica(t, path)
 }
 
 // TestWALHeap_FailedExclusiveLockReleased: a connection in exclusive

@@ -60,6 +60,7 @@ struct VFile {
                             ** in heap memory (shimwalheap.c) */
   uint64_t walHeapSession;  /* main: changes when the -wal opens and when EXCLUSIVE
                             ** is released: Go continues only within one session */
+  uint64_t walHeapIno;      /* main: inode of that -wal when it opened */
   int isWal;                /* a -wal paired with its main file (in the journal list) */
 };
 

@@ -18,6 +18,9 @@
 **     validated as SQLite's recovery validates them (internal/tracker/
 **     walheap.go).
 **
+** Go reads the -wal by its path and checks that it is still the inode
+** opened (a file put in its place is not the one SQLite writes).
+**
 ** The session number changes when the -wal opens and whenever EXCLUSIVE is
 ** released: Go trusts what it remembers of the WAL beyond the checksum chain
 ** (that a restart started from the remembered state) only within one
@@ -35,6 +38,8 @@ SQLITE_EXTENSION_INIT3
 # include "sqlite3.h"
 #endif
 
+#include <sys/stat.h>
+
 #include "shim.h"
 #include "shimint.h"
 #include "_cgo_export.h"
@@ -50,8 +55,10 @@ void vshimWalHeapOpen(VFile *pWal, const char *zWal){
   VFile *pMain = vshimLinkWal(pWal, zWal);
   if( pMain==0 ) return;
   TRACE("wal opened with EXCLUSIVE held: heap-memory wal-index\n");
+  struct stat st;
   pMain->walHeap = 1;
   pMain->walHeapSession = newSession();
+  pMain->walHeapIno = stat(zWal, &st)==0 ? (uint64_t)st.st_ino : 0;
 }
 
 /* A paired -wal closes (vClose), before it is unlinked. */
@@ -77,7 +84,7 @@ void vshimWalHeapPhaseTwo(VFile *p){
     return;
   }
   if( p->handle==0 ) return;
-  if( verneuilGoWALHeap(p->handle, p, (char*)p->zPath, p->walHeapSession, p->ino) ){
+  if( verneuilGoWALHeap(p->handle, p, (char*)p->zPath, p->walHeapSession, p->walHeapIno, p->ino) ){
     p->wantCheck = 1;
   }
 }

@@ -94,8 +94,9 @@ type Event struct {
 	WALPrior, WALNow []byte
 	WALPath          string
 	// WALHeapCommit: the session of the connection (it held EXCLUSIVE
-	// with this -wal open throughout one session).
-	WALSession uint64
+	// with this -wal open throughout one session), and the inode of the
+	// -wal it opened (0: unknown).
+	WALSession, WALIno uint64
 }
 
 // Uploader is the part of the copier the tracker uses.

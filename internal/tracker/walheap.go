@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // walHeapCapture runs a WALHeapCommit event (see the top of this file).
@@ -51,6 +52,11 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 		return fmt.Errorf("open WAL: %w", err)
 	}
 	defer wal.Close()
+	if fi, err := wal.Stat(); err != nil {
+		return fmt.Errorf("stat WAL: %w", err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && ev.WALIno != 0 && st.Ino != ev.WALIno {
+		return fmt.Errorf("%s is not the -wal SQLite opened (inode %d, not %d): %w", ev.WALPath, st.Ino, ev.WALIno, errWALChain)
+	}
 	start, err := walHeapStart(wal)
 	if errors.Is(err, ErrWALShort) {
 		// No frame (emptied by a TRUNCATE checkpoint, or never written).
