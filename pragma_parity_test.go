@@ -13,27 +13,17 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// walRefusal is the start of the error the verneuil VFS gives a PRAGMA
-// journal_mode=WAL that would switch a replicated database into WAL mode.
-const walRefusal = "verneuil: journal_mode=WAL is not supported"
-
 // parityCase is one connection setup: the database is created by setup
 // through the unix VFS (one copy per VFS), opened with params (or opened
 // as dsn when it is a temp or memory database), and the statements run on
-// one connection, in order. refused lists the statements where the
-// verneuil VFS must give the WAL refusal because SQLite would really switch
-// the replicated database into WAL mode; every other statement must give
-// the unix VFS's answer (rows, or error code and extended code).
+// one connection, in order. Every statement must give the unix VFS's
+// answer (rows, or error code and extended code).
 type parityCase struct {
-	name    string
-	setup   []string // on the file, through unix, before the test connection
-	dsn     string   // "" for the file; else a temp ("file:") or memory DSN
-	params  string
-	stmts   []string // %AUX% is replaced by the path of a second database file
-	refused map[int]bool
-	// sameCode lists the statements where verneuil keeps the refusal but
-	// SQLite fails too: the error codes must be unix's, the text may differ.
-	sameCode map[int]bool
+	name   string
+	setup  []string // on the file, through unix, before the test connection
+	dsn    string   // "" for the file; else a temp ("file:") or memory DSN
+	params string
+	stmts  []string // %AUX% is replaced by the path of a second database file
 }
 
 func parityCases() []parityCase {
@@ -63,8 +53,7 @@ func parityCases() []parityCase {
 		{name: "memory database", dsn: "file::memory:",
 			stmts: append([]string{"CREATE TABLE t(a)", "PRAGMA journal_mode=WAL", "PRAGMA journal_mode"}, switches...)},
 		{name: "in a read transaction", setup: rollback,
-			stmts:    []string{"BEGIN", "SELECT a FROM t", "PRAGMA journal_mode=WAL", "COMMIT", "PRAGMA journal_mode"},
-			sameCode: map[int]bool{2: true}},
+			stmts: []string{"BEGIN", "SELECT a FROM t", "PRAGMA journal_mode=WAL", "COMMIT", "PRAGMA journal_mode"}},
 		{name: "in a transaction that wrote nothing", setup: rollback,
 			stmts: []string{"BEGIN IMMEDIATE", "PRAGMA journal_mode=WAL", "ROLLBACK", "PRAGMA journal_mode"}},
 		{name: "in a write transaction", setup: rollback,
@@ -72,9 +61,11 @@ func parityCases() []parityCase {
 		{name: "exclusive locking, read-only", setup: rollback, params: "mode=ro",
 			stmts: []string{"PRAGMA locking_mode=EXCLUSIVE", "SELECT a FROM t", "PRAGMA journal_mode=WAL",
 				"PRAGMA journal_mode", "PRAGMA locking_mode=NORMAL"}},
-		{name: "exclusive locking (the refusal)", setup: rollback,
-			stmts:   []string{"PRAGMA locking_mode=EXCLUSIVE", "INSERT INTO t VALUES(2)", "PRAGMA journal_mode=WAL", "PRAGMA journal_mode"},
-			refused: map[int]bool{2: true}},
+		// A wal-index in heap memory: replicated (wal_heap_test.go).
+		{name: "exclusive locking", setup: rollback,
+			stmts: []string{"PRAGMA locking_mode=EXCLUSIVE", "INSERT INTO t VALUES(2)", "PRAGMA journal_mode=WAL", "PRAGMA journal_mode",
+				"INSERT INTO t VALUES(3)", "PRAGMA locking_mode=NORMAL", "PRAGMA locking_mode", "SELECT a FROM t",
+				"PRAGMA journal_mode=DELETE", "PRAGMA journal_mode=WAL", "PRAGMA locking_mode"}},
 		{name: "exclusive locking ended by NORMAL", setup: rollback,
 			stmts: []string{"PRAGMA locking_mode=EXCLUSIVE", "INSERT INTO t VALUES(2)", "PRAGMA locking_mode=NORMAL",
 				"PRAGMA journal_mode=WAL", "PRAGMA journal_mode"}},
@@ -121,15 +112,6 @@ func TestPragmaParity_UnixAnswers(t *testing.T) {
 			}
 			for k := range c.stmts {
 				u, v := got["unix"][k], got["verneuil"][k]
-				if c.refused[k] {
-					if !strings.Contains(v, walRefusal) {
-						t.Errorf("%q: verneuil answered %q, want the WAL refusal (unix: %q)", c.stmts[k], v, u)
-					}
-					break // unix switched to WAL: the states differ from here on
-				}
-				if c.sameCode[k] {
-					v = withoutRefusalText(v)
-				}
 				if u != v {
 					t.Errorf("%q: verneuil answered %q, unix %q", c.stmts[k], v, u)
 				}
@@ -187,8 +169,7 @@ func runParity(t *testing.T, dir, vfs string, c parityCase) []string {
 	return out
 }
 
-// answer runs q and describes its outcome: the rows, or the error's codes
-// (and its text when it is the WAL refusal).
+// answer runs q and describes its outcome: the rows, or the error's codes.
 func answer(ctx context.Context, conn *sql.Conn, q string) string {
 	rows, err := conn.QueryContext(ctx, q)
 	if err == nil {
@@ -215,27 +196,19 @@ func answer(ctx context.Context, conn *sql.Conn, q string) string {
 	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {
-		s := fmt.Sprintf("error %d/%d", se.Code, se.ExtendedCode)
-		if strings.Contains(err.Error(), walRefusal) {
-			s += " " + err.Error()
-		}
-		return s
+		return fmt.Sprintf("error %d/%d", se.Code, se.ExtendedCode)
 	}
 	return "error " + err.Error()
 }
 
 // TestPragmaParity_SharedCache: with a shared cache, two connections share
-// one file. While one of them is inside a write transaction, the other's
-// PRAGMA journal_mode=WAL gives unix's answer (SQLite cannot switch: one
-// writer per cache); inside a read transaction the refusal stays
-// (docs/ARCHITECTURE.md: SQLITE_ERROR where SQLite gives SQLITE_LOCKED).
-// The replicated file is never switched to WAL mode behind the refusal.
+// one file. While one of them is inside a transaction, the other's PRAGMA
+// journal_mode=WAL gives unix's answer and leaves the file in unix's mode.
 func TestPragmaParity_SharedCache(t *testing.T) {
 	newEnv(t) // the replicator behind the verneuil VFS
 	ctx := context.Background()
 	for _, tc := range []struct {
-		first   []string
-		refused bool
+		first []string
 	}{
 		{first: []string{"BEGIN IMMEDIATE", "INSERT INTO t VALUES(2)"}},
 		{first: []string{"BEGIN IMMEDIATE"}},
@@ -275,16 +248,9 @@ func TestPragmaParity_SharedCache(t *testing.T) {
 				a.Close()
 				b.Close()
 				db.Close()
-				answers[vfs] = got
-				if vfs == "verneuil" {
-					if mode != "rows delete" {
-						t.Errorf("the replicated file is in journal mode %q after %q", mode, got)
-					}
-					if u := answers["unix"]; tc.refused && !strings.Contains(got, walRefusal) {
-						t.Errorf("verneuil answered %q, want the refusal (unix %q)", got, u)
-					} else if !tc.refused && got != u {
-						t.Errorf("verneuil answered %q, unix %q", got, u)
-					}
+				answers[vfs] = got + "; then " + mode
+				if u := answers["unix"]; vfs == "verneuil" && answers[vfs] != u {
+					t.Errorf("verneuil answered %q, unix %q", answers[vfs], u)
 				}
 			}
 			t.Logf("unix %q, verneuil %q", answers["unix"], answers["verneuil"])
@@ -294,8 +260,7 @@ func TestPragmaParity_SharedCache(t *testing.T) {
 
 // TestPragmaParity_ActiveStatement: PRAGMA journal_mode=WAL while another
 // statement of the same connection is stepping (its SHARED lock held, no
-// transaction opened by BEGIN) fails with unix's codes (the refusal's text
-// may replace SQLite's: a SHARED lock does not prove a transaction).
+// transaction opened by BEGIN) fails with unix's codes.
 func TestPragmaParity_ActiveStatement(t *testing.T) {
 	newEnv(t) // the replicator behind the verneuil VFS
 	ctx := context.Background()
@@ -321,7 +286,7 @@ func TestPragmaParity_ActiveStatement(t *testing.T) {
 		}
 		got := answer(ctx, c, "PRAGMA journal_mode=WAL")
 		rows.Close()
-		answers[vfs] = withoutRefusalText(got) + "; then " + answer(ctx, c, "PRAGMA journal_mode")
+		answers[vfs] = got + "; then " + answer(ctx, c, "PRAGMA journal_mode")
 		c.Close()
 		db.Close()
 	}
@@ -329,11 +294,4 @@ func TestPragmaParity_ActiveStatement(t *testing.T) {
 		t.Fatalf("verneuil answered %q, unix %q", answers["verneuil"], answers["unix"])
 	}
 	t.Logf("both answered %q", answers["unix"])
-}
-
-// withoutRefusalText drops the refusal's text from an answer, keeping its
-// error codes.
-func withoutRefusalText(a string) string {
-	before, _, _ := strings.Cut(a, " "+walRefusal)
-	return before
 }

@@ -149,8 +149,8 @@ func TestWALReplication_ExistingWALDatabase(t *testing.T) {
 // TestWALReplication_ExclusiveLocking: locking_mode=EXCLUSIVE set on a
 // connection already in WAL mode (SQLite then takes no wal-index locks)
 // keeps replicating, captured at COMMIT_PHASETWO; a database opened in WAL
-// mode with exclusive locking from the start (a wal-index in heap memory,
-// which the VFS cannot see) is reported by flush, never replicated wrong.
+// mode with exclusive locking from the start (a wal-index in heap memory)
+// is replicated too (wal_heap_test.go tests that mode further).
 func TestWALReplication_ExclusiveLocking(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "excl.db")
@@ -180,8 +180,5 @@ func TestWALReplication_ExclusiveLocking(t *testing.T) {
 	hdb.SetMaxOpenConns(1)
 	mustExec(t, hdb, "INSERT INTO t VALUES(randomblob(1000))")
 	mustExec(t, hdb, "INSERT INTO t VALUES(randomblob(1000))")
-	err = e.r.Flush(context.Background())
-	if err == nil || !contains(err.Error(), "WAL mode") {
-		t.Fatalf("flush after commits in WAL mode with a heap-memory wal-index: %v", err)
-	}
+	e.checkWALReplica(t, heap)
 }

@@ -231,28 +231,6 @@ func TestReplication_TempAndMemoryUnaffected(t *testing.T) {
 	}
 }
 
-// TestReplication_WALRefused: journal_mode=WAL in exclusive locking mode
-// (a wal-index in heap memory, which the VFS cannot see) fails with a
-// clear message.
-func TestReplication_WALRefused(t *testing.T) {
-	e := newEnv(t)
-	path := filepath.Join(e.dir, "wal.db")
-	db := e.open(path, "")
-	db.SetMaxOpenConns(1)
-	mustExec(t, db, "CREATE TABLE t(a)")
-	mustExec(t, db, "PRAGMA locking_mode=EXCLUSIVE")
-	var mode string
-	err := db.QueryRow("PRAGMA journal_mode=WAL").Scan(&mode)
-	if err == nil {
-		t.Fatalf("journal_mode=WAL succeeded (mode %q)", mode)
-	}
-	if want := "WAL is not supported"; !contains(err.Error(), want) {
-		t.Fatalf("error %q does not mention %q", err, want)
-	}
-	mustExec(t, db, "INSERT INTO t VALUES(1)")
-	e.checkReplica(path)
-}
-
 func contains(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
 		if s[i:i+len(sub)] == sub {

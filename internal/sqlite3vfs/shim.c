@@ -262,7 +262,6 @@ static void beginTxn(VFile *p){
     ** connection is in locking_mode=EXCLUSIVE. Capture it now (the file
     ** holds that committed state), and capture at commit from now on. */
     p->exclusiveMode = 1;
-    p->lockSeenReleased = 0;
     capture(p, VSHIM_COMMIT);
   }
   p->txnStarted = 1;
@@ -370,6 +369,7 @@ static int vClose(sqlite3_file *f){
     if( !vshimForked ) verneuilGoClose(p->handle);
     p->handle = 0;
   }else if( p->isJournal ){
+    if( p->isWal ) vshimWalHeapClose(p);
     vshimUnlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
@@ -390,7 +390,7 @@ static void startTxn(VFile *p){
 static int tWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
   int rc;
-  if( p->walOpen ) return vshimWrite(f, b, n, o);  /* a checkpoint (shimwal.c) */
+  if( p->walOpen || p->walHeap ) return vshimWrite(f, b, n, o);  /* a checkpoint (shimwal*.c) */
   if( !p->txnStarted ) startTxn(p);
   TRACE("write off=%lld n=%d\n", (long long)o, n);
   rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
@@ -402,7 +402,7 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   VFile *p = (VFile*)f;
   sqlite3_int64 old = 0;
   int rc;
-  if( p->walOpen ) return vshimTruncate(f, sz);  /* a checkpoint (shimwal.c) */
+  if( p->walOpen || p->walHeap ) return vshimTruncate(f, sz);  /* a checkpoint (shimwal*.c) */
   if( !p->txnStarted ) startTxn(p);
   if( fileSize(p, &old)!=SQLITE_OK ) old = sz;
   TRACE("truncate %lld -> %lld\n", (long long)old, (long long)sz);
@@ -418,6 +418,7 @@ static int tUnlock(sqlite3_file *f, int e){
   int rc = SQLITE_OK;
   int kind = 0;
   TRACE("unlock %d -> %d committed=%d txn=%d dirty=%d\n", p->lockLevel, e, p->committed, p->txnStarted, p->nDirty);
+  vshimWalHeapUnlock(p, e);
   if( e<=SQLITE_LOCK_SHARED && p->lockLevel>=SQLITE_LOCK_SHARED ){
     if( p->committed ){
       kind = VSHIM_COMMIT;
@@ -434,7 +435,6 @@ static int tUnlock(sqlite3_file *f, int e){
   if( kind==0 ){
     rc = r->pMethods->xUnlock(r, e);
     if( rc==SQLITE_OK ) p->lockLevel = e;
-    if( rc==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     return rc;
   }
   /* Downgrade to SHARED first: other writers are now blocked from
@@ -461,54 +461,9 @@ static int tUnlock(sqlite3_file *f, int e){
   if( e<SQLITE_LOCK_SHARED ){
     int rc2 = r->pMethods->xUnlock(r, e);
     if( rc2==SQLITE_OK ) p->lockLevel = e;
-    if( rc2==SQLITE_OK && e==SQLITE_LOCK_NONE ) p->lockSeenReleased = 1;
     if( rc==SQLITE_OK ) rc = rc2;
   }
   return rc;
-}
-
-static int isWal(const char *z){
-  return z && sqlite3_stricmp(z, "wal")==0;
-}
-
-/* Would PRAGMA journal_mode=WAL switch this database into WAL mode? The
-** refusal must not change what SQLite itself answers when it would not:
-**   - on a read-only file, SQLite fails with SQLITE_READONLY when it tries
-**     to write the new file format (bytes 18-19 of the header), so the
-**     switch cannot happen;
-**   - on a database already in WAL mode (bytes 18-19 are 2: opened so
-**     through this VFS or written by another process), the pragma changes
-**     nothing and answers "wal".
-**   - inside a write transaction: RESERVED or more held in normal locking
-**     mode, where SQLite releases the lock when the transaction ends
-**     (known from an unlock to NONE seen since exclusive mode was last
-**     announced or inferred: after locking_mode=NORMAL the exclusive lock
-**     stays until the next transaction ends), and no commit pending.
-**     SQLite then keeps the mode silently (pages changed) or fails with
-**     "cannot change into wal mode from within a transaction"; another
-**     connection of a shared cache cannot switch either (one writer).
-**     A SHARED lock alone proves nothing: exclusive mode set for all
-**     schemas by a pragma without a schema name reaches only the main
-**     file's file control, and a compile-time default reaches none, and
-**     both keep SHARED after a read. Inside a read transaction the refusal
-**     stays (SQLite's own answer is SQLITE_ERROR too, with another text).
-** These are passed to SQLite. (Other cases where SQLite keeps the mode,
-** nolock=1, temp and memory databases, never reach the capturing methods.)
-** The header is read without a lock: a concurrent switch out of WAL mode
-** between this prepare and the pragma's step lets the switch through,
-** which leaves a database in WAL mode, reported as not replicated like
-** any database already in WAL mode. */
-static int walSwitchPossible(VFile *p){
-  unsigned char h[VSHIM_HEADER_LEN];
-  if( p->readOnly ) return 0;
-  if( p->lockLevel>=SQLITE_LOCK_RESERVED && p->lockSeenReleased
-   && !p->exclusiveMode && !p->committed ){
-    return 0;
-  }
-  /* readHeader uses pread when the descriptor is known: no read through
-  ** unix, whose reads the testfixture's I/O error simulation counts. */
-  if( readHeader(p, h)==SQLITE_OK && h[18]==2 && h[19]==2 ) return 0;
-  return 1;
 }
 
 static int tFileControl(sqlite3_file *f, int op, void *pArg){
@@ -518,18 +473,8 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
     TRACE("phasetwo txn=%d dirty=%d excl=%d\n", p->txnStarted, p->nDirty, p->exclusiveMode);
     if( p->walOpen ){
       vshimWalPhaseTwo(p);
-    }else if( !p->txnStarted && p->nDirty==0 && !vshimForked ){
-      /* Nothing written to the file: in WAL mode with the wal-index in
-      ** heap memory (exclusive locking), a commit the shim cannot see.
-      ** Go reports the database (a header that says WAL, and no prior
-      ** header) instead of capturing the file without the frames. */
-      unsigned char h[VSHIM_HEADER_LEN];
-      if( readHeader(p, h)==SQLITE_OK && h[18]==2 && h[19]==2 ){
-        if( verneuilGoCapture(p->handle, p, VSHIM_COMMIT, 0, 0, 0, 0, 0, 0,
-              0, 0, 0, p->ino) ){
-          p->wantCheck = 1;
-        }
-      }
+    }else if( p->walHeap ){
+      vshimWalHeapPhaseTwo(p);
     }
     if( p->txnStarted || p->nDirty>0 ){
       p->committed = 1;
@@ -546,16 +491,6 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
   }else if( op==SQLITE_FCNTL_PRAGMA ){
     char **a = (char**)pArg;
     const char *zName = a[1], *zVal = a[2];
-    /* WAL mode is replicated (shimwal.c) through the wal-index in the
-    ** -shm; in exclusive locking mode SQLite keeps the wal-index in heap
-    ** memory instead, which the shim cannot see: refused there. */
-    if( sqlite3_stricmp(zName, "journal_mode")==0 && isWal(zVal)
-     && p->exclusiveMode && walSwitchPossible(p) ){
-      a[0] = sqlite3_mprintf("verneuil: journal_mode=WAL is not supported by "
-          "the replicating VFS in locking_mode=EXCLUSIVE (use NORMAL locking, "
-          "or DELETE, TRUNCATE or PERSIST)");
-      return SQLITE_ERROR;
-    }
     if( sqlite3_stricmp(zName, "journal_mode")==0 && zVal ){
       p->journalInMemory = sqlite3_stricmp(zVal, "memory")==0
                         || sqlite3_stricmp(zVal, "off")==0;
@@ -563,10 +498,11 @@ static int tFileControl(sqlite3_file *f, int op, void *pArg){
     if( sqlite3_stricmp(zName, "locking_mode")==0 && zVal ){
       if( sqlite3_stricmp(zVal, "exclusive")==0 ){
         p->exclusiveMode = 1;
-        p->lockSeenReleased = 0;
         p->walUnlockSeen = 0;
       }
-      if( sqlite3_stricmp(zVal, "normal")==0 ) p->exclusiveMode = 0;
+      /* SQLite stays in exclusive mode while its wal-index is in heap
+      ** memory (sqlite3PagerLockingMode). */
+      if( sqlite3_stricmp(zVal, "normal")==0 && !p->walHeap ) p->exclusiveMode = 0;
     }
     if( sqlite3_strnicmp(zName, "verneuil_", 9)==0 ){
       char *zOut = 0;
@@ -732,6 +668,8 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->base.pMethods = &gJournalIo;
       __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
     }
+  }else if( zName && (flags & SQLITE_OPEN_WAL) ){
+    vshimWalHeapOpen(p, zName);
   }
   return rc;
 }

@@ -51,21 +51,27 @@ static VFile *gMainList = 0;
 static VFile *gJournalList = 0;
 static VRegistered *gRegistry = 0;
 
+/* Returns the tracked main file named zFile without its suffix zSuffix
+** that holds at least minLock, or 0. Called with gListMutex held. */
+static VFile *findMainLocked(const char *zFile, const char *zSuffix, int minLock){
+  VFile *p;
+  size_t n = strlen(zFile), nSuffix = strlen(zSuffix);
+  for(p=gMainList; p; p=p->pNextMain){
+    if( n==(size_t)p->nPath+nSuffix && memcmp(zFile, p->zPath, p->nPath)==0
+     && memcmp(zFile+p->nPath, zSuffix, nSuffix)==0
+     && p->lockLevel>=minLock ){
+      return p;
+    }
+  }
+  return 0;
+}
+
 /* Returns the tracked main file whose journal is zJournal and which holds
 ** at least RESERVED (the connection that writes, or deletes, the journal),
 ** or 0. Called with gListMutex held. Tracked connections of one process
 ** exclude each other's RESERVED locks, so there is at most one. */
 static VFile *findMainOfJournalLocked(const char *zJournal){
-  VFile *p;
-  size_t n = strlen(zJournal);
-  for(p=gMainList; p; p=p->pNextMain){
-    if( n==(size_t)p->nPath+8 && memcmp(zJournal, p->zPath, p->nPath)==0
-     && memcmp(zJournal+p->nPath, "-journal", 8)==0
-     && p->lockLevel>=SQLITE_LOCK_RESERVED ){
-      return p;
-    }
-  }
-  return 0;
+  return findMainLocked(zJournal, "-journal", SQLITE_LOCK_RESERVED);
 }
 
 /* A tracked main file opens. */
@@ -76,11 +82,11 @@ void vshimLinkMain(VFile *p){
   pthread_mutex_unlock(&gListMutex);
 }
 
-/* A journal opens: pairs it with the main file of its connection, if
-** tracked, and returns that main file (0: the journal is not paired). */
-VFile *vshimLinkJournal(VFile *p, const char *zJournal){
+/* Pairs p with the tracked main file named zFile without zSuffix that
+** holds at least minLock, and returns it (0: not paired). */
+static VFile *linkPaired(VFile *p, const char *zFile, const char *zSuffix, int minLock){
   pthread_mutex_lock(&gListMutex);
-  p->pMain = findMainOfJournalLocked(zJournal);
+  p->pMain = findMainLocked(zFile, zSuffix, minLock);
   if( p->pMain ){
     p->isJournal = 1;
     p->pNextJournal = gJournalList;
@@ -88,6 +94,24 @@ VFile *vshimLinkJournal(VFile *p, const char *zJournal){
   }
   pthread_mutex_unlock(&gListMutex);
   return p->pMain;
+}
+
+/* A journal opens: pairs it with the main file of its connection, if
+** tracked (see findMainOfJournalLocked), and returns that main file (0:
+** the journal is not paired). */
+VFile *vshimLinkJournal(VFile *p, const char *zJournal){
+  return linkPaired(p, zJournal, "-journal", SQLITE_LOCK_RESERVED);
+}
+
+/* A -wal opens: pairs it, as a journal, with the tracked main file of its
+** connection when that holds EXCLUSIVE (SQLite takes it before it opens a
+** WAL whose wal-index is in heap memory; tracked connections of one
+** process exclude each other's EXCLUSIVE, so there is at most one), and
+** returns that main file (0: not paired). */
+VFile *vshimLinkWal(VFile *p, const char *zWal){
+  VFile *pMain = linkPaired(p, zWal, "-wal", SQLITE_LOCK_EXCLUSIVE);
+  if( pMain ) p->isWal = 1;
+  return pMain;
 }
 
 /* Pins the main file of journal zJournal (see findMainOfJournalLocked):
@@ -251,6 +275,12 @@ int vshimLock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
   int rc = p->pReal->pMethods->xLock(p->pReal, e);
   if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
+  /* A failed EXCLUSIVE can leave unix holding PENDING (SQLite 3.40 also
+  ** from SHARED), which SQLite drops with an unlock to SHARED: that
+  ** unlock must reach unix (tUnlock forwards it from above SHARED). */
+  if( rc!=SQLITE_OK && e==SQLITE_LOCK_EXCLUSIVE && p->lockLevel<SQLITE_LOCK_PENDING ){
+    p->lockLevel = SQLITE_LOCK_PENDING;
+  }
   return rc;
 }
 int vshimUnlock(sqlite3_file *f, int e){

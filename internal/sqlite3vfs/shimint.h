@@ -29,7 +29,6 @@ struct VFile {
   int committed;            /* COMMIT_PHASETWO seen for the current writes */
   int xattrUnsupported;     /* the file system refused user xattrs */
   int readOnly;             /* opened (or downgraded by unix to) read-only */
-  int lockSeenReleased;     /* unlock to NONE seen since exclusive mode was set */
   int dirtyLost;            /* out of memory while tracking: rescan */
   /* dirty chunks: bitmap + list of indices */
   unsigned char *aBits; int64_t nBitsBytes;
@@ -57,6 +56,12 @@ struct VFile {
   int walWriter;            /* this connection holds the WAL write lock */
   int walOpen;              /* the wal-index is mapped: WAL mode (shimwal.c) */
   int walUnlockSeen;        /* a write-lock release since the last COMMIT_PHASETWO */
+  int walHeap;              /* main: its connection's -wal is open with the wal-index
+                            ** in heap memory (shimwalheap.c) */
+  uint64_t walHeapSession;  /* main: changes when the -wal opens and when EXCLUSIVE
+                            ** is released: Go continues only within one session */
+  uint64_t walHeapIno;      /* main: inode of that -wal when it opened */
+  int isWal;                /* a -wal paired with its main file (in the journal list) */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -66,6 +71,7 @@ VSHIM_HIDDEN extern int vshimTrace;   /* VERNEUIL_SHIM_TRACE: debug trace on std
 /* Tracked main files and the journals paired with them (shimfiles.c). */
 VSHIM_HIDDEN void vshimLinkMain(VFile *p);
 VSHIM_HIDDEN VFile *vshimLinkJournal(VFile *p, const char *zJournal);
+VSHIM_HIDDEN VFile *vshimLinkWal(VFile *p, const char *zWal);
 VSHIM_HIDDEN VFile *vshimPinMainOfJournal(const char *zJournal);
 VSHIM_HIDDEN VFile *vshimPinMainOf(VFile *pJ);
 VSHIM_HIDDEN void vshimUnpinMain(VFile *p);
@@ -88,6 +94,12 @@ VSHIM_HIDDEN int vshimWalShmLock(sqlite3_file *f, int ofst, int n, int flags);
 VSHIM_HIDDEN int vshimWalShmUnmap(sqlite3_file *f, int del);
 VSHIM_HIDDEN void vshimWalStats(vshim_stats *out);
 VSHIM_HIDDEN void vshimWalPhaseTwo(VFile *p);
+
+/* WAL mode with the wal-index in heap memory (shimwalheap.c). */
+VSHIM_HIDDEN void vshimWalHeapOpen(VFile *pWal, const char *zWal);
+VSHIM_HIDDEN void vshimWalHeapClose(VFile *pWal);
+VSHIM_HIDDEN void vshimWalHeapUnlock(VFile *p, int e);
+VSHIM_HIDDEN void vshimWalHeapPhaseTwo(VFile *p);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

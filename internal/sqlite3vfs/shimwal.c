@@ -15,7 +15,7 @@
 ** While the wal-index is mapped (walOpen), writes to the main file are
 ** checkpoints, which change no committed state: shim.c passes them
 ** through without tracking. Exclusive locking mode with the wal-index in
-** heap memory calls no xShmLock: shim.c refuses journal_mode=WAL there.
+** heap memory calls no xShm* method: shimwalheap.c captures it instead.
 */
 #ifdef VERNEUIL_EXTENSION
 # include "sqlite3ext.h"

@@ -98,6 +98,8 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 		return db.check(src, ev.Ino)
 	case WALCommit:
 		return db.walCapture(src, ev)
+	case WALHeapCommit:
+		return db.walHeapCapture(src, ev)
 	case Rescan:
 		db.waitSliced(true)
 		unlock, err := db.lockForCapture()
@@ -141,10 +143,10 @@ func (db *DB) commit(src Source, ev Event) error {
 		return fmt.Errorf("file size: %w", err)
 	}
 	if ev.PreHeader == nil || IsWAL(ev.PreHeader) {
-		// A database in WAL mode written without a wal-index the VFS sees
-		// (exclusive locking mode, heap memory): the file lacks the WAL's
-		// frames, so it is reported, never copied. A switch out of WAL mode
-		// leaves a header that says rollback.
+		// A database in WAL mode written without a WAL the VFS follows
+		// (shimwal*.c): the file lacks the WAL's frames, so it is
+		// reported, never copied. A switch out of WAL mode leaves a header
+		// that says rollback.
 		header := make([]byte, HeaderLen)
 		if err := src.ReadAt(header, 0); err != nil {
 			return fmt.Errorf("read header: %w", err)
@@ -361,8 +363,8 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		return fmt.Errorf("read header: %w", err)
 	}
 	if ev.Kind == Commit && IsWAL(header) && IsWAL(ev.PreHeader) {
-		// Written in WAL mode without a wal-index the VFS sees (exclusive
-		// locking mode, heap memory): the file lacks the WAL's frames.
+		// Written in WAL mode without a WAL the VFS follows: the file
+		// lacks the WAL's frames.
 		return ErrWAL
 	}
 	seq := db.nextSeq(ev.Seq)

@@ -149,8 +149,9 @@ func (db *DB) nextSeq(seq uint64) uint64 {
 }
 
 // ErrWAL says that a database is in WAL mode where that is not supported:
-// WAL written in exclusive locking mode (a wal-index in heap memory, which
-// the VFS cannot see), and verneuilctl sync and verify.
+// a commit the VFS reported as a rollback-journal one on a file whose
+// header says WAL before and after it (a WAL it could not follow), and
+// verneuilctl sync and verify.
 var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL)")
 
 // IsWAL reports whether a SQLite header says WAL mode (file format

@@ -43,6 +43,10 @@ const (
 	// be released and the wal-index header changed (commits, a restart):
 	// see wal.go. Event carries the headers and the -wal path.
 	WALCommit Kind = 5
+	// WALHeapCommit: a transaction committed on a database in WAL mode
+	// whose wal-index is in heap memory (exclusive locking): see
+	// walheap.go. Event carries the -wal path and the session.
+	WALHeapCommit Kind = 6
 )
 
 // HeaderLen is the length of the SQLite header that is part of a file's
@@ -89,6 +93,10 @@ type Event struct {
 	// the -wal file.
 	WALPrior, WALNow []byte
 	WALPath          string
+	// WALHeapCommit: the session of the connection (it held EXCLUSIVE
+	// with this -wal open throughout one session), and the inode of the
+	// -wal it opened (0: unknown).
+	WALSession, WALIno uint64
 }
 
 // Uploader is the part of the copier the tracker uses.
@@ -435,8 +443,8 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			if again {
 				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
 			} else {
-				db.log.Error("database not replicated: in WAL mode with its wal-index in heap memory (exclusive locking from the start); "+
-					"open it with locking_mode=NORMAL, or use DELETE, TRUNCATE or PERSIST", "err", err)
+				db.log.Error("commit not replicated: the file says WAL mode but the VFS saw a rollback-journal commit "+
+					"(a WAL it cannot follow: its wal-index is kept by a VFS stacked above it)", "err", err)
 			}
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)

@@ -121,6 +121,9 @@ func parseWALIndexHeader(h []byte) (walPos, bool) {
 type walState struct {
 	pos    walPos
 	frames map[uint32]uint32 // page number -> latest frame at or before pos.mx
+	// heapSession: the heap-memory WAL session (Event.WALSession) whose
+	// capture left this state, 0 for others (walheap.go).
+	heapSession uint64
 }
 
 // errWALChain says that the -wal does not hold the frames the wal-index

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// A database written in WAL mode without a wal-index the VFS sees (its
-// header says WAL, exclusive locking from the start) is not captured:
+// A rollback-journal commit reported on a file whose header says WAL (a WAL
+// the VFS could not follow) is not captured:
 // logged as an error when it starts, not at every commit; a successful
 // capture in between makes the next occurrence an error again.
 func TestErrWALLoggedOncePerRun(t *testing.T) {
@@ -51,8 +51,8 @@ func TestErrWALLoggedOncePerRun(t *testing.T) {
 	if n := errorLines(); n != 1 {
 		t.Fatalf("5 uncaptured WAL commits logged %d errors, want 1:\n%s", n, logs.String())
 	}
-	if !strings.Contains(logs.String(), "database not replicated") {
-		t.Fatalf("the error does not say the database is not replicated:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "commit not replicated") {
+		t.Fatalf("the error does not say the commit is not replicated:\n%s", logs.String())
 	}
 	m.Capture(h, f, Event{Kind: Check}) // out of WAL mode: a rescan captures it
 	commit(false)

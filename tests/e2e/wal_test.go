@@ -106,13 +106,19 @@ func TestWALMultiProcessWriters(t *testing.T) {
 // rescanning) and, once it closed (SQLite checkpoints and deletes the
 // -wal), the replica is byte-identical to the file.
 func TestCrashLoopWAL(t *testing.T) {
+	s := newSetup(t)
+	crashLoopWAL(t, s, filepath.Join(s.dir, "crash-wal.db"), "_journal_mode=WAL", nil)
+}
+
+// crashLoopWAL runs TestCrashLoopWAL's loop on db, with writers that open
+// it with the URI parameters params; afterKill, if not nil, runs after
+// each kill, before anything else opens the database.
+func crashLoopWAL(t *testing.T, s *setup, db, params string, afterKill func(i int)) {
 	iters := 20
 	if v, err := strconv.Atoi(os.Getenv("VERNEUIL_CRASH_ITERATIONS")); err == nil && v > 0 {
 		iters = v
 	}
-	s := newSetup(t)
-	db := filepath.Join(s.dir, "crash-wal.db")
-	wal := "VERNEUIL_E2E_PARAMS=_journal_mode=WAL"
+	wal := "VERNEUIL_E2E_PARAMS=" + params
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	for i := range iters {
 		w := s.writer("loop", db, "VERNEUIL_E2E_SEED="+strconv.Itoa(i), wal)
@@ -124,6 +130,9 @@ func TestCrashLoopWAL(t *testing.T) {
 		w.Wait()
 		if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if afterKill != nil {
+			afterKill(i)
 		}
 		if i%4 == 3 {
 			damageSpool(t, filepath.Join(s.dir, "spool"), rng)
@@ -158,11 +167,21 @@ func TestCrashLoopWAL(t *testing.T) {
 // (which closes last: the -wal is checkpointed and deleted) the replica is
 // the file.
 func TestCrashStagesWAL(t *testing.T) {
-	wal := "VERNEUIL_E2E_PARAMS=_journal_mode=WAL"
+	crashStagesWAL(t, "_journal_mode=WAL", nil)
+}
+
+// crashStagesWAL runs TestCrashStagesWAL with writers that open the
+// database with the URI parameters params, after prepare (if not nil)
+// created it.
+func crashStagesWAL(t *testing.T, params string, prepare func(t *testing.T, db string)) {
+	wal := "VERNEUIL_E2E_PARAMS=" + params
 	for _, name := range failpoint.Names {
 		t.Run(name, func(t *testing.T) {
 			s := newSetup(t)
 			db := filepath.Join(s.dir, "stage-wal.db")
+			if prepare != nil {
+				prepare(t, db)
+			}
 			for i, hit := range []int{1, 3, 7} {
 				w := s.writer("stages", db, fmt.Sprintf("VERNEUIL_FAILPOINT=%s:%d", name, hit),
 					fmt.Sprint("VERNEUIL_E2E_SEED=", i), wal)

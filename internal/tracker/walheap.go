@@ -1,0 +1,244 @@
+// WAL mode with the wal-index in heap memory (docs/ARCHITECTURE.md, "WAL
+// replication").
+//
+// A connection that opens the WAL in exclusive locking mode (or over a VFS
+// without shared memory) keeps the wal-index in heap memory: the VFS sees
+// no wal-index header and no WAL write lock. It calls Capture with a
+// WALHeapCommit event at COMMIT_PHASETWO of each transaction instead, with
+// the database's EXCLUSIVE lock held, which the connection keeps as long as
+// its WAL is open: no one else can append, checkpoint or restart.
+//
+// The position is then read from the -wal itself, as SQLite's recovery
+// reads it: from the remembered position (same salts: the same generation,
+// whose frames up to it are immutable, checked again) or else from the WAL
+// header, every frame is validated (salts, cumulative checksums) until the
+// first that does not, and the position is the last commit frame among
+// them. From there the capture is wal.go's:
+//
+//   - incremental from the remembered position (same generation);
+//   - a new generation in the same session (Event.WALSession: the same
+//     connection held EXCLUSIVE with the same -wal open since it captured
+//     the remembered position): SQLite restarts a WAL only when every
+//     frame is in the database file, so the file is the remembered state
+//     and the new generation's frames are applied to it;
+//   - otherwise a rescan of the whole overlay.
+//
+// A transaction that committed no frame (BEGIN IMMEDIATE; COMMIT) changes
+// nothing. A -wal with no committed frame at all (the frames have not
+// reached the file) skips the capture (ErrWALShort): the next one rescans.
+
+package tracker
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// walHeapCapture runs a WALHeapCommit event (see the top of this file).
+func (db *DB) walHeapCapture(src Source, ev Event) error {
+	db.waitSliced(true) // a copy of the raw file is not a state in WAL mode
+	db.mu.Lock()
+	st := db.wal
+	db.wal = nil // set again when this capture succeeds
+	db.mu.Unlock()
+	inSession := st != nil && ev.WALSession != 0 && st.heapSession == ev.WALSession
+	wal, err := os.Open(ev.WALPath)
+	if err != nil {
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	defer wal.Close()
+	if fi, err := wal.Stat(); err != nil {
+		return fmt.Errorf("stat WAL: %w", err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && ev.WALIno != 0 && st.Ino != ev.WALIno {
+		return fmt.Errorf("%s is not the -wal SQLite opened (inode %d, not %d): %w", ev.WALPath, st.Ino, ev.WALIno, errWALChain)
+	}
+	start, err := walHeapStart(wal)
+	if errors.Is(err, ErrWALShort) {
+		// No frame (emptied by a TRUNCATE checkpoint, or never written).
+		return db.walHeapNoFrame(src, st, inSession, ev)
+	}
+	if err != nil {
+		return err
+	}
+	// The same generation as the remembered position, whose last frame is
+	// still there; or a restart by this session.
+	sameGen := st != nil && st.pos.salt == start.salt && st.pos.pageSize == start.pageSize &&
+		st.pos.bigEnd == start.bigEnd
+	if sameGen && st.pos.mx > 0 {
+		if sameGen, err = walFrameIs(wal, st.pos); err != nil {
+			return err
+		}
+	}
+	restarted := inSession && st.pos.salt != start.salt
+	from := start
+	if sameGen && st.pos.mx > 0 {
+		from = st.pos
+	}
+	now, err := walLastCommit(wal, from)
+	if err != nil {
+		return err
+	}
+	if now.mx == 0 {
+		return db.walHeapNoFrame(src, st, sameGen || restarted || inSession, ev)
+	}
+	var pages []uint32
+	switch {
+	case sameGen && st.pos.mx > 0:
+		if now.same(st.pos) {
+			db.setWAL(st) // a transaction that wrote no frame
+			return nil
+		}
+		pages, err = st.extend(wal, now)
+	case sameGen || restarted:
+		// The remembered generation was empty, or this session restarted
+		// the WAL: the file is the remembered state.
+		st = &walState{pos: start, frames: map[uint32]uint32{}}
+		pages, err = st.extend(wal, now)
+	default:
+		err = errWALChain
+	}
+	if err != nil {
+		db.log.Debug("heap-memory WAL capture cannot continue from the remembered position; rescanning", "err", err)
+		if err := db.walRescan(src, wal, now, ev.Ino); err != nil {
+			return err
+		}
+		db.mu.Lock()
+		if db.wal != nil {
+			db.wal.heapSession = ev.WALSession
+		}
+		db.mu.Unlock()
+		return nil
+	}
+	st.heapSession = ev.WALSession
+	dirty, extents := walDirtyChunks(pages, now.pageSize, int64(db.chunkSize()))
+	view := &walView{file: src, wal: wal, st: st}
+	size, _ := view.Size()
+	cev := Event{Kind: WALCommit, Dirty: dirty, Extents: extents, Ino: ev.Ino, PostXattr: now.id()}
+	if err := db.copyDirty(view, cev, size, nil, nil, nil, nil); err != nil {
+		return err
+	}
+	db.setWAL(st)
+	return nil
+}
+
+// walHeapNoFrame captures a commit after which the WAL holds no committed
+// frame: the state is the database file. It is the remembered state when
+// st was captured in this session (or is this generation's empty start);
+// else the file is captured, unless it is the state last captured.
+func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event) error {
+	if remembered {
+		db.setWAL(st)
+		return nil
+	}
+	xattr, err := src.Xattr()
+	if err != nil {
+		xattr = nil // unsupported: identity falls back to the header
+	}
+	header := make([]byte, HeaderLen)
+	if err := src.ReadAt(header, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
+	}
+	cur := identity(ev.Ino, xattr, header)
+	db.mu.Lock()
+	known := db.lastID != nil && bytes.Equal(db.lastID, cur)
+	db.mu.Unlock()
+	if !known {
+		unlock, err := db.lockForCapture()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		walRescanned.Add(1)
+		if err := db.rescanLocked(src, ev.Ino, xattr, seqFromXattr(xattr)); err != nil {
+			return err
+		}
+	}
+	// The next frames start a generation from the file (no salts match
+	// this empty position's).
+	db.setWAL(&walState{frames: map[uint32]uint32{}, heapSession: ev.WALSession})
+	return nil
+}
+
+// walHeapStart reads the WAL header and returns the start of its
+// generation (no frame, the header's checksums as the chain's seed);
+// ErrWALShort when the file holds no header.
+func walHeapStart(wal *os.File) (walPos, error) {
+	h := make([]byte, walHdrLen)
+	if _, err := wal.ReadAt(h, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			return walPos{}, fmt.Errorf("WAL header: %w", ErrWALShort)
+		}
+		return walPos{}, fmt.Errorf("read WAL header: %w", err)
+	}
+	be := binary.BigEndian
+	hint := walPos{pageSize: int(be.Uint32(h[8:])), bigEnd: be.Uint32(h)&1 == 1}
+	copy(hint.salt[:], h[16:24])
+	return walGenerationStart(wal, hint) // validates magic, version, checksum
+}
+
+// walFrameIs reports whether frame pos.mx of the -wal is still the last
+// frame of pos: its salts and checksums are pos's.
+func walFrameIs(wal *os.File, pos walPos) (bool, error) {
+	h := make([]byte, walFrameHdrLen)
+	if _, err := wal.ReadAt(h, frameOffset(pos.mx, pos.pageSize)); err != nil {
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read WAL frame %d: %w", pos.mx, err)
+	}
+	be := binary.BigEndian
+	return [8]byte(h[8:16]) == pos.salt && be.Uint32(h[16:]) == pos.ck[0] && be.Uint32(h[20:]) == pos.ck[1], nil
+}
+
+// walLastCommit validates the frames after from as SQLite's recovery does
+// (page number, salts, checksum chain) up to the first that does not
+// validate or is not in the file, and returns the position at the last
+// commit frame among them (from itself when there is none).
+func walLastCommit(wal *os.File, from walPos) (walPos, error) {
+	fi, err := wal.Stat()
+	if err != nil {
+		return walPos{}, fmt.Errorf("stat WAL: %w", err)
+	}
+	ps := from.pageSize
+	frameLen := int64(walFrameHdrLen + ps)
+	off := frameOffset(from.mx+1, ps)
+	left := max(fi.Size()-off, 0) / frameLen
+	buf := make([]byte, min(left, int64(max(walReadBatch/frameLen, 1)))*frameLen)
+	be := binary.BigEndian
+	last := from
+	s1, s2 := from.ck[0], from.ck[1]
+	for f := from.mx + 1; left > 0; {
+		k := min(left, int64(len(buf))/frameLen)
+		b := buf[:k*frameLen]
+		n, err := wal.ReadAt(b, frameOffset(f, ps))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return walPos{}, fmt.Errorf("read WAL frames from %d: %w", f, err)
+		}
+		k = int64(n) / frameLen
+		for i := range k {
+			fr := b[i*frameLen : (i+1)*frameLen]
+			if be.Uint32(fr) == 0 || [8]byte(fr[8:16]) != from.salt {
+				return last, nil
+			}
+			s1, s2 = walChecksum(fr[:8], from.bigEnd, s1, s2)
+			s1, s2 = walChecksum(fr[walFrameHdrLen:], from.bigEnd, s1, s2)
+			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
+				return last, nil
+			}
+			if size := be.Uint32(fr[4:]); size != 0 {
+				last.mx, last.nPage, last.ck = f+uint32(i), size, [2]uint32{s1, s2}
+			}
+		}
+		if err != nil || k == 0 {
+			return last, nil // the file ended
+		}
+		f += uint32(k)
+		left -= k
+	}
+	return last, nil
+}
