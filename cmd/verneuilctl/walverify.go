@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -20,15 +19,19 @@ import (
 const verifyWALAttempts = 5
 
 // verifyWALSource verifies a database in WAL mode: under one WAL read
-// lock it captures the committed state (walsync.go), uploads it and
-// hashes it, then returns the hash and the replica's latest manifest,
-// which must be that state (its version id). When a writer's process
-// uploaded a later state meanwhile, it reads again, at most
-// verifyWALAttempts times. errNotWAL when the database is not in WAL mode.
+// lock it captures the committed state (walsync.go), uploads it, reads
+// the replica's latest manifest and hashes the source's state at that
+// version's WAL position (the captured state, or a later commit a
+// writer's process uploaded meanwhile, composed from the same
+// generation's frames). It returns the hash and the manifest. A latest
+// version the snapshot cannot compose (another WAL generation) makes it
+// read again, at most verifyWALAttempts times. errNotWAL when the
+// database is not in WAL mode.
 func verifyWALSource(ctx context.Context, r *replicator.Replicator, s blob.Store, ref dbRef, path string) ([]byte, *manifest.Manifest, error) {
 	var lastErr error
 	for range verifyWALAttempts {
-		var srcHash, id []byte
+		var srcHash []byte
+		var m *manifest.Manifest
 		err := withWALSnapshot(ctx, path, func(snap *tracker.WALSnapshot) error {
 			if err := r.CaptureWAL(path, snap); err != nil {
 				return err
@@ -36,9 +39,20 @@ func verifyWALSource(ctx context.Context, r *replicator.Replicator, s blob.Store
 			if err := r.FlushDB(ctx, path); err != nil {
 				return err
 			}
-			h, err := hashSource(snap.Source(), snap.Size())
-			srcHash, id = h, snap.VersionID()
-			return err
+			var err error
+			if m, err = restore.Latest(ctx, s, ref.Key); err != nil {
+				return storeError(err, ref)
+			}
+			// The latest version may be a later commit that a writer's
+			// process uploaded meanwhile: compose that state.
+			at, err := snap.At(m.VersionID)
+			if err != nil {
+				return fmt.Errorf("the replica's latest version %d is not a state this snapshot can compose (%v): %w", m.Seq, err, tracker.ErrDeferred)
+			}
+			if srcHash, err = hashSource(at.Source(), at.Size()); err != nil {
+				return err
+			}
+			return at.Settled()
 		})
 		if errors.Is(err, tracker.ErrDeferred) {
 			lastErr = err
@@ -50,14 +64,7 @@ func verifyWALSource(ctx context.Context, r *replicator.Replicator, s blob.Store
 		if err != nil {
 			return nil, nil, err
 		}
-		m, err := restore.Latest(ctx, s, ref.Key)
-		if err != nil {
-			return nil, nil, storeError(err, ref)
-		}
-		if bytes.Equal(m.VersionID, id) {
-			return srcHash, m, nil
-		}
-		lastErr = fmt.Errorf("the replica's latest version %d is another state than the database's (a writer committed while verify ran); retry", m.Seq)
+		return srcHash, m, nil
 	}
 	return nil, nil, fmt.Errorf("verify %s: %w", path, lastErr)
 }

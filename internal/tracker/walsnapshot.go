@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"syscall"
 	"time"
@@ -59,6 +60,8 @@ type WALSnapshot struct {
 	size   int64
 	header []byte
 	shm    *os.File
+	wal    *os.File
+	file   Source // the database file
 	// seq numbers the state if it is captured: the time before the
 	// header was read, below the number of any later commit's capture on
 	// this host (those read the clock after the header was replaced).
@@ -143,8 +146,8 @@ func ReadWALSnapshot(db, wal, shm *os.File) (*WALSnapshot, error) {
 		return nil, err
 	}
 	pos, _ := parseWALIndexHeader(hdr)
-	s := &WALSnapshot{pos: pos, ino: sys.Ino, shm: shm, seq: seq}
 	file := fileSource{f: db}
+	s := &WALSnapshot{pos: pos, ino: sys.Ino, shm: shm, wal: wal, file: file, seq: seq}
 	switch {
 	case pos.mx == 0:
 		// An empty WAL: the state is the file.
@@ -309,5 +312,84 @@ func (db *DB) captureWALSnapshot(snap *WALSnapshot) error {
 		db.pending.seq = snap.seq // not renumbered after the staged version
 	}
 	db.wal = nil // no position this process can continue from
+	return nil
+}
+
+// At returns the state of the snapshot's database at the WAL position a
+// version id records, a later commit of the snapshot's generation (the
+// frames after the snapshot's position are read and validated up to
+// that position's checksums): the state a writer captured after the
+// snapshot was read, which the read lock still lets one compose (see the
+// top of this file). Check Settled after reading it.
+func (s *WALSnapshot) At(versionID []byte) (*WALSnapshot, error) {
+	salt, mx, ok := WALPositionOf(versionID)
+	if !ok || salt != s.pos.salt || mx < s.pos.mx {
+		return nil, errors.New("not a later position of the snapshot's WAL generation")
+	}
+	if bytes.Equal(versionID, s.VersionID()) {
+		return s, nil
+	}
+	var from *walState
+	if v, ok := s.src.(*walView); ok {
+		from = &walState{pos: v.st.pos, frames: maps.Clone(v.st.frames)}
+	} else {
+		// An empty WAL: the later commits start the generation.
+		ps, bigEnd := s.walFormat()
+		start, err := walGenerationStart(s.wal, walPos{salt: salt, pageSize: ps, bigEnd: bigEnd})
+		if err != nil {
+			return nil, err
+		}
+		from = &walState{pos: start, frames: map[uint32]uint32{}}
+	}
+	wal := s.wal
+	x := versionID[9+len(walIdentityMark):]
+	target := walPos{salt: salt, mx: mx, ck: [2]uint32{binary.BigEndian.Uint32(x[12:]), binary.BigEndian.Uint32(x[16:])},
+		pageSize: from.pos.pageSize, bigEnd: from.pos.bigEnd}
+	fh := make([]byte, walFrameHdrLen)
+	if _, err := wal.ReadAt(fh, frameOffset(mx, target.pageSize)); err != nil {
+		return nil, fmt.Errorf("read WAL frame %d: %w", mx, err)
+	}
+	target.nPage = binary.BigEndian.Uint32(fh[4:])
+	if _, err := from.extend(wal, target); err != nil {
+		return nil, err
+	}
+	t := &WALSnapshot{pos: target, ino: s.ino, shm: s.shm, wal: wal, file: s.file, seq: s.seq,
+		src: &walView{file: s.file, wal: wal, st: from}}
+	t.size, _ = t.src.Size()
+	t.header = make([]byte, HeaderLen)
+	if err := t.src.ReadAt(t.header, 0); err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	if !bytes.Equal(t.VersionID(), versionID) {
+		return nil, errors.New("the state at that WAL position has another identity")
+	}
+	return t, nil
+}
+
+// walFormat returns the page size and checksum byte order the -wal's
+// header gives (zeros when unreadable).
+func (s *WALSnapshot) walFormat() (pageSize int, bigEnd bool) {
+	h := make([]byte, walHdrLen)
+	if _, err := s.wal.ReadAt(h, 0); err != nil {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint32(h[8:])), binary.BigEndian.Uint32(h)&1 == 1
+}
+
+// Settled reports whether the frames the snapshot was composed from were
+// not overwritten while it was read: the -wal's header still has the
+// snapshot's salts (a restart rewrites it before any frame).
+func (s *WALSnapshot) Settled() error {
+	v, ok := s.src.(*walView)
+	if !ok || len(v.st.frames) == 0 {
+		return nil // read from the file alone
+	}
+	h := make([]byte, walHdrLen)
+	if _, err := v.wal.ReadAt(h, 0); err != nil {
+		return fmt.Errorf("read WAL header: %w", err)
+	}
+	if [8]byte(h[16:24]) != s.pos.salt {
+		return fmt.Errorf("the WAL was restarted while it was read: %w", ErrDeferred)
+	}
 	return nil
 }
