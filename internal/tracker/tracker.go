@@ -426,11 +426,21 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
 		case errors.Is(err, ErrWALShort):
 			db.log.Info("capture skipped: the WAL's frames have not reached the file; the next capture rescans", "err", err)
+		case errors.Is(err, ErrWALMissing):
+			// Every commit says it again until the -wal is back (walmissing.go).
+			db.mu.Lock()
+			again := db.repeatedLocked(ErrWALMissing)
+			db.mu.Unlock()
+			if again {
+				db.log.Debug("commit not captured: the -wal is still missing", "err", err)
+			} else {
+				db.log.Warn("commits not captured until the -wal is opened again at its path (the next capture rescans)", "err", err)
+			}
 		case errors.Is(err, ErrWAL):
 			// Every commit of such a database says it again: logged when
 			// it starts (flushes and status keep reporting it).
 			db.mu.Lock()
-			again := db.lastErr != nil && errors.Is(db.lastErr, ErrWAL)
+			again := db.repeatedLocked(ErrWAL)
 			db.mu.Unlock()
 			if again {
 				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)

@@ -310,7 +310,7 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	}
 	wal, err := os.Open(ev.WALPath)
 	if err != nil {
-		return fmt.Errorf("open WAL: %w", err)
+		return walOpenError(ev.WALPath, err)
 	}
 	defer wal.Close()
 	if st == nil && priorOK {
