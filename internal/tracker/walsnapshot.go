@@ -281,6 +281,7 @@ func (s *WALSnapshot) stagedCovers(id []byte) bool {
 // meanwhile by a writer, numbered after it, is never replaced by it).
 func (db *DB) captureWALSnapshot(snap *WALSnapshot) error {
 	db.waitSliced(true)
+	db.stopWALSliced()
 	unlock, err := db.lockForCapture()
 	if err != nil {
 		return err
