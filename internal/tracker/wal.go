@@ -294,7 +294,7 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		return nil
 	}
 	prior, priorOK := parseWALIndexHeader(ev.WALPrior)
-	db.waitSliced(true) // a copy of the raw file is not a state in WAL mode
+	db.waitSliced(true)  // a copy of the raw file is not a state in WAL mode
 	db.walCopy.mu.Lock() // no sliced WAL copy ends during the capture (walsliced.go)
 	defer db.walCopy.mu.Unlock()
 	db.mu.Lock()
