@@ -24,7 +24,7 @@ func init() {
 	register(&command{
 		name:    "sync",
 		usage:   "[--take-over] DB...",
-		summary: "capture databases now through the replicating VFS (rescanning if needed) and upload them",
+		summary: "capture databases now through the replicating VFS (rescanning if needed; a database in WAL mode is read under a WAL read lock) and upload them",
 		examples: []string{
 			"verneuilctl sync /srv/app.db /srv/jobs.db",
 			"verneuilctl sync --take-over /srv/app.db  # after moving the database to this host",

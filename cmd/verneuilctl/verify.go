@@ -24,7 +24,7 @@ func init() {
 	register(&command{
 		name:     "verify",
 		usage:    "DB",
-		summary:  "sync a database, then check that its replica is byte-identical to the file",
+		summary:  "sync a database, then check that its replica is byte-identical to the file (in WAL mode: to the file with the WAL's committed frames, read under one WAL read lock)",
 		examples: []string{"verneuilctl verify /srv/app.db"},
 		json: `{"db": "/srv/app.db", "name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db",
  "version": "1764057600123456789", "length": 1048576, "source_sha256": "...", "replica_sha256": "...",
