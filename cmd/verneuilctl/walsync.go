@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 	"github.com/verneuil-go/verneuil/internal/tracker"
@@ -83,11 +84,17 @@ func withWALSnapshot(ctx context.Context, path string, f func(*tracker.WALSnapsh
 	if !tracker.IsWAL(header) || mode != "wal" {
 		return errNotWAL
 	}
-	wal, err := open(path + "-wal")
+	// SQLite names the -wal and -shm after the file a symbolic link
+	// leads to.
+	canon, err := names.Canonical(path)
 	if err != nil {
 		return err
 	}
-	shm, err := open(path + "-shm")
+	wal, err := open(canon + "-wal")
+	if err != nil {
+		return err
+	}
+	shm, err := open(canon + "-shm")
 	if err != nil {
 		return err
 	}
@@ -159,7 +166,11 @@ func checkWALSource(st *sourceState, d *spool.Dir, path string, now time.Time) e
 		age := now.Sub(latest)
 		return age, age >= outsideGrace
 	}
-	shm, err := os.Open(path + "-shm")
+	canon, err := names.Canonical(path)
+	if err != nil {
+		return err
+	}
+	shm, err := os.Open(canon + "-shm")
 	if errors.Is(err, fs.ErrNotExist) {
 		if st.stamp.CTime > st.stamp.ManifestStamp.MTime {
 			if age, ok := settled(); ok {
@@ -183,7 +194,7 @@ func checkWALSource(st *sourceState, d *spool.Dir, path string, now time.Time) e
 		st.InSync = true
 		return nil
 	}
-	if age, ok := settled(path + "-wal"); ok {
+	if age, ok := settled(canon + "-wal"); ok {
 		st.Outside = true
 		st.Reason = fmt.Sprintf("in WAL mode, at a WAL position not captured (changed %s ago): committed or checkpointed without the replicating VFS", age.Round(time.Second))
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -232,4 +233,25 @@ func TestWALDaemonSyncsBypassingCommits(t *testing.T) {
 	if st := h.snapshot()[key]; !st.WAL || !st.InSync || h.syncs.Load() != 1 {
 		t.Errorf("after the sync: %+v, %d syncs", st, h.syncs.Load())
 	}
+}
+
+// TestWALSyncThroughSymlink: sync and verify named by a symbolic link to
+// a WAL database read the -wal and -shm SQLite uses (named after the
+// link's target), not files named after the link.
+func TestWALSyncThroughSymlink(t *testing.T) {
+	s := newTestSpool(t)
+	path := filepath.Join(s.dir, "real.db")
+	s.writeThroughVFS(t, path, "_journal_mode=WAL", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
+	plain := openPlainWAL(t, path)
+	mustExecDB(t, plain, "INSERT INTO t VALUES(2)", "INSERT INTO t VALUES(3)")
+	link := filepath.Join(s.dir, "link.db")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"sync", "verify"} {
+		if out, errOut, code := s.ctl(t, cmd, link); code != 0 {
+			t.Fatalf("%s through a symlink: exit %d: %s%s", cmd, code, out, errOut)
+		}
+	}
+	s.compareWithReference(t, path)
 }
