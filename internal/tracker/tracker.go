@@ -428,26 +428,16 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			db.log.Info("capture skipped: the WAL's frames have not reached the file; the next capture rescans", "err", err)
 		case errors.Is(err, ErrWALMissing):
 			// Every commit says it again until the -wal is back (walmissing.go).
-			db.mu.Lock()
-			again := db.repeatedLocked(ErrWALMissing)
-			db.mu.Unlock()
-			if again {
-				db.log.Debug("commit not captured: the -wal is still missing", "err", err)
-			} else {
-				db.log.Warn("commits not captured until the -wal is opened again at its path (the next capture rescans)", "err", err)
-			}
+			db.logRepeated(ErrWALMissing, err, slog.LevelWarn,
+				"commits not captured until the -wal is opened again at its path (the next capture rescans)",
+				"commit not captured: the -wal is still missing")
 		case errors.Is(err, ErrWAL):
 			// Every commit of such a database says it again: logged when
 			// it starts (flushes and status keep reporting it).
-			db.mu.Lock()
-			again := db.repeatedLocked(ErrWAL)
-			db.mu.Unlock()
-			if again {
-				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
-			} else {
-				db.log.Error("database not replicated: in WAL mode with its wal-index in heap memory (exclusive locking from the start); "+
-					"open it with locking_mode=NORMAL, or use DELETE, TRUNCATE or PERSIST", "err", err)
-			}
+			db.logRepeated(ErrWAL, err, slog.LevelError,
+				"database not replicated: in WAL mode with its wal-index in heap memory (exclusive locking from the start); "+
+					"open it with locking_mode=NORMAL, or use DELETE, TRUNCATE or PERSIST",
+				"commit not captured: still in WAL mode without a wal-index the VFS sees")
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
 		}

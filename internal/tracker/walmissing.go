@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 )
 
 // ErrWALMissing says that no file exists at the -wal's path while SQLite
@@ -24,8 +26,17 @@ func walOpenError(path string, err error) error {
 	return fmt.Errorf("open WAL: %w", err)
 }
 
-// repeatedLocked reports whether the last capture failed with target too
-// (then the new failure is logged at DEBUG only). db.mu must be held.
-func (db *DB) repeatedLocked(target error) bool {
-	return db.lastErr != nil && errors.Is(db.lastErr, target)
+// logRepeated logs a capture failure err of the kind target at level
+// with first when the previous capture did not fail so, and at DEBUG with
+// again when it did: a failure every commit repeats is logged when it
+// starts (flushes and status keep reporting it).
+func (db *DB) logRepeated(target, err error, level slog.Level, first, again string) {
+	db.mu.Lock()
+	repeated := db.lastErr != nil && errors.Is(db.lastErr, target)
+	db.mu.Unlock()
+	if repeated {
+		db.log.Debug(again, "err", err)
+		return
+	}
+	db.log.Log(context.Background(), level, first, "err", err)
 }

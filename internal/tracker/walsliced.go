@@ -46,8 +46,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // walSliced counts sliced WAL copies started, installed and abandoned.
@@ -225,40 +223,18 @@ func (db *DB) runWALSliced(run *walSlicedRun, unlock func()) {
 
 // copyWALSlices copies the state of run into a new full pending set,
 // one slice at a time (see the top of this file).
-func (db *DB) copyWALSlices(run *walSlicedRun) (p *pending, err error) {
-	p, buf, err := db.newRescanSet(run.size)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			p.close()
-			p = nil
-		}
-	}()
+func (db *DB) copyWALSlices(run *walSlicedRun) (*pending, error) {
 	view := &walView{file: sliceSource{run.r}, wal: run.wal, st: run.st}
-	cs := db.chunkSize()
-	n := manifest.ChunkCount(run.size, uint32(cs))
-	slice := len(buf) / cs
-	for i := 0; i < n; i += slice {
-		k := min(slice, n-i)
-		b := buf[:min(run.size, int64(i+k)*int64(cs))-int64(i)*int64(cs)]
+	return db.copyInSlices(run.size, func(b []byte, off int64) error {
 		if err := lockSlice(&slicedRun{r: run.r}, &run.abort); err != nil {
-			return nil, err
+			return err
 		}
-		rerr := view.ReadAt(b, int64(i)*int64(cs))
-		uerr := run.r.Unlock()
-		if err := errors.Join(rerr, uerr); err != nil {
-			return nil, fmt.Errorf("rescan chunk %d: %w", i, err)
+		rerr := view.ReadAt(b, off)
+		if err := errors.Join(rerr, run.r.Unlock()); err != nil {
+			return err
 		}
-		if err := walSameGeneration(run.wal, run.st.pos); err != nil {
-			return nil, err
-		}
-		if err := db.addSlice(p, b, i, k, run.size); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+		return walSameGeneration(run.wal, run.st.pos)
+	})
 }
 
 // walSameGeneration checks that the -wal's header has pos's salts.
