@@ -274,7 +274,16 @@ func (db *DB) finishSliced(run *slicedRun, p *pending, seq uint64) bool {
 		p.close()
 		return false
 	}
-	p.length, p.seq, p.versionID, p.commitTime = run.start.Size, seq, run.expectedID, time.Now()
+	db.installCopyLocked(p, run.start.Size, seq, run.expectedID)
+	db.sliced = nil
+	return true
+}
+
+// installCopyLocked makes the sliced copy p of the state id (size bytes,
+// numbered seq), overlaid with the chunks of the commits captured since
+// it started, the pending set, and schedules a build. db.mu is held.
+func (db *DB) installCopyLocked(p *pending, size int64, seq uint64, id []byte) {
+	p.length, p.seq, p.versionID, p.commitTime = size, seq, id, time.Now()
 	if o := db.pending; o != nil {
 		overlay(p, o)
 		p.length, p.seq, p.versionID, p.commitTime = o.length, o.seq, o.versionID, o.commitTime
@@ -283,10 +292,8 @@ func (db *DB) finishSliced(run *slicedRun, p *pending, seq uint64) bool {
 	for _, data := range p.chunks {
 		db.pendingBytes += int64(len(data))
 	}
-	db.sliced = nil
 	db.slicedErr = nil
 	db.m.schedule(db)
-	return true
 }
 
 // overlay puts the copies of the newer set o over those of p.

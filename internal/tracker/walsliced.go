@@ -36,7 +36,6 @@
 package tracker
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -304,21 +303,8 @@ func (db *DB) finishWALSliced(run *walSlicedRun, p *pending) error {
 			return err
 		}
 		if !after {
-			p.length, p.seq, p.versionID, p.commitTime = run.size, run.seq, run.id, time.Now()
-			if o := db.pending; o != nil {
-				overlay(p, o)
-				p.length, p.seq, p.versionID, p.commitTime = o.length, o.seq, o.versionID, o.commitTime
-			}
-			db.pending, db.pendingBytes = p, 0
-			for _, data := range p.chunks {
-				db.pendingBytes += int64(len(data))
-			}
-			if !bytes.Equal(db.lastID, p.versionID) {
-				db.log.Debug("sliced WAL rescan: the newest capture's identity is not the pending set's", "seq", p.seq)
-			}
+			db.installCopyLocked(p, run.size, run.seq, run.id)
 			db.walCopy.run = nil
-			db.slicedErr = nil
-			db.m.schedule(db)
 			db.mu.Unlock()
 			db.walCopy.mu.Unlock()
 			return nil
