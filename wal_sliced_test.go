@@ -142,3 +142,36 @@ func TestWALSlicedRescan(t *testing.T) {
 		})
 	}
 }
+
+// TestWALSlicedRescan_RestartDuringCopy: replication is restarted (Close,
+// Start) right after a commit started a sliced WAL copy, with the
+// connection still open: Close waits for the copy and publishes it; a
+// connection opened after the restart commits, and the replica is the
+// checkpointed reference.
+func TestWALSlicedRescan_RestartDuringCopy(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "restart-sliced.db")
+	plain, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_journal_mode=WAL&_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	plain.SetMaxOpenConns(1)
+	mustExec(t, plain, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, plain, "CREATE TABLE big(v BLOB)")
+	mustExec(t, plain, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 160) INSERT INTO big(v) SELECT randomblob(65536) FROM s")
+	old := e.open(path, "_busy_timeout=10000")
+	old.SetMaxOpenConns(1)
+	mustExec(t, old, "PRAGMA wal_autocheckpoint=0")
+	s0, _, _ := tracker.WALSlicedCounts()
+	mustExec(t, old, "INSERT INTO big(v) VALUES(randomblob(100))") // rescans: sliced
+	if s1, _, _ := tracker.WALSlicedCounts(); s1 == s0 {
+		t.Fatalf("the first commit did not start a sliced WAL copy")
+	}
+	e.restartReplicator(t)
+	db := e.open(path, "_busy_timeout=10000")
+	mustExec(t, db, "INSERT INTO big(v) VALUES(randomblob(200))")
+	e.checkWALReplica(t, path)
+	db.Close()
+	old.Close()
+}
