@@ -151,7 +151,7 @@ func (db *DB) nextSeq(seq uint64) uint64 {
 
 // ErrWAL says that a database is in WAL mode where that is not supported:
 // WAL written in exclusive locking mode (a wal-index in heap memory, which
-// the VFS cannot see), and verneuilctl sync and verify.
+// the VFS cannot see).
 var ErrWAL = errors.New("the database is in WAL mode (journal_mode=WAL)")
 
 // IsWAL reports whether a SQLite header says WAL mode (file format
