@@ -188,7 +188,7 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 		wal += int(b2f(st.WAL))
 		outside += int(b2f(st.Outside))
 	}
-	w.Gauge("verneuil_spool_wal_databases", "Databases in WAL mode (captured by the VFS at commits; not synced by the daemon).", float64(wal))
+	w.Gauge("verneuil_spool_wal_databases", "Databases in WAL mode (captured by the VFS at commits; synced by the daemon under a WAL read lock when changed outside capture).", float64(wal))
 	w.Gauge("verneuil_spool_changed_outside_capture_databases", "Databases whose file changed outside capture and could not be synced (as of the last check).", float64(outside))
 	w.Counter("verneuil_copier_outside_syncs_total", "Syncs of databases changed outside capture (bypassing writers, forked children).", float64(h.syncs.Load()))
 	w.Counter("verneuil_copier_outside_sync_errors_total", "Failed syncs of databases changed outside capture.", float64(h.syncErrors.Load()))
@@ -218,7 +218,7 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 		{"verneuil_db_consecutive_failures", "gauge", "Upload attempts in a row that failed (0 after a success).", func(d copier.DBSnapshot) float64 { return float64(d.ConsecutiveFailures) }},
 		{"verneuil_db_last_upload_timestamp_seconds", "gauge", "Unix time the last manifest published by this copier became visible.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastVisible) }},
 		{"verneuil_db_last_commit_timestamp_seconds", "gauge", "Source commit time of the last manifest published by this copier.", func(d copier.DBSnapshot) float64 { return unixSeconds(d.LastCommitTime) }},
-		{"verneuil_db_wal", "gauge", "1 when the database is in WAL mode (captured by the VFS at commits; not synced by the daemon).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].WAL) }},
+		{"verneuil_db_wal", "gauge", "1 when the database is in WAL mode (captured by the VFS at commits; synced by the daemon under a WAL read lock when changed outside capture).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].WAL) }},
 		{"verneuil_db_changed_outside_capture", "gauge", "1 when the file changed outside capture and could not be synced (as of the last check).", func(d copier.DBSnapshot) float64 { return b2f(sources[d.Key].Outside) }},
 	} {
 		for _, d := range dbs {

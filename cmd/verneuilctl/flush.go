@@ -94,8 +94,6 @@ func checkSpooled(root string, log *slog.Logger) error {
 		switch {
 		case err != nil:
 			log.Warn("check database", "db", info.Path, "err", err)
-		case st.WAL:
-			// Captured by the VFS at each commit; nothing to check here.
 		case st.Outside:
 			log.Warn("database changed outside capture: its replica lags behind the file; run verneuilctl sync (or the copier daemon)",
 				"db", info.Path, "reason", st.Reason)

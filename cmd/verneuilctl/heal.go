@@ -22,7 +22,8 @@ import (
 // uploads, as verneuilctl sync does) those changed outside capture: writes
 // of processes that bypass the VFS or of children forked without exec,
 // which nothing else would capture until the next write through the VFS.
-// Databases in WAL mode are reported, not synced.
+// Databases in WAL mode are compared through their WAL position and
+// synced under a WAL read lock (walsync.go).
 //
 // One goroutine does the checks and the syncs in turn: a check opens and
 // closes the database file, which must not happen while a connection of
@@ -41,9 +42,9 @@ type healer struct {
 	// clean caches the stamps of files found identical to their capture:
 	// an unchanged stamp costs three stat(2) calls per pass.
 	clean map[string]fileStamp
-	// warned: WAL databases already logged; failing: databases whose
-	// sync failed at the last pass (logged at error once, then at debug).
-	warned, failing map[string]bool
+	// failing: databases whose sync failed at the last pass (logged at
+	// error once, then at debug).
+	failing map[string]bool
 
 	syncs, syncErrors atomic.Int64
 
@@ -53,7 +54,7 @@ type healer struct {
 
 func newHealer(cfg *config.Config, log *slog.Logger, interval time.Duration) *healer {
 	return &healer{cfg: cfg, log: log, interval: interval, clock: time.Now,
-		clean: map[string]fileStamp{}, warned: map[string]bool{}, failing: map[string]bool{},
+		clean: map[string]fileStamp{}, failing: map[string]bool{},
 		states: map[string]sourceState{}}
 }
 
@@ -106,10 +107,6 @@ func (h *healer) pass(ctx context.Context) {
 			h.log.Debug("check database", "db", info.Path, "err", err)
 			continue
 		}
-		if st.WAL && !h.warned[key] {
-			h.warned[key] = true
-			h.log.Info("database in WAL mode: captured by the VFS, not synced by the daemon", "db", info.Path)
-		}
 		if st.Outside {
 			if err := h.sync(ctx, d, info.Path, st); err != nil {
 				h.syncErrors.Add(1)
@@ -124,7 +121,7 @@ func (h *healer) pass(ctx context.Context) {
 				h.syncs.Add(1)
 				delete(h.failing, key)
 				h.log.Info("synced database changed outside capture", "db", info.Path, "reason", st.Reason)
-				st = sourceState{InSync: true}
+				st = sourceState{InSync: true, WAL: st.WAL}
 			}
 		}
 		states[key] = st
@@ -134,11 +131,9 @@ func (h *healer) pass(ctx context.Context) {
 			delete(h.clean, key)
 		}
 	}
-	for _, m := range []map[string]bool{h.warned, h.failing} {
-		for key := range m {
-			if _, ok := states[key]; !ok {
-				delete(m, key)
-			}
+	for key := range h.failing {
+		if _, ok := states[key]; !ok {
+			delete(h.failing, key)
 		}
 	}
 	h.mu.Lock()
@@ -157,7 +152,8 @@ func (h *healer) check(d *spool.Dir, path string, now time.Time) (sourceState, e
 	}
 	delete(h.clean, d.Key)
 	st, err := checkSource(d, path, now)
-	if err == nil && st.InSync && !st.Marker && stampSettled(st.stamp, now) {
+	// A WAL database commits to its -wal: its file's stamp says nothing.
+	if err == nil && st.InSync && !st.WAL && !st.Marker && stampSettled(st.stamp, now) {
 		h.clean[d.Key] = st.stamp
 	}
 	return st, err
@@ -197,7 +193,7 @@ func (h *healer) sync(ctx context.Context, d *spool.Dir, path string, st sourceS
 			return fmt.Errorf("start replication: %w", err)
 		}
 	}
-	if err := captureThroughVFS(ctx, []string{path}); err != nil {
+	if err := captureThroughVFS(ctx, h.r, []string{path}); err != nil {
 		return err
 	}
 	if err := h.r.FlushDB(ctx, path); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,7 +42,7 @@ type fileStamp struct {
 // sourceState compares a database file with the last state captured in
 // its spool.
 type sourceState struct {
-	// WAL: the database is in WAL mode, which is not replicated.
+	// WAL: the database is in WAL mode (walsync.go).
 	WAL bool
 	// Outside: the file changed outside capture (a bypassing writer, a
 	// forked child, a replaced file, a failed capture): the spool and the
@@ -61,16 +60,9 @@ type sourceState struct {
 }
 
 // walReason is the status text of a database in WAL mode.
-func walReason(path string) string {
-	return fmt.Sprintf("in WAL mode: commits through the VFS are captured; sync and verify do not read WAL databases "+
-		"(changes made outside the VFS are picked up at its next commit, or switch it with: sqlite3 %s 'PRAGMA journal_mode=DELETE')", path)
-}
-
-// errWAL is the error sync and verify return for a database in WAL mode.
-func errWAL(path string) error {
-	return fmt.Errorf("database %s: %w: its commits through the VFS are replicated, but verneuilctl sync and verify "+
-		"do not read WAL databases; commit through the VFS to capture changes made outside it, or switch it to a rollback "+
-		"journal (sqlite3 %s 'PRAGMA journal_mode=DELETE')", path, tracker.ErrWAL, path)
+func walReason(string) string {
+	return "in WAL mode: commits through the VFS are captured at the release of the WAL write lock; " +
+		"sync, verify and the copier daemon read it under a WAL read lock"
 }
 
 // checkSource reads the identity of the database file at path (inode,
@@ -88,8 +80,7 @@ func checkSource(d *spool.Dir, path string, now time.Time) (sourceState, error) 
 		return st, err
 	}
 	if tracker.IsWAL(header) {
-		st.WAL = true
-		return st, nil
+		return st, checkWALSource(&st, d, path, now)
 	}
 	if st.Marker {
 		st.Outside = true
@@ -216,11 +207,7 @@ func readHeader(path string) ([]byte, error) {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	defer f.Close()
-	header := make([]byte, tracker.HeaderLen)
-	if _, err := f.ReadAt(header, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("database %s: read header: %w", path, err)
-	}
-	return header, nil
+	return readHeaderFrom(f, path)
 }
 
 // readXattr returns the version xattr of the file, nil when absent or
@@ -232,16 +219,4 @@ func readXattr(path string) []byte {
 		return nil
 	}
 	return buf[:n]
-}
-
-// checkNotWAL returns errWAL when the database at path is in WAL mode.
-func checkNotWAL(path string) error {
-	h, err := readHeader(path)
-	if err != nil {
-		return err
-	}
-	if tracker.IsWAL(h) {
-		return errWAL(path)
-	}
-	return nil
 }

@@ -54,8 +54,7 @@ type dbStatus struct {
 	// LastError is why the last upload attempt failed (any process), nil
 	// when it succeeded.
 	LastError *spool.LastError `json:"last_error,omitempty"`
-	// WAL: the database is in WAL mode, which is not replicated; it
-	// counts as failing.
+	// WAL: the database is in WAL mode (replicated; not failing).
 	WAL bool `json:"wal,omitempty"`
 	// ChangedOutsideCapture: the file differs from the last state
 	// captured in the spool (a writer bypassed the VFS, a forked child
@@ -208,10 +207,11 @@ func statusOf(root, key string, now time.Time) dbStatus {
 			if src.Marker {
 				st.Reason += "; writes by a process that did not capture (a forked child) were never replicated"
 			}
-		case src.WAL:
-			st.WAL, st.Reason = true, walReason(st.Path)
 		case src.Outside:
 			st.ChangedOutsideCapture, st.Reason = true, src.Reason
+			st.WAL = src.WAL
+		case src.WAL:
+			st.WAL, st.Reason = true, walReason(st.Path)
 		}
 	}
 	st.Error = strings.Join(errs, "; ")

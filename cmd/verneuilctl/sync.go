@@ -24,7 +24,7 @@ func init() {
 	register(&command{
 		name:    "sync",
 		usage:   "[--take-over] DB...",
-		summary: "capture databases now through the replicating VFS (rescanning if needed) and upload them",
+		summary: "capture databases now through the replicating VFS (rescanning if needed; a database in WAL mode is read under a WAL read lock) and upload them",
 		examples: []string{
 			"verneuilctl sync /srv/app.db /srv/jobs.db",
 			"verneuilctl sync --take-over /srv/app.db  # after moving the database to this host",
@@ -129,7 +129,7 @@ func syncedVersion(a *app, cfg *config.Config, path string) (syncResult, error) 
 // syncAll opens each database through the VFS and runs a read transaction:
 // its end makes the tracker check the file against the spool and rescan it
 // if anything changed outside the VFS. Then everything is uploaded.
-// A database in WAL mode is an error (it is not replicated). Rescan
+// Rescan
 // markers (spool.RescanMarker) found before a successful sync are removed.
 // With superseded set, an upload that the store's latest superseded
 // (copier.ErrSuperseded) still counts as a sync: takeOverAll follows.
@@ -202,19 +202,23 @@ func retrySync(ctx context.Context, once func() error) error {
 }
 
 func syncOnce(ctx context.Context, r *replicator.Replicator, paths []string) error {
-	if err := captureThroughVFS(ctx, paths); err != nil {
+	if err := captureThroughVFS(ctx, r, paths); err != nil {
 		return err
 	}
 	return r.Flush(ctx)
 }
 
 // captureThroughVFS makes the tracker check each database (and rescan it
-// if it changed outside capture) with a read transaction through the VFS.
-// No connection stays open.
-func captureThroughVFS(ctx context.Context, paths []string) error {
+// if it changed outside capture) with a read transaction through the VFS;
+// a database in WAL mode is read under a WAL read lock and captured by r
+// (walsync.go). No connection stays open.
+func captureThroughVFS(ctx context.Context, r *replicator.Replicator, paths []string) error {
 	for _, p := range paths {
-		if err := checkNotWAL(p); err != nil {
-			return err
+		if err := syncWAL(ctx, r, p); !errors.Is(err, errNotWAL) {
+			if err != nil {
+				return err
+			}
+			continue
 		}
 		db, err := sql.Open("sqlite3", "file:"+url.PathEscape(p)+"?vfs="+replicator.VFSName+"&mode=rw")
 		if err != nil {

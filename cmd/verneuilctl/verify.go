@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/restore"
 )
@@ -20,7 +24,7 @@ func init() {
 	register(&command{
 		name:     "verify",
 		usage:    "DB",
-		summary:  "sync a database, then check that its replica is byte-identical to the file",
+		summary:  "sync a database, then check that its replica is byte-identical to the file (in WAL mode: to the file with the WAL's committed frames, read under one WAL read lock)",
 		examples: []string{"verneuilctl verify /srv/app.db"},
 		json: `{"db": "/srv/app.db", "name": "web-1:/srv/app.db", "key": "1a2b-web-1%3A%2Fsrv%2Fapp.db",
  "version": "1764057600123456789", "length": 1048576, "source_sha256": "...", "replica_sha256": "...",
@@ -51,29 +55,26 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = syncAll(ctx, r, []string{path}, false)
-	if cerr := r.Close(ctx); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	srcHash, err := hashUnderReadLock(ctx, path)
-	if err != nil {
-		return err
-	}
 	s, err := a.store(ctx, *target)
 	if err != nil {
+		r.Close(ctx)
 		return err
 	}
 	defer s.Close()
 	ref, err := a.dbKey(path, "")
 	if err != nil {
+		r.Close(ctx)
 		return err
 	}
-	m, err := restore.Latest(ctx, s, ref.Key)
+	srcHash, m, err := verifyWALSource(ctx, r, s, ref, path)
+	cerr := r.Close(ctx)
+	if errors.Is(err, errNotWAL) {
+		srcHash, m, err = verifyRollbackSource(ctx, cfg, s, ref, path)
+	} else if err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return storeError(err, ref)
+		return err
 	}
 	h := sha256.New()
 	counted := &chunkCounter{Store: s}
@@ -99,6 +100,31 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("replica version %d differs from %s (sha256 %x vs %x); if the database is being written, retry", m.Seq, path, repHash, srcHash)
 	}
 	return nil
+}
+
+// verifyRollbackSource syncs the database at path (not in WAL mode), then
+// hashes it under a read lock and returns the replica's latest manifest.
+func verifyRollbackSource(ctx context.Context, cfg *config.Config, s blob.Store, ref dbRef, path string) ([]byte, *manifest.Manifest, error) {
+	r, err := replicator.Start(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = syncAll(ctx, r, []string{path}, false)
+	if cerr := r.Close(ctx); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	srcHash, err := hashUnderReadLock(ctx, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := restore.Latest(ctx, s, ref.Key)
+	if err != nil {
+		return nil, nil, storeError(err, ref)
+	}
+	return srcHash, m, nil
 }
 
 // hashUnderReadLock hashes the database file while a read transaction

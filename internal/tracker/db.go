@@ -43,8 +43,9 @@ type DB struct {
 	suspect      bool
 	pending      *pending
 	pendingBytes int64
-	sliced       *slicedRun // a sliced rescan in progress (sliced.go)
-	wal          *walState  // WAL mode: the position last captured (wal.go)
+	sliced       *slicedRun   // a sliced rescan in progress (sliced.go)
+	wal          *walState    // WAL mode: the position last captured (wal.go)
+	walCopy      walCopyState // a sliced WAL rescan (walsliced.go)
 	// slicedErr: the last sliced rescan was abandoned, and no capture
 	// established the file's state since (Flush reports it). Kept apart
 	// from lastErr, which a capture ending after the copy would clear.

@@ -274,7 +274,16 @@ func (db *DB) finishSliced(run *slicedRun, p *pending, seq uint64) bool {
 		p.close()
 		return false
 	}
-	p.length, p.seq, p.versionID, p.commitTime = run.start.Size, seq, run.expectedID, time.Now()
+	db.installCopyLocked(p, run.start.Size, seq, run.expectedID)
+	db.sliced = nil
+	return true
+}
+
+// installCopyLocked makes the sliced copy p of the state id (size bytes,
+// numbered seq), overlaid with the chunks of the commits captured since
+// it started, the pending set, and schedules a build. db.mu is held.
+func (db *DB) installCopyLocked(p *pending, size int64, seq uint64, id []byte) {
+	p.length, p.seq, p.versionID, p.commitTime = size, seq, id, time.Now()
 	if o := db.pending; o != nil {
 		overlay(p, o)
 		p.length, p.seq, p.versionID, p.commitTime = o.length, o.seq, o.versionID, o.commitTime
@@ -283,10 +292,8 @@ func (db *DB) finishSliced(run *slicedRun, p *pending, seq uint64) bool {
 	for _, data := range p.chunks {
 		db.pendingBytes += int64(len(data))
 	}
-	db.sliced = nil
 	db.slicedErr = nil
 	db.m.schedule(db)
-	return true
 }
 
 // overlay puts the copies of the newer set o over those of p.
@@ -359,10 +366,17 @@ func journalMayBeHot(path string) bool {
 // copySlices copies the file from the state the copy (re)started from into
 // a new full pending set, one SHARED hold per slice, keeping a slice only
 // when it was read in the state the captures expect (see above).
-func (db *DB) copySlices(run *slicedRun) (p *pending, err error) {
+func (db *DB) copySlices(run *slicedRun) (*pending, error) {
 	db.mu.Lock()
 	size := run.start.Size
 	db.mu.Unlock()
+	return db.copyInSlices(size, func(b []byte, off int64) error { return db.readSlice(run, b, off) })
+}
+
+// copyInSlices copies size bytes into a new full pending set, one slice
+// at a time, each filled by read (the sliced copies of both journal
+// families).
+func (db *DB) copyInSlices(size int64, read func(b []byte, off int64) error) (p *pending, err error) {
 	p, buf, err := db.newRescanSet(size)
 	if err != nil {
 		return nil, err
@@ -379,7 +393,7 @@ func (db *DB) copySlices(run *slicedRun) (p *pending, err error) {
 	for i := 0; i < n; i += slice {
 		k := min(slice, n-i)
 		b := buf[:min(size, int64(i+k)*int64(cs))-int64(i)*int64(cs)]
-		if err := db.readSlice(run, b, int64(i)*int64(cs)); err != nil {
+		if err := read(b, int64(i)*int64(cs)); err != nil {
 			return nil, fmt.Errorf("rescan chunk %d: %w", i, err)
 		}
 		if err := db.addSlice(p, b, i, k, size); err != nil {

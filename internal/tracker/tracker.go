@@ -434,18 +434,18 @@ func (m *Manager) Capture(h uint64, src Source, ev Event) (wantCheck bool) {
 			db.log.Info("capture deferred; the database will be rescanned or adopted at the next capture", "err", err)
 		case errors.Is(err, ErrWALShort):
 			db.log.Info("capture skipped: the WAL's frames have not reached the file; the next capture rescans", "err", err)
+		case errors.Is(err, ErrWALMissing):
+			// Every commit says it again until the -wal is back (walmissing.go).
+			db.logRepeated(ErrWALMissing, err, slog.LevelWarn,
+				"commits not captured until the -wal is opened again at its path (the next capture rescans)",
+				"commit not captured: the -wal is still missing")
 		case errors.Is(err, ErrWAL):
 			// Every commit of such a database says it again: logged when
 			// it starts (flushes and status keep reporting it).
-			db.mu.Lock()
-			again := db.lastErr != nil && errors.Is(db.lastErr, ErrWAL)
-			db.mu.Unlock()
-			if again {
-				db.log.Debug("commit not captured: still in WAL mode without a wal-index the VFS sees", "err", err)
-			} else {
-				db.log.Error("commit not replicated: the file says WAL mode but the VFS saw a rollback-journal commit "+
-					"(a WAL it cannot follow: its wal-index is kept by a VFS stacked above it)", "err", err)
-			}
+			db.logRepeated(ErrWAL, err, slog.LevelError,
+				"commit not replicated: the file says WAL mode but the VFS saw a rollback-journal commit "+
+					"(a WAL it cannot follow: its wal-index is kept by a VFS stacked above it)",
+				"commit not captured: still in WAL mode without a wal-index the VFS sees")
 		default:
 			db.log.Error("capture failed; the database will be rescanned", "err", err)
 		}

@@ -262,6 +262,9 @@ func (v *walView) ReadAt(p []byte, off int64) error {
 // setWAL replaces the remembered WAL state.
 func (db *DB) setWAL(st *walState) {
 	db.mu.Lock()
+	if st == nil {
+		db.abortWALSlicedLocked() // the copied position is no longer followed
+	}
 	db.wal = st
 	db.mu.Unlock()
 }
@@ -294,7 +297,9 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		return nil
 	}
 	prior, priorOK := parseWALIndexHeader(ev.WALPrior)
-	db.waitSliced(true) // a copy of the raw file is not a state in WAL mode
+	db.waitSliced(true)  // a copy of the raw file is not a state in WAL mode
+	db.walCopy.mu.Lock() // no sliced WAL copy ends during the capture (walsliced.go)
+	defer db.walCopy.mu.Unlock()
 	db.mu.Lock()
 	st := db.wal
 	db.wal = nil // set again when this capture succeeds
@@ -313,9 +318,13 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	}
 	wal, err := os.Open(ev.WALPath)
 	if err != nil {
-		return fmt.Errorf("open WAL: %w", err)
+		return walOpenError(ev.WALPath, err)
 	}
 	defer wal.Close()
+	if (st == nil || fileIsState) && db.stopWALSliced() {
+		// The abandoned sliced copy took the remembered state with it.
+		st, fileIsState = nil, false
+	}
 	if st == nil && priorOK {
 		// Not remembered: the spool's manifest may be the starting
 		// position (waladopt.go).
@@ -337,10 +346,12 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 			pages, err = st.extend(wal, now)
 		}
 	default:
+		db.stopWALSliced()
 		return db.walRescan(src, wal, now, ev.Ino)
 	}
 	if err != nil {
 		db.log.Debug("WAL capture cannot continue from the remembered position; rescanning", "err", err)
+		db.stopWALSliced()
 		return db.walRescan(src, wal, now, ev.Ino)
 	}
 	dirty, extents := walDirtyChunks(pages, now.pageSize, int64(db.chunkSize()))
@@ -393,6 +404,9 @@ func (db *DB) walRescan(src Source, wal *os.File, now walPos, ino uint64) error 
 	unlock, err := db.lockForCapture()
 	if err != nil {
 		return err
+	}
+	if db.startWALSliced(src, wal, st, ino, unlock) {
+		return nil // copied after the capture (walsliced.go)
 	}
 	defer unlock()
 	if err := db.rescanLocked(&walView{file: src, wal: wal, st: st}, ino, now.id(), 0); err != nil {
