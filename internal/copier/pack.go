@@ -1,0 +1,168 @@
+package copier
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/verneuil-go/verneuil/internal/failpoint"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/spool"
+)
+
+// DefaultPackBytes bounds a pack object (config pack_bytes): 64 chunks of
+// 64 KiB.
+const DefaultPackBytes = 4 << 20
+
+// PackMinChunks is the fewest chunks an upload sends in packs: with fewer
+// new chunks, each is its own chunks/HASH object, as before packs.
+const PackMinChunks = 4
+
+// packParallelism bounds the packs of one upload sent at once (each is
+// held in memory: at most packParallelism × PackBytes).
+const packParallelism = 4
+
+// uploadChunks sends the chunks of m in todo that the targets may lack
+// and returns the locations of those that are in packs: sent in packs now
+// or known (from an earlier upload of this process) to be in one. A
+// staged chunk whose location is unknown is uploaded again; an unstaged
+// one must be in the last upload (up) or stored as its own object.
+func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m, up *manifest.Manifest, todo []manifest.Hash, inUploaded map[manifest.Hash]bool) (map[manifest.Hash]manifest.Location, error) {
+	locs := map[manifest.Hash]manifest.Location{}
+	var send, singles []manifest.Hash
+	for _, h := range todo {
+		loc, known := c.known.has(h)
+		switch {
+		case known && loc != nil:
+			locs[h] = *loc // in a pack already: reuse its location
+			if d.HasChunk(h) {
+				if err := d.RemoveChunk(h); err != nil {
+					return nil, err
+				}
+			}
+			at.st.chunksDone.Add(1)
+		case !known && d.HasChunk(h):
+			send = append(send, h)
+		default:
+			singles = append(singles, h) // uploadChunk decides
+		}
+	}
+	groups := c.packGroups(m, send)
+	if groups == nil {
+		singles = append(singles, send...)
+	}
+	err := c.parallel(ctx, singles, func(ctx context.Context, h manifest.Hash) error {
+		if err := c.uploadChunk(ctx, d, at, m, h, inUploaded[h]); err != nil {
+			return err
+		}
+		at.st.chunksDone.Add(1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	err = runParallel(c, ctx, groups, packParallelism, func([]manifest.Hash) string { return "upload pack" },
+		func(ctx context.Context, g []manifest.Hash) error {
+			got, err := c.uploadPack(ctx, d, at, m, g)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			maps.Copy(locs, got)
+			mu.Unlock()
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return locs, nil
+}
+
+// packGroups splits the staged chunks to send into packs of at most
+// PackBytes (each record is at most one byte more than its chunk), of
+// even sizes, in the order given (file order: a restore reads a pack's
+// records together). It returns nil when they are too few to pack.
+func (c *Copier) packGroups(m *manifest.Manifest, send []manifest.Hash) [][]manifest.Hash {
+	if c.opts.PackBytes <= 0 || len(send) < PackMinChunks {
+		return nil
+	}
+	perPack := c.opts.PackBytes / (int(m.ChunkSize) + 1)
+	if perPack < 2 {
+		return nil
+	}
+	n := (len(send) + perPack - 1) / perPack
+	per := (len(send) + n - 1) / n
+	var groups [][]manifest.Hash
+	for len(send) > 0 {
+		k := min(per, len(send))
+		groups = append(groups, send[:k])
+		send = send[k:]
+	}
+	return groups
+}
+
+// uploadPack sends staged chunks g of m as one pack object to every
+// target and returns their locations.
+func (c *Copier) uploadPack(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, g []manifest.Hash) (map[manifest.Hash]manifest.Location, error) {
+	var b manifest.PackBuilder
+	for _, h := range g {
+		data, err := c.readStaged(d, m, h)
+		if err != nil {
+			return nil, err
+		}
+		b.Add(h, manifest.EncodeChunk(data))
+	}
+	obj, name, locs := b.Finish()
+	key := names.PackKey(name.String())
+	for _, t := range c.opts.Targets {
+		if err := c.do(ctx, at, func(ctx context.Context) error { return t.Put(ctx, key, obj) }); err != nil {
+			return nil, fmt.Errorf("upload pack %s (%d chunks) to %s: %w", name, len(g), t, err)
+		}
+	}
+	failpoint.Hit("upload-mid-chunks")
+	c.stats.packs.Add(1)
+	c.stats.chunks.Add(int64(len(g)))
+	c.stats.chunkBytes.Add(int64(len(obj)))
+	c.mu.Lock()
+	at.st.chunks += int64(len(g))
+	at.st.chunkBytes += int64(len(obj))
+	c.mu.Unlock()
+	for _, h := range g {
+		l := locs[h]
+		c.known.add(h, &l)
+		if err := d.RemoveChunk(h); err != nil {
+			return nil, err
+		}
+		at.st.chunksDone.Add(1)
+	}
+	return locs, nil
+}
+
+// withLocations returns m with the locations of its packed chunks: those
+// of the last upload (up) for the chunks m still references, and locs
+// (this upload's), re-encoded. Without any, m and enc are returned as
+// they are (the staged manifest never has locations).
+func withLocations(m *manifest.Manifest, enc []byte, up *manifest.Manifest, locs map[manifest.Hash]manifest.Location) (*manifest.Manifest, []byte, error) {
+	all := map[manifest.Hash]manifest.Location{}
+	if up != nil && len(up.Locs) > 0 {
+		for _, h := range m.Chunks[min(1, len(m.Chunks)):] {
+			if l, ok := up.Locs[h]; ok {
+				all[h] = l
+			}
+		}
+	}
+	maps.Copy(all, locs)
+	if len(all) == 0 {
+		return m, enc, nil
+	}
+	p := *m
+	p.Locs = all
+	penc, err := p.Encode()
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode manifest %d with its chunk locations: %w", m.Seq, err)
+	}
+	return &p, penc, nil
+}
