@@ -263,9 +263,11 @@ func TestPack_RecordsVerify(t *testing.T) {
 	cases := map[string]func() ([]byte, error){
 		"flipped byte":   func() ([]byte, error) { return PackRecord(flipped, 0, l, HashOf(chunks[1]), len(chunks[1])) },
 		"truncated pack": func() ([]byte, error) { return PackRecord(obj[:l.End()-1], 0, l, HashOf(chunks[1]), len(chunks[1])) },
-		"wrong range":    func() ([]byte, error) { return PackRecord(obj[1:], 1+int64(l.Offset), l, HashOf(chunks[1]), len(chunks[1])) },
-		"wrong length":   func() ([]byte, error) { return PackRecord(obj, 0, l, HashOf(chunks[1]), len(chunks[1])-1) },
-		"wrong hash":     func() ([]byte, error) { return PackRecord(obj, 0, l, HashOf(chunks[0]), len(chunks[1])) },
+		"wrong range": func() ([]byte, error) {
+			return PackRecord(obj[1:], 1+int64(l.Offset), l, HashOf(chunks[1]), len(chunks[1]))
+		},
+		"wrong length": func() ([]byte, error) { return PackRecord(obj, 0, l, HashOf(chunks[1]), len(chunks[1])-1) },
+		"wrong hash":   func() ([]byte, error) { return PackRecord(obj, 0, l, HashOf(chunks[0]), len(chunks[1])) },
 	}
 	for name, f := range cases {
 		if data, err := f(); !errors.Is(err, ErrCorrupt) || data != nil {
