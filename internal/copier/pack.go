@@ -36,12 +36,10 @@ func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m,
 		loc, known := c.known.has(h)
 		switch {
 		case known && loc != nil:
-			locs[h] = *loc // in a pack already: reuse its location
-			if d.HasChunk(h) {
-				if err := d.RemoveChunk(h); err != nil {
-					return nil, err
-				}
-			}
+			// In a pack already: reuse its location. A staged copy
+			// stays until a manifest naming the location is published
+			// (removeUploadedChunks), as below.
+			locs[h] = *loc
 			at.st.chunksDone.Add(1)
 		case !known && d.HasChunk(h):
 			send = append(send, h)
@@ -105,7 +103,8 @@ func (c *Copier) packGroups(m *manifest.Manifest, send []manifest.Hash) [][]mani
 }
 
 // uploadPack sends staged chunks g of m as one pack object to every
-// target and returns their locations.
+// target and returns their locations. Rebuilt from the same chunks (a
+// retry), the pack is the same object under the same key.
 func (c *Copier) uploadPack(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, g []manifest.Hash) (map[manifest.Hash]manifest.Location, error) {
 	var b manifest.PackBuilder
 	for _, h := range g {
@@ -130,12 +129,13 @@ func (c *Copier) uploadPack(ctx context.Context, d *spool.Dir, at *attempt, m *m
 	at.st.chunks += int64(len(g))
 	at.st.chunkBytes += int64(len(obj))
 	c.mu.Unlock()
+	// The staged chunks stay until the manifest naming their locations
+	// is published (removeUploadedChunks): a process that dies before
+	// it finds them staged and packs them again, whereas a chunk removed
+	// now would be in no chunks/HASH object for it to find.
 	for _, h := range g {
 		l := locs[h]
 		c.known.add(h, &l)
-		if err := d.RemoveChunk(h); err != nil {
-			return nil, err
-		}
 		at.st.chunksDone.Add(1)
 	}
 	return locs, nil

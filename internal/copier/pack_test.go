@@ -272,3 +272,42 @@ func TestPacks_CorruptPackIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestPacks_RestartAfterPartialUpload: the copier dies (here: its store
+// fails) after some packs of an upload are in the store and before the
+// manifest; a new process (nothing known) uploads the version without
+// losing a chunk: packed chunks stay staged until a manifest naming
+// their locations is published.
+func TestPacks_RestartAfterPartialUpload(t *testing.T) {
+	s := newMemStore()
+	const name = "test:restart"
+	key := names.Key(name)
+	packs := 0
+	s.setFail(func(op, key string) error {
+		if op == "put" && strings.HasPrefix(key, "packs/") {
+			packs++
+			if packs > 1 {
+				return blob.ErrPermanent
+			}
+		}
+		return nil
+	})
+	c, root := newTestCopier(t, s, func(o *Options) { o.PackBytes = 4 * (testChunk + 1); o.ChunkParallelism = 1 })
+	data := randomBytes(13*testChunk, 9)
+	stageNamed(t, root, key, name, 1, data)
+	if err := c.Upload(context.Background(), key); err == nil {
+		t.Fatal("upload with a failing store succeeded")
+	}
+	if n := len(objects(t, s, "packs/")); n != 1 {
+		t.Fatalf("%d packs stored before the failure, want 1", n)
+	}
+	s.setFail(nil)
+	c2 := New(Options{SpoolDir: root, Targets: []blob.Store{s}, RateLimit: 10000, PackBytes: 4 * (testChunk + 1)})
+	defer c2.Close(context.Background())
+	if err := c2.Upload(context.Background(), key); err != nil {
+		t.Fatalf("upload by a new process: %v", err)
+	}
+	if _, got := restored(t, s, name); !bytes.Equal(got, data) {
+		t.Fatal("restored bytes differ")
+	}
+}
