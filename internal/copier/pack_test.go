@@ -311,3 +311,26 @@ func TestPacks_RestartAfterPartialUpload(t *testing.T) {
 		t.Fatal("restored bytes differ")
 	}
 }
+
+// TestPacks_TwoTargets: both targets get the same packs (same keys, same
+// offsets), and each restores the version on its own.
+func TestPacks_TwoTargets(t *testing.T) {
+	s1, s2 := newMemStore(), newMemStore()
+	const name = "test:two"
+	key := names.Key(name)
+	c, root := newTestCopier(t, s1, func(o *Options) { o.Targets = []blob.Store{s1, s2}; o.PackBytes = 0 })
+	data := randomBytes(70*testChunk+3, 10)
+	stageNamed(t, root, key, name, 1, data)
+	if err := c.Upload(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := objects(t, s1, "packs/"), objects(t, s2, "packs/")
+	if len(p1) != 2 || strings.Join(p1, ",") != strings.Join(p2, ",") {
+		t.Fatalf("packs %v and %v, want the same 2 in both", p1, p2)
+	}
+	for _, s := range []*memStore{s1, s2} {
+		if _, got := restored(t, s, name); !bytes.Equal(got, data) {
+			t.Fatalf("%s: restored bytes differ", s)
+		}
+	}
+}
