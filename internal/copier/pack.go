@@ -2,13 +2,16 @@ package copier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -30,7 +33,7 @@ const packParallelism = 4
 // staged chunk whose location is unknown is uploaded again; an unstaged
 // one must be in the last upload (up) or stored as its own object.
 func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m, up *manifest.Manifest, todo []manifest.Hash, inUploaded map[manifest.Hash]bool) (map[manifest.Hash]manifest.Location, error) {
-	locs := map[manifest.Hash]manifest.Location{}
+	at.placed.reset()
 	var send, singles []manifest.Hash
 	for _, h := range todo {
 		loc, known := c.known.has(h)
@@ -39,7 +42,7 @@ func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m,
 			// In a pack already: reuse its location. A staged copy
 			// stays until a manifest naming the location is published
 			// (removeUploadedChunks), as below.
-			locs[h] = *loc
+			at.placed.set(h, *loc)
 			at.st.chunksDone.Add(1)
 		case !known && d.HasChunk(h):
 			send = append(send, h)
@@ -61,22 +64,107 @@ func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m,
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
 	err = runParallel(c, ctx, groups, packParallelism, func([]manifest.Hash) string { return "upload pack" },
 		func(ctx context.Context, g []manifest.Hash) error {
 			got, err := c.uploadPack(ctx, d, at, m, g)
-			if err != nil {
-				return err
+			for h, l := range got {
+				at.placed.set(h, l)
 			}
-			mu.Lock()
-			maps.Copy(locs, got)
-			mu.Unlock()
-			return nil
+			return err
 		})
 	if err != nil {
 		return nil, err
 	}
-	return locs, nil
+	return at.placed.all(), nil
+}
+
+// placements collects the locations an upload attempt finds or makes for
+// its chunks (uploads run concurrently). The manifest is published with
+// exactly these (and the upload record's): never through the known set,
+// whose entries may be dropped meanwhile.
+type placements struct {
+	mu   sync.Mutex
+	locs map[manifest.Hash]manifest.Location
+}
+
+func (p *placements) set(h manifest.Hash, l manifest.Location) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.locs == nil {
+		p.locs = map[manifest.Hash]manifest.Location{}
+	}
+	p.locs[h] = l
+}
+
+func (p *placements) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.locs = nil
+}
+
+func (p *placements) all() map[manifest.Hash]manifest.Location {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.locs)
+}
+
+// packedInLatest looks for unstaged chunk h, in no chunk object and not
+// in the upload record (damaged, or made for other targets), in the
+// first target's latest manifest of the database (one GET, or two for a
+// delta, once per attempt): when it places h in a pack that every target
+// holds, the pack is touched (rule 5 (c) of docs/FORMAT.md, so no
+// collection deletes it before the manifest is published) and h gets
+// that location. It reports whether it found h.
+func (c *Copier) packedInLatest(ctx context.Context, key string, at *attempt, h manifest.Hash) (bool, error) {
+	stored, err := at.latestLocations(ctx, c, key)
+	if err != nil {
+		return false, err
+	}
+	l, ok := stored[h]
+	if !ok {
+		return false, nil
+	}
+	pk := names.PackKey(l.Pack.String())
+	for _, t := range c.opts.Targets {
+		var ok bool
+		err := c.do(ctx, at, func(ctx context.Context) (err error) { ok, err = present(ctx, t, pk); return err })
+		if err != nil {
+			return false, fmt.Errorf("check pack %s in %s: %w", l.Pack, t, err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	at.placed.set(h, l)
+	return true, nil
+}
+
+// latestLocations returns the chunk locations of the first target's
+// latest manifest of key, read once per attempt (none when it has no
+// latest or it does not resolve).
+func (at *attempt) latestLocations(ctx context.Context, c *Copier, key string) (map[manifest.Hash]manifest.Location, error) {
+	at.latestMu.Lock()
+	defer at.latestMu.Unlock()
+	if at.latestRead {
+		return at.latestLocs, nil
+	}
+	t := c.opts.Targets[0]
+	var m *manifest.Manifest
+	err := c.do(ctx, at, func(ctx context.Context) (err error) {
+		m, err = restore.Latest(ctx, t, key)
+		if errors.Is(err, manifest.ErrCorrupt) {
+			err = nil // nothing to learn from it
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("read latest manifest in %s: %w", t, err)
+	}
+	at.latestRead = true
+	if m != nil {
+		at.latestLocs = m.Locs
+	}
+	return at.latestLocs, nil
 }
 
 // packGroups splits the staged chunks to send into packs of at most

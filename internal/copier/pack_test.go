@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
 // packCopier is a test copier that sends packs of at most packBytes.
@@ -332,5 +335,49 @@ func TestPacks_TwoTargets(t *testing.T) {
 		if _, got := restored(t, s, name); !bytes.Equal(got, data) {
 			t.Fatalf("%s: restored bytes differ", s)
 		}
+	}
+}
+
+// TestPacks_LostUploadRecord: the upload record is lost (a power cut
+// damaged it) and a new process uploads the next version, whose unstaged
+// chunks are in a pack and in no chunk object: it finds them in the
+// store's latest manifest (one GET) instead of declaring them lost and
+// rescanning the database.
+func TestPacks_LostUploadRecord(t *testing.T) {
+	s := newMemStore()
+	const name = "test:lostrecord"
+	key := names.Key(name)
+	c, root := packCopier(t, s, 0)
+	data := randomBytes(12*testChunk, 11)
+	stageNamed(t, root, key, name, 1, data)
+	if err := c.Upload(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "dbs", key, "uploaded")); err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 changes chunk 7; like the tracker, only it is staged.
+	copy(data[7*testChunk:], randomBytes(40, 12))
+	m2 := stageNamed(t, root, key, name, 2, data)
+	d, err := spool.Existing(root, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range m2.Chunks {
+		if i != 7 {
+			_ = d.RemoveChunk(h)
+		}
+	}
+	rescans := 0
+	c2 := New(Options{SpoolDir: root, Targets: []blob.Store{s}, RateLimit: 10000, OnRescan: func(string) { rescans++ }})
+	defer c2.Close(context.Background())
+	if err := c2.Upload(context.Background(), key); err != nil {
+		t.Fatalf("upload without the record: %v", err)
+	}
+	if rescans != 0 {
+		t.Errorf("%d rescans asked", rescans)
+	}
+	if _, got := restored(t, s, name); !bytes.Equal(got, data) {
+		t.Fatal("restored bytes differ")
 	}
 }

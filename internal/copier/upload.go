@@ -100,6 +100,11 @@ type attempt struct {
 	st      *dbState
 	storeOK atomic.Bool // a store request succeeded
 	sync    bool        // a synchronous upload (flush): history too
+	placed  placements  // chunks found or sent in packs (pack.go)
+
+	latestMu   sync.Mutex // guards the two below (pack.go)
+	latestRead bool
+	latestLocs map[manifest.Hash]manifest.Location
 }
 
 // lockDB takes the in-process upload mutex of st, polling until ctx is
@@ -543,7 +548,13 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 	st := at.st
 	key := names.ChunkKey(h.String())
 	if d.HasChunk(h) {
-		if _, ok := c.known.has(h); ok {
+		if loc, ok := c.known.has(h); ok {
+			if loc != nil {
+				// Packed meanwhile (another upload): stays staged
+				// until the manifest naming the pack is published.
+				at.placed.set(h, *loc)
+				return nil
+			}
 			return d.RemoveChunk(h)
 		}
 		data, err := c.readStaged(d, m, h)
@@ -566,7 +577,13 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 		c.mu.Unlock()
 		return d.RemoveChunk(h)
 	}
-	if _, ok := c.known.has(h); wasUploaded || ok {
+	if wasUploaded {
+		return nil // in the last upload: its location comes from the record
+	}
+	if loc, ok := c.known.has(h); ok {
+		if loc != nil {
+			at.placed.set(h, *loc)
+		}
 		return nil
 	}
 	// Not staged and not known: it must already be in every target. Where
@@ -584,6 +601,9 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 				// A newer manifest was published meanwhile and its GC
 				// removed a staged chunk that only m referenced.
 				return errRestart
+			}
+			if found, err := c.packedInLatest(ctx, d.Key, at, h); err != nil || found {
+				return err
 			}
 			c.markRescan(d, "chunk "+h.String()+" missing")
 			return fmt.Errorf("%w: %s in %s; the database will be rescanned at its next write", ErrChunkLost, h, t)
