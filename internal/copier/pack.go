@@ -31,7 +31,8 @@ const packParallelism = 4
 // and returns the locations of those that are in packs: sent in packs now
 // or known (from an earlier upload of this process) to be in one. A
 // staged chunk whose location is unknown is uploaded again; an unstaged
-// one must be in the last upload (up) or stored as its own object.
+// one must be in the last upload (up), stored as its own object, or in a
+// pack the store's latest names (packedInLatest).
 func (c *Copier) uploadChunks(ctx context.Context, d *spool.Dir, at *attempt, m, up *manifest.Manifest, todo []manifest.Hash, inUploaded map[manifest.Hash]bool) (map[manifest.Hash]manifest.Location, error) {
 	at.placed.reset()
 	var send, singles []manifest.Hash
