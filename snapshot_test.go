@@ -366,9 +366,17 @@ func TestSnapshotCorruptChunk(t *testing.T) {
 	if err := e.r.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// Every chunk object but chunk 0 (inline) now holds other bytes.
+	// Every chunk object but chunk 0 (inline) now holds other bytes, and
+	// so does every pack (the first upload sends its chunks in packs).
 	m := e.latest(path)
 	for _, h := range m.Chunks[1:] {
+		if l, ok := m.Locs[h]; ok {
+			p := filepath.Join(e.store, "packs", l.Pack.String())
+			if err := os.WriteFile(p, bytes.Repeat([]byte("x"), int(l.End())), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		p := filepath.Join(e.store, "chunks", h.String())
 		if err := os.WriteFile(p, append([]byte{0}, bytes.Repeat([]byte("x"), 1000)...), 0o600); err != nil {
 			t.Fatal(err)

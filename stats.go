@@ -20,8 +20,10 @@ type Stats struct {
 	Uploads, Errors int64
 	// ChunksUploaded and BytesUploaded count chunk objects written (to
 	// every target); Manifests the manifests published; ManifestBytes
-	// their encoded size.
+	// their encoded size. PacksUploaded counts the pack objects that
+	// carried some of those chunks (docs/FORMAT.md, "Packs").
 	ChunksUploaded, BytesUploaded int64
+	PacksUploaded                 int64
 	Manifests, ManifestBytes      int64
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.
@@ -107,7 +109,7 @@ func statsOf(s copier.Snapshot) Stats {
 	return Stats{
 		Requests: s.Requests, Retries: s.Retries, RequestErrors: s.RequestErrors,
 		Uploads: s.Uploads, Errors: s.Errors,
-		ChunksUploaded: s.ChunksUploaded, BytesUploaded: s.BytesUploaded,
+		ChunksUploaded: s.ChunksUploaded, BytesUploaded: s.BytesUploaded, PacksUploaded: s.PacksUploaded,
 		Manifests: s.Manifests, ManifestBytes: s.ManifestBytes,
 		Scans: s.Scans, ScanErrors: s.ScanErrors,
 		SpoolsScanned: s.SpoolsScanned, DirtyScanned: s.DirtyScanned,

@@ -109,10 +109,18 @@ func progressLine(label string, done, total int64, elapsed time.Duration) string
 }
 
 // chunkCounter is a blob.Store that counts the chunk objects read through
-// it (restore and verify fetch each chunk once).
+// it (restore and verify fetch each chunk once), and the bytes of pack
+// ranges.
 type chunkCounter struct {
 	blob.Store
-	chunks atomic.Int64
+	chunks    atomic.Int64
+	packBytes atomic.Int64
+}
+
+// done estimates the database bytes read so far: chunk objects count
+// whole, pack ranges by their (possibly compressed) size.
+func (c *chunkCounter) done(chunkSize uint32) int64 {
+	return c.chunks.Load()*int64(chunkSize) + c.packBytes.Load()
 }
 
 func (c *chunkCounter) Get(ctx context.Context, key string) ([]byte, error) {
@@ -127,6 +135,9 @@ func (c *chunkCounter) GetRange(ctx context.Context, key string, offset, length 
 	b, err := c.Store.GetRange(ctx, key, offset, length)
 	if err == nil && strings.HasPrefix(key, "chunks/") {
 		c.chunks.Add(1)
+	}
+	if err == nil && strings.HasPrefix(key, "packs/") {
+		c.packBytes.Add(int64(len(b)))
 	}
 	return b, err
 }

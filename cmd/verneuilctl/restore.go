@@ -145,7 +145,7 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	}}
 	start := time.Now()
 	counted := &chunkCounter{Store: s}
-	p := a.startProgress("restore "+m.Name, func() int64 { return counted.chunks.Load() * int64(m.ChunkSize) },
+	p := a.startProgress("restore "+m.Name, func() int64 { return counted.done(m.ChunkSize) },
 		func() int64 { return m.Length })
 	err = restore.ToFileWith(ctx, counted, m, *out, opts)
 	p.finish(err)

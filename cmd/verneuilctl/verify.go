@@ -78,7 +78,7 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 	}
 	h := sha256.New()
 	counted := &chunkCounter{Store: s}
-	p := a.startProgress("verify "+ref.Name, func() int64 { return counted.chunks.Load() * int64(m.ChunkSize) },
+	p := a.startProgress("verify "+ref.Name, func() int64 { return counted.done(m.ChunkSize) },
 		func() int64 { return m.Length })
 	err = restore.Write(ctx, counted, m, &hashWriter{h: h}, 1)
 	p.finish(err)

@@ -118,8 +118,12 @@ type Config struct {
 	// published as latest only (docs/FORMAT.md); default 10s; 0: every
 	// version is written to history. Read it with HistoryEvery.
 	HistoryInterval *Duration `json:"history_interval"`
-	GCInterval      Duration  `json:"gc_interval"` // verneuilctl copier runs gc this often; 0 (default): never
-	Retention       Retention `json:"retention"`   // which versions verneuilctl gc keeps
+	// PackBytes bounds the pack objects that carry an upload's new
+	// chunks (packs.go); default 4 MiB; 0: one object per chunk. Read it
+	// with PackBytesOrDefault.
+	PackBytes  *int      `json:"pack_bytes"`
+	GCInterval Duration  `json:"gc_interval"` // verneuilctl copier runs gc this often; 0 (default): never
+	Retention  Retention `json:"retention"`   // which versions verneuilctl gc keeps
 
 	// The read-replica VFS verneuil_snapshot (README, docs/CONFIG.md).
 	SnapshotRefreshInterval Duration `json:"snapshot_refresh_interval"` // min time between two checks of a database's latest version; default 1s

@@ -36,7 +36,7 @@ var topKeys = []string{
 	"spool_dir", "make_default", "targets", "cache_dir", "chunk_size",
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
-	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention", "max_delta_chain", "history_interval",
+	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention", "max_delta_chain", "history_interval", "pack_bytes",
 	"snapshot_refresh_interval",
 	"snapshot_timeout", "snapshot_memory_cache", "snapshot_disk_cache",
 }
@@ -99,6 +99,16 @@ func decode(data []byte, c *Config) error {
 			return decodeString(path, v, &c.LogFormat)
 		case "max_delta_chain":
 			return decodeInt(path, v, &c.MaxDeltaChain)
+		case "pack_bytes":
+			if isNull(v) {
+				return nil
+			}
+			n := 0
+			if err := decodeInt(path, v, &n); err != nil {
+				return err
+			}
+			c.PackBytes = &n
+			return nil
 		case "history_interval":
 			var d Duration
 			if err := decodeDuration(path, v, &d); err != nil {

@@ -67,6 +67,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: retention.databases[%q]: durations must not be negative", name)
 		}
 	}
+	if err := c.validatePackBytes(); err != nil {
+		return err
+	}
 	if n := c.MaxDeltaChain; n < 1 || n > MaxMaxDeltaChain {
 		return fmt.Errorf("config: max_delta_chain: %d is out of range 1..%d", n, MaxMaxDeltaChain)
 	}

@@ -55,6 +55,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -138,6 +139,10 @@ type Options struct {
 	// ChunkParallelism is how many chunks of one database upload are sent
 	// at once; default DefaultChunkParallelism.
 	ChunkParallelism int
+	// PackBytes bounds a pack object: an upload with at least
+	// PackMinChunks new chunks sends them in packs of at most this many
+	// bytes (pack.go); default DefaultPackBytes, negative: no packs.
+	PackBytes int
 	// MaxAttempts bounds the attempts of one request (transient errors);
 	// default DefaultMaxAttempts.
 	MaxAttempts int
@@ -350,6 +355,10 @@ func New(opts Options) *Copier {
 	if opts.ChunkParallelism <= 0 {
 		opts.ChunkParallelism = DefaultChunkParallelism
 	}
+	if opts.PackBytes == 0 {
+		opts.PackBytes = DefaultPackBytes
+	}
+	opts.PackBytes = min(opts.PackBytes, manifest.MaxPackSize)
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}

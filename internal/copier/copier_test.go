@@ -532,22 +532,23 @@ func TestUploadMissingSpool(t *testing.T) {
 
 func TestKnownSetBounded(t *testing.T) {
 	k := newKnownSet(10, time.Hour)
+	knows := func(h manifest.Hash) bool { _, ok := k.has(h); return ok }
 	var hs []manifest.Hash
 	for i := range 100 {
 		h := manifest.HashOf([]byte(fmt.Sprint(i)))
 		hs = append(hs, h)
-		k.add(h)
+		k.add(h, nil)
 	}
 	if n := k.len(); n > 10 {
 		t.Errorf("%d entries, limit 10", n)
 	}
-	if !k.has(hs[99]) || k.has(hs[0]) {
+	if !knows(hs[99]) || knows(hs[0]) {
 		t.Error("recent entry lost or old entry kept")
 	}
 	k = newKnownSet(10, 100*time.Millisecond)
-	k.add(hs[0])
+	k.add(hs[0], nil)
 	time.Sleep(120 * time.Millisecond)
-	if k.has(hs[0]) {
+	if knows(hs[0]) {
 		t.Error("entry trusted past its ttl")
 	}
 }
@@ -643,7 +644,7 @@ func TestRegression_FlushTimeoutSaysHowFar(t *testing.T) {
 	defer cancel()
 	g := &gateStore{Store: newMemStore(), allow: 3, cancel: cancel}
 	root := t.TempDir()
-	c := New(Options{SpoolDir: root, Targets: []blob.Store{g}, ChunkParallelism: 1, RateLimit: 10000})
+	c := New(Options{SpoolDir: root, Targets: []blob.Store{g}, ChunkParallelism: 1, RateLimit: 10000, PackBytes: -1})
 	stage(t, root, "big", 1, randomBytes(11*testChunk, 1))
 	err := c.Upload(ctx, "big")
 	if err == nil || !strings.Contains(err.Error(), "3 of 10 changed chunks uploaded") || !strings.Contains(err.Error(), "stays in the spool") {

@@ -329,8 +329,10 @@ func randomBytes(n int, seed uint64) []byte {
 func newTestCopier(t *testing.T, s blob.Store, mutate ...func(*Options)) (*Copier, string) {
 	t.Helper()
 	root := t.TempDir()
+	// One object per chunk, which these tests count and fail one by
+	// one; pack_test.go tests packs.
 	opts := Options{SpoolDir: root, Targets: []blob.Store{s}, Interval: 100 * time.Millisecond,
-		ScanInterval: -1, RateLimit: 10000, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+		ScanInterval: -1, RateLimit: 10000, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PackBytes: -1}
 	for _, f := range mutate {
 		f(&opts)
 	}

@@ -14,19 +14,21 @@ import (
 // old previous one is dropped. An entry is trusted for at most ttl after it
 // was recorded (uploaded or confirmed with a request), which bounds how long
 // a chunk deleted from the store behind the copier's back (by a gc whose
-// grace period is shorter than ttl) could be wrongly skipped.
+// grace period is shorter than ttl) could be wrongly skipped. A chunk
+// uploaded in a pack is remembered with its location, which a later
+// version referencing it reuses instead of uploading it again.
 type knownSet struct {
 	mu        sync.Mutex
 	limit     int
 	ttl       time.Duration
-	cur       map[manifest.Hash]struct{}
-	prev      map[manifest.Hash]struct{}
+	cur       map[manifest.Hash]*manifest.Location // nil: a chunks/HASH object
+	prev      map[manifest.Hash]*manifest.Location
 	curSince  time.Time // no entry of cur is older
 	prevSince time.Time // no entry of prev is older
 }
 
 func newKnownSet(limit int, ttl time.Duration) *knownSet {
-	return &knownSet{limit: max(limit, 2), ttl: ttl, cur: map[manifest.Hash]struct{}{}, curSince: time.Now()}
+	return &knownSet{limit: max(limit, 2), ttl: ttl, cur: map[manifest.Hash]*manifest.Location{}, curSince: time.Now()}
 }
 
 func (k *knownSet) rotateLocked(now time.Time) {
@@ -38,32 +40,34 @@ func (k *knownSet) rotateLocked(now time.Time) {
 	} else {
 		k.prev, k.prevSince = k.cur, k.curSince
 	}
-	k.cur = make(map[manifest.Hash]struct{}, min(len(k.cur), k.limit/2))
+	k.cur = make(map[manifest.Hash]*manifest.Location, min(len(k.cur), k.limit/2))
 	k.curSince = now
 }
 
-// has reports whether h is known present.
-func (k *knownSet) has(h manifest.Hash) bool {
+// has reports whether h is known present, and where: in a pack (loc not
+// nil) or as its own object.
+func (k *knownSet) has(h manifest.Hash) (loc *manifest.Location, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := time.Now()
 	k.rotateLocked(now)
-	if _, ok := k.cur[h]; ok {
-		return true
+	if loc, ok := k.cur[h]; ok {
+		return loc, true
 	}
 	if now.Sub(k.prevSince) >= k.ttl {
 		k.prev = nil
 	}
-	_, ok := k.prev[h]
-	return ok
+	loc, ok = k.prev[h]
+	return loc, ok
 }
 
-// add records h as present in every target.
-func (k *knownSet) add(h manifest.Hash) {
+// add records h as present in every target as its own object (loc nil)
+// or in a pack at loc.
+func (k *knownSet) add(h manifest.Hash, loc *manifest.Location) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.rotateLocked(time.Now())
-	k.cur[h] = struct{}{}
+	k.cur[h] = loc
 }
 
 // len returns the number of entries held.

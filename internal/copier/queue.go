@@ -18,7 +18,7 @@ func (c *Copier) Stats() Snapshot {
 	snap := Snapshot{
 		Requests: s.requests.Load(), Retries: s.retries.Load(), RequestErrors: s.requestErrors.Load(),
 		Uploads: s.uploads.Load(), Errors: s.uploadErrors.Load(),
-		ChunksUploaded: s.chunks.Load(), BytesUploaded: s.chunkBytes.Load(),
+		ChunksUploaded: s.chunks.Load(), BytesUploaded: s.chunkBytes.Load(), PacksUploaded: s.packs.Load(),
 		Manifests: s.manifests.Load(), ManifestBytes: s.manifestBytes.Load(),
 		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
 		SpoolsScanned: s.scanned.Load(), DirtyScanned: s.scanDirty.Load(),

@@ -52,7 +52,7 @@ func (h *histogram) snapshot() Histogram {
 type stats struct {
 	requests, retries, requestErrors atomic.Int64
 	uploads, uploadErrors            atomic.Int64
-	chunks, chunkBytes               atomic.Int64
+	chunks, chunkBytes, packs        atomic.Int64
 	manifests, manifestBytes         atomic.Int64
 	scans, scanErrors                atomic.Int64
 	scanned, scanDirty               atomic.Int64
@@ -80,8 +80,10 @@ type Snapshot struct {
 	Uploads, Errors int64
 	// ChunksUploaded and BytesUploaded count chunk objects written (to
 	// every target); Manifests the manifests published; ManifestBytes
-	// their encoded size.
+	// their encoded size. PacksUploaded counts the pack objects that
+	// carried some of the chunks.
 	ChunksUploaded, BytesUploaded int64
+	PacksUploaded                 int64
 	Manifests, ManifestBytes      int64
 	// Scans counts background spool scans; ScanErrors the scans that
 	// could not list the spool.

@@ -100,6 +100,11 @@ type attempt struct {
 	st      *dbState
 	storeOK atomic.Bool // a store request succeeded
 	sync    bool        // a synchronous upload (flush): history too
+	placed  placements  // chunks found or sent in packs (pack.go)
+
+	latestMu   sync.Mutex // guards the two below (pack.go)
+	latestRead bool
+	latestLocs map[manifest.Hash]manifest.Location
 }
 
 // lockDB takes the in-process upload mutex of st, polling until ctx is
@@ -409,6 +414,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 			todo = append(todo, h)
 		}
 	}
+	var locs map[manifest.Hash]manifest.Location
 	if len(todo) > 0 {
 		inUploaded := map[manifest.Hash]bool{}
 		if up != nil {
@@ -418,16 +424,12 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		}
 		at.st.chunksTodo.Store(int64(len(todo)))
 		at.st.chunksDone.Store(0)
-		err := c.parallel(ctx, todo, func(ctx context.Context, h manifest.Hash) error {
-			if err := c.uploadChunk(ctx, d, at, m, h, inUploaded[h]); err != nil {
-				return err
-			}
-			at.st.chunksDone.Add(1)
-			return nil
-		})
-		if err != nil {
+		if locs, err = c.uploadChunks(ctx, d, at, m, up, todo, inUploaded); err != nil {
 			return nil, 0, err
 		}
+	}
+	if m, enc, err = withLocations(m, enc, up, locs); err != nil {
+		return nil, 0, err
 	}
 	failpoint.Hit("upload-before-manifest")
 	// Everything the manifest references is in every target: publish it,
@@ -487,9 +489,15 @@ func (c *Copier) removeUploadedChunks(d *spool.Dir, m *manifest.Manifest) {
 // parallel runs fn on every chunk, ChunkParallelism at a time, and returns
 // the first error (cancelling the rest).
 func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(context.Context, manifest.Hash) error) error {
-	if len(hs) == 1 || c.opts.ChunkParallelism == 1 {
-		for _, h := range hs {
-			if err := fn(ctx, h); err != nil {
+	return runParallel(c, ctx, hs, c.opts.ChunkParallelism, func(h manifest.Hash) string { return "upload chunk " + h.String() }, fn)
+}
+
+// runParallel runs fn on every item, n at a time, and returns the first
+// error (cancelling the rest); what names an item in a recovered panic.
+func runParallel[T any](c *Copier, ctx context.Context, items []T, n int, what func(T) string, fn func(context.Context, T) error) error {
+	if len(items) == 1 || n == 1 {
+		for _, it := range items {
+			if err := fn(ctx, it); err != nil {
 				return err
 			}
 		}
@@ -501,9 +509,9 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
-		sem   = make(chan struct{}, c.opts.ChunkParallelism)
+		sem   = make(chan struct{}, n)
 	)
-	for _, h := range hs {
+	for _, it := range items {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -515,7 +523,7 @@ func (c *Copier) parallel(ctx context.Context, hs []manifest.Hash, fn func(conte
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.safely("upload chunk "+h.String(), func() error { return fn(ctx, h) }); err != nil {
+			if err := c.safely(what(it), func() error { return fn(ctx, it) }); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
 		}()
@@ -533,23 +541,25 @@ func superseded(d *spool.Dir, m *manifest.Manifest) bool {
 	return err == nil && cur != nil && !spool.SameState(cur, m)
 }
 
+// uploadChunk sends staged chunk h as its own object, or checks that an
+// unstaged one is in every target. Chunks known to be in a pack are
+// classified before (uploadChunks).
 func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *manifest.Manifest, h manifest.Hash, wasUploaded bool) error {
 	st := at.st
 	key := names.ChunkKey(h.String())
 	if d.HasChunk(h) {
-		if c.known.has(h) {
+		if loc, ok := c.known.has(h); ok {
+			if loc != nil {
+				// Packed meanwhile (another upload): stays staged
+				// until the manifest naming the pack is published.
+				at.placed.set(h, *loc)
+				return nil
+			}
 			return d.RemoveChunk(h)
 		}
-		data, err := d.ReadChunk(h)
+		data, err := c.readStaged(d, m, h)
 		if err != nil {
-			if errors.Is(err, manifest.ErrCorrupt) {
-				c.markRescan(d, err.Error())
-				return fmt.Errorf("%w: %v; the database will be rescanned at its next write", ErrChunkLost, err)
-			}
-			if superseded(d, m) {
-				return errRestart // deleted by a newer manifest's GC
-			}
-			return fmt.Errorf("read staged chunk: %w", err)
+			return err
 		}
 		obj := manifest.EncodeChunk(data)
 		for _, t := range c.opts.Targets {
@@ -558,7 +568,7 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 			}
 		}
 		failpoint.Hit("upload-mid-chunks")
-		c.known.add(h)
+		c.known.add(h, nil)
 		c.stats.chunks.Add(1)
 		c.stats.chunkBytes.Add(int64(len(obj)))
 		c.mu.Lock()
@@ -567,7 +577,13 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 		c.mu.Unlock()
 		return d.RemoveChunk(h)
 	}
-	if wasUploaded || c.known.has(h) {
+	if wasUploaded {
+		return nil // in the last upload: its location comes from the record
+	}
+	if loc, ok := c.known.has(h); ok {
+		if loc != nil {
+			at.placed.set(h, *loc)
+		}
 		return nil
 	}
 	// Not staged and not known: it must already be in every target. Where
@@ -586,12 +602,32 @@ func (c *Copier) uploadChunk(ctx context.Context, d *spool.Dir, at *attempt, m *
 				// removed a staged chunk that only m referenced.
 				return errRestart
 			}
+			if found, err := c.packedInLatest(ctx, d.Key, at, h); err != nil || found {
+				return err
+			}
 			c.markRescan(d, "chunk "+h.String()+" missing")
 			return fmt.Errorf("%w: %s in %s; the database will be rescanned at its next write", ErrChunkLost, h, t)
 		}
 	}
-	c.known.add(h)
+	c.known.add(h, nil)
 	return nil
+}
+
+// readStaged reads staged chunk h of m. A damaged chunk marks the spool
+// for a rescan; a chunk removed by a newer manifest restarts the upload.
+func (c *Copier) readStaged(d *spool.Dir, m *manifest.Manifest, h manifest.Hash) ([]byte, error) {
+	data, err := d.ReadChunk(h)
+	if err == nil {
+		return data, nil
+	}
+	if errors.Is(err, manifest.ErrCorrupt) {
+		c.markRescan(d, err.Error())
+		return nil, fmt.Errorf("%w: %v; the database will be rescanned at its next write", ErrChunkLost, err)
+	}
+	if superseded(d, m) {
+		return nil, errRestart // deleted by a newer manifest's GC
+	}
+	return nil, fmt.Errorf("read staged chunk: %w", err)
 }
 
 // present reports whether key exists in t, touching it where t can.

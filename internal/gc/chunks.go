@@ -16,9 +16,21 @@ import (
 	"github.com/verneuil-go/verneuil/internal/names"
 )
 
-// listRecordSize is a listed chunk: hash, modification time (unix ns),
-// size.
-const listRecordSize = manifest.HashSize + 8 + 8
+// listRecordSize is a listed chunk or pack object: hash, modification
+// time (unix ns), size, kind (kindChunk, kindPack).
+const listRecordSize = manifest.HashSize + 8 + 8 + 1
+
+// Kinds of listed objects: chunks/HASH and packs/HASH. Both are named by
+// SHA-256 (of a chunk, of a pack's bytes) and referenced alike: a pack is
+// kept while a kept manifest places a chunk in it.
+const (
+	kindChunk = 0
+	kindPack  = 1
+)
+
+// sweptPrefixes are the prefixes of the objects a collection sweeps, by
+// kind.
+var sweptPrefixes = [...]string{kindChunk: "chunks/", kindPack: "packs/"}
 
 // deleteBatch is how many chunks one delete request carries.
 const deleteBatch = 1000
@@ -27,6 +39,7 @@ type listed struct {
 	hash  []byte
 	mtime time.Time
 	size  int64
+	kind  byte
 }
 
 func decodeListed(rec []byte) listed {
@@ -34,7 +47,16 @@ func decodeListed(rec []byte) listed {
 		hash:  rec[:manifest.HashSize],
 		mtime: time.Unix(0, int64(binary.BigEndian.Uint64(rec[manifest.HashSize:]))),
 		size:  int64(binary.BigEndian.Uint64(rec[manifest.HashSize+8:])),
+		kind:  rec[manifest.HashSize+16],
 	}
+}
+
+// key returns the listed object's key.
+func (o listed) key() string {
+	if o.kind == kindPack {
+		return names.PackKey(fmt.Sprintf("%x", o.hash))
+	}
+	return names.ChunkKey(fmt.Sprintf("%x", o.hash))
 }
 
 // chunks streams the chunk listing into partitions, then merges each with
@@ -46,28 +68,31 @@ func (r *run) chunks(ctx context.Context) error {
 		return err
 	}
 	defer list.close()
-	err = r.s.Walk(ctx, "chunks/", func(page []blob.ObjectInfo) error {
-		r.listPages.Add(1)
-		recs := make([][]byte, 0, len(page))
-		for _, o := range page {
-			hexHash, ok := strings.CutPrefix(o.Key, "chunks/")
-			if !ok {
-				continue
+	for kind, prefix := range sweptPrefixes {
+		err = r.s.Walk(ctx, prefix, func(page []blob.ObjectInfo) error {
+			r.listPages.Add(1)
+			recs := make([][]byte, 0, len(page))
+			for _, o := range page {
+				hexHash, ok := strings.CutPrefix(o.Key, prefix)
+				if !ok {
+					continue
+				}
+				h, err := manifest.ParseHash(hexHash)
+				if err != nil {
+					continue // not an object of this format: never touched
+				}
+				rec := make([]byte, listRecordSize)
+				copy(rec, h[:])
+				binary.BigEndian.PutUint64(rec[manifest.HashSize:], uint64(o.ModTime.UnixNano()))
+				binary.BigEndian.PutUint64(rec[manifest.HashSize+8:], uint64(o.Size))
+				rec[manifest.HashSize+16] = byte(kind)
+				recs = append(recs, rec)
 			}
-			h, err := manifest.ParseHash(hexHash)
-			if err != nil {
-				continue // not a chunk of this format: never touched
-			}
-			rec := make([]byte, listRecordSize)
-			copy(rec, h[:])
-			binary.BigEndian.PutUint64(rec[manifest.HashSize:], uint64(o.ModTime.UnixNano()))
-			binary.BigEndian.PutUint64(rec[manifest.HashSize+8:], uint64(o.Size))
-			recs = append(recs, rec)
+			return list.add(recs...)
+		})
+		if err != nil {
+			return fmt.Errorf("gc: list %s: %w", prefix, err)
 		}
-		return list.add(recs...)
-	})
-	if err != nil {
-		return fmt.Errorf("gc: list chunks: %w", err)
 	}
 	if err := list.finish(); err != nil {
 		return err
@@ -184,6 +209,7 @@ func (r *run) sweep(ctx context.Context, batch []listed, cutoff time.Time) error
 		del      []string
 		delBytes int64
 		young    int64
+		packs    int64
 		firstErr error
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, r.opts.Parallel)
@@ -194,7 +220,7 @@ func (r *run) sweep(ctx context.Context, batch []listed, cutoff time.Time) error
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			key := names.ChunkKey(fmt.Sprintf("%x", o.hash))
+			key := o.key()
 			r.stats.Add(1)
 			info, err := r.s.Stat(ctx, key)
 			mu.Lock()
@@ -211,6 +237,9 @@ func (r *run) sweep(ctx context.Context, batch []listed, cutoff time.Time) error
 			default:
 				del = append(del, key)
 				delBytes += info.Size
+				if o.kind == kindPack {
+					packs++
+				}
 			}
 		}()
 	}
@@ -233,6 +262,7 @@ func (r *run) sweep(ctx context.Context, batch []listed, cutoff time.Time) error
 	}
 	r.mu.Lock()
 	r.sum.ChunksDeleted += int64(len(del))
+	r.sum.PacksDeleted += packs
 	r.sum.ChunkBytesDeleted += delBytes
 	r.sum.ChunksInGrace += young
 	r.sum.ChunksKept += young

@@ -214,11 +214,16 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 	return nil
 }
 
-// addRefs adds the stored chunks m references: not chunk 0 (inline) nor
-// all-zero chunks (never stored).
+// addRefs adds the stored objects m references: the chunk objects of its
+// chunks, or for a chunk it places in a pack, the pack; not chunk 0
+// (inline) nor all-zero chunks (never stored).
 func addRefs(refs map[manifest.Hash]struct{}, m *manifest.Manifest) {
 	for i, h := range m.Chunks {
 		if i == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
+			continue
+		}
+		if l, ok := m.Located(h); ok {
+			refs[l.Pack] = struct{}{}
 			continue
 		}
 		refs[h] = struct{}{}

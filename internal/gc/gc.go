@@ -86,6 +86,9 @@ type Summary struct {
 	ChunksDeleted        int64         `json:"chunks_deleted"`
 	ChunkBytesDeleted    int64         `json:"chunk_bytes_deleted"`
 	ChunksDeferred       int64         `json:"chunks_deferred"` // candidates left for a later run (stale observation)
+	// The chunk counts above include pack objects (packs/HASH), each
+	// counted once; PacksDeleted counts those deleted.
+	PacksDeleted int64 `json:"packs_deleted"`
 	// MissingChunks counts references to chunks the listing did not
 	// show: a retained manifest that cannot be restored, unless a
 	// concurrent collection with another policy deleted the manifest.

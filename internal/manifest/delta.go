@@ -2,10 +2,12 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // patchBlock is the granularity at which a delta patches inline chunk 0
@@ -31,6 +33,9 @@ type Delta struct {
 	// Changes are the chunks (index ≥ 1, increasing) whose hash differs
 	// from the base's, or that the base does not have.
 	Changes []Change
+	// Locs places changed chunks stored in packs; the other chunks keep
+	// the base's locations.
+	Locs map[Hash]Location
 }
 
 // Patch replaces Data at Offset of chunk 0.
@@ -55,8 +60,19 @@ func EncodeDelta(m, base *Manifest) ([]byte, error) {
 	if base.Name != m.Name || base.ChunkSize != m.ChunkSize || base.Seq >= m.Seq {
 		return nil, fmt.Errorf("encode delta manifest %d: version %d is not a usable base", m.Seq, base.Seq)
 	}
+	var changed []int
+	for i := 1; i < len(m.Chunks); i++ {
+		if i >= len(base.Chunks) || base.Chunks[i] != m.Chunks[i] {
+			changed = append(changed, i)
+		}
+	}
+	packed := hasLocations(m.Chunks, changed, m.Locs)
+	var flags uint16
+	if packed {
+		flags = FlagLocations
+	}
 	var b bytes.Buffer
-	m.writeHeader(&b, DeltaFormatVersion)
+	m.writeHeader(&b, DeltaFormatVersion, flags)
 	w := func(v any) { _ = binary.Write(&b, binary.BigEndian, v) }
 	w(base.Seq)
 	digest := base.Digest()
@@ -82,16 +98,13 @@ func EncodeDelta(m, base *Manifest) ([]byte, error) {
 		w(p.Offset)
 		writeBytes(&b, p.Data)
 	}
-	var changes []Change
-	for i := 1; i < len(m.Chunks); i++ {
-		if i >= len(base.Chunks) || base.Chunks[i] != m.Chunks[i] {
-			changes = append(changes, Change{uint32(i), m.Chunks[i]})
-		}
+	w(uint32(len(changed)))
+	for _, i := range changed {
+		w(uint32(i))
+		b.Write(m.Chunks[i][:])
 	}
-	w(uint32(len(changes)))
-	for _, c := range changes {
-		w(c.Index)
-		b.Write(c.Hash[:])
+	if packed {
+		writeLocations(&b, m.Chunks, changed, m.Locs)
 	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
@@ -99,7 +112,7 @@ func EncodeDelta(m, base *Manifest) ([]byte, error) {
 }
 
 // decodeDelta reads the rest of a format-2 body after the shared header.
-func decodeDelta(h *Manifest, r *reader) (*Delta, error) {
+func decodeDelta(h *Manifest, r *reader, located bool) (*Delta, error) {
 	d := &Delta{Header: *h, Seq: h.Seq}
 	d.BaseSeq = r.u64()
 	copy(d.BaseDigest[:], r.take(HashSize))
@@ -133,6 +146,19 @@ func decodeDelta(h *Manifest, r *reader) (*Delta, error) {
 	}
 	if r.err != nil {
 		return nil, r.err
+	}
+	if located {
+		var err error
+		d.Locs, err = readLocations(r, func(i uint32) (Hash, int, bool) {
+			k, found := slices.BinarySearchFunc(d.Changes, i, func(c Change, i uint32) int { return cmp.Compare(c.Index, i) })
+			if !found {
+				return Hash{}, 0, false
+			}
+			return d.Changes[k].Hash, ChunkLen(int(i), h.Length, h.ChunkSize), true
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptManifest, len(r.b))
@@ -179,6 +205,16 @@ func (d *Delta) Apply(base *Manifest) (*Manifest, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
+	}
+	if len(base.Locs) > 0 || len(d.Locs) > 0 {
+		m.Locs = make(map[Hash]Location, len(base.Locs)+len(d.Locs))
+		for h, l := range base.Locs {
+			m.Locs[h] = l
+		}
+		for h, l := range d.Locs {
+			m.Locs[h] = l
+		}
+		m.pruneLocations()
 	}
 	return &m, nil
 }

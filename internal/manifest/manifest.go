@@ -111,6 +111,10 @@ type Manifest struct {
 	Chunk0 []byte
 	// Chunks lists the hash of every chunk, in file order, Chunk0 included.
 	Chunks []Hash
+	// Locs says where the chunks stored in pack objects are (pack.go);
+	// a chunk without an entry is its own chunks/HASH object. Nil for
+	// manifests without packed chunks.
+	Locs map[Hash]Location
 }
 
 // ChunkCount returns how many chunks a file of length bytes has.
@@ -182,22 +186,34 @@ func (m *Manifest) Digest() Hash {
 // body returns the format-1 encoding of m before its checksum.
 func (m *Manifest) body() *bytes.Buffer {
 	var b bytes.Buffer
-	m.writeHeader(&b, FormatVersion)
+	all := make([]int, max(len(m.Chunks)-1, 0))
+	for i := range all {
+		all[i] = i + 1
+	}
+	packed := hasLocations(m.Chunks, all, m.Locs)
+	var flags uint16
+	if packed {
+		flags = FlagLocations
+	}
+	m.writeHeader(&b, FormatVersion, flags)
 	writeBytes(&b, m.Chunk0)
 	_ = binary.Write(&b, binary.BigEndian, uint32(len(m.Chunks)))
 	for _, h := range m.Chunks {
 		b.Write(h[:])
+	}
+	if packed {
+		writeLocations(&b, m.Chunks, all, m.Locs)
 	}
 	return &b
 }
 
 // writeHeader writes the fields formats 1 and 2 share, up to the header
 // hash.
-func (m *Manifest) writeHeader(b *bytes.Buffer, version uint16) {
+func (m *Manifest) writeHeader(b *bytes.Buffer, version, flags uint16) {
 	b.WriteString(magic)
 	w := func(v any) { _ = binary.Write(b, binary.BigEndian, v) }
 	w(version)
-	w(uint16(0)) // flags, reserved
+	w(flags)
 	w(m.Seq)
 	w(m.CommitTime.UnixNano())
 	w(m.PageSize)
@@ -263,7 +279,10 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	if v != FormatVersion && v != DeltaFormatVersion {
 		return nil, nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d and %d)", errCorruptManifest, v, FormatVersion, DeltaFormatVersion)
 	}
-	r.u16() // flags
+	flags := r.u16()
+	if r.err == nil && flags&^FlagLocations != 0 {
+		return nil, nil, fmt.Errorf("%w: unknown flags %#x", errCorruptManifest, flags)
+	}
 	m.Seq = r.u64()
 	m.CommitTime = time.Unix(0, int64(r.u64()))
 	m.PageSize = r.u32()
@@ -273,7 +292,7 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	m.VersionID = r.bytes()
 	copy(m.HeaderHash[:], r.take(HashSize))
 	if v == DeltaFormatVersion {
-		d, err := decodeDelta(m, &r)
+		d, err := decodeDelta(m, &r, flags&FlagLocations != 0)
 		return nil, d, err
 	}
 	m.Chunk0 = r.bytes()
@@ -289,6 +308,21 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	}
 	if r.err != nil {
 		return nil, nil, r.err
+	}
+	if flags&FlagLocations != 0 {
+		if err := m.Validate(); err != nil {
+			return nil, nil, err // before sizing anything from it
+		}
+		count := len(m.Chunks)
+		m.Locs, err = readLocations(&r, func(i uint32) (Hash, int, bool) {
+			if i == 0 || int64(i) >= int64(count) {
+				return Hash{}, 0, false
+			}
+			return m.Chunks[i], ChunkLen(int(i), m.Length, m.ChunkSize), true
+		})
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(r.b) != 0 {
 		return nil, nil, fmt.Errorf("%w: %d trailing bytes", errCorruptManifest, len(r.b))

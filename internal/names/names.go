@@ -96,6 +96,10 @@ func NameFromKey(key string) (string, error) {
 // ChunkKey is the object key of a chunk in a target.
 func ChunkKey(hexHash string) string { return "chunks/" + hexHash }
 
+// PackKey is the object key of a pack (several chunk records in one
+// object, named by the SHA-256 of its bytes) in a target.
+func PackKey(hexHash string) string { return "packs/" + hexHash }
+
 // DBPrefix is the prefix of every object of one database.
 func DBPrefix(key string) string { return "dbs/" + key + "/" }
 

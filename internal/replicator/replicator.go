@@ -165,6 +165,7 @@ func newReplicator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		Targets:         stores,
 		Workers:         cfg.CopierWorkers,
 		FullEvery:       cfg.MaxDeltaChain,
+		PackBytes:       packBytes(cfg.PackBytesOrDefault()),
 		Interval:        cfg.UploadInterval.Duration(),
 		ScanInterval:    cfg.ScanInterval.Duration(),
 		RateLimit:       cfg.RateLimit,
@@ -333,4 +334,12 @@ func ReplicaName(cfg *config.Config, path, hostname string) (name, key string, e
 	}
 	name = names.Replica(hostname, canon)
 	return name, names.Key(name), nil
+}
+
+// packBytes maps pack_bytes to the copier's option (0: no packs).
+func packBytes(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -265,76 +264,46 @@ func at(ctx context.Context, s blob.Store, key string, t time.Time) (*manifest.M
 	return got[lo], nil
 }
 
-// Chunk fetches and verifies chunk i of m.
+// Chunk fetches and verifies chunk i of m: its chunk object, or its
+// record in a pack with one ranged GET.
 func Chunk(ctx context.Context, s blob.Store, m *manifest.Manifest, i int) ([]byte, error) {
-	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
-	if i == 0 {
-		return m.Chunk0, nil
+	if data, ok := localChunk(m, i); ok {
+		return data, nil
 	}
 	h := m.Chunks[i]
-	if h == manifest.ZeroChunkHash(n) {
-		return make([]byte, n), nil
+	if l, ok := m.Located(h); ok {
+		u := &fetchUnit{key: names.PackKey(l.Pack.String()), packed: true, off: int64(l.Offset), n: int64(l.Length),
+			recs: []unitRecord{{hash: h, loc: l, indices: []int{i}}}}
+		obj, err := u.fetch(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("chunk %d (%s): %w", i, h, err)
+		}
+		return u.record(obj, u.recs[0], m)
 	}
 	obj, err := s.Get(ctx, names.ChunkKey(h.String()))
 	if err != nil {
 		return nil, fmt.Errorf("fetch chunk %d (%s): %w", i, h, err)
 	}
-	data, err := manifest.DecodeChunk(obj, h, int(m.ChunkSize))
-	if err != nil {
-		return nil, fmt.Errorf("chunk %d: %w", i, err)
-	}
-	if len(data) != n {
-		return nil, fmt.Errorf("chunk %d (%s): %w: %d bytes, want %d", i, h, manifest.ErrCorruptChunk, len(data), n)
-	}
-	return data, nil
+	return chunkFromObject(obj, m, i)
 }
 
-// Write rebuilds the database described by m into w, fetching up to
-// parallel chunks at once and verifying each.
+// Write rebuilds the database described by m into w, verifying every
+// chunk. With parallel > 1 it fetches that many objects or pack ranges
+// at once (docs/FORMAT.md: a pack's records that m needs are read in as
+// few ranged GETs as their layout allows); with 1, it writes the chunks
+// in file order (w may rely on it), fetching a pack range once while it
+// stays among the last few used.
 func Write(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.WriterAt, parallel int) error {
 	if parallel <= 0 {
 		parallel = 8
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	idx := make(chan int)
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				// A bug must fail this restore, not the process that
-				// embeds it.
-				if v := recover(); v != nil {
-					cancel(fmt.Errorf("restore: internal error (recovered panic): %v", v))
-				}
-			}()
-			for i := range idx {
-				data, err := Chunk(ctx, s, m, i)
-				if err == nil {
-					_, err = w.WriteAt(data, int64(i)*int64(m.ChunkSize))
-				}
-				if err != nil {
-					cancel(err)
-				}
-			}
-		}()
+	if parallel == 1 {
+		return eachChunk(ctx, s, m, func(i int, data []byte) error {
+			_, err := w.WriteAt(data, int64(i)*int64(m.ChunkSize))
+			return err
+		})
 	}
-feed:
-	for i := range m.Chunks {
-		select {
-		case idx <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(idx)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+	return writeParallel(ctx, s, m, w, parallel)
 }
 
 // notFoundError is a not-found error whose message is complete by itself;

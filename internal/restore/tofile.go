@@ -343,14 +343,10 @@ func syncDir(dir string) error {
 }
 
 func toStream(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.Writer) error {
-	for i := range m.Chunks {
-		data, err := Chunk(ctx, s, m, i)
-		if err != nil {
-			return err
-		}
+	return eachChunk(ctx, s, m, func(_ int, data []byte) error {
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("write restored bytes: %w", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -22,8 +22,10 @@ func replicated(t *testing.T) (s *setup, db, latest string, chunks []string) {
 	key := strings.TrimSpace(s.mustCtl("manifest-name", db))
 	latest = filepath.Join(s.store, "dbs", key, "latest")
 	chunks, _ = filepath.Glob(filepath.Join(s.store, "chunks", "*"))
+	packs, _ := filepath.Glob(filepath.Join(s.store, "packs", "*"))
+	chunks = append(chunks, packs...) // objects that hold chunks
 	if len(chunks) == 0 {
-		t.Fatal("no chunk objects stored")
+		t.Fatal("no chunk objects or packs stored")
 	}
 	return s, db, latest, chunks
 }

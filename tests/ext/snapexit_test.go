@@ -40,7 +40,7 @@ func (p *slowStore) hold(delay, step time.Duration) {
 }
 
 func (p *slowStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if d := time.Duration(p.delay.Load()); d > 0 && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/chunks/") {
+	if d := time.Duration(p.delay.Load()); d > 0 && r.Method == http.MethodGet && (strings.Contains(r.URL.Path, "/chunks/") || strings.Contains(r.URL.Path, "/packs/")) {
 		d += time.Duration(p.held.Add(1)-1) * time.Duration(p.step.Load())
 		select {
 		case <-time.After(d):
