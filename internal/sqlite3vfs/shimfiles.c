@@ -68,6 +68,11 @@ static VFile *findMainOfJournalLocked(const char *zJournal){
   return 0;
 }
 
+/* gListMutex for the list of -wal files (shimwalfile.c): one mutex is
+** held across fork(). */
+void vshimListLock(void){ pthread_mutex_lock(&gListMutex); }
+void vshimListUnlock(void){ pthread_mutex_unlock(&gListMutex); }
+
 /* A tracked main file opens. */
 void vshimLinkMain(VFile *p){
   pthread_mutex_lock(&gListMutex);

@@ -57,6 +57,8 @@ struct VFile {
   int walWriter;            /* this connection holds the WAL write lock */
   int walOpen;              /* the wal-index is mapped: WAL mode (shimwal.c) */
   int walUnlockSeen;        /* a write-lock release since the last COMMIT_PHASETWO */
+  VFile *pNextWal;          /* a -wal file: list of open -wal files (shimwalfile.c) */
+  int isWal;                /* in that list */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -88,6 +90,14 @@ VSHIM_HIDDEN int vshimWalShmLock(sqlite3_file *f, int ofst, int n, int flags);
 VSHIM_HIDDEN int vshimWalShmUnmap(sqlite3_file *f, int del);
 VSHIM_HIDDEN void vshimWalStats(vshim_stats *out);
 VSHIM_HIDDEN void vshimWalPhaseTwo(VFile *p);
+
+/* Open -wal files and their descriptors (shimwalfile.c). */
+VSHIM_HIDDEN int vshimFindFd(sqlite3_file *pReal, const char *zPath);
+VSHIM_HIDDEN void vshimListLock(void);
+VSHIM_HIDDEN void vshimListUnlock(void);
+VSHIM_HIDDEN void vshimLinkWal(VFile *p, const char *zName);
+VSHIM_HIDDEN void vshimUnlinkWal(VFile *p);
+VSHIM_HIDDEN int vshimDupWalFd(VFile *pMain);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

@@ -25,6 +25,7 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <string.h>
+#include <unistd.h>
 
 #include "shim.h"
 #include "shimint.h"
@@ -66,6 +67,7 @@ static uint32_t hdrU32(const unsigned char *h, int off){
 static void walWriterDone(VFile *p, int priorKnown){
   unsigned char now[WALIDX_HDR];
   int ok = readWalIndexHdr(p, now);
+  int walFd;
   uint32_t mx;
   if( ok && memcmp(now, p->walPrior, WALIDX_HDR)==0 ) return;
   mx = ok ? hdrU32(now, WALIDX_MXFRAME) : 0;
@@ -82,10 +84,12 @@ static void walWriterDone(VFile *p, int priorKnown){
     return;
   }
   if( p->handle==0 ) return;
+  walFd = vshimDupWalFd(p);  /* -1: Go opens the -wal by name */
   if( verneuilGoWAL(p->handle, p, (char*)p->zPath, priorKnown ? p->walPrior : 0,
-        ok ? now : 0, p->ino) ){
+        ok ? now : 0, p->ino, walFd) ){
     p->wantCheck = 1;
   }
+  if( walFd>=0 ) close(walFd);
   if( ok ) memcpy(p->walPrior, now, WALIDX_HDR);
 }
 

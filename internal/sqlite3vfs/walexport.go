@@ -20,10 +20,11 @@ const walIndexHdrLen = 48
 // verneuilGoWAL is called by shimwal.c before the WAL write lock of the
 // tracked main file f is released, when the hold changed the wal-index
 // header: prior is the header when the lock was granted (nil when unknown),
-// now the header at the release (nil when its two copies disagree).
+// now the header at the release (nil when its two copies disagree), walFd
+// a descriptor of the -wal valid during the call (-1: opened by name).
 //
 //export verneuilGoWAL
-func verneuilGoWAL(h C.uint64_t, f unsafe.Pointer, zPath *C.char, prior, now *C.uchar, ino C.uint64_t) (want C.int) {
+func verneuilGoWAL(h C.uint64_t, f unsafe.Pointer, zPath *C.char, prior, now *C.uchar, ino C.uint64_t, walFd C.int) (want C.int) {
 	defer func() {
 		if r := recover(); r != nil {
 			logger().Error("panic in verneuil WAL capture (recovered)", "panic", r, "stack", string(debug.Stack()))
@@ -40,6 +41,9 @@ func verneuilGoWAL(h C.uint64_t, f unsafe.Pointer, zPath *C.char, prior, now *C.
 	}
 	if now != nil {
 		ev.WALNow = C.GoBytes(unsafe.Pointer(now), walIndexHdrLen)
+	}
+	if walFd >= 0 {
+		ev.WAL = walFD(walFd)
 	}
 	if hk.Capture(uint64(h), &source{f: f}, ev) {
 		return 1

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,12 @@ type Event struct {
 	Ino       uint64 // inode of the open file (part of its identity)
 	// WALCommit: the wal-index header when the write lock was granted
 	// (nil: unknown) and at its release (nil: unreadable), and the path of
-	// the -wal file.
+	// the -wal file. WAL, when not nil, reads the -wal during the capture
+	// (a descriptor the VFS holds: no open per commit); nil: WALPath is
+	// opened.
 	WALPrior, WALNow []byte
 	WALPath          string
+	WAL              io.ReaderAt
 }
 
 // Uploader is the part of the copier the tracker uses.

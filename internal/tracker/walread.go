@@ -1,0 +1,71 @@
+// Reading the -wal during a WAL capture: through the descriptor the VFS
+// lends for the capture (no open per commit), and the frames the capture
+// validated kept in memory, so that the chunks holding their pages are
+// composed without reading the -wal again.
+
+package tracker
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// keptFrameBuf bounds the buffer a walState keeps between captures; a
+// larger one (a long transaction) is dropped after use.
+const keptFrameBuf = 256 << 10
+
+// openWAL returns the -wal of ev: the VFS's reader when it lent one, else
+// the file at ev.WALPath, opened until done is called.
+func openWAL(ev Event) (wal io.ReaderAt, done func(), err error) {
+	if ev.WAL != nil {
+		return ev.WAL, func() {}, nil
+	}
+	f, err := os.Open(ev.WALPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open WAL: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// frameBuf holds n whole frames from frame first, as read and validated
+// by walState.extend (n is 0 while a read is in progress or failed).
+type frameBuf struct {
+	b        []byte
+	first, n uint32
+	frameLen int
+}
+
+// reset returns a buffer of size bytes, reusing the kept one, with no
+// frame held.
+func (fb *frameBuf) reset(size int) []byte {
+	fb.forget()
+	if cap(fb.b) < size {
+		fb.b = make([]byte, size)
+	}
+	return fb.b[:size]
+}
+
+// forget says the buffer holds no frame (its bytes are being replaced).
+func (fb *frameBuf) forget() { fb.n = 0 }
+
+// hold says the buffer now holds the k validated frames from frame first.
+func (fb *frameBuf) hold(first, k uint32, frameLen int) {
+	fb.first, fb.n, fb.frameLen = first, k, frameLen
+}
+
+// page returns the page bytes of frame f when the buffer holds it, else nil.
+func (fb *frameBuf) page(f uint32) []byte {
+	if fb.n == 0 || f < fb.first || f-fb.first >= fb.n {
+		return nil
+	}
+	off := int(f-fb.first) * fb.frameLen
+	return fb.b[off+walFrameHdrLen : off+fb.frameLen]
+}
+
+// release drops a buffer larger than keptFrameBuf (after the capture).
+func (fb *frameBuf) release() {
+	if cap(fb.b) > keptFrameBuf {
+		*fb = frameBuf{}
+	}
+}
