@@ -9,7 +9,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 )
+
+// walOpenedByName counts the captures that opened the -wal by name: the
+// VFS lent none (tests check that commits through it do not).
+var walOpenedByName atomic.Int64
+
+// WALOpensByName returns how many WAL captures of this process opened the
+// -wal by name rather than through the VFS's descriptor: tests.
+func WALOpensByName() int64 { return walOpenedByName.Load() }
 
 // keptFrameBuf bounds the buffer a walState keeps between captures; a
 // larger one (a long transaction) is dropped after use.
@@ -21,6 +30,7 @@ func openWAL(ev Event) (wal io.ReaderAt, done func(), err error) {
 	if ev.WAL != nil {
 		return ev.WAL, func() {}, nil
 	}
+	walOpenedByName.Add(1)
 	f, err := os.Open(ev.WALPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open WAL: %w", err)
