@@ -25,12 +25,15 @@ func TestWALCaptureUsesVFSDescriptor(t *testing.T) {
 	a.SetMaxOpenConns(1)
 	mustExec(t, a, "PRAGMA wal_autocheckpoint=0")
 	w := newWorkload(t, a, 7)
-	opens := tracker.WALOpensByName()
+	opens, fileReads := tracker.WALOpensByName(), tracker.WALFramesFromFile()
 	for range 20 {
 		w.step()
 	}
 	if n := tracker.WALOpensByName() - opens; n != 0 {
 		t.Errorf("one connection: %d captures opened the -wal by name, want 0", n)
+	}
+	if n := tracker.WALFramesFromFile() - fileReads; n != 0 {
+		t.Errorf("one connection: %d frames were read from the -wal file, want 0 (the frames the connection wrote)", n)
 	}
 	e.checkWALReplica(t, path)
 
@@ -43,7 +46,7 @@ func TestWALCaptureUsesVFSDescriptor(t *testing.T) {
 		k++
 		mustExec(t, b, "INSERT INTO t0(k, v) VALUES(?, randomblob(?))", -100-k, 100+(k*3119)%9000)
 	}
-	opens = tracker.WALOpensByName()
+	opens, fileReads = tracker.WALOpensByName(), tracker.WALFramesFromFile()
 	for i := range 20 {
 		if i%2 == 0 {
 			w.step()
@@ -60,6 +63,9 @@ func TestWALCaptureUsesVFSDescriptor(t *testing.T) {
 	if n := tracker.WALOpensByName() - opens; n != 0 {
 		t.Errorf("two connections: %d captures opened the -wal by name, want 0", n)
 	}
+	if n := tracker.WALFramesFromFile() - fileReads; n != 0 {
+		t.Errorf("two connections: %d frames were read from the -wal file, want 0", n)
+	}
 	e.checkWALReplica(t, path)
 
 	plain, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix")
@@ -68,8 +74,12 @@ func TestWALCaptureUsesVFSDescriptor(t *testing.T) {
 	}
 	defer plain.Close()
 	mustExec(t, plain, "INSERT INTO t0(k, v) VALUES(-1, randomblob(9000))")
+	fileReads = tracker.WALFramesFromFile()
 	for range 5 {
 		bstep()
+	}
+	if tracker.WALFramesFromFile() == fileReads {
+		t.Error("after a bypassing commit, no frame was read from the -wal file: its frames are not in the connection's record")
 	}
 	e.checkWALReplica(t, path)
 	mustExec(t, plain, "PRAGMA wal_checkpoint(RESTART)")
@@ -135,4 +145,34 @@ func TestWALCaptureConnectionsChurn(t *testing.T) {
 		t.Fatalf("rows: %d %v, want 180", n, err)
 	}
 	e.checkWALReplica(t, path)
+}
+
+// TestWALCaptureAppendGrowth: commits that append rows grow the last
+// chunk page by page (its pending copy is extended, not read again:
+// walgrow.go), across chunk boundaries, then a VACUUM shrinks the file and
+// appends grow it again; the replica is the checkpointed reference at
+// every check.
+func TestWALCaptureAppendGrowth(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "grow.db")
+	db := e.open(path, "_journal_mode=WAL")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	for round := range 3 {
+		for i := range 150 {
+			mustExec(t, db, "INSERT INTO t(v) VALUES(randomblob(?))", 100+(i*1637+round*71)%3900)
+			if i%50 == 49 {
+				e.checkWALReplica(t, path)
+			}
+		}
+		switch round {
+		case 0:
+			mustExec(t, db, "DELETE FROM t WHERE id % 3 = 0")
+			mustExec(t, db, "VACUUM")
+		case 1:
+			mustExec(t, db, "PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+		e.checkWALReplica(t, path)
+	}
 }

@@ -371,8 +371,6 @@ static int vClose(sqlite3_file *f){
     p->handle = 0;
   }else if( p->isJournal ){
     vshimUnlinkJournal(p);
-  }else if( p->isWal ){
-    vshimUnlinkWal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
   free(p->aBits);
@@ -735,7 +733,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
     }
   }else if( zName && (flags & SQLITE_OPEN_WAL) ){
-    vshimLinkWal(p, zName);  /* shimwalfile.c */
+    vshimLinkWal(p, zName);  /* shimwalfile.c: its own io methods */
   }
   return rc;
 }

@@ -57,8 +57,13 @@ struct VFile {
   int walWriter;            /* this connection holds the WAL write lock */
   int walOpen;              /* the wal-index is mapped: WAL mode (shimwal.c) */
   int walUnlockSeen;        /* a write-lock release since the last COMMIT_PHASETWO */
-  VFile *pNextWal;          /* a -wal file: list of open -wal files (shimwalfile.c) */
+  /* a -wal file (shimwalfile.c): the list of open -wal files, and the
+  ** bytes written through it in the current hold of the WAL write lock */
+  VFile *pNextWal;
   int isWal;                /* in that list */
+  int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable */
+  unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
+  int64_t walBufStart, nWalBuf, nWalBufAlloc;
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -96,8 +101,9 @@ VSHIM_HIDDEN int vshimFindFd(sqlite3_file *pReal, const char *zPath);
 VSHIM_HIDDEN void vshimListLock(void);
 VSHIM_HIDDEN void vshimListUnlock(void);
 VSHIM_HIDDEN void vshimLinkWal(VFile *p, const char *zName);
-VSHIM_HIDDEN void vshimUnlinkWal(VFile *p);
 VSHIM_HIDDEN int vshimDupWalFd(VFile *pMain);
+VSHIM_HIDDEN void vshimWalHoldStart(VFile *pMain);
+VSHIM_HIDDEN VFile *vshimWalWrittenFile(VFile *pMain);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

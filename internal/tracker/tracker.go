@@ -88,11 +88,18 @@ type Event struct {
 	// WALCommit: the wal-index header when the write lock was granted
 	// (nil: unknown) and at its release (nil: unreadable), and the path of
 	// the -wal file. WAL, when not nil, reads the -wal during the capture
-	// (a descriptor the VFS holds: no open per commit); nil: WALPath is
-	// opened.
+	// (a descriptor the VFS holds: no open per commit, and WALPath may be
+	// empty); nil: WALPath is opened.
 	WALPrior, WALNow []byte
 	WALPath          string
 	WAL              io.ReaderAt
+	// WALWritten, when not nil, holds the bytes the committing connection
+	// wrote to the -wal from offset WALWrittenAt during the hold, as it
+	// wrote them through the VFS: frames read from there are not read from
+	// the file again (their checksums are still validated). Valid during
+	// the capture only.
+	WALWritten   []byte
+	WALWrittenAt int64
 }
 
 // Uploader is the part of the copier the tracker uses.

@@ -186,6 +186,7 @@ func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 		k := min(uint32(len(buf)/frameLen), now.mx-f+1)
 		b := buf[:int(k)*frameLen]
 		st.read.forget()
+		countFramesRead(wal, frameOffset(f, ps), len(b), k)
 		if _, err := wal.ReadAt(b, frameOffset(f, ps)); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrWALShort

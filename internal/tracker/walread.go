@@ -25,17 +25,61 @@ func WALOpensByName() int64 { return walOpenedByName.Load() }
 const keptFrameBuf = 256 << 10
 
 // openWAL returns the -wal of ev: the VFS's reader when it lent one, else
-// the file at ev.WALPath, opened until done is called.
+// the file at ev.WALPath, opened until done is called; reads inside
+// ev.WALWritten are served from it.
 func openWAL(ev Event) (wal io.ReaderAt, done func(), err error) {
+	done = func() {}
 	if ev.WAL != nil {
-		return ev.WAL, func() {}, nil
+		wal = ev.WAL
+	} else {
+		walOpenedByName.Add(1)
+		f, err := os.Open(ev.WALPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open WAL: %w", err)
+		}
+		wal, done = f, func() { f.Close() }
 	}
-	walOpenedByName.Add(1)
-	f, err := os.Open(ev.WALPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open WAL: %w", err)
+	if len(ev.WALWritten) > 0 {
+		wal = &writtenWAL{file: wal, b: ev.WALWritten, off: ev.WALWrittenAt}
 	}
-	return f, func() { f.Close() }, nil
+	return wal, done, nil
+}
+
+// walFramesFromFile counts the frames WAL captures validated from the
+// -wal file rather than from the bytes the VFS recorded as the committing
+// connection wrote them: tests.
+var walFramesFromFile atomic.Int64
+
+// WALFramesFromFile returns how many frames WAL captures of this process
+// read from the -wal file to validate them: tests.
+func WALFramesFromFile() int64 { return walFramesFromFile.Load() }
+
+// countFramesRead counts k frames extend read at off through wal, from the
+// file unless the VFS's record holds them.
+func countFramesRead(wal io.ReaderAt, off int64, n int, k uint32) {
+	if w, ok := wal.(*writtenWAL); !ok || !w.covers(off, n) {
+		walFramesFromFile.Add(int64(k))
+	}
+}
+
+// writtenWAL reads the -wal, serving a read that lies within the bytes the
+// committing connection wrote during the hold, b at offset off, from them.
+type writtenWAL struct {
+	file io.ReaderAt
+	b    []byte
+	off  int64
+}
+
+// covers reports whether [off, off+n) lies within the recorded bytes.
+func (w *writtenWAL) covers(off int64, n int) bool {
+	return off >= w.off && off-w.off <= int64(len(w.b)) && int64(n) <= int64(len(w.b))-(off-w.off)
+}
+
+func (w *writtenWAL) ReadAt(p []byte, off int64) (int, error) {
+	if w.covers(off, len(p)) {
+		return copy(p, w.b[off-w.off:]), nil
+	}
+	return w.file.ReadAt(p, off)
 }
 
 // frameBuf holds n whole frames from frame first, as read and validated
