@@ -176,3 +176,61 @@ func TestWALCaptureAppendGrowth(t *testing.T) {
 		e.checkWALReplica(t, path)
 	}
 }
+
+// TestWALCaptureRecordedWritesEdgeCases: transactions whose -wal writes
+// the shim's record cannot hold, or holds in an unusual order: one longer
+// than the record (its frames are read from the file), frames spilled by
+// a small page cache and then rolled back (the next hold writes over
+// them), a page changed again after its frame was spilled (SQLite rewrites
+// frames in place and their checksums at the commit). The replica is the
+// checkpointed reference after each.
+func TestWALCaptureRecordedWritesEdgeCases(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "edge.db")
+	db := e.open(path, "_journal_mode=WAL")
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB)")
+	mustExec(t, db, "INSERT INTO t(k, v) VALUES(0, randomblob(100))")
+	e.checkWALReplica(t, path)
+
+	fileFrames := tracker.WALFramesFromFile()
+	mustExec(t, db, "INSERT INTO t(k, v) VALUES(1, randomblob(3000000))") // > 1 MiB of frames
+	if tracker.WALFramesFromFile() == fileFrames {
+		t.Error("a 3 MB transaction's frames were all taken from the record, which holds 1 MiB")
+	}
+	e.checkWALReplica(t, path)
+
+	mustExec(t, db, "PRAGMA cache_size=5")
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		mustExec(t, tx, "INSERT INTO t(k, v) VALUES(?, randomblob(2000))", 10+i)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "INSERT INTO t(k, v) VALUES(2, randomblob(500))")
+	e.checkWALReplica(t, path)
+
+	tx, err = db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 4 {
+		for i := range 60 {
+			mustExec(t, tx, "INSERT INTO t(k, v) VALUES(?, randomblob(700))", 1000*round+i)
+		}
+		mustExec(t, tx, "UPDATE t SET k = k + 1 WHERE k < 500") // pages spilled before
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	e.checkWALReplica(t, path)
+	for i := range 20 {
+		mustExec(t, db, "UPDATE t SET v = randomblob(300) WHERE id = ?", 1+i%5)
+	}
+	e.checkWALReplica(t, path)
+}
