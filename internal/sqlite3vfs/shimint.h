@@ -61,7 +61,7 @@ struct VFile {
   ** bytes written through it in the current hold of the WAL write lock */
   VFile *pNextWal;
   int isWal;                /* in that list */
-  int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable */
+  int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable, 3: not recording */
   unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
   int64_t walBufStart, nWalBuf, nWalBufAlloc;
 };

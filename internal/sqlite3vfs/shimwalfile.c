@@ -8,7 +8,9 @@
 ** (when fstat proves it is the file), under the list mutex (shimfiles.c).
 **
 **   - Written bytes: when a connection is granted the WAL write lock, the
-**     -wal files of its database forget what they recorded; then every
+**     -wal files of its database forget what they recorded (a -wal records
+**     nothing before the first such grant: the -wal of a database that is
+**     not replicated, or in exclusive mode from the start); then every
 **     write to a -wal is copied (one memcpy, no Go call) into that file's
 **     buffer, as long as the writes stay one contiguous run of at most
 **     WALBUF_MAX bytes (frames are appended; a frame rewritten in place
@@ -57,7 +59,7 @@ static int isWalOf(VFile *p, VFile *pMain){
 /* Records the write of b[0..n) at offset o into p's buffer. */
 static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o){
   int64_t end;
-  if( p->walBufState==2 || n<=0 ) return;
+  if( p->walBufState>=2 || n<=0 ) return;
   if( p->walBufState==0 ){
     p->walBufStart = o;
     p->nWalBuf = 0;
@@ -86,7 +88,7 @@ static int wWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   if( rc==SQLITE_OK ){
     recordWrite(p, b, n, o);
-  }else{
+  }else if( p->walBufState!=3 ){
     p->walBufState = 2;
   }
   return rc;
@@ -128,6 +130,7 @@ void vshimLinkWal(VFile *p, const char *zName){
   p->nPath = (int)strlen(zName);
   p->fd = vshimFindFd(p->pReal, zName);
   p->base.pMethods = &gWalIo;
+  p->walBufState = 3;  /* records nothing until a grant of its database */
   vshimListLock();
   p->isWal = 1;
   p->pNextWal = gWalList;
@@ -158,7 +161,7 @@ VFile *vshimWalWrittenFile(VFile *pMain){
   VFile *p;
   vshimListLock();
   for(p=gWalList; p; p=p->pNextWal){
-    if( p->walBufState!=0 && isWalOf(p, pMain) ) break;
+    if( (p->walBufState==1 || p->walBufState==2) && isWalOf(p, pMain) ) break;
   }
   vshimListUnlock();
   return p;
