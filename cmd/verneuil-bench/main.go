@@ -11,6 +11,10 @@
 // Usage:
 //
 //	go run ./cmd/verneuil-bench [-rounds 21] [-dir DIR] [-scale 1] [-only N]
+//	go run ./cmd/verneuil-bench -only N -cpu VFS [-cpu-txns 20000]
+//
+// -cpu runs scenario N through one VFS alone and prints the process's CPU
+// time per transaction (run it once per VFS: separate processes).
 package main
 
 import (
@@ -47,6 +51,8 @@ func main() {
 	scale := flag.Float64("scale", 1, "multiply transaction counts (smaller for a quick run)")
 	only := flag.Int("only", 0, "run only scenario N (1-based)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	cpuVFS := flag.String("cpu", "", "run scenario -only N through this VFS alone and print CPU time per transaction")
+	cpuTxns := flag.Int("cpu-txns", 20000, "transactions of the -cpu run")
 	child := flag.String("contend-child", "", "internal: run as the second writer of the contended scenario (PATH:VFS:TXNS)")
 	spoolDir := flag.String("spool", "", "internal: the contended child's spool directory")
 	storeDir := flag.String("store", "", "internal: the contended child's target directory")
@@ -64,14 +70,14 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*rounds, *dir, *scale, *only); err != nil {
+	if err := run(*rounds, *dir, *scale, *only, *cpuVFS, *cpuTxns); err != nil {
 		fmt.Fprintln(os.Stderr, "verneuil-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(rounds int, dir string, scale float64, only int) error {
+func run(rounds int, dir string, scale float64, only int, cpuVFS string, cpuTxns int) error {
 	ctx := context.Background()
 	base, err := os.MkdirTemp(dir, "verneuil-bench-")
 	if err != nil {
@@ -131,6 +137,12 @@ func run(rounds int, dir string, scale float64, only int) error {
 			}
 			defer os.RemoveAll(d)
 		}
+		if cpuVFS != "" {
+			if err := cpuPerTxn(sc, d, cpuVFS, cpuTxns); err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			continue
+		}
 		// Drain the previous scenario's replication so it does not slow
 		// this one down.
 		if err := r.Flush(ctx); err != nil {
@@ -158,7 +170,7 @@ func run(rounds int, dir string, scale float64, only int) error {
 		fmt.Printf("%-40s %11.1f %11.1f %7.3fx %7.3f-%.3f %7.3f/%.3f %6.2fx %s\n", sc.name, median(unix), median(ver), ratio,
 			quantile(ratios, 0.25), quantile(ratios, 0.75), median(odd), median(even), sc.target, verdict)
 	}
-	if only == 0 || only == len(scenarios)+1 {
+	if cpuVFS == "" && (only == 0 || only == len(scenarios)+1) {
 		if err := contended(ctx, r, cfg, base, rounds, scale); err != nil {
 			return fmt.Errorf("contended writers: %w", err)
 		}

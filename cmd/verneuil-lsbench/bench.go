@@ -252,7 +252,7 @@ func (e *env) runPhase(ctx context.Context, w workload, tool string) (*phaseResu
 	var pr probe
 	var lsConfig string
 	switch tool {
-	case toolVerneuil:
+	case toolVerneuil, toolVerneuilWAL:
 		cfg := verneuilConfig(dir, e.proxied, prefix)
 		spec.Config = string(cfg.JSON())
 		keys := make([]string, w.n)
@@ -498,7 +498,7 @@ func (e *env) restore(ctx context.Context, tool, dir, db, prefix string, wantSeq
 		return nil, err
 	}
 	r.DirectTime = time.Since(start)
-	if tool == toolVerneuil {
+	if isVerneuil(tool) {
 		// The baseline restore throughput is held to: every object the
 		// database's replica is made of, fetched as fast as GETs go.
 		start = time.Now()

@@ -122,13 +122,13 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 		model rateModel
 	}
 	var ms []modelled
-	for _, tool := range []string{toolLitestream, toolVerneuil} {
+	for _, tool := range []string{toolLitestream, toolVerneuil, toolVerneuilWAL} {
 		a, d := r.find("a", tool), r.find("d", tool)
 		if a == nil || d == nil || a.Load <= 0 {
 			continue
 		}
 		m := calibrate(a, d)
-		if tool == toolVerneuil {
+		if isVerneuil(tool) {
 			m.Cap = config.Default().RateLimit
 		}
 		ms = append(ms, modelled{tool, m})
@@ -139,7 +139,7 @@ func (r *report) printCostCheck(w io.Writer, o options) {
 	fmt.Fprintln(w, "\nCost model (calibrated on (a) and (d), checked against (b)):")
 	for _, m := range ms {
 		b := r.find("b", m.tool)
-		line := fmt.Sprintf("    %-10s idle %.4f requests/s per database, active %.3f requests/s per database, %.1f KiB/s uploaded while active",
+		line := fmt.Sprintf("    %-12s idle %.4f requests/s per database, active %.3f requests/s per database, %.1f KiB/s uploaded while active",
 			m.tool, sum(m.model.Idle), sum(m.model.Active), m.model.UpActive/1024)
 		if b != nil && b.Load > 0 {
 			pred := m.model.predict(b.DBs, 1, b.Load.Seconds(), b.Window.Seconds()-b.Load.Seconds())

@@ -14,7 +14,9 @@
 // Litestream (`litestream replicate`, installed by
 // scripts/install-litestream.sh) replicates databases in WAL mode;
 // verneuil replicates them in TRUNCATE mode through its VFS, in the writer
-// process, with its default configuration. Writers are child processes of
+// process, with its default configuration; the tool verneuil-wal (-tools
+// litestream,verneuil,verneuil-wal) is verneuil with the databases in WAL
+// mode, as Litestream's, in two more columns. Writers are child processes of
 // the benchmark, with synchronous=OFF for both tools. Every request either
 // tool makes goes through a counting reverse proxy in front of versitygw,
 // which classifies it (PUT, GET, LIST...) and counts its bytes. Replication
@@ -91,7 +93,7 @@ func main() {
 	flag.DurationVar(&o.poll, "poll", 100*time.Millisecond, "interval of the lag poller")
 	flag.IntVar(&o.sample, "sample", 10, "databases of (b) whose lag is polled")
 	flag.StringVar(&o.dir, "dir", "", "parent of the work directory (default $TMPDIR)")
-	flag.StringVar(&o.tools, "tools", "litestream,verneuil", "tools to run, in this order")
+	flag.StringVar(&o.tools, "tools", "litestream,verneuil", "tools to run, in this order (among litestream, verneuil, verneuil-wal: verneuil with the databases in WAL mode)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results to this file as JSON")
 	flag.DurationVar(&o.lagTimeout, "lag-timeout", 10*time.Minute, "give up waiting for a load's last transaction to reach the store after this")
 	flag.IntVar(&o.fleetDBs, "fleet-dbs", 10000, "cost model: databases in the fleet")

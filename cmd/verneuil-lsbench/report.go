@@ -98,9 +98,9 @@ func (r *report) find(workload, tool string) *phaseResult {
 	return nil
 }
 
-// rows returns the table's lines for one workload.
-func (r *report) rows(workload string) []row {
-	ls, vn := r.find(workload, toolLitestream), r.find(workload, toolVerneuil)
+// rows returns the table's lines for one workload, Litestream against tool.
+func (r *report) rows(workload, tool string) []row {
+	ls, vn := r.find(workload, toolLitestream), r.find(workload, tool)
 	if ls == nil || vn == nil {
 		return nil
 	}
@@ -167,27 +167,68 @@ func (r *report) rows(workload string) []row {
 }
 
 // printTable prints the comparison as a Markdown table, ratio = verneuil /
-// Litestream.
+// Litestream; a run with -tools ...,verneuil-wal adds its two columns.
 func (r *report) printTable(w io.Writer) {
 	fmt.Fprintf(w, "\n%s\n%s; litestream %s; %s\n\n", r.Command, r.Machine, r.Litestream, r.Started.Format(time.RFC3339))
-	fmt.Fprintln(w, "| workload | metric | Litestream | verneuil | verneuil / Litestream |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	var tools []string
+	for _, tool := range []string{toolVerneuil, toolVerneuilWAL} {
+		for _, res := range r.Results {
+			if res.Tool == tool {
+				tools = append(tools, tool)
+				break
+			}
+		}
+	}
+	head, rule := "| workload | metric | Litestream |", "|---|---|---|"
+	for _, tool := range tools {
+		head += fmt.Sprintf(" %s | %s / Litestream |", tool, tool)
+		rule += "---|---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	for _, wl := range []string{"a", "b", "c", "d"} {
 		ls := r.find(wl, toolLitestream)
-		for i, rw := range r.rows(wl) {
+		cols := make([][]row, len(tools))
+		var lines []row // the metrics, from the first tool that ran wl
+		for i, tool := range tools {
+			cols[i] = r.rows(wl, tool)
+			if lines == nil {
+				lines = cols[i]
+			}
+		}
+		for i, rw := range lines {
 			name := ""
 			if i == 0 {
 				name = "(" + wl + ") " + ls.Title
 			}
-			ratio := "—"
-			if !rw.noRat && rw.ls != 0 {
-				ratio = fmt.Sprintf("%.2f×", rw.vn/rw.ls)
-			} else if !rw.noRat && rw.vn == 0 {
-				ratio = "="
+			line := fmt.Sprintf("| %s | %s | %s |", name, rw.metric, rw.lsText)
+			for _, col := range cols {
+				vn, ok := findRow(col, rw.metric)
+				if !ok {
+					line += " — | — |"
+					continue
+				}
+				ratio := "—"
+				if !vn.noRat && vn.ls != 0 {
+					ratio = fmt.Sprintf("%.2f×", vn.vn/vn.ls)
+				} else if !vn.noRat && vn.vn == 0 {
+					ratio = "="
+				}
+				line += fmt.Sprintf(" %s | %s |", vn.vnText, ratio)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, rw.metric, rw.lsText, rw.vnText, ratio)
+			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// findRow returns the row of rows for metric.
+func findRow(rows []row, metric string) (row, bool) {
+	for _, rw := range rows {
+		if rw.metric == metric {
+			return rw, true
+		}
+	}
+	return row{}, false
 }
 
 // printReport prints the table and cost model of a run saved with -json.

@@ -20,6 +20,10 @@ import (
 const (
 	toolLitestream = "litestream"
 	toolVerneuil   = "verneuil"
+	// toolVerneuilWAL is verneuil with the databases in WAL mode, as
+	// Litestream's are (its VFS captures commits at the release of the
+	// WAL write lock).
+	toolVerneuilWAL = "verneuil-wal"
 )
 
 // writerSpec tells a writer child what to do; the parent passes it as JSON
@@ -53,11 +57,17 @@ type commitRecord struct {
 // measures replication rather than fsync, and a busy timeout (Litestream
 // checkpoints from its own connection).
 func dsn(tool, path string) string {
-	if tool == toolLitestream {
+	switch tool {
+	case toolLitestream:
 		return "file:" + path + "?_journal_mode=WAL&_sync=OFF&_busy_timeout=10000"
+	case toolVerneuilWAL:
+		return "file:" + path + "?vfs=verneuil&_journal_mode=WAL&_sync=OFF&_busy_timeout=10000"
 	}
 	return "file:" + path + "?vfs=verneuil&_journal_mode=TRUNCATE&_sync=OFF&_busy_timeout=10000"
 }
+
+// isVerneuil reports whether tool is verneuil, in either journal mode.
+func isVerneuil(tool string) bool { return tool == toolVerneuil || tool == toolVerneuilWAL }
 
 // runWriter is the writer child: it creates the databases, says READY,
 // waits for GO on stdin, runs the load, writes the commit records, says
@@ -70,7 +80,7 @@ func runWriter() error {
 	}
 	ctx := context.Background()
 	var r *replicator.Replicator
-	if spec.Tool == toolVerneuil {
+	if isVerneuil(spec.Tool) {
 		cfg, err := config.Load(spec.Config)
 		if err != nil {
 			return err

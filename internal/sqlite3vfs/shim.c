@@ -369,7 +369,7 @@ static int vClose(sqlite3_file *f){
     if( !vshimForked ) verneuilGoClose(p->handle);
     p->handle = 0;
   }else if( p->isJournal ){
-    if( p->isWal ) vshimWalHeapClose(p);
+    if( p->isPairedWal ) vshimWalHeapClose(p);
     vshimUnlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
@@ -607,7 +607,7 @@ static const sqlite3_io_methods gTrackIo = {
 
 /* unix keeps its file descriptor right after three pointers in unixFile
 ** (pMethod, pVfs, pInode). Use it only when fstat proves it is this file. */
-static int findFd(sqlite3_file *pReal, const char *zPath){
+int vshimFindFd(sqlite3_file *pReal, const char *zPath){
   int fd = *(int*)((char*)pReal + 3*sizeof(void*));
   struct stat a, b;
   if( fd<0 ) return -1;
@@ -652,7 +652,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
     if( h ){
       p->handle = h;
       p->zPath = zName;
-      p->fd = findFd(p->pReal, zName);
+      p->fd = vshimFindFd(p->pReal, zName);
       {
         struct stat st;
         if( (p->fd>=0 ? fstat(p->fd, &st) : stat(zName, &st))==0 ) p->ino = (uint64_t)st.st_ino;
@@ -669,7 +669,8 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       __atomic_fetch_add(&gStats.journalsPaired, 1, __ATOMIC_RELAXED);
     }
   }else if( zName && (flags & SQLITE_OPEN_WAL) ){
-    vshimWalHeapOpen(p, zName);
+    vshimLinkWal(p, zName);     /* shimwalfile.c: its own io methods */
+    vshimWalHeapOpen(p, zName); /* shimwalheap.c: paired when EXCLUSIVE is held */
   }
   return rc;
 }

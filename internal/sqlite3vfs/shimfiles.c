@@ -74,6 +74,11 @@ static VFile *findMainOfJournalLocked(const char *zJournal){
   return findMainLocked(zJournal, "-journal", SQLITE_LOCK_RESERVED);
 }
 
+/* gListMutex for the list of -wal files (shimwalfile.c): one mutex is
+** held across fork(). */
+void vshimListLock(void){ pthread_mutex_lock(&gListMutex); }
+void vshimListUnlock(void){ pthread_mutex_unlock(&gListMutex); }
+
 /* A tracked main file opens. */
 void vshimLinkMain(VFile *p){
   pthread_mutex_lock(&gListMutex);
@@ -108,9 +113,9 @@ VFile *vshimLinkJournal(VFile *p, const char *zJournal){
 ** WAL whose wal-index is in heap memory; tracked connections of one
 ** process exclude each other's EXCLUSIVE, so there is at most one), and
 ** returns that main file (0: not paired). */
-VFile *vshimLinkWal(VFile *p, const char *zWal){
+VFile *vshimPairWal(VFile *p, const char *zWal){
   VFile *pMain = linkPaired(p, zWal, "-wal", SQLITE_LOCK_EXCLUSIVE);
-  if( pMain ) p->isWal = 1;
+  if( pMain ) p->isPairedWal = 1;
   return pMain;
 }
 

@@ -61,7 +61,14 @@ struct VFile {
   uint64_t walHeapSession;  /* main: changes when the -wal opens and when EXCLUSIVE
                             ** is released: Go continues only within one session */
   uint64_t walHeapIno;      /* main: inode of that -wal when it opened */
-  int isWal;                /* a -wal paired with its main file (in the journal list) */
+  int isPairedWal;          /* a -wal paired with its main file (in the journal list) */
+  /* a -wal file (shimwalfile.c): the list of open -wal files, and the
+  ** bytes written through it in the current hold of the WAL write lock */
+  VFile *pNextWal;
+  int isWal;                /* in that list */
+  int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable, 3: not recording */
+  unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
+  int64_t walBufStart, nWalBuf, nWalBufAlloc;
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -71,7 +78,7 @@ VSHIM_HIDDEN extern int vshimTrace;   /* VERNEUIL_SHIM_TRACE: debug trace on std
 /* Tracked main files and the journals paired with them (shimfiles.c). */
 VSHIM_HIDDEN void vshimLinkMain(VFile *p);
 VSHIM_HIDDEN VFile *vshimLinkJournal(VFile *p, const char *zJournal);
-VSHIM_HIDDEN VFile *vshimLinkWal(VFile *p, const char *zWal);
+VSHIM_HIDDEN VFile *vshimPairWal(VFile *p, const char *zWal);
 VSHIM_HIDDEN VFile *vshimPinMainOfJournal(const char *zJournal);
 VSHIM_HIDDEN VFile *vshimPinMainOf(VFile *pJ);
 VSHIM_HIDDEN void vshimUnpinMain(VFile *p);
@@ -100,6 +107,14 @@ VSHIM_HIDDEN void vshimWalHeapOpen(VFile *pWal, const char *zWal);
 VSHIM_HIDDEN void vshimWalHeapClose(VFile *pWal);
 VSHIM_HIDDEN void vshimWalHeapUnlock(VFile *p, int e);
 VSHIM_HIDDEN void vshimWalHeapPhaseTwo(VFile *p);
+/* Open -wal files and their descriptors (shimwalfile.c). */
+VSHIM_HIDDEN int vshimFindFd(sqlite3_file *pReal, const char *zPath);
+VSHIM_HIDDEN void vshimListLock(void);
+VSHIM_HIDDEN void vshimListUnlock(void);
+VSHIM_HIDDEN void vshimLinkWal(VFile *p, const char *zName);
+VSHIM_HIDDEN int vshimDupWalFd(VFile *pMain);
+VSHIM_HIDDEN void vshimWalHoldStart(VFile *pMain);
+VSHIM_HIDDEN VFile *vshimWalWrittenFile(VFile *pMain);
 
 /* Pass-through io methods. */
 VSHIM_HIDDEN int vshimRead(sqlite3_file *f, void *b, int n, sqlite3_int64 o);

@@ -25,6 +25,7 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <string.h>
+#include <unistd.h>
 
 #include "shim.h"
 #include "shimint.h"
@@ -66,6 +67,10 @@ static uint32_t hdrU32(const unsigned char *h, int off){
 static void walWriterDone(VFile *p, int priorKnown){
   unsigned char now[WALIDX_HDR];
   int ok = readWalIndexHdr(p, now);
+  int walFd, dupFd = 0;
+  VFile *pW;
+  unsigned char *aW = 0;
+  int64_t wStart = 0, nW = 0;
   uint32_t mx;
   if( ok && memcmp(now, p->walPrior, WALIDX_HDR)==0 ) return;
   mx = ok ? hdrU32(now, WALIDX_MXFRAME) : 0;
@@ -82,10 +87,27 @@ static void walWriterDone(VFile *p, int priorKnown){
     return;
   }
   if( p->handle==0 ) return;
+  /* This connection's own -wal, if it wrote frames in this hold
+  ** (shimwalfile.c): its bytes and its descriptor are stable until the
+  ** commit returns. Only when the grant was seen (it reset every -wal's
+  ** record): in exclusive mode a record may be another connection's, from
+  ** before. Else a duplicate of a descriptor; -1: Go opens the -wal by
+  ** name. */
+  pW = priorKnown ? vshimWalWrittenFile(p) : 0;
+  if( pW && pW->fd>=0 ){
+    walFd = pW->fd;
+  }else{
+    walFd = vshimDupWalFd(p);
+    dupFd = walFd>=0;
+  }
+  if( pW && pW->walBufState==1 ){
+    aW = pW->aWalBuf; wStart = pW->walBufStart; nW = pW->nWalBuf;
+  }
   if( verneuilGoWAL(p->handle, p, (char*)p->zPath, priorKnown ? p->walPrior : 0,
-        ok ? now : 0, p->ino) ){
+        ok ? now : 0, p->ino, walFd, aW, wStart, nW) ){
     p->wantCheck = 1;
   }
+  if( dupFd ) close(walFd);
   if( ok ) memcpy(p->walPrior, now, WALIDX_HDR);
 }
 
@@ -131,6 +153,7 @@ int vshimWalShmLock(sqlite3_file *f, int ofst, int n, int flags){
    && flags==(SQLITE_SHM_LOCK|SQLITE_SHM_EXCLUSIVE) ){
     p->walWriter = 1;
     if( !readWalIndexHdr(p, p->walPrior) ) memset(p->walPrior, 0xff, WALIDX_HDR);
+    vshimWalHoldStart(p);  /* -wal writes are recorded from here */
   }
   return rc;
 }

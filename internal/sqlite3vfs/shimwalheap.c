@@ -52,7 +52,7 @@ static uint64_t newSession(void){
 
 /* A -wal opens (vOpen). */
 void vshimWalHeapOpen(VFile *pWal, const char *zWal){
-  VFile *pMain = vshimLinkWal(pWal, zWal);
+  VFile *pMain = vshimPairWal(pWal, zWal);
   if( pMain==0 ) return;
   TRACE("wal opened with EXCLUSIVE held: heap-memory wal-index\n");
   struct stat st;

@@ -340,7 +340,14 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 		delete(p.spilled, c) // this newer copy replaces a spilled one
 		buf := p.chunks[c]
 		lo, hi := 0, n
-		if len(buf) != n {
+		if e, ok := written[c]; ok && ev.Kind == WALCommit && len(buf) > 0 && len(buf) < n {
+			// A WAL commit grew the last chunk: its pages past the old end
+			// are new (walgrow.go); the rest changed where it wrote.
+			lo, hi = walGrownRange(e, len(buf), n)
+			db.pendingBytes += int64(n - len(buf))
+			buf = append(buf, make([]byte, n-len(buf))...)
+			p.chunks[c] = buf
+		} else if len(buf) != n {
 			db.pendingBytes += int64(n - len(buf))
 			buf = make([]byte, n)
 			p.chunks[c] = buf

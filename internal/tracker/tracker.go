@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -90,13 +91,23 @@ type Event struct {
 	Ino       uint64 // inode of the open file (part of its identity)
 	// WALCommit: the wal-index header when the write lock was granted
 	// (nil: unknown) and at its release (nil: unreadable), and the path of
-	// the -wal file.
+	// the -wal file. WAL, when not nil, reads the -wal during the capture
+	// (a descriptor the VFS holds: no open per commit, and WALPath may be
+	// empty); nil: WALPath is opened.
 	WALPrior, WALNow []byte
 	WALPath          string
 	// WALHeapCommit: the session of the connection (it held EXCLUSIVE
 	// with this -wal open throughout one session), and the inode of the
 	// -wal it opened (0: unknown).
 	WALSession, WALIno uint64
+	WAL                io.ReaderAt
+	// WALWritten, when not nil, holds the bytes the committing connection
+	// wrote to the -wal from offset WALWrittenAt during the hold, as it
+	// wrote them through the VFS: frames read from there are not read from
+	// the file again (their checksums are still validated). Valid during
+	// the capture only.
+	WALWritten   []byte
+	WALWrittenAt int64
 }
 
 // Uploader is the part of the copier the tracker uses.

@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 )
 
@@ -77,14 +76,22 @@ func (a walPos) id() []byte {
 var nativeBigEndian = binary.NativeEndian.Uint16([]byte{0, 1}) == 1
 
 // walChecksum continues SQLite's WAL checksum (walChecksumBytes) over b.
+// Two loops with the byte order spelled out: a call per word through
+// binary.ByteOrder (an interface) made the checksum most of a small
+// commit's capture.
 func walChecksum(b []byte, bigEnd bool, s1, s2 uint32) (uint32, uint32) {
-	var order binary.ByteOrder = binary.LittleEndian
 	if bigEnd {
-		order = binary.BigEndian
+		be := binary.BigEndian
+		for ; len(b) >= 8; b = b[8:] {
+			s1 += be.Uint32(b[0:4]) + s2
+			s2 += be.Uint32(b[4:8]) + s1
+		}
+		return s1, s2
 	}
-	for i := 0; i+8 <= len(b); i += 8 {
-		s1 += order.Uint32(b[i:]) + s2
-		s2 += order.Uint32(b[i+4:]) + s1
+	le := binary.LittleEndian
+	for ; len(b) >= 8; b = b[8:] {
+		s1 += le.Uint32(b[0:4]) + s2
+		s2 += le.Uint32(b[4:8]) + s1
 	}
 	return s1, s2
 }
@@ -124,6 +131,9 @@ type walState struct {
 	// heapSession: the heap-memory WAL session (Event.WALSession) whose
 	// capture left this state, 0 for others (walheap.go).
 	heapSession uint64
+	// read holds the frames the last extend read and validated (walread.go):
+	// the view takes their pages from memory, not from the -wal again.
+	read frameBuf
 }
 
 // errWALChain says that the -wal does not hold the frames the wal-index
@@ -144,7 +154,7 @@ func frameOffset(frame uint32, pageSize int) int64 {
 
 // walGenerationStart reads and validates the WAL header of the generation
 // now belongs to; it returns the checksum seed of its first frame.
-func walGenerationStart(wal *os.File, now walPos) (walPos, error) {
+func walGenerationStart(wal io.ReaderAt, now walPos) (walPos, error) {
 	h := make([]byte, walHdrLen)
 	if _, err := wal.ReadAt(h, 0); err != nil {
 		return walPos{}, fmt.Errorf("read WAL header: %w", err)
@@ -166,7 +176,7 @@ func walGenerationStart(wal *os.File, now walPos) (walPos, error) {
 
 // extend validates the frames after st.pos up to now.mx, adds them to
 // st.frames and returns the pages they hold. st is left unusable on error.
-func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
+func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 	ps := now.pageSize
 	frameLen := walFrameHdrLen + ps
 	s1, s2 := st.pos.ck[0], st.pos.ck[1]
@@ -174,10 +184,12 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 	var pages []uint32
 	var commitSize uint32
 	want := int64(now.mx-min(now.mx, st.pos.mx)) * int64(frameLen)
-	buf := make([]byte, max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
+	buf := st.read.reset(max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
 	for f := st.pos.mx + 1; f <= now.mx; {
 		k := min(uint32(len(buf)/frameLen), now.mx-f+1)
 		b := buf[:int(k)*frameLen]
+		st.read.forget()
+		countFramesRead(wal, frameOffset(f, ps), len(b), k)
 		if _, err := wal.ReadAt(b, frameOffset(f, ps)); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrWALShort
@@ -199,6 +211,7 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 			pages = append(pages, pg)
 			commitSize = be.Uint32(fr[4:])
 		}
+		st.read.hold(f, k, frameLen)
 		f += k
 	}
 	if now.mx > st.pos.mx && (commitSize != now.nPage || [2]uint32{s1, s2} != now.ck) {
@@ -212,7 +225,7 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 // overlaid with the frames of st, commit size pages long.
 type walView struct {
 	file Source
-	wal  *os.File
+	wal  io.ReaderAt
 	st   *walState
 }
 
@@ -237,7 +250,9 @@ func (v *walView) ReadAt(p []byte, off int64) error {
 		in := off % ps
 		if f, ok := v.st.frames[pg]; ok {
 			n = min(n, ps-in)
-			if _, err := v.wal.ReadAt(p[:n], frameOffset(f, int(ps))+walFrameHdrLen+in); err != nil {
+			if page := v.st.read.page(f); page != nil {
+				copy(p[:n], page[in:])
+			} else if _, err := v.wal.ReadAt(p[:n], frameOffset(f, int(ps))+walFrameHdrLen+in); err != nil {
 				return fmt.Errorf("read page %d from WAL frame %d: %w", pg, f, err)
 			}
 		} else {
@@ -316,11 +331,11 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		}
 		return nil
 	}
-	wal, err := os.Open(ev.WALPath)
+	wal, closeWAL, err := openWAL(ev)
 	if err != nil {
 		return walOpenError(ev.WALPath, err)
 	}
-	defer wal.Close()
+	defer closeWAL()
 	if (st == nil || fileIsState) && db.stopWALSliced() {
 		// The abandoned sliced copy took the remembered state with it.
 		st, fileIsState = nil, false
@@ -347,18 +362,20 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		}
 	default:
 		db.stopWALSliced()
-		return db.walRescan(src, wal, now, ev.Ino)
+		return db.walRescan(src, wal, ev.WALPath, now, ev.Ino)
 	}
 	if err != nil {
 		db.log.Debug("WAL capture cannot continue from the remembered position; rescanning", "err", err)
 		db.stopWALSliced()
-		return db.walRescan(src, wal, now, ev.Ino)
+		return db.walRescan(src, wal, ev.WALPath, now, ev.Ino)
 	}
 	dirty, extents := walDirtyChunks(pages, now.pageSize, int64(db.chunkSize()))
 	view := &walView{file: src, wal: wal, st: st}
 	size, _ := view.Size()
 	cev := Event{Kind: WALCommit, Dirty: dirty, Extents: extents, Ino: ev.Ino, PostXattr: now.id()}
-	if err := db.copyDirty(view, cev, size, nil, nil, nil, nil); err != nil {
+	err = db.copyDirty(view, cev, size, nil, nil, nil, nil)
+	st.read.release()
+	if err != nil {
 		return err
 	}
 	db.setWAL(st)
@@ -390,8 +407,9 @@ func walDirtyChunks(pages []uint32, pageSize int, cs int64) (dirty, extents []ui
 }
 
 // walRescan copies the whole state at now: the file overlaid with every
-// validated frame of the current generation.
-func (db *DB) walRescan(src Source, wal *os.File, now walPos, ino uint64) error {
+// validated frame of the current generation. walPath names the -wal, which
+// a copy after the capture opens for itself (walsliced.go).
+func (db *DB) walRescan(src Source, wal io.ReaderAt, walPath string, now walPos, ino uint64) error {
 	walRescanned.Add(1)
 	start, err := walGenerationStart(wal, now)
 	if err != nil {
@@ -405,11 +423,13 @@ func (db *DB) walRescan(src Source, wal *os.File, now walPos, ino uint64) error 
 	if err != nil {
 		return err
 	}
-	if db.startWALSliced(src, wal, st, ino, unlock) {
+	if db.startWALSliced(src, wal, walPath, st, ino, unlock) {
 		return nil // copied after the capture (walsliced.go)
 	}
 	defer unlock()
-	if err := db.rescanLocked(&walView{file: src, wal: wal, st: st}, ino, now.id(), 0); err != nil {
+	err = db.rescanLocked(&walView{file: src, wal: wal, st: st}, ino, now.id(), 0)
+	st.read.release()
+	if err != nil {
 		return err
 	}
 	db.setWAL(st)

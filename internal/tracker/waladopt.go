@@ -18,7 +18,7 @@
 package tracker
 
 import (
-	"os"
+	"io"
 	"sync/atomic"
 )
 
@@ -36,7 +36,7 @@ func WALCounts() (adopted, rescanned int64) { return walAdopted.Load(), walResca
 // state; nil when it is not, or cannot be proven to be. now is the header
 // at the release of the lock. The WAL write lock is held: frames
 // 1..prior.mx are immutable unless this hold restarted the WAL.
-func (db *DB) walAdopt(src Source, wal *os.File, prior, now walPos, ino uint64) *walState {
+func (db *DB) walAdopt(src Source, wal io.ReaderAt, prior, now walPos, ino uint64) *walState {
 	if prior.mx == 0 {
 		return nil // no WAL position is recorded for an empty generation
 	}

@@ -104,7 +104,7 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 	}
 	if err != nil {
 		db.log.Debug("heap-memory WAL capture cannot continue from the remembered position; rescanning", "err", err)
-		if err := db.walRescan(src, wal, now, ev.Ino); err != nil {
+		if err := db.walRescan(src, wal, ev.WALPath, now, ev.Ino); err != nil {
 			return err
 		}
 		db.mu.Lock()

@@ -39,6 +39,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"runtime/debug"
@@ -96,7 +97,7 @@ func (s sliceSource) Xattr() ([]byte, error)           { return nil, nil }
 // state is larger than one slice; started false otherwise (the caller
 // copies under the write lock). On success the goroutine owns unlock.
 // The WAL write lock is held.
-func (db *DB) startWALSliced(src Source, wal *os.File, st *walState, ino uint64, unlock func()) (started bool) {
+func (db *DB) startWALSliced(src Source, wal io.ReaderAt, walPath string, st *walState, ino uint64, unlock func()) (started bool) {
 	db.mu.Lock()
 	underLock := db.walCopy.underLock
 	db.walCopy.underLock = false
@@ -115,7 +116,7 @@ func (db *DB) startWALSliced(src Source, wal *os.File, st *walState, ino uint64,
 		db.log.Debug("sliced WAL rescan unavailable; copying under the write lock", "err", err)
 		return false
 	}
-	walf, err := os.Open(wal.Name())
+	walf, err := os.Open(walPath)
 	if err != nil {
 		r.Close()
 		return false
