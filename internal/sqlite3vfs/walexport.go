@@ -45,10 +45,9 @@ func verneuilGoWAL(h C.uint64_t, f unsafe.Pointer, zPath *C.char, prior, now *C.
 	if now != nil {
 		ev.WALNow = C.GoBytes(unsafe.Pointer(now), walIndexHdrLen)
 	}
+	ev.WALPath = C.GoString(zPath) + "-wal" // a sliced rescan opens it (tracker.walRescan)
 	if walFd >= 0 {
 		ev.WAL = walFD(walFd)
-	} else {
-		ev.WALPath = C.GoString(zPath) + "-wal"
 	}
 	if written != nil && nWritten > 0 {
 		ev.WALWritten = unsafe.Slice((*byte)(unsafe.Pointer(written)), int(nWritten))

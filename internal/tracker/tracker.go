@@ -92,8 +92,9 @@ type Event struct {
 	// WALCommit: the wal-index header when the write lock was granted
 	// (nil: unknown) and at its release (nil: unreadable), and the path of
 	// the -wal file. WAL, when not nil, reads the -wal during the capture
-	// (a descriptor the VFS holds: no open per commit, and WALPath may be
-	// empty); nil: WALPath is opened.
+	// (a descriptor the VFS holds: no open per commit; WALPath is then
+	// opened only by a sliced rescan's copy after the capture); nil:
+	// WALPath is opened.
 	WALPrior, WALNow []byte
 	WALPath          string
 	// WALHeapCommit: the session of the connection (it held EXCLUSIVE
