@@ -129,7 +129,8 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 // walHeapNoFrame captures a commit after which the WAL holds no committed
 // frame: the state is the database file. It is the remembered state when
 // st was captured in this session (or is this generation's empty start);
-// else the file is captured, unless it is the state last captured.
+// else the file is captured, unless it is the state last captured and in
+// rollback mode (a header that says WAL does not prove that).
 func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event) error {
 	if remembered {
 		db.setWAL(st)
@@ -145,7 +146,11 @@ func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event
 	}
 	cur := identity(ev.Ino, xattr, header)
 	db.mu.Lock()
-	known := db.lastID != nil && bytes.Equal(db.lastID, cur)
+	// A commit in WAL mode that does not write page 1 leaves the header
+	// (its change counter too) as it was, and one that bypasses the VFS
+	// leaves the version xattr: the identity of a file whose header says
+	// WAL proves nothing.
+	known := db.lastID != nil && bytes.Equal(db.lastID, cur) && !IsWAL(header)
 	db.mu.Unlock()
 	if !known {
 		unlock, err := db.lockForCapture()
