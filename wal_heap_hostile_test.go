@@ -1,7 +1,11 @@
 package verneuil_test
 
 import (
+	"bytes"
 	"encoding/binary"
+	"strings"
+
+	"github.com/verneuil-go/verneuil/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,5 +74,43 @@ func TestWALHeap_SaltsRewrittenUnderTheConnection(t *testing.T) {
 		// A failed capture: a later commit must bring the replica back.
 		mustExec(t, db, "INSERT INTO t VALUES(1001, randomblob(900))")
 	}
+	e.checkWALReplica(t, path)
+}
+
+// TestWALHeap_RestoreOverLiveSession: an operator restores the replica
+// (with --force: replace, move journals aside) over the database while a
+// connection with a heap-memory wal-index has it open with committed
+// frames in its -wal. The restore must refuse (the database is in use)
+// and leave the -wal where it is: the frames are the only copy of those
+// commits until the next checkpoint.
+func TestWALHeap_RestoreOverLiveSession(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "live.db")
+	db := e.open(path, "_locking_mode=EXCLUSIVE")
+	db.SetMaxOpenConns(1)
+	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	mustExec(t, db, "INSERT INTO t VALUES(1, randomblob(5000))")
+	// Flushed, not compared: reading the file here and closing it would
+	// drop this process's POSIX locks, the connection's EXCLUSIVE.
+	if err := e.r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	walBefore, err := os.ReadFile(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heapMode(t, path, true)
+	// Another process (POSIX locks do not conflict within one).
+	_, errOut, code := testutil.Ctl(t, testutil.ConfigJSON(t, e.cfg), "restore", path, "--out", path, "--force")
+	if code == 0 || !strings.Contains(errOut, "in use") {
+		t.Fatalf("restore --force over a live heap-memory WAL session: exit %d %q, want a refusal (in use)", code, errOut)
+	}
+	walAfter, err := os.ReadFile(path + "-wal")
+	if err != nil || !bytes.Equal(walBefore, walAfter) {
+		t.Fatalf("the -wal was not left in place: %v", err)
+	}
+	mustExec(t, db, "INSERT INTO t VALUES(2, randomblob(5000))")
 	e.checkWALReplica(t, path)
 }
