@@ -24,7 +24,9 @@ func shell(t *testing.T, path, sql string) {
 // sqlite3 shell) commits in WAL mode after a heap-memory session whose
 // last transaction committed no frame, changing a page other than page 1
 // (so the database header, its change counter included, and the version
-// xattr stay the same) and checkpointing on close. The commits that follow
+// xattr stay the same) and checkpointing on close. The process's tracker
+// of the file is forgotten between the sessions, or kept by an idle
+// connection. The commits that follow
 // through the VFS, with a heap-memory wal-index again (first an empty
 // transaction) or with a -shm, must not be laid over the state before the
 // bypassing commit: the replica is the reference after each.
@@ -32,15 +34,30 @@ func TestWALHeap_BypassBetweenSessions(t *testing.T) {
 	for _, tc := range []struct {
 		name, params string
 		then         []string
+		keep         bool
 	}{
-		{"heap, empty transaction first", "_locking_mode=EXCLUSIVE", []string{"BEGIN IMMEDIATE", "COMMIT"}},
-		{"heap", "_locking_mode=EXCLUSIVE", nil},
-		{"normal locking", "", nil},
-		{"normal locking, empty transaction first", "", []string{"BEGIN IMMEDIATE", "COMMIT"}},
+		{"heap, empty transaction first", "_locking_mode=EXCLUSIVE", []string{"BEGIN IMMEDIATE", "COMMIT"}, false},
+		{"heap", "_locking_mode=EXCLUSIVE", nil, false},
+		{"normal locking", "", nil, false},
+		{"normal locking, empty transaction first", "", []string{"BEGIN IMMEDIATE", "COMMIT"}, false},
+		{"tracker kept, heap, empty transaction first", "_locking_mode=EXCLUSIVE", []string{"BEGIN IMMEDIATE", "COMMIT"}, true},
+		{"tracker kept, heap", "_locking_mode=EXCLUSIVE", nil, true},
+		{"tracker kept, normal locking", "", nil, true},
+		{"tracker kept, normal locking, empty transaction first", "", []string{"BEGIN IMMEDIATE", "COMMIT"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			path := filepath.Join(e.dir, "bypass.db")
+			if tc.keep {
+				// An idle connection (no lock, no read) keeps the
+				// process's tracker of the file between sessions.
+				idle := e.open(path, "")
+				c, err := idle.Conn(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+			}
 			db := e.open(path, "_locking_mode=EXCLUSIVE")
 			db.SetMaxOpenConns(1)
 			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")

@@ -299,6 +299,13 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	st := db.wal
 	db.wal = nil // set again when this capture succeeds
 	db.mu.Unlock()
+	if st != nil && st.heapSession != 0 {
+		// Left by a heap-memory session, whose WAL was closed since (a
+		// wal-index is mapped now): anyone may have written between. Its
+		// empty position (no salts, no page size) would pass for the
+		// header of a wal-index recovered from no -wal.
+		st = nil
+	}
 	// The hold started from the remembered position and changed the
 	// generation (a restart: SQLite restarts only a WAL whose every frame
 	// is in the database file), or the remembered generation was empty:
