@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
 // TestWALHeap_ShrinksAndPageSizes: within one exclusive session with a
@@ -61,4 +63,40 @@ func TestWALHeap_ShrinksAndPageSizes(t *testing.T) {
 	heapMode(t, real, true)
 	w := &workload{t: t, db: db}
 	w.integrityOK()
+}
+
+// TestWALHeap_JournalSizeLimit: with journal_size_limit, SQLite truncates
+// the -wal after a restart or a checkpoint, leaving older frames cut at
+// any length after the new generation's; with wal_autocheckpoint=0 the WAL
+// first grows long. The replica is the checkpointed reference after each
+// step, and the session's commits are never rescanned.
+func TestWALHeap_JournalSizeLimit(t *testing.T) {
+	for _, limit := range []string{"0", "10000", "100000"} {
+		t.Run(limit, func(t *testing.T) {
+			e := newEnv(t)
+			path := filepath.Join(e.dir, "limit.db")
+			db := e.open(path, "_locking_mode=EXCLUSIVE")
+			db.SetMaxOpenConns(1)
+			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			mustExec(t, db, "PRAGMA journal_size_limit="+limit)
+			mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+			mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+			for i := range 400 {
+				mustExec(t, db, "INSERT INTO t VALUES(?, randomblob(700))", i)
+			}
+			e.checkWALReplica(t, path)
+			_, rescans := tracker.WALCounts()
+			for round, q := range []string{"PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)",
+				"PRAGMA wal_checkpoint(FULL)", "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA wal_autocheckpoint=5"} {
+				mustExec(t, db, q)
+				for i := range 12 {
+					mustExec(t, db, "UPDATE t SET v=randomblob(600) WHERE id=?", (round*37+i*29)%400)
+				}
+				e.checkWALReplica(t, path)
+			}
+			if _, n := tracker.WALCounts(); n != rescans {
+				t.Errorf("%d rescans within one heap-memory session", n-rescans)
+			}
+		})
+	}
 }
