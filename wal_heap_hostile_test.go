@@ -2,6 +2,7 @@ package verneuil_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/binary"
 	"strings"
 
@@ -112,5 +113,75 @@ func TestWALHeap_RestoreOverLiveSession(t *testing.T) {
 		t.Fatalf("the -wal was not left in place: %v", err)
 	}
 	mustExec(t, db, "INSERT INTO t VALUES(2, randomblob(5000))")
+	e.checkWALReplica(t, path)
+}
+
+// TestWALHeap_ReadReplicaWhileCommitting: a read replica of a database
+// written with a heap-memory wal-index is queried while the source
+// commits (and checkpoints) and flushes: every answer is a committed state
+// (rows 0..n-1, whole), and a read replica refreshed after the last flush
+// answers the last one.
+func TestWALHeap_ReadReplicaWhileCommitting(t *testing.T) {
+	e := snapEnv(t)
+	path := filepath.Join(e.dir, "heapsnap.db")
+	db := e.open(path, "_locking_mode=EXCLUSIVE")
+	db.SetMaxOpenConns(1)
+	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	mustExec(t, db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)")
+	mustExec(t, db, "INSERT INTO t VALUES(0, randomblob(3000))")
+	if err := e.r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	snap := openSnap(t, path, "")
+	const rows = 80
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i < rows; i++ {
+			if _, err := db.Exec("INSERT INTO t VALUES(?, randomblob(3000))", i); err != nil {
+				done <- err
+				return
+			}
+			if i%20 == 0 {
+				if _, err := db.Exec("PRAGMA wal_checkpoint(RESTART)"); err != nil {
+					done <- err
+					return
+				}
+			}
+			if i%5 == 0 {
+				if err := e.r.Flush(t.Context()); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+		done <- e.r.Flush(t.Context())
+	}()
+	check := func(snap *sql.DB) int {
+		var n, sum, blobs int
+		if err := snap.QueryRow("SELECT count(*), sum(a), sum(length(b)) FROM t").Scan(&n, &sum, &blobs); err != nil {
+			t.Fatalf("read replica: %v", err)
+		}
+		if sum != n*(n-1)/2 || blobs != 3000*n {
+			t.Fatalf("read replica answered %d rows, sum %d, %d blob bytes: not a committed state", n, sum, blobs)
+		}
+		return n
+	}
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished = true
+		default:
+		}
+		check(snap)
+	}
+	last := openSnap(t, path, "")
+	last.SetMaxOpenConns(1)
+	queryString(t, last, "PRAGMA verneuil_snapshot_refresh") // the source is shared: check now
+	if n := check(last); n != rows {
+		t.Fatalf("a read replica refreshed after the last flush has %d rows, want %d", n, rows)
+	}
 	e.checkWALReplica(t, path)
 }
