@@ -2,11 +2,24 @@ package verneuil_test
 
 import (
 	"bytes"
+	"database/sql"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 )
+
+// openHeapWAL opens name in the test's directory through the VFS with
+// exclusive locking and switches it to WAL mode: its wal-index is in heap
+// memory.
+func (e *env) openHeapWAL(t *testing.T, name string) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(e.dir, name)
+	db := e.open(path, "_locking_mode=EXCLUSIVE")
+	db.SetMaxOpenConns(1)
+	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	return path, db
+}
 
 // shell runs SQL through Debian's sqlite3 shell, which bypasses the VFS.
 func shell(t *testing.T, path, sql string) {

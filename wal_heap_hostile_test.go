@@ -8,7 +8,6 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/testutil"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -53,10 +52,7 @@ func rewriteWALSalts(t *testing.T, path string) {
 // reports success for a state that is not it.
 func TestWALHeap_SaltsRewrittenUnderTheConnection(t *testing.T) {
 	e := newEnv(t)
-	path := filepath.Join(e.dir, "salts.db")
-	db := e.open(path, "_locking_mode=EXCLUSIVE")
-	db.SetMaxOpenConns(1)
-	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	path, db := e.openHeapWAL(t, "salts.db")
 	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
 	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
 	for i := range 200 {
@@ -86,10 +82,7 @@ func TestWALHeap_SaltsRewrittenUnderTheConnection(t *testing.T) {
 // commits until the next checkpoint.
 func TestWALHeap_RestoreOverLiveSession(t *testing.T) {
 	e := newEnv(t)
-	path := filepath.Join(e.dir, "live.db")
-	db := e.open(path, "_locking_mode=EXCLUSIVE")
-	db.SetMaxOpenConns(1)
-	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	path, db := e.openHeapWAL(t, "live.db")
 	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
 	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
 	mustExec(t, db, "INSERT INTO t VALUES(1, randomblob(5000))")
@@ -123,10 +116,7 @@ func TestWALHeap_RestoreOverLiveSession(t *testing.T) {
 // answers the last one.
 func TestWALHeap_ReadReplicaWhileCommitting(t *testing.T) {
 	e := snapEnv(t)
-	path := filepath.Join(e.dir, "heapsnap.db")
-	db := e.open(path, "_locking_mode=EXCLUSIVE")
-	db.SetMaxOpenConns(1)
-	journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+	path, db := e.openHeapWAL(t, "heapsnap.db")
 	mustExec(t, db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)")
 	mustExec(t, db, "INSERT INTO t VALUES(0, randomblob(3000))")
 	if err := e.r.Flush(t.Context()); err != nil {

@@ -74,10 +74,7 @@ func TestWALHeap_JournalSizeLimit(t *testing.T) {
 	for _, limit := range []string{"0", "10000", "100000"} {
 		t.Run(limit, func(t *testing.T) {
 			e := newEnv(t)
-			path := filepath.Join(e.dir, "limit.db")
-			db := e.open(path, "_locking_mode=EXCLUSIVE")
-			db.SetMaxOpenConns(1)
-			journalMode(t, db, "PRAGMA journal_mode=WAL", "wal")
+			path, db := e.openHeapWAL(t, "limit.db")
 			mustExec(t, db, "PRAGMA journal_size_limit="+limit)
 			mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
 			mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
