@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"strings"
 
+	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -174,4 +176,47 @@ func TestWALHeap_ReadReplicaWhileCommitting(t *testing.T) {
 		t.Fatalf("a read replica refreshed after the last flush has %d rows, want %d", n, rows)
 	}
 	e.checkWALReplica(t, path)
+}
+
+// TestWALHeap_LastFrameCutUnderTheConnection: an operator truncates the
+// -wal in the middle of its last frame (the page data, not the frame
+// header) while a connection with a heap-memory wal-index has it open;
+// SQLite appends the next commit's frames after it, leaving a hole of
+// zeros in that frame, so the files now hold the state before that frame
+// (what a checkpoint of them gives). The next capture must not lay pages
+// from the hole over the remembered state (a corrupt replica): the
+// replica is the last state captured or that reference.
+func TestWALHeap_LastFrameCutUnderTheConnection(t *testing.T) {
+	e := newEnv(t)
+	path, db := e.openHeapWAL(t, "cut.db")
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	for i := range 50 {
+		mustExec(t, db, "INSERT INTO t VALUES(?, randomblob(900))", i)
+	}
+	mustExec(t, db, "UPDATE t SET v=randomblob(900) WHERE id=20")
+	restored := func() string {
+		out := filepath.Join(t.TempDir(), "restored.db")
+		if err := restore.ToFile(t.Context(), e.r.Targets()[0], e.latest(path), out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := e.r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.FileSHA256(t, restored())
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path+"-wal", fi.Size()-2000); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "UPDATE t SET v=randomblob(900) WHERE id=45") // another leaf page of the same chunk
+	flushErr := e.r.Flush(t.Context())
+	got := testutil.FileSHA256(t, restored())
+	if ref := testutil.FileSHA256(t, walReference(t, path)); got != before && got != ref {
+		t.Fatalf("after the cut (flush: %v), the replica is neither the last state captured nor the checkpointed files", flushErr)
+	}
 }

@@ -59,6 +59,10 @@ type walPos struct {
 	ck       [2]uint32
 	pageSize int
 	bigEnd   bool // checksums read the WAL as big-endian words
+	// prevCk, when prevOK, is the chain's checksums before frame mx, as
+	// read from the -wal (walheap.go checks frame mx whole again).
+	prevCk [2]uint32
+	prevOK bool
 }
 
 // same reports whether a and b are one position of one generation.

@@ -195,17 +195,31 @@ func walHeapStart(wal *os.File) (walPos, error) {
 }
 
 // walFrameIs reports whether frame pos.mx of the -wal is still the last
-// frame of pos: its salts and checksums are pos's.
+// frame of pos: its salts and checksums are pos's and, when the checksums
+// before it are known, its page data still gives them (a -wal cut in the
+// middle of that frame, then written past by SQLite, has a hole there).
 func walFrameIs(wal *os.File, pos walPos) (bool, error) {
-	h := make([]byte, walFrameHdrLen)
-	if _, err := wal.ReadAt(h, frameOffset(pos.mx, pos.pageSize)); err != nil {
-		if errors.Is(err, io.EOF) {
+	n := walFrameHdrLen
+	if pos.prevOK {
+		n += pos.pageSize
+	}
+	fr := make([]byte, n)
+	if _, err := wal.ReadAt(fr, frameOffset(pos.mx, pos.pageSize)); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return false, nil
 		}
 		return false, fmt.Errorf("read WAL frame %d: %w", pos.mx, err)
 	}
 	be := binary.BigEndian
-	return [8]byte(h[8:16]) == pos.salt && be.Uint32(h[16:]) == pos.ck[0] && be.Uint32(h[20:]) == pos.ck[1], nil
+	if [8]byte(fr[8:16]) != pos.salt || be.Uint32(fr[16:]) != pos.ck[0] || be.Uint32(fr[20:]) != pos.ck[1] {
+		return false, nil
+	}
+	if !pos.prevOK {
+		return true, nil
+	}
+	s1, s2 := walChecksum(fr[:8], pos.bigEnd, pos.prevCk[0], pos.prevCk[1])
+	s1, s2 = walChecksum(fr[walFrameHdrLen:], pos.bigEnd, s1, s2)
+	return [2]uint32{s1, s2} == pos.ck, nil
 }
 
 // walLastCommit validates the frames after from as SQLite's recovery does
@@ -240,6 +254,7 @@ func walLastCommit(wal *os.File, from walPos) (last walPos, forged bool, err err
 			if be.Uint32(fr) == 0 || [8]byte(fr[8:16]) != from.salt {
 				return last, first, nil
 			}
+			prev := [2]uint32{s1, s2}
 			s1, s2 = walChecksum(fr[:8], from.bigEnd, s1, s2)
 			s1, s2 = walChecksum(fr[walFrameHdrLen:], from.bigEnd, s1, s2)
 			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
@@ -247,6 +262,7 @@ func walLastCommit(wal *os.File, from walPos) (last walPos, forged bool, err err
 			}
 			if size := be.Uint32(fr[4:]); size != 0 {
 				last.mx, last.nPage, last.ck = f+uint32(i), size, [2]uint32{s1, s2}
+				last.prevCk, last.prevOK = prev, true
 			}
 		}
 		if err != nil || k == 0 {
