@@ -185,10 +185,24 @@ func TestWALHeap_ReadReplicaWhileCommitting(t *testing.T) {
 // zeros in that frame, so the files now hold the state before that frame
 // (what a checkpoint of them gives). The next capture must not lay pages
 // from the hole over the remembered state (a corrupt replica): the
-// replica is the last state captured or that reference.
+// replica is the last state captured or that reference. The same with a
+// wal-index in -shm.
 func TestWALHeap_LastFrameCutUnderTheConnection(t *testing.T) {
-	e := newEnv(t)
-	path, db := e.openHeapWAL(t, "cut.db")
+	t.Run("heap", func(t *testing.T) {
+		e := newEnv(t)
+		path, db := e.openHeapWAL(t, "cut.db")
+		lastFrameCut(t, e, path, db)
+	})
+	t.Run("shm", func(t *testing.T) {
+		e := newEnv(t)
+		path := filepath.Join(e.dir, "cut.db")
+		db := e.open(path, "_journal_mode=WAL")
+		db.SetMaxOpenConns(1)
+		lastFrameCut(t, e, path, db)
+	})
+}
+
+func lastFrameCut(t *testing.T, e *env, path string, db *sql.DB) {
 	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
 	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
 	for i := range 50 {

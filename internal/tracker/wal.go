@@ -177,6 +177,7 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 	be := binary.BigEndian
 	var pages []uint32
 	var commitSize uint32
+	var prev [2]uint32 // the checksums before the last frame read
 	want := int64(now.mx-min(now.mx, st.pos.mx)) * int64(frameLen)
 	buf := make([]byte, max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
 	for f := st.pos.mx + 1; f <= now.mx; {
@@ -194,6 +195,7 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 			if pg == 0 || [8]byte(fr[8:16]) != now.salt {
 				return nil, fmt.Errorf("frame %d: %w", f+i, errWALChain)
 			}
+			p1, p2 := s1, s2
 			s1, s2 = walChecksum(fr[:8], now.bigEnd, s1, s2)
 			s1, s2 = walChecksum(fr[walFrameHdrLen:], now.bigEnd, s1, s2)
 			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
@@ -202,11 +204,17 @@ func (st *walState) extend(wal *os.File, now walPos) ([]uint32, error) {
 			st.frames[pg] = f + i
 			pages = append(pages, pg)
 			commitSize = be.Uint32(fr[4:])
+			prev = [2]uint32{p1, p2}
 		}
 		f += k
 	}
 	if now.mx > st.pos.mx && (commitSize != now.nPage || [2]uint32{s1, s2} != now.ck) {
 		return nil, fmt.Errorf("last frame %d is not the header's commit: %w", now.mx, errWALChain)
+	}
+	if now.mx > st.pos.mx {
+		now.prevCk, now.prevOK = prev, true
+	} else {
+		now.prevCk, now.prevOK = st.pos.prevCk, st.pos.prevOK && now.same(st.pos)
 	}
 	st.pos = now
 	return pages, nil
@@ -337,7 +345,15 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	var pages []uint32
 	switch {
 	case st != nil && st.pos.salt == now.salt && st.pos.mx > 0 && now.mx >= st.pos.mx && st.pos.pageSize == now.pageSize:
-		pages, err = st.extend(wal, now)
+		// The remembered last frame must still be whole: a -wal cut
+		// inside it and written past has a hole there (walheap.go).
+		var whole bool
+		if whole, err = walFrameIs(wal, st.pos); err == nil && !whole {
+			err = fmt.Errorf("frame %d changed: %w", st.pos.mx, errWALChain)
+		}
+		if err == nil {
+			pages, err = st.extend(wal, now)
+		}
 	case fileIsState || (st != nil && st.pos.mx == 0 && st.pos.salt == now.salt):
 		// From the start of the generation: frames of this generation
 		// another process checkpointed meanwhile are in the file and in
