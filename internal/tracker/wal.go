@@ -58,6 +58,10 @@ type walPos struct {
 	ck       [2]uint32
 	pageSize int
 	bigEnd   bool // checksums read the WAL as big-endian words
+	// prevCk, when prevOK, is the chain's checksums before frame mx, as
+	// read from the -wal (walheap.go checks frame mx whole again).
+	prevCk [2]uint32
+	prevOK bool
 }
 
 // same reports whether a and b are one position of one generation.
@@ -183,6 +187,7 @@ func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 	be := binary.BigEndian
 	var pages []uint32
 	var commitSize uint32
+	var prev [2]uint32 // the checksums before the last frame read
 	want := int64(now.mx-min(now.mx, st.pos.mx)) * int64(frameLen)
 	buf := st.read.reset(max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
 	for f := st.pos.mx + 1; f <= now.mx; {
@@ -202,6 +207,7 @@ func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 			if pg == 0 || [8]byte(fr[8:16]) != now.salt {
 				return nil, fmt.Errorf("frame %d: %w", f+i, errWALChain)
 			}
+			p1, p2 := s1, s2
 			s1, s2 = walChecksum(fr[:8], now.bigEnd, s1, s2)
 			s1, s2 = walChecksum(fr[walFrameHdrLen:], now.bigEnd, s1, s2)
 			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
@@ -210,12 +216,18 @@ func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 			st.frames[pg] = f + i
 			pages = append(pages, pg)
 			commitSize = be.Uint32(fr[4:])
+			prev = [2]uint32{p1, p2}
 		}
 		st.read.hold(f, k, frameLen)
 		f += k
 	}
 	if now.mx > st.pos.mx && (commitSize != now.nPage || [2]uint32{s1, s2} != now.ck) {
 		return nil, fmt.Errorf("last frame %d is not the header's commit: %w", now.mx, errWALChain)
+	}
+	if now.mx > st.pos.mx {
+		now.prevCk, now.prevOK = prev, true
+	} else {
+		now.prevCk, now.prevOK = st.pos.prevCk, st.pos.prevOK && now.same(st.pos)
 	}
 	st.pos = now
 	return pages, nil
@@ -319,6 +331,13 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	st := db.wal
 	db.wal = nil // set again when this capture succeeds
 	db.mu.Unlock()
+	if st != nil && st.heapSession != 0 {
+		// Left by a heap-memory session, whose WAL was closed since (a
+		// wal-index is mapped now): anyone may have written between. Its
+		// empty position (no salts, no page size) would pass for the
+		// header of a wal-index recovered from no -wal.
+		st = nil
+	}
 	// The hold started from the remembered position and changed the
 	// generation (a restart: SQLite restarts only a WAL whose every frame
 	// is in the database file), or the remembered generation was empty:
@@ -350,7 +369,15 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	var pages []uint32
 	switch {
 	case st != nil && st.pos.salt == now.salt && st.pos.mx > 0 && now.mx >= st.pos.mx && st.pos.pageSize == now.pageSize:
-		pages, err = st.extend(wal, now)
+		// The remembered last frame must still be whole: a -wal cut
+		// inside it and written past has a hole there (walheap.go).
+		var whole bool
+		if whole, err = walFrameIs(wal, st.pos); err == nil && !whole {
+			err = fmt.Errorf("frame %d changed: %w", st.pos.mx, errWALChain)
+		}
+		if err == nil {
+			pages, err = st.extend(wal, now)
+		}
 	case fileIsState || (st != nil && st.pos.mx == 0 && st.pos.salt == now.salt):
 		// From the start of the generation: frames of this generation
 		// another process checkpointed meanwhile are in the file and in

@@ -79,9 +79,17 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 	if sameGen && st.pos.mx > 0 {
 		from = st.pos
 	}
-	now, err := walLastCommit(wal, from)
+	now, forged, err := walLastCommit(wal, from)
 	if err != nil {
 		return err
+	}
+	if forged && from.mx == 0 {
+		// SQLite writes a generation's header with its first frame: a
+		// first frame in the file that fails the header's salts or
+		// checksums was not written under this header (one rewritten
+		// behind SQLite's back). Whatever SQLite committed since cannot
+		// be read: fail, so that the next capture rescans.
+		return fmt.Errorf("%s: the first frame does not belong to the WAL header: %w", ev.WALPath, errWALChain)
 	}
 	if now.mx == 0 {
 		return db.walHeapNoFrame(src, st, sameGen || restarted || inSession, ev)
@@ -129,7 +137,8 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 // walHeapNoFrame captures a commit after which the WAL holds no committed
 // frame: the state is the database file. It is the remembered state when
 // st was captured in this session (or is this generation's empty start);
-// else the file is captured, unless it is the state last captured.
+// else the file is captured, unless it is the state last captured and in
+// rollback mode (a header that says WAL does not prove that).
 func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event) error {
 	if remembered {
 		db.setWAL(st)
@@ -145,7 +154,11 @@ func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event
 	}
 	cur := identity(ev.Ino, xattr, header)
 	db.mu.Lock()
-	known := db.lastID != nil && bytes.Equal(db.lastID, cur)
+	// A commit in WAL mode that does not write page 1 leaves the header
+	// (its change counter too) as it was, and one that bypasses the VFS
+	// leaves the version xattr: the identity of a file whose header says
+	// WAL proves nothing.
+	known := db.lastID != nil && bytes.Equal(db.lastID, cur) && !IsWAL(header)
 	db.mu.Unlock()
 	if !known {
 		unlock, err := db.lockForCapture()
@@ -182,27 +195,42 @@ func walHeapStart(wal *os.File) (walPos, error) {
 }
 
 // walFrameIs reports whether frame pos.mx of the -wal is still the last
-// frame of pos: its salts and checksums are pos's.
+// frame of pos: its salts and checksums are pos's and, when the checksums
+// before it are known, its page data still gives them (a -wal cut in the
+// middle of that frame, then written past by SQLite, has a hole there).
 func walFrameIs(wal *os.File, pos walPos) (bool, error) {
-	h := make([]byte, walFrameHdrLen)
-	if _, err := wal.ReadAt(h, frameOffset(pos.mx, pos.pageSize)); err != nil {
-		if errors.Is(err, io.EOF) {
+	n := walFrameHdrLen
+	if pos.prevOK {
+		n += pos.pageSize
+	}
+	fr := make([]byte, n)
+	if _, err := wal.ReadAt(fr, frameOffset(pos.mx, pos.pageSize)); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return false, nil
 		}
 		return false, fmt.Errorf("read WAL frame %d: %w", pos.mx, err)
 	}
 	be := binary.BigEndian
-	return [8]byte(h[8:16]) == pos.salt && be.Uint32(h[16:]) == pos.ck[0] && be.Uint32(h[20:]) == pos.ck[1], nil
+	if [8]byte(fr[8:16]) != pos.salt || be.Uint32(fr[16:]) != pos.ck[0] || be.Uint32(fr[20:]) != pos.ck[1] {
+		return false, nil
+	}
+	if !pos.prevOK {
+		return true, nil
+	}
+	s1, s2 := walChecksum(fr[:8], pos.bigEnd, pos.prevCk[0], pos.prevCk[1])
+	s1, s2 = walChecksum(fr[walFrameHdrLen:], pos.bigEnd, s1, s2)
+	return [2]uint32{s1, s2} == pos.ck, nil
 }
 
 // walLastCommit validates the frames after from as SQLite's recovery does
 // (page number, salts, checksum chain) up to the first that does not
 // validate or is not in the file, and returns the position at the last
-// commit frame among them (from itself when there is none).
-func walLastCommit(wal *os.File, from walPos) (walPos, error) {
+// commit frame among them (from itself when there is none). forged says
+// that the frame right after from is in the file but does not validate.
+func walLastCommit(wal *os.File, from walPos) (last walPos, forged bool, err error) {
 	fi, err := wal.Stat()
 	if err != nil {
-		return walPos{}, fmt.Errorf("stat WAL: %w", err)
+		return walPos{}, false, fmt.Errorf("stat WAL: %w", err)
 	}
 	ps := from.pageSize
 	frameLen := int64(walFrameHdrLen + ps)
@@ -210,35 +238,38 @@ func walLastCommit(wal *os.File, from walPos) (walPos, error) {
 	left := max(fi.Size()-off, 0) / frameLen
 	buf := make([]byte, min(left, int64(max(walReadBatch/frameLen, 1)))*frameLen)
 	be := binary.BigEndian
-	last := from
+	last = from
 	s1, s2 := from.ck[0], from.ck[1]
 	for f := from.mx + 1; left > 0; {
 		k := min(left, int64(len(buf))/frameLen)
 		b := buf[:k*frameLen]
 		n, err := wal.ReadAt(b, frameOffset(f, ps))
 		if err != nil && !errors.Is(err, io.EOF) {
-			return walPos{}, fmt.Errorf("read WAL frames from %d: %w", f, err)
+			return walPos{}, false, fmt.Errorf("read WAL frames from %d: %w", f, err)
 		}
 		k = int64(n) / frameLen
 		for i := range k {
 			fr := b[i*frameLen : (i+1)*frameLen]
+			first := f+uint32(i) == from.mx+1
 			if be.Uint32(fr) == 0 || [8]byte(fr[8:16]) != from.salt {
-				return last, nil
+				return last, first, nil
 			}
+			prev := [2]uint32{s1, s2}
 			s1, s2 = walChecksum(fr[:8], from.bigEnd, s1, s2)
 			s1, s2 = walChecksum(fr[walFrameHdrLen:], from.bigEnd, s1, s2)
 			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
-				return last, nil
+				return last, first, nil
 			}
 			if size := be.Uint32(fr[4:]); size != 0 {
 				last.mx, last.nPage, last.ck = f+uint32(i), size, [2]uint32{s1, s2}
+				last.prevCk, last.prevOK = prev, true
 			}
 		}
 		if err != nil || k == 0 {
-			return last, nil // the file ended
+			return last, false, nil // the file ended
 		}
 		f += uint32(k)
 		left -= k
 	}
-	return last, nil
+	return last, false, nil
 }
