@@ -198,7 +198,7 @@ func walHeapStart(wal *os.File) (walPos, error) {
 // frame of pos: its salts and checksums are pos's and, when the checksums
 // before it are known, its page data still gives them (a -wal cut in the
 // middle of that frame, then written past by SQLite, has a hole there).
-func walFrameIs(wal *os.File, pos walPos) (bool, error) {
+func walFrameIs(wal io.ReaderAt, pos walPos) (bool, error) {
 	n := walFrameHdrLen
 	if pos.prevOK {
 		n += pos.pageSize
