@@ -29,7 +29,10 @@ import (
 // with the file, chunk by chunk: length, chunk 0 (inline in the manifest)
 // byte for byte, and every other chunk byte for byte against the stored
 // object (fetched and verified against its hash by internal/restore; copies
-// of chunks already compared are cached per database).
+// of chunks already compared are cached per database). A WAL commit is
+// compared the same way with the state the commit left, composed from the
+// file and the -wal by walref.go (afterWALCommit says which commit), and
+// the replica's version id must hold that commit's WAL position.
 //
 // The file is read through the Source the shim hands to the tracker, i.e.
 // through SQLite's own unix file: the check never opens the database file
