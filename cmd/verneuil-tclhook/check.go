@@ -29,7 +29,10 @@ import (
 // with the file, chunk by chunk: length, chunk 0 (inline in the manifest)
 // byte for byte, and every other chunk byte for byte against the stored
 // object (fetched and verified against its hash by internal/restore; copies
-// of chunks already compared are cached per database).
+// of chunks already compared are cached per database). A WAL commit is
+// compared the same way with the state the commit left, composed from the
+// file and the -wal by walref.go (afterWALCommit says which commit), and
+// the replica's version id must hold that commit's WAL position.
 //
 // The file is read through the Source the shim hands to the tracker, i.e.
 // through SQLite's own unix file: the check never opens the database file
@@ -71,6 +74,7 @@ type cachedChunk struct {
 
 type checkStats struct {
 	commits, checked, captureFailed, tooLarge, failures, bytes int64
+	checkedWAL, walUnchecked                                   int64
 	elapsed                                                    time.Duration
 }
 
@@ -89,9 +93,11 @@ func newChecker(trk *tracker.Manager, store blob.Store, log *slog.Logger, opts h
 		cache: map[string][]cachedChunk{}, statsF: f, stateDir: opts.stateDir}, nil
 }
 
-// afterCommit runs after the tracker captured a commit of the database at
-// path; failed is what the tracker returned (true: the capture failed).
-func (c *checker) afterCommit(path string, src tracker.Source, failed bool) {
+// afterCommit runs after the tracker captured the commit ev of the
+// database at path; failed is what the tracker returned (true: the capture
+// failed). Rollback-journal commits are compared with the file, WAL commits
+// with the state composed from the file and the -wal (walref.go).
+func (c *checker) afterCommit(path string, src tracker.Source, ev tracker.Event, failed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.writeStats()
@@ -100,12 +106,21 @@ func (c *checker) afterCommit(path string, src tracker.Source, failed bool) {
 		c.stats.captureFailed++
 		return
 	}
-	if size, err := src.Size(); err == nil && size > c.max {
+	if ev.Kind != tracker.Commit {
+		c.afterWALCommit(path, src, ev)
+		return
+	}
+	size, err := src.Size()
+	if err == nil && size > c.max {
 		c.stats.tooLarge++
 		return
 	}
 	t0 := time.Now()
-	err := c.verify(path, src)
+	if err == nil {
+		err = c.verify(path, size, src.ReadAt, nil)
+	} else {
+		err = fmt.Errorf("file size: %w", err)
+	}
 	c.stats.elapsed += time.Since(t0)
 	c.stats.checked++
 	if err != nil {
@@ -114,9 +129,63 @@ func (c *checker) afterCommit(path string, src tracker.Source, failed bool) {
 	}
 }
 
+// afterWALCommit checks a WAL commit (tracker.WALCommit with the wal-index
+// in shared memory, tracker.WALHeapCommit with it in heap memory). The
+// commit's position is, for the former, the wal-index header SQLite left at
+// the release of the WAL write lock (the event's WALNow; the -wal must hold
+// a valid chain of frames up to it), for the latter the last commit frame
+// of the -wal's valid chain (SQLite's recovery reads it so; the connection
+// holds EXCLUSIVE, no one else appends). A hold that left no commit frame
+// (a restart or truncation without a commit, a header SQLite itself would
+// not trust) publishes nothing new and is counted as wal_unchecked.
+func (c *checker) afterWALCommit(path string, src tracker.Source, ev tracker.Event) {
+	var want *walPosition
+	var wantPages uint32
+	if ev.Kind == tracker.WALCommit {
+		pos, nPage, ok := walIndexPosition(ev.WALNow)
+		if !ok || pos.mx == 0 {
+			c.stats.walUnchecked++
+			return
+		}
+		want, wantPages = &pos, nPage
+	}
+	t0 := time.Now()
+	defer func() { c.stats.elapsed += time.Since(t0) }()
+	var upTo uint32
+	if want != nil {
+		upTo = want.mx
+	}
+	ref, f, err := openWALRef(src, ev.WALPath, upTo)
+	if errors.Is(err, errNoCommit) && want == nil {
+		c.stats.walUnchecked++
+		return
+	}
+	if err == nil {
+		defer f.Close()
+		if want != nil && (ref.pos != *want || ref.nPage != wantPages) {
+			err = fmt.Errorf("the -wal's valid frames end at %s (%d pages), the wal-index header announces %s (%d pages)",
+				ref.pos, ref.nPage, want, wantPages)
+		}
+	}
+	if err == nil && ref.Size() > c.max {
+		c.stats.tooLarge++
+		return
+	}
+	if err == nil {
+		err = c.verify(path, ref.Size(), ref.ReadAt, ref.pos.id())
+	}
+	c.stats.checkedWAL++
+	if err != nil {
+		c.stats.failures++
+		c.fail(path, fmt.Errorf("WAL commit: %w", err))
+	}
+}
+
 // verify flushes the database at path and compares the replica in the
-// store with the file. Caller holds c.mu; the shim holds SHARED.
-func (c *checker) verify(path string, src tracker.Source) error {
+// store with the state of size bytes that read returns: for a WAL state,
+// walPos is its position, which the replica's version id must hold, with
+// the state's first 100 bytes. Caller holds c.mu; the shim holds SHARED.
+func (c *checker) verify(path string, size int64, read func([]byte, int64) error, walPos []byte) error {
 	db := c.trk.DB(path)
 	if db == nil {
 		return errors.New("the tracker does not know the database")
@@ -130,14 +199,34 @@ func (c *checker) verify(path string, src tracker.Source) error {
 	if err != nil {
 		return err
 	}
-	size, err := src.Size()
-	if err != nil {
-		return fmt.Errorf("file size: %w", err)
-	}
+	return c.compare(ctx, db.Key(), m, size, read, walPos)
+}
+
+// compare compares the replica m with the state: length, the WAL position
+// and header of its version id (walPos not nil), then every chunk byte for
+// byte (chunk 0 inline, the others fetched, verified against their hashes
+// and cached per key).
+func (c *checker) compare(ctx context.Context, key string, m *manifest.Manifest, size int64, read func([]byte, int64) error, walPos []byte) error {
 	if m.Length != size {
-		return fmt.Errorf("replica version %d has %d bytes, the file %d", m.Seq, m.Length, size)
+		return fmt.Errorf("replica version %d has %d bytes, the state %d", m.Seq, m.Length, size)
 	}
-	cache := c.cache[db.Key()]
+	if walPos != nil {
+		pos, header, err := versionIDPosition(m.VersionID)
+		if err != nil {
+			return fmt.Errorf("replica version %d: %w", m.Seq, err)
+		}
+		if !bytes.Equal(pos, walPos) {
+			return fmt.Errorf("replica version %d is at WAL position %x, the commit at %x", m.Seq, pos, walPos)
+		}
+		want := make([]byte, min(size, refDBHeaderBytes))
+		if err := read(want, 0); err != nil {
+			return fmt.Errorf("read the header of the state: %w", err)
+		}
+		if !bytes.Equal(header, want) {
+			return fmt.Errorf("replica version %d: the header in its version id differs from the state's (first at byte %d)", m.Seq, firstDiff(header, want))
+		}
+	}
+	cache := c.cache[key]
 	if len(cache) < len(m.Chunks) {
 		cache = append(cache, make([]cachedChunk, len(m.Chunks)-len(cache))...)
 	}
@@ -145,11 +234,12 @@ func (c *checker) verify(path string, src tracker.Source) error {
 	for i, h := range m.Chunks {
 		n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 		b := buf[:n]
-		if err := src.ReadAt(b, int64(i)*int64(m.ChunkSize)); err != nil {
-			return fmt.Errorf("read chunk %d of the file: %w", i, err)
+		if err := read(b, int64(i)*int64(m.ChunkSize)); err != nil {
+			return fmt.Errorf("read chunk %d of the state: %w", i, err)
 		}
 		c.stats.bytes += int64(n)
 		var want []byte
+		var err error
 		if i == 0 {
 			want = m.Chunk0
 		} else if cache[i].h == h && len(cache[i].data) == n {
@@ -164,13 +254,16 @@ func (c *checker) verify(path string, src tracker.Source) error {
 		}
 		if !bytes.Equal(b, want) {
 			off := firstDiff(b, want)
-			return fmt.Errorf("replica version %d differs from the file in chunk %d (first at byte %d of the file)", m.Seq, i, int64(i)*int64(m.ChunkSize)+int64(off))
+			return fmt.Errorf("replica version %d differs from the state in chunk %d (first at byte %d of the database)", m.Seq, i, int64(i)*int64(m.ChunkSize)+int64(off))
 		}
 	}
 	for i := len(m.Chunks); i < len(cache); i++ {
 		c.cached -= int64(len(cache[i].data))
 	}
-	c.cache[db.Key()] = cache[:len(m.Chunks)]
+	if c.cache == nil {
+		c.cache = map[string][]cachedChunk{}
+	}
+	c.cache[key] = cache[:len(m.Chunks)]
 	if c.cached > maxCache {
 		c.cache, c.cached = map[string][]cachedChunk{}, 0
 	}
@@ -202,9 +295,9 @@ func (c *checker) fail(path string, err error) {
 // writeStats rewrites stats.PID: one line of "key=value" counters.
 func (c *checker) writeStats() {
 	s := c.stats
-	line := fmt.Sprintf("commits=%d checked=%d capture_failed=%d too_large=%d failures=%d bytes=%d check_ms=%d\n",
-		s.commits, s.checked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.elapsed.Milliseconds())
+	line := fmt.Sprintf("commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d failures=%d bytes=%d check_ms=%d\n",
+		s.commits, s.checked, s.checkedWAL, s.walUnchecked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.elapsed.Milliseconds())
 	// Fixed width, so that a shorter line never leaves a tail behind.
-	line = fmt.Sprintf("%-127s\n", line[:len(line)-1])
+	line = fmt.Sprintf("%-255s\n", line[:len(line)-1])
 	_, _ = c.statsF.WriteAt([]byte(line), 0)
 }

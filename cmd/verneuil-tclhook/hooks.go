@@ -106,7 +106,7 @@ func (h *hooks) Capture(id uint64, src tracker.Source, ev tracker.Event) bool {
 		suspended = true
 	}
 	want := h.trk.Capture(id, src, ev)
-	if h.chk != nil && ev.Kind == tracker.Commit {
+	if h.chk != nil && (ev.Kind == tracker.Commit || ev.Kind == tracker.WALCommit || ev.Kind == tracker.WALHeapCommit) {
 		if !suspended {
 			C.vt_iosim_suspend()
 			suspended = true
@@ -114,7 +114,7 @@ func (h *hooks) Capture(id uint64, src tracker.Source, ev tracker.Event) bool {
 		h.mu.Lock()
 		path := h.paths[id]
 		h.mu.Unlock()
-		h.chk.afterCommit(path, src, want)
+		h.chk.afterCommit(path, src, ev, want)
 	}
 	if suspended {
 		C.vt_iosim_resume()

@@ -28,7 +28,9 @@
 //
 //	VERNEUIL_CONFIG              the configuration (inline JSON or @file); required
 //	VERNEUIL_CHECK_EVERY_COMMIT  1: after every captured commit, flush and
-//	                             compare the replica with the file (check.go)
+//	                             compare the replica with the file (check.go),
+//	                             or for a WAL commit with the state composed
+//	                             from the file and the -wal (walref.go)
 //	VERNEUIL_CHECK_MAX_BYTES     larger files are not compared (default 256 MiB)
 //	VERNEUIL_TCL_FAULTS_IN_CAPTURE 1: let the I/O errors that tests inject
 //	                             reach replication's reads too (hooks.go)
