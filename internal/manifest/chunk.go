@@ -21,20 +21,22 @@ const (
 var (
 	chunkEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	// chunkDecoders holds one decoder per output cap (a power of two
-	// from 1 to MaxChunkSize): a decoder stops as soon as its output
-	// would exceed its cap, so a small object cannot inflate to more
-	// than twice the expected length.
+	// from MinChunkSize to MaxChunkSize): a decoder stops as soon as its
+	// output would exceed its cap, so an object cannot inflate to more
+	// than twice the expected length, or MinChunkSize for a short chunk
+	// (a smaller cap refuses the frames the encoder writes for short
+	// inputs: "window size exceeded", for a chunk that is fine).
 	chunkDecodersMu sync.Mutex
 	chunkDecoders   = map[int]*zstd.Decoder{}
 )
 
 // chunkDecoder returns a decoder whose output is capped at maxLen rounded
-// up to a power of two.
+// up to a power of two, at least MinChunkSize.
 func chunkDecoder(maxLen int) (*zstd.Decoder, error) {
 	if maxLen < 0 || maxLen > MaxChunkSize {
 		return nil, fmt.Errorf("chunk length limit %d outside [0, %d]", maxLen, MaxChunkSize)
 	}
-	capLen := 1
+	capLen := MinChunkSize
 	for capLen < maxLen {
 		capLen <<= 1
 	}
