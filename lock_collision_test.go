@@ -2,6 +2,7 @@ package verneuil_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +57,40 @@ func waitSliceHold(t *testing.T, before int64) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestSliceHold_ApplicationReaderStillBusies: the wait for a slice of ours
+// is only for ours. A second connection of the application that holds a
+// read transaction makes a writer with no busy handler fail with
+// SQLITE_BUSY as under the unix VFS (after the slice let go, not never),
+// and once the reader ends the writer commits and the replica is the
+// file.
+func TestSliceHold_ApplicationReaderStillBusies(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "reader.db")
+	writeBig(t, path, 4).Close()
+	defer failpoint.SetSleep("rescan-slice-held", 300*time.Millisecond)()
+	w := e.open(path, "_journal_mode=DELETE&_busy_timeout=0")
+	w.SetMaxOpenConns(1)
+	r := e.open(path, "_journal_mode=DELETE&_busy_timeout=0")
+	r.SetMaxOpenConns(1)
+	before := sqlite3vfs.ReadStats().SliceHolds
+	tx, err := r.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil { // starts the rescan, keeps SHARED
+		t.Fatal(err)
+	}
+	waitSliceHold(t, before)
+	_, err = w.Exec("INSERT INTO t VALUES('blocked')")
+	if err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("commit while the application's own reader holds SHARED: got %v, want database is locked", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, w, "INSERT INTO t VALUES('after')")
+	e.checkReplica(path)
 }
