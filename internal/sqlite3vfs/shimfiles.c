@@ -259,9 +259,12 @@ static uint64_t sliceReleases(void);
 ** and only with EXCLUSIVE: RESERVED and SHARED coexist with it. */
 int vshimLock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
-  uint64_t released0 = e>=SQLITE_LOCK_PENDING ? sliceReleases() : 0;
+  /* A forked child runs no slices (no Go), and gSliceMutex may have been
+  ** held by another thread of the parent at fork(): it is left alone. */
+  int outwait = e>=SQLITE_LOCK_PENDING && !vshimForked;
+  uint64_t released0 = outwait ? sliceReleases() : 0;
   int rc = p->pReal->pMethods->xLock(p->pReal, e);
-  if( rc==SQLITE_BUSY && e>=SQLITE_LOCK_PENDING ) rc = sliceOutwait(p, e, released0);
+  if( rc==SQLITE_BUSY && outwait ) rc = sliceOutwait(p, e, released0);
   if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
   return rc;
 }
