@@ -251,12 +251,13 @@ int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
 static int sliceOutwait(VFile *p, int e, uint64_t released0);
 static uint64_t sliceReleases(void);
 
-/* A lock the application asks for never fails because a sliced rescan of
-** ours holds SHARED on the file (see "sliced reads" below): an attempt at
-** EXCLUSIVE that is busy while one does waits for it to let go and tries
-** again, keeping PENDING meanwhile, so the rescan's next SHARED fails and
-** it retries. Only SHARED of ours can collide (a slice never takes more),
-** and only with EXCLUSIVE: RESERVED and SHARED coexist with it. */
+/* A lock the application asks for never fails because a SHARED hold of
+** ours is on the file (a sliced rescan's, see "sliced reads" below, or a
+** capture's, kept by tUnlock after the application let go): an attempt at
+** EXCLUSIVE that is busy while one is held waits for it to let go and
+** tries again, keeping PENDING meanwhile, so a slice's next SHARED fails
+** and the rescan retries. Only SHARED of ours can collide (we never take
+** more), and only with EXCLUSIVE: RESERVED and SHARED coexist with it. */
 int vshimLock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
   /* A forked child runs no slices (no Go), and gSliceMutex may have been
@@ -329,20 +330,20 @@ typedef struct VSlice VSlice;
 struct VSlice {
   char *zPath;
   int locked;
-  uint64_t ino;            /* inode of the file, 0 when unknown */
-  int held;                /* SHARED held or being taken (gSliceMutex) */
-  VSlice *pNext;           /* gSlices (gSliceMutex) */
+  VHold hold;              /* in gHolds while open */
   sqlite3_file *pReal;     /* allocated right after VSlice */
 };
 
-/* The open slices, so that an application's busy EXCLUSIVE can tell that
-** a slice of ours on its file is in the way (vshimLock). A slice is marked
-** held before it asks unix for SHARED and unmarked after it released it;
-** gSliceReleases counts the releases, so that a slice that let go between
-** the application's attempt and its look at the list is noticed too. */
+/* The SHARED holds of ours (open slices, and captures running under
+** their connection's SHARED), so that an application's busy EXCLUSIVE can
+** tell that one on its file is in the way (vshimLock). A hold is marked
+** held before SHARED is asked for (or kept) and unmarked after it was
+** released; gSliceReleases counts the releases, so that a hold that let go
+** between the application's attempt and its look at the list is noticed
+** too. */
 static pthread_mutex_t gSliceMutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gSliceReleased = PTHREAD_COND_INITIALIZER;
-static VSlice *gSlices = 0;
+static VHold *gHolds = 0;
 static uint64_t gSliceReleases = 0;
 
 /* How long an application's EXCLUSIVE waits, in all, for slices to let
@@ -359,8 +360,8 @@ static uint64_t sliceReleases(void){
 
 /* gSliceMutex held. */
 static int sliceHeldOn(uint64_t ino){
-  VSlice *s;
-  for(s=gSlices; s; s=s->pNext){
+  VHold *s;
+  for(s=gHolds; s; s=s->pNext){
     if( s->held && (s->ino==ino || s->ino==0 || ino==0) ) return 1;
   }
   return 0;
@@ -413,10 +414,10 @@ void *vshim_slice_open(void *pFile){
     free(s->zPath); free(s);
     return 0;
   }
-  s->ino = p->ino;
+  s->hold.ino = p->ino;
   pthread_mutex_lock(&gSliceMutex);
-  s->pNext = gSlices;
-  gSlices = s;
+  s->hold.pNext = gHolds;
+  gHolds = &s->hold;
   pthread_mutex_unlock(&gSliceMutex);
   return s;
 }
@@ -426,11 +427,41 @@ int64_t vshimSliceHolds(void){
   return __atomic_load_n(&gSliceHolds, __ATOMIC_RELAXED);
 }
 
+/* A capture's hold: tUnlock begins it (held) before the capture, and ends
+** it after the connection released SHARED, or kept it for itself (the
+** hold is then over: the application's own lock, as under unix). */
+void vshimHoldBegin(VHold *h, uint64_t ino){
+  if( vshimForked ) return;
+  h->ino = ino;
+  h->held = 1;
+  pthread_mutex_lock(&gSliceMutex);
+  h->pNext = gHolds;
+  gHolds = h;
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
+/* Removes h from the holds; released: count it as a release and wake the
+** waiters (a slice counted its own releases already). */
+void vshimHoldEnd(VHold *h, int released){
+  VHold **pp;
+  if( vshimForked ) return;
+  pthread_mutex_lock(&gSliceMutex);
+  for(pp=&gHolds; *pp; pp=&(*pp)->pNext){
+    if( *pp==h ){ *pp = h->pNext; break; }
+  }
+  h->held = 0;
+  if( released ){
+    gSliceReleases++;
+    pthread_cond_broadcast(&gSliceReleased);
+  }
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
 /* held is set, under gSliceMutex, before unix is asked for SHARED, and
 ** cleared after SHARED was released (sliceRelease). */
 static void sliceRelease(VSlice *s){
   pthread_mutex_lock(&gSliceMutex);
-  s->held = 0;
+  s->hold.held = 0;
   gSliceReleases++;
   pthread_cond_broadcast(&gSliceReleased);
   pthread_mutex_unlock(&gSliceMutex);
@@ -440,7 +471,7 @@ int vshim_slice_lock(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
   int rc;
   pthread_mutex_lock(&gSliceMutex);
-  s->held = 1;
+  s->hold.held = 1;
   pthread_mutex_unlock(&gSliceMutex);
   rc = s->pReal->pMethods->xLock(s->pReal, SQLITE_LOCK_SHARED);
   if( rc==SQLITE_OK ){
@@ -492,16 +523,11 @@ int vshim_slice_stamp(void *pSlice, vshim_stamp *out){
 
 void vshim_slice_close(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
-  VSlice **pp;
   if( s==0 ) return;
   if( s->locked ) s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
   s->locked = 0;
   sliceRelease(s);
-  pthread_mutex_lock(&gSliceMutex);
-  for(pp=&gSlices; *pp; pp=&(*pp)->pNext){
-    if( *pp==s ){ *pp = s->pNext; break; }
-  }
-  pthread_mutex_unlock(&gSliceMutex);
+  vshimHoldEnd(&s->hold, 0);
   s->pReal->pMethods->xClose(s->pReal);
   free(s->zPath);
   free(s);
