@@ -11,7 +11,9 @@
 //
 //	VERNEUIL_FAILPOINT_SLEEP=NAME:DURATION
 //
-// makes every hit of NAME sleep for DURATION (e.g. "1s").
+// makes every hit of NAME sleep for DURATION (e.g. "1s"). In-process tests
+// arm a sleep with SetSleep instead. Sites in SleepNames only ever sleep:
+// they sit where a kill would teach nothing new.
 package failpoint
 
 import (
@@ -37,18 +39,35 @@ var Names = []string{
 	"upload-before-manifest", // every chunk uploaded, the manifest not yet
 }
 
-var (
-	sleepArmed  atomic.Bool
-	sleepTarget string
-	sleepFor    time.Duration
-)
+// SleepNames lists the sites that only sleep (never listed in Names).
+var SleepNames = []string{
+	"rescan-slice-held", // a sliced rescan holds SHARED on the database, before reading its slice
+}
+
+// sleepSpec is an armed sleep: every hit of name sleeps for d.
+type sleepSpec struct {
+	name string
+	d    time.Duration
+}
+
+var sleepArmed atomic.Pointer[sleepSpec]
 
 func init() {
 	name, d, ok := strings.Cut(os.Getenv("VERNEUIL_FAILPOINT_SLEEP"), ":")
 	if v, err := time.ParseDuration(d); ok && err == nil && v > 0 {
-		sleepTarget, sleepFor = name, v
-		sleepArmed.Store(true)
+		sleepArmed.Store(&sleepSpec{name: name, d: v})
 	}
+}
+
+// SetSleep makes every hit of name sleep for d (d <= 0 disarms), in this
+// process, until the returned function restores the previous setting.
+func SetSleep(name string, d time.Duration) (restore func()) {
+	var next *sleepSpec
+	if d > 0 {
+		next = &sleepSpec{name: name, d: d}
+	}
+	prev := sleepArmed.Swap(next)
+	return func() { sleepArmed.Store(prev) }
 }
 
 var (
@@ -76,8 +95,8 @@ func init() {
 // Hit kills the process with SIGKILL if the failpoint name is armed and
 // this is the chosen hit.
 func Hit(name string) {
-	if sleepArmed.Load() && name == sleepTarget {
-		time.Sleep(sleepFor)
+	if sp := sleepArmed.Load(); sp != nil && name == sp.name {
+		time.Sleep(sp.d)
 	}
 	if !armed.Load() || name != target {
 		return

@@ -417,6 +417,7 @@ static int tUnlock(sqlite3_file *f, int e){
   sqlite3_file *r = p->pReal;
   int rc = SQLITE_OK;
   int kind = 0;
+  VHold hold;
   TRACE("unlock %d -> %d committed=%d txn=%d dirty=%d\n", p->lockLevel, e, p->committed, p->txnStarted, p->nDirty);
   vshimWalHeapUnlock(p, e);
   if( e<=SQLITE_LOCK_SHARED && p->lockLevel>=SQLITE_LOCK_SHARED ){
@@ -438,7 +439,9 @@ static int tUnlock(sqlite3_file *f, int e){
     return rc;
   }
   /* Downgrade to SHARED first: other writers are now blocked from
-  ** committing, readers proceed, and the file holds one committed state. */
+  ** committing, readers proceed, and the file holds one committed state.
+  ** Their EXCLUSIVE waits for the capture (hold) instead of failing. */
+  vshimHoldBegin(&hold, p->ino);
   if( p->lockLevel>SQLITE_LOCK_SHARED ){
     rc = r->pMethods->xUnlock(r, SQLITE_LOCK_SHARED);
     if( rc==SQLITE_OK ) p->lockLevel = SQLITE_LOCK_SHARED;
@@ -463,6 +466,7 @@ static int tUnlock(sqlite3_file *f, int e){
     if( rc2==SQLITE_OK ) p->lockLevel = e;
     if( rc==SQLITE_OK ) rc = rc2;
   }
+  vshimHoldEnd(&hold, 1);
   return rc;
 }
 

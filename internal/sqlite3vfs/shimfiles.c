@@ -23,6 +23,7 @@ SQLITE_EXTENSION_INIT3
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -276,9 +277,24 @@ int vshimSync(sqlite3_file *f, int flags){
 int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize){
   return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
 }
+static int sliceOutwait(VFile *p, int e, uint64_t released0);
+static uint64_t sliceReleases(void);
+
+/* A lock the application asks for never fails because a SHARED hold of
+** ours is on the file (a sliced rescan's, see "sliced reads" below, or a
+** capture's, kept by tUnlock after the application let go): an attempt at
+** EXCLUSIVE that is busy while one is held waits for it to let go and
+** tries again, keeping PENDING meanwhile, so a slice's next SHARED fails
+** and the rescan retries. Only SHARED of ours can collide (we never take
+** more), and only with EXCLUSIVE: RESERVED and SHARED coexist with it. */
 int vshimLock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
+  /* A forked child runs no slices (no Go), and gSliceMutex may have been
+  ** held by another thread of the parent at fork(): it is left alone. */
+  int outwait = e>=SQLITE_LOCK_PENDING && !vshimForked;
+  uint64_t released0 = outwait ? sliceReleases() : 0;
   int rc = p->pReal->pMethods->xLock(p->pReal, e);
+  if( rc==SQLITE_BUSY && outwait ) rc = sliceOutwait(p, e, released0);
   if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
   /* A failed EXCLUSIVE can leave unix holding PENDING (SQLite 3.40 also
   ** from SHARED), which SQLite drops with an unlock to SHARED: that
@@ -349,8 +365,66 @@ typedef struct VSlice VSlice;
 struct VSlice {
   char *zPath;
   int locked;
+  VHold hold;              /* in gHolds while open */
   sqlite3_file *pReal;     /* allocated right after VSlice */
 };
+
+/* The SHARED holds of ours (open slices, and captures running under
+** their connection's SHARED), so that an application's busy EXCLUSIVE can
+** tell that one on its file is in the way (vshimLock). A hold is marked
+** held before SHARED is asked for (or kept) and unmarked after it was
+** released; gSliceReleases counts the releases, so that a hold that let go
+** between the application's attempt and its look at the list is noticed
+** too. */
+static pthread_mutex_t gSliceMutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gSliceReleased = PTHREAD_COND_INITIALIZER;
+static VHold *gHolds = 0;
+static uint64_t gSliceReleases = 0;
+
+/* How long an application's EXCLUSIVE waits, in all, for slices to let
+** go: a slice holds SHARED for one read of at most 1 MiB and a stat. */
+#define VSHIM_SLICE_OUTWAIT_SEC 10
+
+static uint64_t sliceReleases(void){
+  uint64_t n;
+  pthread_mutex_lock(&gSliceMutex);
+  n = gSliceReleases;
+  pthread_mutex_unlock(&gSliceMutex);
+  return n;
+}
+
+/* gSliceMutex held. */
+static int sliceHeldOn(uint64_t ino){
+  VHold *s;
+  for(s=gHolds; s; s=s->pNext){
+    if( s->held && (s->ino==ino || s->ino==0 || ino==0) ) return 1;
+  }
+  return 0;
+}
+
+/* The application's xLock(e) on p was busy: while a slice on its file
+** holds SHARED, or one released it since released0, wait for the slices
+** to let go and try again. Returns the last attempt's code. */
+static int sliceOutwait(VFile *p, int e, uint64_t released0){
+  struct timespec deadline;
+  int rc = SQLITE_BUSY;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += VSHIM_SLICE_OUTWAIT_SEC;
+  for(;;){
+    int again, timedOut = 0;
+    pthread_mutex_lock(&gSliceMutex);
+    again = gSliceReleases!=released0 || sliceHeldOn(p->ino);
+    while( again && !timedOut && sliceHeldOn(p->ino) ){
+      timedOut = pthread_cond_timedwait(&gSliceReleased, &gSliceMutex, &deadline)==ETIMEDOUT;
+    }
+    released0 = gSliceReleases;
+    pthread_mutex_unlock(&gSliceMutex);
+    if( !again || timedOut ) return rc;
+    TRACE("lock %d busy while a sliced rescan held SHARED: again\n", e);
+    rc = p->pReal->pMethods->xLock(p->pReal, e);
+    if( rc!=SQLITE_BUSY ) return rc;
+  }
+}
 
 void *vshim_slice_open(void *pFile){
   VFile *p = (VFile*)pFile;
@@ -375,6 +449,11 @@ void *vshim_slice_open(void *pFile){
     free(s->zPath); free(s);
     return 0;
   }
+  s->hold.ino = p->ino;
+  pthread_mutex_lock(&gSliceMutex);
+  s->hold.pNext = gHolds;
+  gHolds = &s->hold;
+  pthread_mutex_unlock(&gSliceMutex);
   return s;
 }
 
@@ -383,20 +462,69 @@ int64_t vshimSliceHolds(void){
   return __atomic_load_n(&gSliceHolds, __ATOMIC_RELAXED);
 }
 
+/* A capture's hold: tUnlock begins it (held) before the capture, and ends
+** it after the connection released SHARED, or kept it for itself (the
+** hold is then over: the application's own lock, as under unix). */
+void vshimHoldBegin(VHold *h, uint64_t ino){
+  if( vshimForked ) return;
+  h->ino = ino;
+  h->held = 1;
+  pthread_mutex_lock(&gSliceMutex);
+  h->pNext = gHolds;
+  gHolds = h;
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
+/* Removes h from the holds; released: count it as a release and wake the
+** waiters (a slice counted its own releases already). */
+void vshimHoldEnd(VHold *h, int released){
+  VHold **pp;
+  if( vshimForked ) return;
+  pthread_mutex_lock(&gSliceMutex);
+  for(pp=&gHolds; *pp; pp=&(*pp)->pNext){
+    if( *pp==h ){ *pp = h->pNext; break; }
+  }
+  h->held = 0;
+  if( released ){
+    gSliceReleases++;
+    pthread_cond_broadcast(&gSliceReleased);
+  }
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
+/* held is set, under gSliceMutex, before unix is asked for SHARED, and
+** cleared after SHARED was released (sliceRelease). */
+static void sliceRelease(VSlice *s){
+  pthread_mutex_lock(&gSliceMutex);
+  s->hold.held = 0;
+  gSliceReleases++;
+  pthread_cond_broadcast(&gSliceReleased);
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
 int vshim_slice_lock(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
-  int rc = s->pReal->pMethods->xLock(s->pReal, SQLITE_LOCK_SHARED);
+  int rc;
+  pthread_mutex_lock(&gSliceMutex);
+  s->hold.held = 1;
+  pthread_mutex_unlock(&gSliceMutex);
+  rc = s->pReal->pMethods->xLock(s->pReal, SQLITE_LOCK_SHARED);
   if( rc==SQLITE_OK ){
     s->locked = 1;
     __atomic_fetch_add(&gSliceHolds, 1, __ATOMIC_RELAXED);
+  }else{
+    sliceRelease(s);
   }
   return rc;
 }
 
 int vshim_slice_unlock(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
+  int rc;
   s->locked = 0;
-  return s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
+  rc = s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
+  sliceRelease(s);
+  return rc;
 }
 
 int vshim_slice_read(void *pSlice, void *buf, int n, int64_t off){
@@ -432,6 +560,9 @@ void vshim_slice_close(void *pSlice){
   VSlice *s = (VSlice*)pSlice;
   if( s==0 ) return;
   if( s->locked ) s->pReal->pMethods->xUnlock(s->pReal, SQLITE_LOCK_NONE);
+  s->locked = 0;
+  sliceRelease(s);
+  vshimHoldEnd(&s->hold, 0);
   s->pReal->pMethods->xClose(s->pReal);
   free(s->zPath);
   free(s);

@@ -122,6 +122,16 @@ VSHIM_HIDDEN int vshimWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64
 VSHIM_HIDDEN int vshimTruncate(sqlite3_file *f, sqlite3_int64 sz);
 VSHIM_HIDDEN int vshimSync(sqlite3_file *f, int flags);
 VSHIM_HIDDEN int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize);
+/* A SHARED hold of ours on a database file that an application's busy
+** EXCLUSIVE waits for (shimfiles.c: slices, and captures in tUnlock). */
+typedef struct VHold VHold;
+struct VHold {
+  uint64_t ino;            /* inode of the file, 0 when unknown */
+  int held;                /* SHARED held or being taken (gSliceMutex) */
+  VHold *pNext;            /* gHolds (gSliceMutex) */
+};
+VSHIM_HIDDEN void vshimHoldBegin(VHold *h, uint64_t ino);
+VSHIM_HIDDEN void vshimHoldEnd(VHold *h, int released);
 VSHIM_HIDDEN int vshimLock(sqlite3_file *f, int e);
 VSHIM_HIDDEN int vshimUnlock(sqlite3_file *f, int e);
 VSHIM_HIDDEN int vshimCheckReservedLock(sqlite3_file *f, int *pOut);

@@ -49,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/failpoint"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
@@ -412,6 +413,7 @@ func (db *DB) readSlice(run *slicedRun, b []byte, off int64) error {
 		if err := lockSlice(run, &run.abort); err != nil {
 			return err
 		}
+		failpoint.Hit("rescan-slice-held")
 		var st Stamp
 		var serr error
 		rerr := run.with(func(r SliceReader) error { return r.ReadAt(b, off) })
