@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -28,6 +29,10 @@ var (
 	chunkDecoders   = map[int]*zstd.Decoder{}
 )
 
+// decodeSlack is the spare capacity DecodeAll's output needs past the
+// decoded bytes to use its fast copies (zstd's compressedBlockOverAlloc).
+const decodeSlack = 64
+
 // chunkDecoder returns a decoder whose output is capped at maxLen rounded
 // up to a power of two.
 func chunkDecoder(maxLen int) (*zstd.Decoder, error) {
@@ -43,7 +48,9 @@ func chunkDecoder(maxLen int) (*zstd.Decoder, error) {
 	if d := chunkDecoders[capLen]; d != nil {
 		return d, nil
 	}
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+	// DecodeAll runs at most "concurrency" decodes at once per decoder:
+	// one would serialize a restore's parallel workers on it.
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxMemory(uint64(capLen)), zstd.WithDecoderMaxWindow(uint64(max(capLen, zstd.MinWindowSize))))
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
@@ -86,7 +93,9 @@ func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s: %w", want, err)
 		}
-		data, err = dec.DecodeAll(obj[1:], make([]byte, 0, maxLen))
+		// The slack past maxLen lets the decoder copy in whole 32-byte
+		// blocks (its fast path, about twice as fast as bounds-exact).
+		data, err = dec.DecodeAll(obj[1:], make([]byte, 0, maxLen+decodeSlack))
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s: %w: zstd: %v", want, ErrCorruptChunk, err)
 		}
