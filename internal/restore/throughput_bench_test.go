@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,7 +87,7 @@ func BenchmarkRestoreThroughput(b *testing.B) {
 	}
 	m, keys := bulkReplica(b, s, mb<<20)
 	out := filepath.Join(dir, "out.db")
-	var restoreTime, rawTime time.Duration
+	var restoreTime, rawTime, restoreCPU time.Duration
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -94,17 +95,30 @@ func BenchmarkRestoreThroughput(b *testing.B) {
 			b.Fatal(err)
 		}
 		rawTime += time.Since(t0)
-		t0 = time.Now()
+		t0, cpu0 := time.Now(), cpuTime(b)
 		if err := restore.ToFile(ctx, s, m, out); err != nil {
 			b.Fatal(err)
 		}
 		restoreTime += time.Since(t0)
+		restoreCPU += cpuTime(b) - cpu0
 	}
 	b.StopTimer()
 	bytes := float64(int64(mb<<20) * int64(b.N))
 	b.ReportMetric(bytes/(1<<20)/restoreTime.Seconds(), "restore-MiB/s")
 	b.ReportMetric(bytes/(1<<20)/rawTime.Seconds(), "rawget-MiB/s")
 	b.ReportMetric(rawTime.Seconds()/restoreTime.Seconds(), "restore/raw")
+	// CPU time, unlike wall time, barely moves with the load of other
+	// processes on a shared machine.
+	b.ReportMetric(restoreCPU.Seconds()/(bytes/(1<<30)), "restore-cpu-s/GiB")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawParallelGet fetches every key, parallel at a time, discarding bytes.
