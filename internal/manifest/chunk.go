@@ -77,6 +77,18 @@ func EncodeChunk(data []byte) []byte {
 // want. maxLen (at most MaxChunkSize) bounds the decoded size: decoding
 // stops, and allocates no more, once the output would exceed it.
 func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
+	return DecodeChunkInto(nil, obj, want, maxLen)
+}
+
+// DecodeChunkBufLen is the capacity a buffer given to DecodeChunkInto
+// needs for chunks of up to maxLen bytes.
+func DecodeChunkBufLen(maxLen int) int { return maxLen + decodeSlack }
+
+// DecodeChunkInto is DecodeChunk that decodes a compressed chunk into
+// buf's storage when its capacity is DecodeChunkBufLen(maxLen) or more
+// (a restore reuses one buffer per worker). The result may alias buf, or
+// obj for a chunk stored raw: it is valid until either is reused.
+func DecodeChunkInto(buf, obj []byte, want Hash, maxLen int) ([]byte, error) {
 	if len(obj) == 0 {
 		return nil, fmt.Errorf("chunk %s: %w: empty object", want, ErrCorruptChunk)
 	}
@@ -95,7 +107,11 @@ func DecodeChunk(obj []byte, want Hash, maxLen int) ([]byte, error) {
 		}
 		// The slack past maxLen lets the decoder copy in whole 32-byte
 		// blocks (its fast path, about twice as fast as bounds-exact).
-		data, err = dec.DecodeAll(obj[1:], make([]byte, 0, maxLen+decodeSlack))
+		dst := buf[:0]
+		if cap(dst) < DecodeChunkBufLen(maxLen) {
+			dst = make([]byte, 0, DecodeChunkBufLen(maxLen))
+		}
+		data, err = dec.DecodeAll(obj[1:], dst)
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s: %w: zstd: %v", want, ErrCorruptChunk, err)
 		}
