@@ -22,7 +22,7 @@ import (
 // bulkReplica stores a database of size bytes whose chunks compress about
 // 2:1 (like rows of a bulk load), packed 256 records a pack (16 MiB), in
 // a local-directory store, and returns its manifest and the pack keys.
-func bulkReplica(b *testing.B, s blob.Store, size int) (*manifest.Manifest, []string) {
+func bulkReplica(b testing.TB, s blob.Store, size int) (*manifest.Manifest, []string) {
 	b.Helper()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(uint64(size), 3))
