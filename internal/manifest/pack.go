@@ -167,12 +167,17 @@ func readLocations(r *reader, hashAt func(index uint32) (h Hash, chunkLen int, o
 // length the chunk must have. A record outside the bytes given, or that
 // does not verify, is an error wrapping ErrCorruptChunk, never data.
 func PackRecord(pack []byte, base int64, l Location, h Hash, chunkLen int) ([]byte, error) {
+	return PackRecordInto(nil, pack, base, l, h, chunkLen)
+}
+
+// PackRecordInto is PackRecord decoding into buf (DecodeChunkInto).
+func PackRecordInto(buf, pack []byte, base int64, l Location, h Hash, chunkLen int) ([]byte, error) {
 	start := int64(l.Offset) - base
 	if start < 0 || start+int64(l.Length) > int64(len(pack)) {
 		return nil, fmt.Errorf("chunk %s: %w: record [%d, %d) of pack %s is not in the %d bytes read at %d (truncated pack?)",
 			h, ErrCorruptChunk, l.Offset, l.End(), l.Pack, len(pack), base)
 	}
-	data, err := DecodeChunk(pack[start:start+int64(l.Length)], h, chunkLen)
+	data, err := DecodeChunkInto(buf, pack[start:start+int64(l.Length)], h, chunkLen)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", l.Pack, err)
 	}

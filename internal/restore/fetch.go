@@ -124,10 +124,16 @@ func (u *fetchUnit) fetch(ctx context.Context, s blob.Store) ([]byte, error) {
 
 // record decodes and verifies record r of the unit's bytes obj.
 func (u *fetchUnit) record(obj []byte, r unitRecord, m *manifest.Manifest) ([]byte, error) {
+	return u.recordInto(nil, obj, r, m)
+}
+
+// recordInto is record decoding into buf (manifest.DecodeChunkInto): the
+// result is valid until buf or obj is reused.
+func (u *fetchUnit) recordInto(buf, obj []byte, r unitRecord, m *manifest.Manifest) ([]byte, error) {
 	i := r.indices[0]
 	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 	if u.packed {
-		data, err := manifest.PackRecord(obj, u.off, r.loc, r.hash, n)
+		data, err := manifest.PackRecordInto(buf, obj, u.off, r.loc, r.hash, n)
 		if err != nil {
 			return nil, fmt.Errorf("chunk %d: %w", i, err)
 		}
@@ -190,8 +196,11 @@ func writeParallel(ctx context.Context, s blob.Store, m *manifest.Manifest, w io
 					cancel(fmt.Errorf("restore: internal error (recovered panic): %v", v))
 				}
 			}()
+			// One decode buffer per worker: a chunk is written before
+			// the next is decoded into it.
+			buf := make([]byte, 0, manifest.DecodeChunkBufLen(int(m.ChunkSize)))
 			for u := range units {
-				if err := writeUnit(ctx, s, m, w, u, at); err != nil {
+				if err := writeUnit(ctx, s, m, w, u, at, buf); err != nil {
 					cancel(err)
 				}
 			}
@@ -210,7 +219,7 @@ feed:
 	return context.Cause(ctx)
 }
 
-func writeUnit(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.WriterAt, u *fetchUnit, at func(int) int64) error {
+func writeUnit(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.WriterAt, u *fetchUnit, at func(int) int64, buf []byte) error {
 	if ctx.Err() != nil {
 		return nil // cancelled by another worker's error
 	}
@@ -219,7 +228,7 @@ func writeUnit(ctx context.Context, s blob.Store, m *manifest.Manifest, w io.Wri
 		return err
 	}
 	for _, r := range u.recs {
-		data, err := u.record(obj, r, m)
+		data, err := u.recordInto(buf, obj, r, m)
 		if err != nil {
 			return err
 		}

@@ -302,7 +302,9 @@ func (s *Store) getWith(ctx context.Context, op, key string, in *s3.GetObjectInp
 	}
 	var buf bytes.Buffer
 	if out.ContentLength != nil && *out.ContentLength > 0 {
-		buf.Grow(int(*out.ContentLength))
+		// MinRead more: ReadFrom grows a full buffer (a copy of the whole
+		// body) before it reads the EOF.
+		buf.Grow(int(*out.ContentLength) + bytes.MinRead)
 	}
 	if _, err := io.Copy(&buf, io.LimitReader(out.Body, limit+1)); err != nil {
 		return nil, nil, s.classify(ctx, op, key, fmt.Errorf("read body: %w", err))
