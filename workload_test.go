@@ -230,12 +230,3 @@ func TestReplication_TempAndMemoryUnaffected(t *testing.T) {
 		t.Fatalf("temp/memory databases were spooled: %v", ents)
 	}
 }
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
