@@ -57,6 +57,15 @@ func withWALSnapshot(ctx context.Context, path string, f func(*tracker.WALSnapsh
 	if err != nil {
 		return err
 	}
+	// A file whose header does not say WAL takes the rollback-journal
+	// path without a SQLite connection: a read-only one fails on a hot
+	// journal it may not roll back (SQLITE_READONLY), which that path
+	// handles. The header is checked again under the read lock.
+	if header, err := readHeaderFrom(dbf, path); err != nil {
+		return err
+	} else if !tracker.IsWAL(header) {
+		return errNotWAL
+	}
 	// Deferred after the files' closing: it runs first.
 	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?vfs=unix&mode=ro")
 	if err != nil {

@@ -157,8 +157,8 @@ func List(t testing.TB, s blob.Store) Stored {
 }
 
 // Missing returns the chunks that stored manifests (every version and
-// latest) reference and s lacks, and the chunks s holds that none
-// references. Manifests that vanish while it reads are skipped.
+// latest) reference and s lacks (for a packed chunk: its pack object),
+// and the chunk and pack objects s holds that none references. Manifests that vanish while it reads are skipped.
 func Missing(t testing.TB, s blob.Store) (missing, unreferenced []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -170,10 +170,29 @@ func Missing(t testing.TB, s blob.Store) (missing, unreferenced []string) {
 	for _, k := range keys {
 		held[strings.TrimPrefix(k, "chunks/")] = true
 	}
+	packKeys, err := s.List(ctx, "packs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldPacks := map[string]bool{}
+	for _, k := range packKeys {
+		heldPacks[k] = true
+	}
 	refd := map[string]bool{}
 	check := func(what string, m *manifest.Manifest) {
 		for i, h := range m.Chunks {
 			if i == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
+				continue
+			}
+			if l, ok := m.Located(h); ok {
+				// Packed: its pack object must be there (docs/FORMAT.md, Packs).
+				key := names.PackKey(l.Pack.String())
+				refd[key] = true
+				if !heldPacks[key] {
+					if ok, err := s.Exists(ctx, key); err != nil || !ok {
+						missing = append(missing, fmt.Sprintf("%s chunk %d %s in %s", what, i, h, key))
+					}
+				}
 				continue
 			}
 			refd[h.String()] = true
@@ -202,6 +221,11 @@ func Missing(t testing.TB, s blob.Store) (missing, unreferenced []string) {
 	for h := range held {
 		if !refd[h] {
 			unreferenced = append(unreferenced, h)
+		}
+	}
+	for k := range heldPacks {
+		if !refd[k] {
+			unreferenced = append(unreferenced, k)
 		}
 	}
 	sort.Strings(unreferenced)
