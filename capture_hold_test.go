@@ -1,7 +1,9 @@
 package verneuil_test
 
 import (
+	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +54,59 @@ func TestCaptureHold_NeverFailsAnotherConnectionsCommit(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	e.checkReplica(path)
+}
+
+// TestCaptureHold_ConnectionKeepingSharedFailsOthersAsUnix: after a capture,
+// the capture's hold lingers briefly so that a waiting EXCLUSIVE does not
+// retry in the instant between the capture's end and its connection's
+// unlock to NONE. When that connection really keeps SHARED (a read
+// statement still active after COMMIT), another connection with no busy
+// handler fails its commit with "database is locked", as under unix, after
+// the linger (200 ms) and not after the full wait for our holds (10 s).
+func TestCaptureHold_ConnectionKeepingSharedFailsOthersAsUnix(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "keeps.db")
+	a := e.open(path, "_journal_mode=DELETE&_busy_timeout=10000")
+	b := e.open(path, "_journal_mode=DELETE&_busy_timeout=0")
+	b.SetMaxOpenConns(1)
+	mustExec(t, a, "CREATE TABLE t(v)")
+	mustExec(t, a, "INSERT INTO t VALUES('a0'), ('a1')")
+	ctx := context.Background()
+	conn, err := a.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, "SELECT v FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rows.Next() {
+		t.Fatalf("no row: %v", rows.Err())
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO t VALUES('a2')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	// a keeps SHARED for its active SELECT.
+	start := time.Now()
+	_, err = b.Exec("INSERT INTO t VALUES('b')")
+	waited := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("b's commit while a keeps SHARED: err = %v, want database is locked", err)
+	}
+	if waited >= 10*time.Second {
+		t.Fatalf("b waited %v for a SHARED that is the application's own", waited)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, b, "INSERT INTO t VALUES('b')")
 	e.checkReplica(path)
 }

@@ -358,6 +358,8 @@ void vshim_get_stats(vshim_stats *out){
 
 /* ------------------------------------------------------- closing */
 
+static void endCaptureHold(VFile *p);
+
 static int vClose(sqlite3_file *f){
   VFile *p = (VFile*)f;
   int rc;
@@ -373,6 +375,7 @@ static int vClose(sqlite3_file *f){
     vshimUnlinkJournal(p);
   }
   rc = p->pReal->pMethods->xClose(p->pReal);
+  endCaptureHold(p);
   free(p->aBits);
   free(p->aDirty);
   free(p->aExtent);
@@ -412,12 +415,19 @@ static int tTruncate(sqlite3_file *f, sqlite3_int64 sz){
   return rc;
 }
 
+/* Ends the lingering hold of p's last capture (see vshimHoldLinger). */
+static void endCaptureHold(VFile *p){
+  if( p->capHoldLinger ){
+    p->capHoldLinger = 0;
+    vshimHoldEnd(&p->capHold, 1);
+  }
+}
+
 static int tUnlock(sqlite3_file *f, int e){
   VFile *p = (VFile*)f;
   sqlite3_file *r = p->pReal;
   int rc = SQLITE_OK;
   int kind = 0;
-  VHold hold;
   TRACE("unlock %d -> %d committed=%d txn=%d dirty=%d\n", p->lockLevel, e, p->committed, p->txnStarted, p->nDirty);
   vshimWalHeapUnlock(p, e);
   if( e<=SQLITE_LOCK_SHARED && p->lockLevel>=SQLITE_LOCK_SHARED ){
@@ -436,12 +446,16 @@ static int tUnlock(sqlite3_file *f, int e){
   if( kind==0 ){
     rc = r->pMethods->xUnlock(r, e);
     if( rc==SQLITE_OK ) p->lockLevel = e;
+    /* after the unlock: a waiter woken now finds the file free */
+    if( p->lockLevel<SQLITE_LOCK_SHARED ) endCaptureHold(p);
     return rc;
   }
   /* Downgrade to SHARED first: other writers are now blocked from
   ** committing, readers proceed, and the file holds one committed state.
-  ** Their EXCLUSIVE waits for the capture (hold) instead of failing. */
-  vshimHoldBegin(&hold, p->ino);
+  ** Their EXCLUSIVE waits for the capture (hold) instead of failing. A
+  ** hold still lingering from the last capture is taken over. */
+  p->capHoldLinger = 0;
+  vshimHoldBegin(&p->capHold, p->ino);
   if( p->lockLevel>SQLITE_LOCK_SHARED ){
     rc = r->pMethods->xUnlock(r, SQLITE_LOCK_SHARED);
     if( rc==SQLITE_OK ) p->lockLevel = SQLITE_LOCK_SHARED;
@@ -466,7 +480,14 @@ static int tUnlock(sqlite3_file *f, int e){
     if( rc2==SQLITE_OK ) p->lockLevel = e;
     if( rc==SQLITE_OK ) rc = rc2;
   }
-  vshimHoldEnd(&hold, 1);
+  if( p->lockLevel>=SQLITE_LOCK_SHARED && !vshimForked ){
+    /* The connection keeps SHARED, usually until its unlock to NONE that
+    ** comes right after this one. */
+    vshimHoldLinger(&p->capHold);
+    p->capHoldLinger = 1;
+  }else{
+    vshimHoldEnd(&p->capHold, 1);
+  }
   return rc;
 }
 

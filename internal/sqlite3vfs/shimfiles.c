@@ -292,7 +292,13 @@ int vshimLock(sqlite3_file *f, int e){
   /* A forked child runs no slices (no Go), and gSliceMutex may have been
   ** held by another thread of the parent at fork(): it is left alone. */
   int outwait = e>=SQLITE_LOCK_PENDING && !vshimForked;
-  uint64_t released0 = outwait ? sliceReleases() : 0;
+  uint64_t released0;
+  /* Taking more than SHARED, the connection's SHARED is its own again. */
+  if( p->capHoldLinger && e>SQLITE_LOCK_SHARED ){
+    p->capHoldLinger = 0;
+    vshimHoldEnd(&p->capHold, 1);
+  }
+  released0 = outwait ? sliceReleases() : 0;
   int rc = p->pReal->pMethods->xLock(p->pReal, e);
   if( rc==SQLITE_BUSY && outwait ) rc = sliceOutwait(p, e, released0);
   if( rc==SQLITE_OK && e>p->lockLevel ) p->lockLevel = e;
@@ -384,6 +390,9 @@ static uint64_t gSliceReleases = 0;
 /* How long an application's EXCLUSIVE waits, in all, for slices to let
 ** go: a slice holds SHARED for one read of at most 1 MiB and a stat. */
 #define VSHIM_SLICE_OUTWAIT_SEC 10
+/* How long a capture's hold lingers once its capture ended while its
+** connection still holds SHARED (vshimHoldLinger). */
+#define VSHIM_HOLD_LINGER_MS 200
 
 static uint64_t sliceReleases(void){
   uint64_t n;
@@ -393,13 +402,26 @@ static uint64_t sliceReleases(void){
   return n;
 }
 
-/* gSliceMutex held. */
-static int sliceHeldOn(uint64_t ino){
+static int timespecBefore(const struct timespec *a, const struct timespec *b){
+  return a->tv_sec<b->tv_sec || (a->tv_sec==b->tv_sec && a->tv_nsec<b->tv_nsec);
+}
+
+/* gSliceMutex held. Whether a hold on ino is held; a lingering one counts
+** until its time is up, and *pWake becomes the earliest such time when it
+** is before *pWake. */
+static int sliceHeldOn(uint64_t ino, struct timespec *pWake){
   VHold *s;
+  struct timespec now;
+  int held = 0, haveNow = 0;
   for(s=gHolds; s; s=s->pNext){
-    if( s->held && (s->ino==ino || s->ino==0 || ino==0) ) return 1;
+    if( !s->held || !(s->ino==ino || s->ino==0 || ino==0) ) continue;
+    if( s->lingerUntil.tv_sec==0 ) return 1;
+    if( !haveNow ){ clock_gettime(CLOCK_REALTIME, &now); haveNow = 1; }
+    if( !timespecBefore(&now, &s->lingerUntil) ) continue;
+    held = 1;
+    if( timespecBefore(&s->lingerUntil, pWake) ) *pWake = s->lingerUntil;
   }
-  return 0;
+  return held;
 }
 
 /* The application's xLock(e) on p was busy: while a slice on its file
@@ -413,9 +435,12 @@ static int sliceOutwait(VFile *p, int e, uint64_t released0){
   for(;;){
     int again, timedOut = 0;
     pthread_mutex_lock(&gSliceMutex);
-    again = gSliceReleases!=released0 || sliceHeldOn(p->ino);
-    while( again && !timedOut && sliceHeldOn(p->ino) ){
-      timedOut = pthread_cond_timedwait(&gSliceReleased, &gSliceMutex, &deadline)==ETIMEDOUT;
+    struct timespec wake = deadline;
+    again = gSliceReleases!=released0 || sliceHeldOn(p->ino, &wake);
+    while( again && !timedOut && sliceHeldOn(p->ino, &wake) ){
+      int w = pthread_cond_timedwait(&gSliceReleased, &gSliceMutex, &wake);
+      timedOut = w==ETIMEDOUT && !timespecBefore(&wake, &deadline);
+      wake = deadline;
     }
     released0 = gSliceReleases;
     pthread_mutex_unlock(&gSliceMutex);
@@ -453,6 +478,7 @@ void *vshim_slice_open(void *pFile){
   pthread_mutex_lock(&gSliceMutex);
   s->hold.pNext = gHolds;
   gHolds = &s->hold;
+  s->hold.listed = 1;
   pthread_mutex_unlock(&gSliceMutex);
   return s;
 }
@@ -463,15 +489,24 @@ int64_t vshimSliceHolds(void){
 }
 
 /* A capture's hold: tUnlock begins it (held) before the capture, and ends
-** it after the connection released SHARED, or kept it for itself (the
-** hold is then over: the application's own lock, as under unix). */
+** it after the connection released SHARED. When the connection keeps
+** SHARED after the capture (its xUnlock to NONE comes next), the hold
+** lingers (vshimHoldLinger) until that unlock ends it, for at most
+** VSHIM_HOLD_LINGER_MS: a waiting EXCLUSIVE that retried right when the
+** capture ended would meet that SHARED, which unix holds for microseconds
+** only, and fail. Beginning a hold already listed makes it held again. */
 void vshimHoldBegin(VHold *h, uint64_t ino){
   if( vshimForked ) return;
+  pthread_mutex_lock(&gSliceMutex);
   h->ino = ino;
   h->held = 1;
-  pthread_mutex_lock(&gSliceMutex);
-  h->pNext = gHolds;
-  gHolds = h;
+  h->lingerUntil.tv_sec = 0;
+  h->lingerUntil.tv_nsec = 0;
+  if( !h->listed ){
+    h->pNext = gHolds;
+    gHolds = h;
+    h->listed = 1;
+  }
   pthread_mutex_unlock(&gSliceMutex);
 }
 
@@ -481,14 +516,34 @@ void vshimHoldEnd(VHold *h, int released){
   VHold **pp;
   if( vshimForked ) return;
   pthread_mutex_lock(&gSliceMutex);
-  for(pp=&gHolds; *pp; pp=&(*pp)->pNext){
+  for(pp=&gHolds; h->listed && *pp; pp=&(*pp)->pNext){
     if( *pp==h ){ *pp = h->pNext; break; }
   }
+  h->listed = 0;
   h->held = 0;
+  h->lingerUntil.tv_sec = 0;
+  h->lingerUntil.tv_nsec = 0;
   if( released ){
     gSliceReleases++;
     pthread_cond_broadcast(&gSliceReleased);
   }
+  pthread_mutex_unlock(&gSliceMutex);
+}
+
+/* The capture under h is over; its connection keeps SHARED: h counts as
+** held for VSHIM_HOLD_LINGER_MS more, unless ended before. */
+void vshimHoldLinger(VHold *h){
+  struct timespec t;
+  if( vshimForked ) return;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_nsec += (long)VSHIM_HOLD_LINGER_MS*1000000L;
+  t.tv_sec += t.tv_nsec/1000000000L;
+  t.tv_nsec %= 1000000000L;
+  pthread_mutex_lock(&gSliceMutex);
+  h->lingerUntil = t;
+  /* waiters sleep until the earliest end of a lingering hold: wake them
+  ** to take this one's into account */
+  pthread_cond_broadcast(&gSliceReleased);
   pthread_mutex_unlock(&gSliceMutex);
 }
 

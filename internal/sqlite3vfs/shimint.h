@@ -10,9 +10,23 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #define VSHIM_HIDDEN __attribute__((visibility("hidden")))
 #define VSHIM_XATTR_NAME "user.verneuil.version"
+
+/* A SHARED hold of ours on a database file that an application's busy
+** EXCLUSIVE waits for (shimfiles.c: slices, and captures in tUnlock). */
+typedef struct VHold VHold;
+struct VHold {
+  uint64_t ino;            /* inode of the file, 0 when unknown */
+  int held;                /* SHARED held or being taken (gSliceMutex) */
+  /* a capture's hold that outlives its capture (vshimHoldLinger): until
+  ** then, or until the connection unlocks or locks again; 0 otherwise */
+  struct timespec lingerUntil;
+  int listed;              /* in gHolds (gSliceMutex) */
+  VHold *pNext;            /* gHolds (gSliceMutex) */
+};
 
 typedef struct VFile VFile;
 struct VFile {
@@ -50,6 +64,9 @@ struct VFile {
   int nPin;                 /* main file: journals using it right now */
   int nPath;                /* strlen(zPath) */
   uint64_t ino;             /* inode of the open file, part of its identity */
+  VHold capHold;            /* a capture's hold on this file (tUnlock) */
+  int capHoldLinger;        /* capHold outlives the capture: the connection kept
+                            ** SHARED, ended at its next lock or unlock */
   const char *zMarker;      /* rescan marker path (shimfiles.c), or 0 */
   volatile void *pShm0;     /* wal-index region 0, while mapped */
   unsigned char walPrior[48]; /* wal-index header when the write lock was taken */
@@ -122,16 +139,9 @@ VSHIM_HIDDEN int vshimWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64
 VSHIM_HIDDEN int vshimTruncate(sqlite3_file *f, sqlite3_int64 sz);
 VSHIM_HIDDEN int vshimSync(sqlite3_file *f, int flags);
 VSHIM_HIDDEN int vshimFileSize(sqlite3_file *f, sqlite3_int64 *pSize);
-/* A SHARED hold of ours on a database file that an application's busy
-** EXCLUSIVE waits for (shimfiles.c: slices, and captures in tUnlock). */
-typedef struct VHold VHold;
-struct VHold {
-  uint64_t ino;            /* inode of the file, 0 when unknown */
-  int held;                /* SHARED held or being taken (gSliceMutex) */
-  VHold *pNext;            /* gHolds (gSliceMutex) */
-};
 VSHIM_HIDDEN void vshimHoldBegin(VHold *h, uint64_t ino);
 VSHIM_HIDDEN void vshimHoldEnd(VHold *h, int released);
+VSHIM_HIDDEN void vshimHoldLinger(VHold *h);
 VSHIM_HIDDEN int vshimLock(sqlite3_file *f, int e);
 VSHIM_HIDDEN int vshimUnlock(sqlite3_file *f, int e);
 VSHIM_HIDDEN int vshimCheckReservedLock(sqlite3_file *f, int *pOut);
