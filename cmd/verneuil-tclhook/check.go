@@ -61,6 +61,7 @@ type checker struct {
 	mu       sync.Mutex
 	cache    map[string][]cachedChunk // replica key -> chunk copies already compared
 	cached   int64
+	walScans map[string]*walScan // -wal path -> how far the last check's walk got
 	stats    checkStats
 	statsF   *os.File
 	failF    *os.File
@@ -80,6 +81,9 @@ type checkStats struct {
 
 // maxCache bounds the chunk copies kept per process.
 const maxCache = 256 << 20
+
+// maxWALScans bounds the -wal walks kept to continue (walScan).
+const maxWALScans = 64
 
 func newChecker(trk *tracker.Manager, store blob.Store, log *slog.Logger, opts hookOptions) (*checker, error) {
 	if opts.stateDir == "" {
@@ -155,7 +159,15 @@ func (c *checker) afterWALCommit(path string, src tracker.Source, ev tracker.Eve
 	if want != nil {
 		upTo = want.mx
 	}
-	ref, f, err := openWALRef(src, ev.WALPath, upTo)
+	ref, scan, f, err := openWALRef(src, ev.WALPath, upTo, c.walScans[ev.WALPath])
+	if err == nil {
+		if c.walScans == nil || len(c.walScans) >= maxWALScans {
+			c.walScans = map[string]*walScan{}
+		}
+		c.walScans[ev.WALPath] = scan
+	} else {
+		delete(c.walScans, ev.WALPath)
+	}
 	if errors.Is(err, errNoCommit) && want == nil {
 		c.stats.walUnchecked++
 		return

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 const (
@@ -124,103 +125,188 @@ func (r *walRef) ReadAt(p []byte, off int64) error {
 
 var errNoCommit = errors.New("the -wal holds no committed frame")
 
+// walScan is how far a walk of one -wal got: its header, and the chain of
+// valid frames up to its last commit frame. A later walk of the same -wal
+// (same inode, same header) continues from there instead of reading it
+// all again: a test that commits thousands of times to a growing -wal
+// (e_walauto) would otherwise read it whole at every commit.
+type walScan struct {
+	ino       uint64 // the -wal's inode (0: not known, never continued)
+	hdr       [refWALHeaderLen]byte
+	order     binary.ByteOrder
+	ps        int64
+	salt      [8]byte
+	pos       walPosition      // the last commit frame (mx 0: none yet)
+	nPage     uint32           // the database size that frame gives
+	committed map[uint32]int64 // page -> its last copy at or before pos.mx, uncut
+}
+
 // composeWAL validates the -wal from its header and returns the state at
 // its last commit frame at or before frame upTo (0: no limit): the frames
 // are read in order, and the walk stops at the first frame whose salts or
 // cumulative checksum do not validate, or past upTo. errNoCommit: no frame
 // of the current generation commits.
 func composeWAL(db interface{ ReadAt([]byte, int64) error }, wal io.ReaderAt, walSize int64, upTo uint32) (*walRef, error) {
-	hdr := make([]byte, refWALHeaderLen)
+	ref, _, err := composeWALFrom(db, wal, walSize, upTo, nil)
+	return ref, err
+}
+
+// composeWALFrom is composeWAL continuing prev (a walk of the same -wal by
+// inode, nil: none) when the -wal still has prev's header and prev's
+// commit frame, and upTo is not before it; it also returns how far this
+// walk got, for the next one.
+func composeWALFrom(db interface{ ReadAt([]byte, int64) error }, wal io.ReaderAt, walSize int64, upTo uint32, prev *walScan) (*walRef, *walScan, error) {
 	if walSize < refWALHeaderLen {
-		return nil, errNoCommit
+		return nil, nil, errNoCommit
 	}
-	if _, err := wal.ReadAt(hdr, 0); err != nil {
-		return nil, fmt.Errorf("read the WAL header: %w", err)
+	var hdr [refWALHeaderLen]byte
+	if _, err := wal.ReadAt(hdr[:], 0); err != nil {
+		return nil, nil, fmt.Errorf("read the WAL header: %w", err)
 	}
-	var order binary.ByteOrder
-	switch binary.BigEndian.Uint32(hdr) {
+	sc, err := continueScan(wal, walSize, upTo, prev, hdr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc == nil {
+		if sc, err = newScan(hdr); err != nil {
+			return nil, nil, err
+		}
+	}
+	sc.walk(wal, walSize, upTo)
+	if sc.pos.mx == 0 {
+		return nil, nil, errNoCommit
+	}
+	frames := make(map[uint32]int64, len(sc.committed))
+	for p, at := range sc.committed {
+		if p <= sc.nPage { // cut to the commit's database size
+			frames[p] = at
+		}
+	}
+	return &walRef{db: db, wal: wal, pageSize: sc.ps, nPage: sc.nPage, pos: sc.pos, frames: frames}, sc, nil
+}
+
+// newScan validates a WAL header and starts a walk before its first frame.
+func newScan(hdr [refWALHeaderLen]byte) (*walScan, error) {
+	sc := &walScan{hdr: hdr, committed: map[uint32]int64{}}
+	switch binary.BigEndian.Uint32(hdr[:]) {
 	case refWALMagicLE:
-		order = binary.LittleEndian
+		sc.order = binary.LittleEndian
 	case refWALMagicBE:
-		order = binary.BigEndian
+		sc.order = binary.BigEndian
 	default:
-		return nil, fmt.Errorf("WAL header: bad magic %08x", binary.BigEndian.Uint32(hdr))
+		return nil, fmt.Errorf("WAL header: bad magic %08x", binary.BigEndian.Uint32(hdr[:]))
 	}
 	if v := binary.BigEndian.Uint32(hdr[4:]); v != refWALVersion {
 		return nil, fmt.Errorf("WAL header: format version %d", v)
 	}
-	ps := int64(binary.BigEndian.Uint32(hdr[8:]))
-	if ps == 1 {
-		ps = 65536
+	sc.ps = int64(binary.BigEndian.Uint32(hdr[8:]))
+	if sc.ps == 1 {
+		sc.ps = 65536
 	}
-	if ps < 512 || ps > 65536 || ps&(ps-1) != 0 {
-		return nil, fmt.Errorf("WAL header: page size %d", ps)
+	if sc.ps < 512 || sc.ps > 65536 || sc.ps&(sc.ps-1) != 0 {
+		return nil, fmt.Errorf("WAL header: page size %d", sc.ps)
 	}
-	s := cksum(order, hdr[:24], [2]uint32{})
+	s := cksum(sc.order, hdr[:24], [2]uint32{})
 	if s[0] != binary.BigEndian.Uint32(hdr[24:]) || s[1] != binary.BigEndian.Uint32(hdr[28:]) {
 		return nil, errors.New("WAL header: checksum mismatch")
 	}
-	var salt [8]byte
-	copy(salt[:], hdr[16:24])
+	copy(sc.salt[:], hdr[16:24])
+	sc.pos = walPosition{salt: sc.salt, ck: s}
+	return sc, nil
+}
 
-	ref := &walRef{db: db, wal: wal, pageSize: ps}
+// continueScan returns a copy of prev to walk on from, or nil to walk from
+// the header: prev must have a commit frame, the same header, upTo must
+// not be before that frame, and the frame must still be in the -wal with
+// the salts and the cumulative checksum prev validated.
+func continueScan(wal io.ReaderAt, walSize int64, upTo uint32, prev *walScan, hdr [refWALHeaderLen]byte) (*walScan, error) {
+	if prev == nil || prev.ino == 0 || prev.pos.mx == 0 || prev.hdr != hdr || (upTo != 0 && upTo < prev.pos.mx) {
+		return nil, nil
+	}
+	end := refWALHeaderLen + int64(prev.pos.mx)*(refFrameHeadLen+prev.ps)
+	if walSize < end {
+		return nil, nil
+	}
+	head := make([]byte, refFrameHeadLen)
+	if _, err := wal.ReadAt(head, end-prev.ps-refFrameHeadLen); err != nil {
+		return nil, fmt.Errorf("read frame %d's header: %w", prev.pos.mx, err)
+	}
+	if binary.BigEndian.Uint32(head[4:]) != prev.nPage || !bytes.Equal(head[8:16], prev.salt[:]) ||
+		binary.BigEndian.Uint32(head[16:]) != prev.pos.ck[0] || binary.BigEndian.Uint32(head[20:]) != prev.pos.ck[1] {
+		return nil, nil
+	}
+	sc := *prev
+	sc.committed = make(map[uint32]int64, len(prev.committed))
+	for p, at := range prev.committed {
+		sc.committed[p] = at
+	}
+	return &sc, nil
+}
+
+// walk reads the frames after sc's last commit frame up to upTo (0: no
+// limit), while their salts and checksums validate, and moves sc to the
+// last commit frame among them.
+func (sc *walScan) walk(wal io.ReaderAt, walSize int64, upTo uint32) {
+	frameLen := refFrameHeadLen + sc.ps
+	first := int64(refWALHeaderLen) + int64(sc.pos.mx)*frameLen
+	if walSize <= first {
+		return
+	}
 	pending := map[uint32]int64{} // frames of the transaction not committed yet
-	committed := map[uint32]int64{}
-	frameLen := refFrameHeadLen + ps
-	in := bufio.NewReaderSize(io.NewSectionReader(wal, refWALHeaderLen, walSize-refWALHeaderLen), 1<<20)
+	s := sc.pos.ck
+	in := bufio.NewReaderSize(io.NewSectionReader(wal, first, walSize-first), 1<<20)
 	frame := make([]byte, frameLen)
-	for n := uint32(1); upTo == 0 || n <= upTo; n++ {
+	for n := sc.pos.mx + 1; upTo == 0 || n <= upTo; n++ {
 		if _, err := io.ReadFull(in, frame); err != nil {
 			break // a partial frame ends the WAL
 		}
 		pg, nTrunc := binary.BigEndian.Uint32(frame), binary.BigEndian.Uint32(frame[4:])
-		if pg == 0 || !bytes.Equal(frame[8:16], salt[:]) {
+		if pg == 0 || !bytes.Equal(frame[8:16], sc.salt[:]) {
 			break
 		}
-		s = cksum(order, frame[:8], s)
-		s = cksum(order, frame[refFrameHeadLen:], s)
+		s = cksum(sc.order, frame[:8], s)
+		s = cksum(sc.order, frame[refFrameHeadLen:], s)
 		if s[0] != binary.BigEndian.Uint32(frame[16:]) || s[1] != binary.BigEndian.Uint32(frame[20:]) {
 			break
 		}
 		pending[pg] = refWALHeaderLen + int64(n-1)*frameLen + refFrameHeadLen
 		if nTrunc != 0 {
 			for p, at := range pending {
-				committed[p] = at
+				sc.committed[p] = at
 			}
 			clear(pending)
-			ref.nPage, ref.pos = nTrunc, walPosition{salt: salt, mx: n, ck: s}
+			sc.nPage, sc.pos = nTrunc, walPosition{salt: sc.salt, mx: n, ck: s}
 		}
 	}
-	if ref.pos.mx == 0 {
-		return nil, errNoCommit
-	}
-	for p := range committed {
-		if p > ref.nPage {
-			delete(committed, p) // cut to the commit's database size
-		}
-	}
-	ref.frames = committed
-	return ref, nil
 }
 
 // openWALRef opens the -wal at path for reading and composes the state at
-// its last commit at or before upTo. The caller closes the file.
-func openWALRef(db interface{ ReadAt([]byte, int64) error }, path string, upTo uint32) (*walRef, *os.File, error) {
+// its last commit at or before upTo, continuing prev when it can (see
+// composeWALFrom). The caller closes the file.
+func openWALRef(db interface{ ReadAt([]byte, int64) error }, path string, upTo uint32, prev *walScan) (*walRef, *walScan, *os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open the -wal: %w", err)
+		return nil, nil, nil, fmt.Errorf("open the -wal: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("stat the -wal: %w", err)
+		return nil, nil, nil, fmt.Errorf("stat the -wal: %w", err)
 	}
-	ref, err := composeWAL(db, f, fi.Size(), upTo)
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	if prev != nil && prev.ino != ino {
+		prev = nil
+	}
+	ref, sc, err := composeWALFrom(db, f, fi.Size(), upTo, prev)
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return ref, f, nil
+	sc.ino = ino
+	return ref, sc, f, nil
 }
 
 // versionIDPosition returns the WAL position and the 100 header bytes that

@@ -220,7 +220,7 @@ func TestCheckFindsWrongWALReplicas(t *testing.T) {
 	if err := os.WriteFile(walPath, w.buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ref, f, err := openWALRef(db, walPath, now.mx)
+	ref, _, f, err := openWALRef(db, walPath, now.mx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
