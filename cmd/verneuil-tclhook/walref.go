@@ -139,6 +139,28 @@ type walScan struct {
 	pos       walPosition      // the last commit frame (mx 0: none yet)
 	nPage     uint32           // the database size that frame gives
 	committed map[uint32]int64 // page -> its last copy at or before pos.mx, uncut
+	// checked: the replica was compared with the state at pos, whole or
+	// (continued) in the chunks changed since the last comparison, and
+	// the checker's chunk cache holds what it compared (check.go).
+	checked bool
+	// changed: the pages this walk committed, when it continued a checked
+	// walk (nil: it walked from the header, or the last one was unchecked).
+	changed map[uint32]bool
+}
+
+// changedChunks returns, for a walk that continued a checked one, whether
+// chunk i of chunkSize bytes holds a page the walk committed (the others
+// hold the same bytes as at the last comparison); nil: every chunk is to
+// be compared.
+func (sc *walScan) changedChunks(chunkSize int64) func(i int) bool {
+	if sc.changed == nil || chunkSize <= 0 {
+		return nil
+	}
+	dirty := map[int64]bool{}
+	for pg := range sc.changed {
+		dirty[(int64(pg)-1)*sc.ps/chunkSize] = true
+	}
+	return func(i int) bool { return dirty[int64(i)] }
 }
 
 // composeWAL validates the -wal from its header and returns the state at
@@ -236,6 +258,11 @@ func continueScan(wal io.ReaderAt, walSize int64, upTo uint32, prev *walScan, hd
 		return nil, nil
 	}
 	sc := *prev
+	sc.checked = false
+	sc.changed = nil
+	if prev.checked {
+		sc.changed = map[uint32]bool{}
+	}
 	sc.committed = make(map[uint32]int64, len(prev.committed))
 	for p, at := range prev.committed {
 		sc.committed[p] = at
@@ -273,6 +300,9 @@ func (sc *walScan) walk(wal io.ReaderAt, walSize int64, upTo uint32) {
 		if nTrunc != 0 {
 			for p, at := range pending {
 				sc.committed[p] = at
+				if sc.changed != nil {
+					sc.changed[p] = true
+				}
 			}
 			clear(pending)
 			sc.nPage, sc.pos = nTrunc, walPosition{salt: sc.salt, mx: n, ck: s}

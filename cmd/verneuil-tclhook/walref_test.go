@@ -246,7 +246,7 @@ func TestCheckFindsWrongWALReplicas(t *testing.T) {
 	}
 	for _, tc := range cases {
 		c := &checker{}
-		err := c.compare(context.Background(), "k", tc.replica, ref.Size(), ref.ReadAt, ref.pos.id())
+		err := c.compare(context.Background(), "k", tc.replica, ref.Size(), ref.ReadAt, ref.pos.id(), nil)
 		switch {
 		case tc.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)

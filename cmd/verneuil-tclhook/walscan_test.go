@@ -4,9 +4,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
+	"github.com/verneuil-go/verneuil/internal/manifest"
 )
 
 // TestComposeWALContinues: a walk continued from the last check's (the
@@ -62,10 +68,18 @@ func TestComposeWALContinues(t *testing.T) {
 	c2 := w.frame(1, 'w', 4)
 	w.frame(2, 'u', 0) // uncommitted tail
 	write(w.buf.Bytes())
+	if unchecked := compose(sc, 0, c2); unchecked.changed != nil {
+		t.Fatal("a walk continuing an unchecked one reports changed pages: its chunks would be skipped")
+	}
+	sc.checked = true
 	sc2 := compose(sc, 0, c2)
 	if sc2.pos != c2 {
 		t.Fatalf("walk remembered at %s, want %s", sc2.pos, c2)
 	}
+	if want := map[uint32]bool{3: true, 1: true}; !maps.Equal(sc2.changed, want) {
+		t.Fatalf("changed pages %v, want %v (the committed frames after c1)", sc2.changed, want)
+	}
+	sc2.checked = true
 	// The tail is overwritten by a commit: continued from c2.
 	grown := w.buf.Bytes()[:refWALHeaderLen+int(c2.mx)*(refFrameHeadLen+ps)]
 	w2 := newTestWAL(ps, false, salt)
@@ -103,4 +117,61 @@ func TestComposeWALContinues(t *testing.T) {
 	// Cut before the remembered commit frame: from the header.
 	write(w.buf.Bytes()[:refWALHeaderLen+int(c1.mx)*(refFrameHeadLen+ps)])
 	compose(sc2, 0, c1)
+}
+
+// TestCompareReadsChangedChunksOnly: with the chunks a continued walk
+// changed, the comparison skips the others whose replica hash is the one
+// it compared last time, and still compares chunk 0, the last chunk, the
+// changed chunks (a wrong byte there is a mismatch) and any chunk whose
+// replica hash moved (fetched from the store: here an empty one, so
+// comparing it is an error).
+func TestCompareReadsChangedChunksOnly(t *testing.T) {
+	const cs = 1024
+	state := make([]byte, 4*cs)
+	for i := range state {
+		state[i] = byte(i / cs * 7)
+	}
+	chunk := func(b []byte, i int) []byte { return b[i*cs : (i+1)*cs] }
+	replica := func(b []byte) *manifest.Manifest {
+		m := &manifest.Manifest{Seq: 5, ChunkSize: cs, Length: int64(len(b)), Chunk0: chunk(b, 0)}
+		for i := range 4 {
+			m.Chunks = append(m.Chunks, manifest.HashOf(chunk(b, i)))
+		}
+		return m
+	}
+	store, err := fileblob.OpenDir(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newChecker := func() *checker {
+		c := &checker{store: store, cache: map[string][]cachedChunk{"k": make([]cachedChunk, 4)}}
+		for i := 1; i < 4; i++ {
+			c.cache["k"][i] = cachedChunk{manifest.HashOf(chunk(state, i)), bytes.Clone(chunk(state, i))}
+		}
+		return c
+	}
+	only := func(n int) func(int) bool { return func(i int) bool { return i == n } }
+	ctx := context.Background()
+
+	c := newChecker()
+	if err := c.compare(ctx, "k", replica(state), int64(len(state)), memDB(state).ReadAt, nil, only(1)); err != nil {
+		t.Fatal(err)
+	}
+	if c.stats.bytesUnchanged != cs || c.stats.bytes != 3*cs {
+		t.Fatalf("compared %d bytes, skipped %d: want chunk 2 skipped only", c.stats.bytes, c.stats.bytesUnchanged)
+	}
+
+	wrong := bytes.Clone(state)
+	wrong[cs+5] ^= 1 // the state moved on in chunk 1, the replica did not
+	err = newChecker().compare(ctx, "k", replica(state), int64(len(state)), memDB(wrong).ReadAt, nil, only(1))
+	if err == nil || !strings.Contains(err.Error(), "chunk 1") {
+		t.Fatalf("a wrong byte in a changed chunk: got %v", err)
+	}
+
+	moved := bytes.Clone(state)
+	moved[2*cs] ^= 1 // the replica's chunk 2 has another hash: not skipped
+	err = newChecker().compare(ctx, "k", replica(moved), int64(len(state)), memDB(state).ReadAt, nil, only(1))
+	if err == nil || !strings.Contains(err.Error(), "replica version 5") {
+		t.Fatalf("a chunk whose replica hash moved: got %v, want its fetch from the store to fail", err)
+	}
 }
