@@ -62,6 +62,7 @@ type checker struct {
 	cache    map[string][]cachedChunk // replica key -> chunk copies already compared
 	cached   int64
 	walScans map[string]*walScan // -wal path -> how far the last check's walk got
+	perPath  map[string]int64    // database path -> commits seen (sample)
 	stats    checkStats
 	statsF   *os.File
 	failF    *os.File
@@ -77,11 +78,47 @@ type checkStats struct {
 	commits, checked, captureFailed, tooLarge, failures, bytes int64
 	checkedWAL, walUnchecked                                   int64
 	bytesUnchanged                                             int64 // WAL chunks not read again (compare)
+	sampledOut                                                 int64 // commits sample left out
 	elapsed                                                    time.Duration
 }
 
 // maxCache bounds the chunk copies kept per process.
 const maxCache = 256 << 20
+
+// Every commit of a database is checked up to checkAllCommits of them in
+// a process, then one in sparseEvery up to checkSparseCommits, then one in
+// rareEvery: each check flushes and reads the replica back (about 5 ms),
+// and a test file committing tens of thousands of times to one database
+// (e_walauto) would otherwise outlast its batch's time limit. A later
+// check compares the whole state again (for WAL, every chunk changed since
+// the last check), so only states that no later commit carries go
+// unchecked; they are counted as sampled_out.
+const (
+	checkAllCommits    = 2000
+	sparseEvery        = 10
+	checkSparseCommits = 20000
+	rareEvery          = 100
+)
+
+// sample counts a commit of the database at path and says whether to
+// check it.
+func (c *checker) sample(path string) bool {
+	if c.perPath == nil || len(c.perPath) >= maxPaths {
+		c.perPath = map[string]int64{}
+	}
+	c.perPath[path]++
+	switch n := c.perPath[path]; {
+	case n <= checkAllCommits:
+		return true
+	case n <= checkSparseCommits:
+		return n%sparseEvery == 0
+	default:
+		return n%rareEvery == 0
+	}
+}
+
+// maxPaths bounds the databases whose commits sample counts.
+const maxPaths = 4096
 
 // maxWALScans bounds the -wal walks kept to continue (walScan).
 const maxWALScans = 64
@@ -109,6 +146,10 @@ func (c *checker) afterCommit(path string, src tracker.Source, ev tracker.Event,
 	c.stats.commits++
 	if failed {
 		c.stats.captureFailed++
+		return
+	}
+	if !c.sample(path) {
+		c.stats.sampledOut++
 		return
 	}
 	if ev.Kind != tracker.Commit {
@@ -328,8 +369,8 @@ func (c *checker) fail(path string, err error) {
 // writeStats rewrites stats.PID: one line of "key=value" counters.
 func (c *checker) writeStats() {
 	s := c.stats
-	line := fmt.Sprintf("commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d failures=%d bytes=%d bytes_unchanged=%d check_ms=%d\n",
-		s.commits, s.checked, s.checkedWAL, s.walUnchecked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.bytesUnchanged, s.elapsed.Milliseconds())
+	line := fmt.Sprintf("commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d failures=%d bytes=%d bytes_unchanged=%d sampled_out=%d check_ms=%d\n",
+		s.commits, s.checked, s.checkedWAL, s.walUnchecked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.bytesUnchanged, s.sampledOut, s.elapsed.Milliseconds())
 	// Fixed width, so that a shorter line never leaves a tail behind.
 	line = fmt.Sprintf("%-255s\n", line[:len(line)-1])
 	_, _ = c.statsF.WriteAt([]byte(line), 0)
