@@ -83,6 +83,7 @@ test-go:
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 40m ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/config/ ./internal/manifest/ ./internal/names/ ./internal/spool/ ./internal/blob/... ./internal/testutil/ ./internal/replica/
 	$(GO) test -count=1 -race -short -timeout 20m . ./internal/...
+	$(GO) test -count=1 -tags verneuil_extern ./cmd/verneuil-tclhook/
 
 # test-asan runs the cgo packages' tests that drive the VFS shim under
 # AddressSanitizer (gcc's libasan); LeakSanitizer fails the run on a C leak
