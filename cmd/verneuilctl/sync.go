@@ -169,31 +169,54 @@ func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *s
 	return errors.Join(errs...)
 }
 
-// syncAttempts bounds the attempts of a sync; syncRetryPause is the pause
-// after a deferred one.
+// syncAttempts bounds the attempts of a sync (and of verify's reads of a
+// WAL database); a deferred attempt is followed by a pause that doubles
+// from syncRetryPause up to syncRetryMaxPause, so that a sync racing live
+// writers and checkpoints keeps trying for about 15 s in all.
 const (
-	syncAttempts   = 5
-	syncRetryPause = 100 * time.Millisecond
+	syncAttempts       = 20
+	syncChunkLostLimit = 5
+	syncRetryMaxPause  = time.Second
 )
+
+// syncRetryPause is the first pause after a deferred attempt (a variable
+// for tests).
+var syncRetryPause = 100 * time.Millisecond
+
+// deferredPause is the pause after the attempt-th deferred attempt (from 0).
+func deferredPause(attempt int) time.Duration {
+	d := syncRetryPause
+	for range attempt {
+		if d >= syncRetryMaxPause {
+			break
+		}
+		d *= 2
+	}
+	return min(d, syncRetryMaxPause)
+}
 
 // retrySync runs once until it succeeds or fails for good, at most
 // syncAttempts times. Two failures are retried: staged data found damaged
 // (copier.ErrChunkLost: the copier asks for a rescan, which the next read
-// through the VFS performs), and a capture deferred (tracker.ErrDeferred:
-// another process's build held the spool, or a writer committed during
-// the sliced copy of a large file), after a short pause.
+// through the VFS performs; at most syncChunkLostLimit times), and a
+// capture deferred (tracker.ErrDeferred: another process's build held the
+// spool, a writer committed during the sliced copy of a large file, or a
+// WAL was restarted or moved on while it was read), after a pause.
 func retrySync(ctx context.Context, once func() error) error {
 	var err error
+	lost, deferred := 0, 0
 	for range syncAttempts {
 		err = once()
 		switch {
 		case errors.Is(err, copier.ErrChunkLost):
-		case errors.Is(err, tracker.ErrDeferred):
-			select {
-			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
-			case <-time.After(syncRetryPause):
+			if lost++; lost >= syncChunkLostLimit {
+				return err
 			}
+		case errors.Is(err, tracker.ErrDeferred):
+			if err := sleepCtx(ctx, deferredPause(deferred)); err != nil {
+				return errors.Join(err, ctx.Err())
+			}
+			deferred++
 		default:
 			return err
 		}

@@ -16,7 +16,7 @@ import (
 
 // verifyWALAttempts bounds the snapshots verify reads of a database in WAL
 // mode whose writers keep replacing the replica's latest version.
-const verifyWALAttempts = 5
+const verifyWALAttempts = syncAttempts
 
 // verifyWALSource verifies a database in WAL mode: under one WAL read
 // lock it captures the committed state (walsync.go), uploads it, reads
@@ -29,7 +29,7 @@ const verifyWALAttempts = 5
 // database is not in WAL mode.
 func verifyWALSource(ctx context.Context, r *replicator.Replicator, s blob.Store, ref dbRef, path string) ([]byte, *manifest.Manifest, error) {
 	var lastErr error
-	for range verifyWALAttempts {
+	for attempt := range verifyWALAttempts {
 		var srcHash []byte
 		var m *manifest.Manifest
 		err := withWALSnapshot(ctx, path, func(snap *tracker.WALSnapshot) error {
@@ -56,7 +56,7 @@ func verifyWALSource(ctx context.Context, r *replicator.Replicator, s blob.Store
 		})
 		if errors.Is(err, tracker.ErrDeferred) {
 			lastErr = err
-			if err := sleepCtx(ctx, syncRetryPause); err != nil {
+			if err := sleepCtx(ctx, deferredPause(attempt)); err != nil {
 				return nil, nil, err
 			}
 			continue
