@@ -170,9 +170,13 @@ func (c *Copier) settleHistory(ctx context.Context, d *spool.Dir, at *attempt, u
 	default:
 		return nil
 	}
+	hist, err := c.historyEncoding(ctx, at, up, upEnc) // stores its inline chunks first
+	if err != nil {
+		return fmt.Errorf("write history of version %d: %w", up.Seq, err)
+	}
 	for _, t := range c.opts.Targets {
 		err := c.do(ctx, at, func(ctx context.Context) error {
-			return t.Put(ctx, names.ManifestKey(d.Key, up.Seq), upEnc)
+			return t.Put(ctx, names.ManifestKey(d.Key, up.Seq), hist)
 		})
 		if err != nil {
 			return fmt.Errorf("write history of version %d to %s: %w", up.Seq, t, err)
