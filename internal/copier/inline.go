@@ -60,7 +60,10 @@ func (c *Copier) chooseInline(ctx context.Context, d *spool.Dir, at *attempt, m,
 			continue
 		}
 		cands = append(cands, h)
-		size += c.chunkLenOf(m, h)
+		if len(cands) > c.opts.InlineChunks {
+			break // over the bound (a bulk load): no need to look further
+		}
+		size += chunkLenOf(m, h)
 	}
 	if len(cands) == 0 || len(cands) > c.opts.InlineChunks || size > InlineMaxBytes {
 		return nil, todo, c.putCarried(ctx, d, at, carried, todo)
@@ -80,7 +83,7 @@ func (c *Copier) chooseInline(ctx context.Context, d *spool.Dir, at *attempt, m,
 }
 
 // chunkLenOf returns the length of chunk h of m (at its first index).
-func (c *Copier) chunkLenOf(m *manifest.Manifest, h manifest.Hash) int {
+func chunkLenOf(m *manifest.Manifest, h manifest.Hash) int {
 	for i, x := range m.Chunks {
 		if x == h {
 			return manifest.ChunkLen(i, m.Length, m.ChunkSize)
