@@ -148,7 +148,7 @@ snapbench:
 	$(GO) run ./cmd/verneuil-snapbench $(SNAPBENCH_FLAGS)
 
 # Every fuzz target, as PACKAGE:TARGET.
-FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeDelta ./internal/manifest:FuzzDecodeChunk \
+FUZZ_TARGETS := ./internal/manifest:FuzzDecode ./internal/manifest:FuzzDecodeDelta ./internal/manifest:FuzzDecodeChunk ./internal/manifest:FuzzDecodeInline \
 	./internal/config:FuzzParse ./internal/names:FuzzKey ./internal/names:FuzzParseManifestKey \
 	./internal/spool:FuzzSpoolFiles
 

@@ -201,6 +201,11 @@ type Options struct {
 	// this long passed without a newer one (history.go). 0 writes every
 	// version to history.
 	HistoryInterval time.Duration
+	// InlineChunks bounds the chunks a version published as latest only
+	// carries inside its latest object instead of chunks/HASH objects
+	// (inline.go, with at most InlineMaxBytes); default
+	// DefaultInlineChunks, negative: none.
+	InlineChunks int
 }
 
 // Copier uploads spooled databases. Its methods are safe for concurrent
@@ -357,6 +362,9 @@ func New(opts Options) *Copier {
 	}
 	if opts.PackBytes == 0 {
 		opts.PackBytes = DefaultPackBytes
+	}
+	if opts.InlineChunks == 0 {
+		opts.InlineChunks = DefaultInlineChunks
 	}
 	opts.PackBytes = min(opts.PackBytes, manifest.MaxPackSize)
 	if opts.MaxAttempts <= 0 {

@@ -52,7 +52,9 @@ func (c *Copier) recordHistory(st *dbState, seq uint64, written bool, now time.T
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if written {
-		st.hist = history{at: now, written: seq}
+		// waiting stays: a flush may run while the database waits in the
+		// scheduler for a history object, which a signal must end.
+		st.hist = history{at: now, written: seq, waiting: st.hist.waiting}
 		return
 	}
 	st.hist.pending = seq
@@ -170,9 +172,13 @@ func (c *Copier) settleHistory(ctx context.Context, d *spool.Dir, at *attempt, u
 	default:
 		return nil
 	}
+	hist, err := c.historyEncoding(ctx, at, up, upEnc) // stores its inline chunks first
+	if err != nil {
+		return fmt.Errorf("write history of version %d: %w", up.Seq, err)
+	}
 	for _, t := range c.opts.Targets {
 		err := c.do(ctx, at, func(ctx context.Context) error {
-			return t.Put(ctx, names.ManifestKey(d.Key, up.Seq), upEnc)
+			return t.Put(ctx, names.ManifestKey(d.Key, up.Seq), hist)
 		})
 		if err != nil {
 			return fmt.Errorf("write history of version %d to %s: %w", up.Seq, t, err)
@@ -180,7 +186,7 @@ func (c *Copier) settleHistory(ctx context.Context, d *spool.Dir, at *attempt, u
 	}
 	c.mu.Lock()
 	if st.hist.pending == up.Seq || st.hist.pending == 0 {
-		st.hist = history{at: now, written: up.Seq}
+		st.hist = history{at: now, written: up.Seq, waiting: st.hist.waiting} // as in recordHistory
 	}
 	c.mu.Unlock()
 	return nil

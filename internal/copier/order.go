@@ -97,14 +97,15 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 	for round := 0; ; round++ {
 		var ahead *manifest.Manifest
 		put := 0
-		wires := make([][]byte, len(c.opts.Targets))
-		latests := make([][]byte, len(c.opts.Targets))
-		for ti := range c.opts.Targets {
-			wires[ti], latests[ti] = c.wireEncoding(at.st, ti, m, enc)
+		// Inline chunks go in the latest objects only (inline.go).
+		pub, err := c.publishable(ctx, at, due, m, enc)
+		if err != nil {
+			return nil, nil, 0, err
 		}
-		hist := due || c.startsBase(latests, enc)
+		m, enc = pub.m, pub.enc
+		wires, latests, hist := pub.wires, pub.latests, pub.hist
 		for ti, t := range c.opts.Targets {
-			wire, latest := wires[ti], latests[ti]
+			wire, latest := wires[ti], pub.puts[ti]
 			if hist {
 				err := c.do(ctx, at, func(ctx context.Context) error {
 					return t.Put(ctx, names.ManifestKey(d.Key, m.Seq), wire)
@@ -127,7 +128,7 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 		if ahead == nil {
 			c.recordHistory(at.st, m.Seq, hist, time.Now())
 			if !hist {
-				return m, enc, c.publishedLatestOnly(at.st, m, enc, latests), nil
+				return m, enc, c.publishedLatestOnly(at.st, m, pub.plainEnc, latests), nil
 			}
 			return m, enc, c.publishedWires(at.st, m, enc, wires), nil
 		}
@@ -135,7 +136,6 @@ func (c *Copier) publishManifest(ctx context.Context, d *spool.Dir, at *attempt,
 			return nil, nil, 0, fmt.Errorf("publish manifest %d: the latest version keeps moving ahead", m.Seq)
 		}
 		old := m.Seq
-		var err error
 		if m, enc, err = c.renumber(d.Key, m, ahead.Seq+1, ahead, "the store's latest"); err != nil {
 			return nil, nil, 0, err
 		}

@@ -353,11 +353,12 @@ func (c *Copier) tidyUploaded(d *spool.Dir) {
 	if err != nil || m == nil {
 		return
 	}
-	if up, _, err := d.Uploaded(); err != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d) {
+	up, _, err := d.Uploaded()
+	if err != nil || spool.NeedsUpload(m, up) || !c.recordCovers(d) {
 		return
 	}
 	if _, err := d.ClearStalePin(); err != nil {
 		c.log.Warn("remove the pin of an interrupted upload", "key", d.Key, "err", err)
 	}
-	c.removeUploadedChunks(d, m)
+	c.removeUploadedChunks(d, up) // m's state, with the chunks it carries inline (they stay)
 }

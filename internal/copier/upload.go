@@ -400,8 +400,8 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		if i == 0 {
 			continue // inline in the manifest
 		}
-		if up != nil && i < len(up.Chunks) && up.Chunks[i] == h {
-			continue // unchanged: in the store already
+		if up != nil && i < len(up.Chunks) && up.Chunks[i] == h && up.Inline[h] == nil {
+			continue // unchanged: in the store already (not inline only)
 		}
 		if h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
 			continue // zero chunks are never stored
@@ -414,12 +414,17 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 			todo = append(todo, h)
 		}
 	}
+	changed := len(todo) > 0
+	inline, todo, err := c.chooseInline(ctx, d, at, m, up, todo)
+	if err != nil {
+		return nil, 0, err
+	}
 	var locs map[manifest.Hash]manifest.Location
 	if len(todo) > 0 {
 		inUploaded := map[manifest.Hash]bool{}
 		if up != nil {
 			for _, u := range up.Chunks {
-				inUploaded[u] = true
+				inUploaded[u] = up.Inline[u] == nil // inline only: not stored
 			}
 		}
 		at.st.chunksTodo.Store(int64(len(todo)))
@@ -429,6 +434,9 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		}
 	}
 	if m, enc, err = withLocations(m, enc, up, locs); err != nil {
+		return nil, 0, err
+	}
+	if m, enc, err = withInline(m, enc, inline); err != nil {
 		return nil, 0, err
 	}
 	failpoint.Hit("upload-before-manifest")
@@ -448,7 +456,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	if err := d.MarkUploadedTo(enc, c.targetIDs()); err != nil {
 		return nil, 0, fmt.Errorf("record upload: %w", err)
 	}
-	if len(todo) > 0 {
+	if changed {
 		c.removeUploadedChunks(d, m)
 	}
 	return m, wireLen, nil
@@ -465,8 +473,9 @@ func stagedManifestError(err error) error {
 }
 
 // removeUploadedChunks deletes staged chunks that m references: every one
-// of them is now in every target. Chunks staged for a newer manifest that
-// m does not reference stay.
+// of them is now in every target, but those m carries inline (inline.go),
+// which stay for the next version to carry or store. Chunks staged for a
+// newer manifest that m does not reference stay.
 func (c *Copier) removeUploadedChunks(d *spool.Dir, m *manifest.Manifest) {
 	staged, err := d.StagedChunks()
 	if err != nil || len(staged) == 0 {
@@ -479,7 +488,7 @@ func (c *Copier) removeUploadedChunks(d *spool.Dir, m *manifest.Manifest) {
 		}
 	}
 	for _, h := range m.Chunks {
-		if set[h] {
+		if set[h] && !keepInlineStaged(m, h) {
 			_ = d.RemoveChunk(h)
 			delete(set, h)
 		}

@@ -216,10 +216,11 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 
 // addRefs adds the stored objects m references: the chunk objects of its
 // chunks, or for a chunk it places in a pack, the pack; not chunk 0
-// (inline) nor all-zero chunks (never stored).
+// (inline), all-zero chunks (never stored) nor the chunks its object
+// carries inline (a latest object's: they need no chunk object).
 func addRefs(refs map[manifest.Hash]struct{}, m *manifest.Manifest) {
 	for i, h := range m.Chunks {
-		if i == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
+		if i == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) || m.Inline[h] != nil {
 			continue
 		}
 		if l, ok := m.Located(h); ok {

@@ -36,6 +36,9 @@ type Delta struct {
 	// Locs places changed chunks stored in packs; the other chunks keep
 	// the base's locations.
 	Locs map[Hash]Location
+	// Inline holds the changed chunks carried inside the object
+	// (inline.go).
+	Inline map[Hash][]byte
 }
 
 // Patch replaces Data at Offset of chunk 0.
@@ -67,9 +70,13 @@ func EncodeDelta(m, base *Manifest) ([]byte, error) {
 		}
 	}
 	packed := hasLocations(m.Chunks, changed, m.Locs)
+	inline := hasInline(m.Chunks, changed, m.Inline, m.Locs)
 	var flags uint16
 	if packed {
 		flags = FlagLocations
+	}
+	if inline {
+		flags |= FlagInline
 	}
 	var b bytes.Buffer
 	m.writeHeader(&b, DeltaFormatVersion, flags)
@@ -106,13 +113,20 @@ func EncodeDelta(m, base *Manifest) ([]byte, error) {
 	if packed {
 		writeLocations(&b, m.Chunks, changed, m.Locs)
 	}
+	if inline {
+		writeInline(&b, m.Chunks, changed, m.Inline, m.Locs)
+	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
 	return encoder.EncodeAll(b.Bytes(), nil), nil
 }
 
 // decodeDelta reads the rest of a format-2 body after the shared header.
-func decodeDelta(h *Manifest, r *reader, located bool) (*Delta, error) {
+func decodeDelta(h *Manifest, r *reader, located, inline bool) (*Delta, error) {
+	if !validChunkSize(h.ChunkSize) {
+		// Before anything is sized or divided by it (ChunkCount).
+		return nil, fmt.Errorf("%w: chunk size %d is not a power of two in [%d, %d]", errCorruptManifest, h.ChunkSize, MinChunkSize, MaxChunkSize)
+	}
 	d := &Delta{Header: *h, Seq: h.Seq}
 	d.BaseSeq = r.u64()
 	copy(d.BaseDigest[:], r.take(HashSize))
@@ -147,16 +161,22 @@ func decodeDelta(h *Manifest, r *reader, located bool) (*Delta, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	changedAt := func(i uint32) (Hash, int, bool) {
+		k, found := slices.BinarySearchFunc(d.Changes, i, func(c Change, i uint32) int { return cmp.Compare(c.Index, i) })
+		if !found {
+			return Hash{}, 0, false
+		}
+		return d.Changes[k].Hash, ChunkLen(int(i), h.Length, h.ChunkSize), true
+	}
 	if located {
 		var err error
-		d.Locs, err = readLocations(r, func(i uint32) (Hash, int, bool) {
-			k, found := slices.BinarySearchFunc(d.Changes, i, func(c Change, i uint32) int { return cmp.Compare(c.Index, i) })
-			if !found {
-				return Hash{}, 0, false
-			}
-			return d.Changes[k].Hash, ChunkLen(int(i), h.Length, h.ChunkSize), true
-		})
-		if err != nil {
+		if d.Locs, err = readLocations(r, changedAt); err != nil {
+			return nil, err
+		}
+	}
+	if inline {
+		var err error
+		if d.Inline, err = readInline(r, d.Locs, changedAt); err != nil {
 			return nil, err
 		}
 	}
@@ -181,6 +201,9 @@ func (d *Delta) Apply(base *Manifest) (*Manifest, error) {
 	}
 	if base.Name != d.Header.Name || base.ChunkSize != d.Header.ChunkSize {
 		return nil, fmt.Errorf("%w: delta %d: base %d is of another database or chunk size", errCorruptManifest, d.Seq, base.Seq)
+	}
+	if len(base.Inline) > 0 {
+		return nil, fmt.Errorf("%w: delta %d: base %d carries inline chunks (a base is a history object, which never does)", errCorruptManifest, d.Seq, base.Seq)
 	}
 	m := d.Header
 	m.Chunk0 = make([]byte, d.Chunk0Len)
@@ -215,6 +238,9 @@ func (d *Delta) Apply(base *Manifest) (*Manifest, error) {
 			m.Locs[h] = l
 		}
 		m.pruneLocations()
+	}
+	if len(d.Inline) > 0 {
+		m.Inline = d.Inline
 	}
 	return &m, nil
 }

@@ -115,6 +115,10 @@ type Manifest struct {
 	// a chunk without an entry is its own chunks/HASH object. Nil for
 	// manifests without packed chunks.
 	Locs map[Hash]Location
+	// Inline holds the bytes of chunks carried inside the object (a
+	// latest object's chunks that are in no chunk object nor pack yet,
+	// inline.go), by hash. Nil for history objects and most manifests.
+	Inline map[Hash][]byte
 }
 
 // ChunkCount returns how many chunks a file of length bytes has.
@@ -171,29 +175,35 @@ func (m *Manifest) Encode() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
-	b := m.body()
+	b := m.body(true)
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
 	return encoder.EncodeAll(b.Bytes(), nil), nil
 }
 
-// Digest returns the content hash of m's format-1 encoding (the checksum
-// its encoding ends with): the base digest that delta manifests name.
+// Digest returns the content hash of m's format-1 encoding without inline
+// chunks (the checksum that encoding ends with): the base digest that
+// delta manifests name. Bases are history objects, which carry none.
 func (m *Manifest) Digest() Hash {
-	return sha256.Sum256(m.body().Bytes())
+	return sha256.Sum256(m.body(false).Bytes())
 }
 
-// body returns the format-1 encoding of m before its checksum.
-func (m *Manifest) body() *bytes.Buffer {
+// body returns the format-1 encoding of m before its checksum, with its
+// inline chunks when withInline is set.
+func (m *Manifest) body(withInline bool) *bytes.Buffer {
 	var b bytes.Buffer
 	all := make([]int, max(len(m.Chunks)-1, 0))
 	for i := range all {
 		all[i] = i + 1
 	}
 	packed := hasLocations(m.Chunks, all, m.Locs)
+	inline := withInline && hasInline(m.Chunks, all, m.Inline, m.Locs)
 	var flags uint16
 	if packed {
 		flags = FlagLocations
+	}
+	if inline {
+		flags |= FlagInline
 	}
 	m.writeHeader(&b, FormatVersion, flags)
 	writeBytes(&b, m.Chunk0)
@@ -203,6 +213,9 @@ func (m *Manifest) body() *bytes.Buffer {
 	}
 	if packed {
 		writeLocations(&b, m.Chunks, all, m.Locs)
+	}
+	if inline {
+		writeInline(&b, m.Chunks, all, m.Inline, m.Locs)
 	}
 	return &b
 }
@@ -280,7 +293,7 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 		return nil, nil, fmt.Errorf("%w: unsupported format version %d (this build reads %d and %d)", errCorruptManifest, v, FormatVersion, DeltaFormatVersion)
 	}
 	flags := r.u16()
-	if r.err == nil && flags&^FlagLocations != 0 {
+	if r.err == nil && flags&^(FlagLocations|FlagInline) != 0 {
 		return nil, nil, fmt.Errorf("%w: unknown flags %#x", errCorruptManifest, flags)
 	}
 	m.Seq = r.u64()
@@ -292,7 +305,7 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	m.VersionID = r.bytes()
 	copy(m.HeaderHash[:], r.take(HashSize))
 	if v == DeltaFormatVersion {
-		d, err := decodeDelta(m, &r, flags&FlagLocations != 0)
+		d, err := decodeDelta(m, &r, flags&FlagLocations != 0, flags&FlagInline != 0)
 		return nil, d, err
 	}
 	m.Chunk0 = r.bytes()
@@ -309,18 +322,25 @@ func DecodeObject(data []byte) (*Manifest, *Delta, error) {
 	if r.err != nil {
 		return nil, nil, r.err
 	}
-	if flags&FlagLocations != 0 {
+	if flags&(FlagLocations|FlagInline) != 0 {
 		if err := m.Validate(); err != nil {
 			return nil, nil, err // before sizing anything from it
 		}
-		count := len(m.Chunks)
-		m.Locs, err = readLocations(&r, func(i uint32) (Hash, int, bool) {
-			if i == 0 || int64(i) >= int64(count) {
-				return Hash{}, 0, false
-			}
-			return m.Chunks[i], ChunkLen(int(i), m.Length, m.ChunkSize), true
-		})
-		if err != nil {
+	}
+	count := len(m.Chunks)
+	hashAt := func(i uint32) (Hash, int, bool) {
+		if i == 0 || int64(i) >= int64(count) {
+			return Hash{}, 0, false
+		}
+		return m.Chunks[i], ChunkLen(int(i), m.Length, m.ChunkSize), true
+	}
+	if flags&FlagLocations != 0 {
+		if m.Locs, err = readLocations(&r, hashAt); err != nil {
+			return nil, nil, err
+		}
+	}
+	if flags&FlagInline != 0 {
+		if m.Inline, err = readInline(&r, m.Locs, hashAt); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -273,7 +273,7 @@ func (mg *Manager) prefetch(m *manifest.Manifest, from, to int, src *Source, gen
 	var wg sync.WaitGroup
 	for j := from; j <= to; j++ {
 		h := m.Chunks[j]
-		if j == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(j, m.Length, m.ChunkSize)) {
+		if j == 0 || h == manifest.ZeroChunkHash(manifest.ChunkLen(j, m.Length, m.ChunkSize)) || m.Inline[h] != nil {
 			continue
 		}
 		if (mg.opts.Mem != nil && mg.opts.Mem.Has(h)) || mg.hasAhead(h) || src.passed(gen, j) {
@@ -307,7 +307,9 @@ type flight struct {
 	waiters int // under flightMu
 }
 
-// chunk returns chunk i of m: the inline chunk 0, zeros, a chunk fetched
+// chunk returns chunk i of m: the inline chunk 0, zeros, a chunk that m's
+// object carries inline (held by m for as long as a reader pins it: the
+// store may no longer have it once latest moved on), a chunk fetched
 // ahead, the disk cache or one fetch from the store shared by concurrent
 // callers. A fetch by readahead (ra not nil) fetches nothing once its scan
 // passed the chunk (checked under flightMu, which a reader's miss takes
@@ -319,7 +321,7 @@ func (mg *Manager) chunk(m *manifest.Manifest, i int, ra *aheadFetch) ([]byte, e
 	ahead := ra != nil
 	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 	h := m.Chunks[i]
-	if i == 0 || h == manifest.ZeroChunkHash(n) {
+	if i == 0 || h == manifest.ZeroChunkHash(n) || m.Inline[h] != nil {
 		ctx, cancel := mg.ctx()
 		defer cancel()
 		return restore.Chunk(ctx, mg.opts.Store, m, i)

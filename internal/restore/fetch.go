@@ -58,10 +58,10 @@ func planFetch(m *manifest.Manifest) *fetchPlan {
 	byPack := map[manifest.Hash][]manifest.Hash{}
 	var packOrder []manifest.Hash
 	for i := 1; i < len(m.Chunks); i++ {
-		h := m.Chunks[i]
-		if h == manifest.ZeroChunkHash(manifest.ChunkLen(i, m.Length, m.ChunkSize)) {
+		if _, local := localChunk(m, i); local {
 			continue
 		}
+		h := m.Chunks[i]
 		if r := recAt[h]; r != nil {
 			r.indices = append(r.indices, i)
 			continue
@@ -157,7 +157,8 @@ func chunkFromObject(obj []byte, m *manifest.Manifest, i int) ([]byte, error) {
 }
 
 // localChunk returns chunk i when it needs no request (chunk 0, an
-// all-zero chunk).
+// all-zero chunk, a chunk the manifest object carries inline, verified
+// when it was decoded).
 func localChunk(m *manifest.Manifest, i int) ([]byte, bool) {
 	n := manifest.ChunkLen(i, m.Length, m.ChunkSize)
 	if i == 0 {
@@ -165,6 +166,9 @@ func localChunk(m *manifest.Manifest, i int) ([]byte, bool) {
 	}
 	if m.Chunks[i] == manifest.ZeroChunkHash(n) {
 		return make([]byte, n), true
+	}
+	if data, ok := m.Inline[m.Chunks[i]]; ok && len(data) == n {
+		return data, true
 	}
 	return nil, false
 }

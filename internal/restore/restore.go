@@ -118,10 +118,16 @@ func versionDelta(ctx context.Context, s blob.Store, key string, seq uint64, fet
 	if errors.Is(err, blob.ErrNotFound) {
 		// A version published as latest only (docs/FORMAT.md, "History
 		// objects") is one of the history while it is the latest.
-		if m, d, lerr := LatestDelta(ctx, s, key); lerr == nil && m.Seq == seq {
+		m, d, lerr := LatestDelta(ctx, s, key)
+		if lerr == nil && m.Seq == seq {
 			return m, d, nil
 		}
-		return nil, nil, notFound(fmt.Sprintf("no version %d of %s in %s", seq, key, s))
+		msg := fmt.Sprintf("no version %d of %s in %s", seq, key, s)
+		if errors.Is(lerr, manifest.ErrCorrupt) {
+			// It may be the latest, which cannot be read: say why.
+			msg += fmt.Sprintf(" (its latest object does not decode: %v)", lerr)
+		}
+		return nil, nil, notFound(msg)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch manifest %d of %s: %w", seq, key, err)

@@ -252,7 +252,7 @@ func (db *DB) buildWith(p *pending, base *manifest.Manifest) error {
 	if p.full {
 		if up, _, err := db.spool.Uploaded(); err == nil && up != nil {
 			for _, h := range up.Chunks {
-				known[h] = true
+				known[h] = up.Inline[h] == nil // inline only: not in the store
 			}
 		}
 	}
