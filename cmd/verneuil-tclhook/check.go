@@ -85,8 +85,8 @@ type checkStats struct {
 // maxCache bounds the chunk copies kept per process.
 const maxCache = 256 << 20
 
-// Every commit of a database is checked up to checkAllCommits of them in
-// a process, then one in sparseEvery up to checkSparseCommits, then one in
+// Every commit of a database is checked up to checkAllCommits of them
+// while it stays open in the process (forget ends a count), then one in sparseEvery up to checkSparseCommits, then one in
 // rareEvery: each check flushes and reads the replica back (about 5 ms),
 // and a test file committing tens of thousands of times to one database
 // (e_walauto) would otherwise outlast its batch's time limit. A later
@@ -115,6 +115,14 @@ func (c *checker) sample(path string) bool {
 	default:
 		return n%rareEvery == 0
 	}
+}
+
+// forget ends the count of commits of the database at path: it is closed
+// by every connection of the process.
+func (c *checker) forget(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.perPath, path)
 }
 
 // maxPaths bounds the databases whose commits sample counts.

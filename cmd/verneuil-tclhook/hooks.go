@@ -88,9 +88,22 @@ func (h *hooks) Open(path string) uint64 {
 
 func (h *hooks) Release(id uint64) {
 	h.mu.Lock()
+	path, ok := h.paths[id]
 	delete(h.paths, id)
+	last := ok
+	for _, p := range h.paths {
+		if p == path {
+			last = false
+			break
+		}
+	}
 	h.mu.Unlock()
 	h.trk.Release(id)
+	if last && h.chk != nil {
+		// No connection of the process has the database open any more:
+		// the next test file (they reuse test.db) starts its count afresh.
+		h.chk.forget(path)
+	}
 }
 
 func (h *hooks) Pragma(id uint64, src tracker.Source, name, arg string) (string, error) {
