@@ -274,7 +274,7 @@ func ageObjects(t *testing.T, root string, d time.Duration) {
 // that restores the state staged under its number.
 func TestInline_AtLandsOnEveryVersionKind(t *testing.T) {
 	s := newMemStore()
-	db := newInlineDB(t, s, "at", func(o *Options) { o.HistoryInterval = 60 * time.Millisecond })
+	db := newInlineDB(t, s, "at") // history objects by flushes below
 	ctx := context.Background()
 	states := map[uint64][]byte{db.seq: append([]byte(nil), db.data...)}
 	type point struct {
@@ -298,6 +298,12 @@ func TestInline_AtLandsOnEveryVersionKind(t *testing.T) {
 		states[db.seq] = append([]byte(nil), db.data...)
 		if len(db.latest().Inline) > 0 {
 			inlined++
+		}
+		if i%4 == 3 {
+			// A flush: its history object (a new delta base).
+			if err := db.c.Upload(ctx, K("at")); err != nil {
+				t.Fatal(err)
+			}
 		}
 		seqs, _, err := restore.History(ctx, s, K("at"))
 		if err != nil {

@@ -2,6 +2,7 @@ package copier
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -25,7 +26,7 @@ func TestInline_ReplicaAcrossVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := newInlineDB(t, s, "rep", func(o *Options) { o.HistoryInterval = 80 * time.Millisecond })
+	db := newInlineDB(t, s, "rep") // history objects by flushes below
 	states := map[uint64][]byte{db.seq: append([]byte(nil), db.data...)}
 	mg, err := replica.New(replica.Options{Store: s, CacheDir: filepath.Join(t.TempDir(), "cache"), Hostname: "h", RefreshInterval: time.Hour})
 	if err != nil {
@@ -67,7 +68,12 @@ func TestInline_ReplicaAcrossVersions(t *testing.T) {
 		}
 		db.commit(changed...)
 		states[db.seq] = append([]byte(nil), db.data...)
-		time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+		if i%4 == 3 {
+			// A flush: its history object (a new delta base).
+			if err := db.c.Upload(context.Background(), K("rep")); err != nil {
+				t.Fatal(err)
+			}
+		}
 		m := src.HoldCurrent(true, 0)
 		if len(m.Inline) > 0 {
 			inlined++
