@@ -197,6 +197,35 @@ func TestInline_GCConcurrentWithCopier(t *testing.T) {
 			t.Fatalf("at latest %d: stored manifests lack chunks: %v", m.Seq, missing)
 		}
 	}
+	// Then a one-chunk commit (inline), a flush (its history object) and
+	// an idle spell longer than the grace period, collections running.
+	// (A commit right after a history object is latest only.)
+	for try := 0; ; try++ {
+		db.commit(3)
+		states[db.seq] = append([]byte(nil), db.data...)
+		if len(db.latest().Inline) > 0 {
+			break
+		}
+		if try == 20 {
+			t.Fatal("no one-chunk commit was published with its chunk inline")
+		}
+	}
+	if err := db.c.Upload(context.Background(), K("gcc")); err != nil {
+		t.Fatal(err)
+	}
+	if !hasHistory(s, K("gcc"), db.seq) || len(db.latest().Inline) == 0 {
+		t.Fatal("the flush did not leave a history object beside a latest carrying a chunk inline")
+	}
+	idle := time.Now().Add(3 * grace / 2)
+	for time.Now().Before(idle) {
+		time.Sleep(grace / 4)
+		gcMu.Lock()
+		missing, _ := gctest.Missing(t, s)
+		gcMu.Unlock()
+		if len(missing) > 0 {
+			t.Fatalf("idle at version %d: stored manifests lack chunks: %v", db.seq, missing)
+		}
+	}
 	cancel()
 	wg.Wait()
 	if gcErr != nil {
