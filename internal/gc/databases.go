@@ -129,6 +129,10 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 	refs := map[manifest.Hash]struct{}{}
 	var latestSeq uint64
 	var latestBytes int64
+	// latestInline: latest carries chunks inline. Its history object (the
+	// same version, written later: an idle database's history interval
+	// ended, or a flush) references them as chunk objects: read it too.
+	latestInline := false
 	bases := map[uint64]bool{} // bases of the deltas kept
 	if g.latest != nil {
 		r.gets.Add(1)
@@ -139,6 +143,7 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 		switch {
 		case err == nil:
 			latestSeq = m.Seq
+			latestInline = len(m.Inline) > 0
 			addRefs(refs, m)
 			latestBytes = g.latest.Size
 		case errors.Is(err, blob.ErrNotFound):
@@ -166,7 +171,7 @@ func (r *run) database(ctx context.Context, g *dbObjects) error {
 		}
 		kept++
 		keptBytes += v.info.Size
-		if v.seq == latestSeq {
+		if v.seq == latestSeq && !latestInline {
 			continue // its references came with latest
 		}
 		r.gets.Add(1)
