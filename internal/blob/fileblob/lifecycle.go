@@ -92,6 +92,11 @@ func (s *Store) Walk(ctx context.Context, prefix string, fn func([]blob.ObjectIn
 			if errors.Is(err, io.EOF) || (err == nil && len(ents) == 0) {
 				return nil
 			}
+			if notFound(err) {
+				// The directory was removed meanwhile (a concurrent
+				// Delete of its last objects): nothing more in it.
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("walk %q in %s: %w", prefix, s.root, err)
 			}
