@@ -144,13 +144,9 @@ func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event
 		db.setWAL(st)
 		return nil
 	}
-	xattr, err := src.Xattr()
+	xattr, header, err := readIdentity(src)
 	if err != nil {
-		xattr = nil // unsupported: identity falls back to the header
-	}
-	header := make([]byte, HeaderLen)
-	if err := src.ReadAt(header, 0); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return err
 	}
 	cur := identity(ev.Ino, xattr, header)
 	db.mu.Lock()
