@@ -403,9 +403,13 @@ func (db *DB) check(src Source, ino uint64) error {
 	if verified {
 		return nil
 	}
-	xattr, header, err := readIdentity(src)
+	xattr, err := src.Xattr()
 	if err != nil {
-		return err
+		xattr = nil // unsupported: identity falls back to the header
+	}
+	header := make([]byte, HeaderLen)
+	if err := src.ReadAt(header, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
 	}
 	if IsWAL(header) {
 		return db.walCheck()

@@ -608,8 +608,12 @@ func (m *Manager) Flush(ctx context.Context) error {
 func (m *Manager) recheck(db *DB, src Source) error {
 	deadline := time.Now().Add(5*m.opts.BuildDelay + 500*time.Millisecond)
 	for {
-		xattr, header, err := readIdentity(src)
+		xattr, err := src.Xattr()
 		if err != nil {
+			xattr = nil // unsupported: identity falls back to the header
+		}
+		header := make([]byte, HeaderLen)
+		if err := src.ReadAt(header, 0); err != nil {
 			return nil // cannot tell; the flush reports what it can
 		}
 		// The Source does not know the inode: compare what follows it.
@@ -637,21 +641,6 @@ func seqFromXattr(x []byte) uint64 {
 		return binary.BigEndian.Uint64(x)
 	}
 	return 0
-}
-
-// readIdentity reads what identity needs from src besides the inode: its
-// version xattr (nil when absent or unsupported: identity then falls back
-// to the header) and its first HeaderLen bytes.
-func readIdentity(src Source) (xattr, header []byte, err error) {
-	xattr, err = src.Xattr()
-	if err != nil {
-		xattr = nil
-	}
-	header = make([]byte, HeaderLen)
-	if err := src.ReadAt(header, 0); err != nil {
-		return nil, nil, fmt.Errorf("read header: %w", err)
-	}
-	return xattr, header, nil
 }
 
 // identity is what must match for a capture to build on the previous one:

@@ -144,9 +144,13 @@ func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event
 		db.setWAL(st)
 		return nil
 	}
-	xattr, header, err := readIdentity(src)
+	xattr, err := src.Xattr()
 	if err != nil {
-		return err
+		xattr = nil // unsupported: identity falls back to the header
+	}
+	header := make([]byte, HeaderLen)
+	if err := src.ReadAt(header, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
 	}
 	cur := identity(ev.Ino, xattr, header)
 	db.mu.Lock()
