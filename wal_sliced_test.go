@@ -23,6 +23,13 @@ import (
 // of its own in the third, whose pages a checkpoint may copy into the
 // file during the copy). Each round ends byte for byte equal to the
 // checkpointed reference.
+//
+// Where a copy must be installed, a reader through the unix VFS opens a
+// read transaction as soon as the round's copy has started and keeps it
+// until the round ends: checkpoints still copy pages of later commits
+// into the file during the copy, but no writer can restart the WAL under
+// it (a restart abandons the copy, which is right but is not what that
+// case tests). Such a case runs up to 6 rounds until a copy is installed.
 func TestWALSlicedRescan(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -55,15 +62,36 @@ func TestWALSlicedRescan(t *testing.T) {
 				writers = append(writers, db)
 			}
 			mustExec(t, writers[0], "INSERT INTO t(w, v) VALUES(-1, randomblob(100))")
+			// That first capture through verneuil rescans too: let it end
+			// before the rounds truncate the WAL under it.
+			if err := e.r.Flush(context.Background()); err != nil && !errors.Is(err, tracker.ErrDeferred) {
+				t.Fatalf("flush: %v", err)
+			}
+			reader, err := sql.Open("sqlite3", "file:"+path+"?vfs=unix&_busy_timeout=10000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reader.Close()
 			s0, d0, _ := tracker.WALSlicedCounts()
-			for round := range 3 {
+			installed := func() bool { _, d, _ := tracker.WALSlicedCounts(); return d > d0 }
+			for round := 0; round < 3 || (tc.wantOK && round < 6 && !installed()); round++ {
 				// An unwitnessed restart and a bypassing commit: the next
 				// capture through verneuil must rescan.
 				mustExec(t, plain, "PRAGMA wal_checkpoint(TRUNCATE)")
 				mustExec(t, plain, "INSERT INTO t(w, v) VALUES(-2, randomblob(5000))")
 				var stop atomic.Bool
 				var wg sync.WaitGroup
-				errs := make(chan error, len(writers)+1)
+				errs := make(chan error, len(writers)+2)
+				if tc.wantOK {
+					sr, _, _ := tracker.WALSlicedCounts()
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := holdReadWhileCopying(reader, sr, &stop); err != nil {
+							errs <- err
+						}
+					}()
+				}
 				for i, db := range writers {
 					wg.Add(1)
 					go func() {
@@ -174,4 +202,40 @@ func TestWALSlicedRescan_RestartDuringCopy(t *testing.T) {
 	e.checkWALReplica(t, path)
 	db.Close()
 	old.Close()
+}
+
+// holdReadWhileCopying opens a read transaction on db as soon as a sliced
+// WAL copy has started (the started count passes since) and keeps it until
+// that copy ends (installed or abandoned) or stop: no writer restarts the
+// WAL meanwhile. Holding it longer would make FULL checkpoints, which wait
+// for readers while holding the write lock, stall the writers.
+func holdReadWhileCopying(db *sql.DB, since int64, stop *atomic.Bool) error {
+	var ended int64
+	for {
+		if stop.Load() {
+			return nil
+		}
+		s, d, a := tracker.WALSlicedCounts()
+		if s > since {
+			ended = d + a
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("reader: %w", err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		return fmt.Errorf("reader: %w", err)
+	}
+	for !stop.Load() {
+		if _, d, a := tracker.WALSlicedCounts(); d+a > ended {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
 }
