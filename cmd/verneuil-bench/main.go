@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"time"
@@ -51,6 +52,7 @@ func main() {
 	scale := flag.Float64("scale", 1, "multiply transaction counts (smaller for a quick run)")
 	only := flag.Int("only", 0, "run only scenario N (1-based)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile to this file at the end (every allocation sampled)")
 	cpuVFS := flag.String("cpu", "", "run scenario -only N through this VFS alone and print CPU time per transaction")
 	cpuTxns := flag.Int("cpu-txns", 20000, "transactions of the -cpu run")
 	child := flag.String("contend-child", "", "internal: run as the second writer of the contended scenario (PATH:VFS:TXNS)")
@@ -70,11 +72,34 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+	}
 	if err := run(*rounds, *dir, *scale, *only, *cpuVFS, *cpuTxns); err != nil {
 		fmt.Fprintln(os.Stderr, "verneuil-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+	if *memprofile != "" {
+		if err := writeHeapProfile(*memprofile); err != nil {
+			fmt.Fprintln(os.Stderr, "verneuil-bench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// writeHeapProfile writes the allocation profile (allocs since the start:
+// go tool pprof -sample_index=alloc_space or alloc_objects) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func run(rounds int, dir string, scale float64, only int, cpuVFS string, cpuTxns int) error {
