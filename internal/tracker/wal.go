@@ -372,7 +372,7 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 		// The remembered last frame must still be whole: a -wal cut
 		// inside it and written past has a hole there (walheap.go).
 		var whole bool
-		if whole, err = walFrameIs(wal, st.pos); err == nil && !whole {
+		if whole, err = walFrameIsKept(wal, st.pos, st.read.frame(st.pos.mx)); err == nil && !whole {
 			err = fmt.Errorf("frame %d changed: %w", st.pos.mx, errWALChain)
 		}
 		if err == nil {

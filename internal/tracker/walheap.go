@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -199,16 +200,38 @@ func walHeapStart(wal *os.File) (walPos, error) {
 // before it are known, its page data still gives them (a -wal cut in the
 // middle of that frame, then written past by SQLite, has a hole there).
 func walFrameIs(wal io.ReaderAt, pos walPos) (bool, error) {
+	return walFrameIsKept(wal, pos, nil)
+}
+
+// frameScratch holds the buffers walFrameIsKept reads a frame into: a
+// commit's capture needs one for a moment, and a buffer kept per database
+// would cost every idle WAL database its size.
+var frameScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// walFrameIsKept is walFrameIs, given the bytes of frame pos.mx as an
+// earlier capture validated them (header and page; nil when not kept):
+// when the -wal still holds exactly those bytes the frame is whole, with
+// no checksum to compute; otherwise the frame is checked as walFrameIs
+// does.
+func walFrameIsKept(wal io.ReaderAt, pos walPos, kept []byte) (bool, error) {
 	n := walFrameHdrLen
 	if pos.prevOK {
 		n += pos.pageSize
 	}
-	fr := make([]byte, n)
+	bp := frameScratch.Get().(*[]byte)
+	defer frameScratch.Put(bp)
+	if cap(*bp) < n {
+		*bp = make([]byte, n)
+	}
+	fr := (*bp)[:n]
 	if _, err := wal.ReadAt(fr, frameOffset(pos.mx, pos.pageSize)); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return false, nil
 		}
 		return false, fmt.Errorf("read WAL frame %d: %w", pos.mx, err)
+	}
+	if len(kept) == n && bytes.Equal(fr, kept) {
+		return true, nil
 	}
 	be := binary.BigEndian
 	if [8]byte(fr[8:16]) != pos.salt || be.Uint32(fr[16:]) != pos.ck[0] || be.Uint32(fr[20:]) != pos.ck[1] {

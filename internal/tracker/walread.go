@@ -110,11 +110,20 @@ func (fb *frameBuf) hold(first, k uint32, frameLen int) {
 
 // page returns the page bytes of frame f when the buffer holds it, else nil.
 func (fb *frameBuf) page(f uint32) []byte {
+	if fr := fb.frame(f); fr != nil {
+		return fr[walFrameHdrLen:]
+	}
+	return nil
+}
+
+// frame returns the bytes of frame f (header and page) when the buffer
+// holds it, else nil.
+func (fb *frameBuf) frame(f uint32) []byte {
 	if fb.n == 0 || f < fb.first || f-fb.first >= fb.n {
 		return nil
 	}
 	off := int(f-fb.first) * fb.frameLen
-	return fb.b[off+walFrameHdrLen : off+fb.frameLen]
+	return fb.b[off : off+fb.frameLen]
 }
 
 // release drops a buffer larger than keptFrameBuf (after the capture).
