@@ -169,3 +169,60 @@ func TestFlushedRunKeepsVersionPacing(t *testing.T) {
 	runNow(t, c, key)
 	restoreEquals(t, s, mustVersion(t, s, key, 3), v3)
 }
+
+// TestHotDatabaseHistoryRidesNextVersion: the history object of a
+// latest-only version is not due before the next version's slot, so a
+// database still committing publishes that next version with the history
+// object (one PUT instead of a history run for the older version and the
+// newer one as latest only), in the slot its pacing gives it.
+func TestHotDatabaseHistoryRidesNextVersion(t *testing.T) {
+	s := newMemStore()
+	c, root := newPacingCopier(t, s)
+	key, name := K("rides"), "test:rides"
+	v1 := randomBytes(4*testChunk, 23)
+	stageNamed(t, root, key, name, 1, v1)
+	c.Notify(key)
+	runNow(t, c, key)
+	v2 := bytes.Clone(v1)
+	v2[27], v2[2*testChunk] = 2, v2[2*testChunk]^1
+	stageNamed(t, root, key, name, 2, v2)
+	c.Notify(key)
+	runNow(t, c, key)
+	if latestSeq(t, s, key) != 2 || hasHistory(s, key, 2) {
+		t.Fatalf("version 2: latest %d, history %v (want latest only)", latestSeq(t, s, key), hasHistory(s, key, 2))
+	}
+	sched, due, tat2 := pacing(c, key)
+	slot := tat2.Add(-pacingInterval / 2)
+	c.mu.Lock()
+	histDue := c.dbs[key].hist.at.Add(time.Hour)
+	c.mu.Unlock()
+	if !slot.After(histDue) {
+		t.Fatalf("test setup: the next slot (%v) is not after the history interval's end (%v)", slot, histDue)
+	}
+	if sched != waiting || !due.Equal(slot) {
+		t.Fatalf("waiting for version 2's history: state %d, due %v after the next version's slot (want waiting, at the slot)", sched, due.Sub(slot))
+	}
+
+	// The history interval is over and version 3 comes: it ends the
+	// wait, keeps the slot and gets the history object.
+	c.mu.Lock()
+	c.dbs[key].hist.at = c.dbs[key].hist.at.Add(-time.Hour)
+	c.mu.Unlock()
+	v3 := bytes.Clone(v2)
+	v3[27], v3[3*testChunk] = 3, v3[3*testChunk]^1
+	stageNamed(t, root, key, name, 3, v3)
+	c.Notify(key)
+	if sched, due, _ := pacing(c, key); sched != waiting || !due.Equal(slot) {
+		t.Fatalf("version 3: state %d, due %v after the slot (want waiting, at the slot)", sched, due.Sub(slot))
+	}
+	runNow(t, c, key)
+	if latestSeq(t, s, key) != 3 || !hasHistory(s, key, 3) || hasHistory(s, key, 2) {
+		t.Fatalf("version 3: latest %d, history of 3 %v (want true), of 2 %v (want false)",
+			latestSeq(t, s, key), hasHistory(s, key, 3), hasHistory(s, key, 2))
+	}
+	restoreEquals(t, s, mustVersion(t, s, key, 3), v3)
+	restoreEquals(t, s, mustVersion(t, s, key, 1), v1)
+	if sched, _, _ := pacing(c, key); sched != idle {
+		t.Fatalf("after version 3 with its history: state %d, want idle (no history run left)", sched)
+	}
+}
