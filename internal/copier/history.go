@@ -61,18 +61,13 @@ func (c *Copier) recordHistory(st *dbState, seq uint64, written bool, now time.T
 }
 
 // historyDueLocked returns when the background writes the history object
-// of the latest-only version of st, if there is one: once the history
-// interval is over, and not before the slot of the next version. A
-// database still committing signals that version first, which ends the
-// wait (historyWaitEndedLocked) and is published with the history object
-// itself (wantHistory): one PUT less than a run for the older version's
-// history object, and the database's commits keep their slot.
+// of the latest-only version of st, if there is one.
 func (c *Copier) historyDueLocked(st *dbState) (time.Time, bool) {
 	if st.hist.pending == 0 {
 		return time.Time{}, false
 	}
 	st.hist.waiting = true
-	return later(st.hist.at.Add(c.opts.HistoryInterval), c.nextSlot(st)), true
+	return st.hist.at.Add(c.opts.HistoryInterval), true
 }
 
 // historyWaitEndedLocked is called when st is signalled while it waits:
