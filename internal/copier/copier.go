@@ -17,10 +17,10 @@
 // delay the next version. A database committing about once per interval
 // is not made to wait by small jitter in its commits or by a busy moment
 // in the pool (with strict spacing from the last start, every such delay
-// would add to its lag for as long as it kept committing). A single dispatcher goroutine owns one timer for the
-// earliest due database and hands ready databases to Options.Workers
-// workers: idle databases cost no goroutine, no timer and no request, only
-// a small record.
+// would add to its lag for as long as it kept committing). A single
+// dispatcher goroutine owns one timer for the earliest due database and
+// hands ready databases to Options.Workers workers: idle databases cost no
+// goroutine, no timer and no request, only a small record.
 //
 // Failures. Each request runs under a process-wide token-bucket rate limit
 // and is retried on transient errors with capped exponential backoff and
@@ -664,13 +664,10 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.finishLocked(st)
-	// The pacing counts versions: a run that published none (it wrote
-	// the deferred history object of the latest version, or found the
-	// staged state uploaded by a flush) leaves the next version's slot
-	// where it was. Charging it used to hold a hot database's next
-	// version a whole interval longer every history_interval (the tail
-	// of the lag benchmark). Failed and busy runs are charged, as
-	// before. Nothing reads tat while the database runs.
+	// The pacing counts versions: a run that published none (a deferred
+	// history object, a state a flush uploaded) keeps the next version's
+	// slot, which charging it delayed by an interval every
+	// HistoryInterval. Nothing reads tat while the database runs.
 	if res.published || res.busy || err != nil {
 		st.tat = later(st.tat, slot).Add(c.opts.Interval)
 	}
