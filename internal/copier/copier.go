@@ -7,18 +7,20 @@
 // spools left by exited processes. A database is uploaded about once per
 // Options.Interval at most (commits in between are coalesced into one
 // manifest). The pacing is a per-database GCRA (a token bucket of depth
-// one with tolerance Interval/2): each upload pushes the database's
-// theoretical time forward by one interval from when it became due, and
-// the next may start up to half an interval early. A hot database thus
-// uploads exactly once per interval, no two uploads of one database become
-// due less than half an interval apart, and a database committing about
-// once per interval is not made to wait by small jitter in its commits or
-// by a busy moment in the pool (with strict spacing from the last start,
-// every such delay would add to its lag for as long as it kept
-// committing). A single dispatcher goroutine owns one timer for the
-// earliest due database and hands ready databases to Options.Workers
-// workers: idle databases cost no goroutine, no timer and no request, only
-// a small record.
+// one with tolerance Interval/2): each upload that publishes a version
+// pushes the database's theoretical time forward by one interval from when
+// it became due, and the next may start up to half an interval early. A
+// hot database thus publishes exactly once per interval, no two of its
+// versions become due less than half an interval apart, and a run that
+// publishes none (the deferred history object of the latest version,
+// history.go, at most one per version and per HistoryInterval) does not
+// delay the next version. A database committing about once per interval
+// is not made to wait by small jitter in its commits or by a busy moment
+// in the pool (with strict spacing from the last start, every such delay
+// would add to its lag for as long as it kept committing). A single
+// dispatcher goroutine owns one timer for the earliest due database and
+// hands ready databases to Options.Workers workers: idle databases cost no
+// goroutine, no timer and no request, only a small record.
 //
 // Failures. Each request runs under a process-wide token-bucket rate limit
 // and is retried on transient errors with capped exponential backoff and
@@ -92,9 +94,10 @@ type Options struct {
 	// Workers is the number of concurrent database uploads; default
 	// DefaultWorkers.
 	Workers int
-	// Interval paces the background uploads of one database: one per
-	// interval when it is hot, never two due less than Interval/2 apart
-	// (see the package documentation); default DefaultInterval.
+	// Interval paces the versions one database publishes in the
+	// background: one per interval when it is hot, never two due less
+	// than Interval/2 apart (see the package documentation); default
+	// DefaultInterval.
 	Interval time.Duration
 	// ScanInterval is the period of the background spool scan (jittered
 	// ±25%); negative disables it. Default DefaultScanInterval.
@@ -653,7 +656,6 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	if slot.IsZero() {
 		slot = time.Now()
 	}
-	st.tat = later(st.tat, slot).Add(c.opts.Interval)
 	c.mu.Unlock()
 
 	res, err := c.uploadDB(ctx, st, since, false, nil)
@@ -662,6 +664,13 @@ func (c *Copier) run(ctx context.Context, st *dbState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.finishLocked(st)
+	// The pacing counts versions: a run that published none (a deferred
+	// history object, a state a flush uploaded) keeps the next version's
+	// slot, which charging it delayed by an interval every
+	// HistoryInterval. Nothing reads tat while the database runs.
+	if res.published || res.busy || err != nil {
+		st.tat = later(st.tat, slot).Add(c.opts.Interval)
+	}
 	if ctx.Err() != nil {
 		// Closing: the spool keeps the work for the next process.
 		st.sched = idle

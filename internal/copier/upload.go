@@ -41,6 +41,10 @@ type result struct {
 	storeErr bool // the error came from the blob store
 	storeOK  bool // at least one store request succeeded
 	reached  bool // waiting, another uploader uploaded the state wanted
+	// published: a version was made latest. A run without one (the
+	// deferred history object of a published version, or nothing left
+	// to do) does not count against the database's pacing (copier.go).
+	published bool
 }
 
 // flushGoal is what a synchronous upload (a flush) waits for: a state at
@@ -263,6 +267,7 @@ func (c *Copier) uploadDB(ctx context.Context, st *dbState, since time.Time, wai
 		st.pending = false
 	}
 	if published != nil {
+		res.published = true
 		// The manifest's commit time is that of its newest commit; when
 		// commits were coalesced, the first signal for them is older.
 		lag := now.Sub(earliest(since, published.CommitTime))
