@@ -176,6 +176,7 @@ func startWriters(t *testing.T, e *env, path string, rows int, tables ...string)
 	return ws
 }
 
+// startWriterSpec starts a writer process doing s with e's configuration.
 func startWriterSpec(t *testing.T, e *env, s contendSpec) *contendWriter {
 	t.Helper()
 	s.Config = json.RawMessage(testutil.ConfigJSON(t, e.cfg))
