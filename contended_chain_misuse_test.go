@@ -16,8 +16,8 @@ func TestContendedChainFileDamagedUnderWriters(t *testing.T) {
 	e := contendEnv(t)
 	path := contendSetup(t, e, "a", "b", "c")
 	chain := filepath.Join(e.cfg.SpoolDir, spool.DBsDirName, e.key(path), spool.ChainFile)
-	a := startWriter(t, e, path, "a", 200, false)
-	b := startWriter(t, e, path, "b", 200, false)
+	ws := startWriters(t, e, path, 200, "a", "b")
+	a, b := ws[0], ws[1]
 	a.waitCommits(t, 30)
 	b.waitCommits(t, 30)
 	if _, err := os.Stat(chain); err != nil {

@@ -47,6 +47,9 @@ type contendSpec struct {
 	Table  string
 	Rows   int
 	Bypass bool // write through the unix VFS, with no replicator
+	// Gate: open the database, print "ready", then wait for a line on
+	// stdin before the first insert (startWriters starts several at once).
+	Gate bool
 }
 
 // contendWriterMain inserts spec.Rows rows into spec.Table, one
@@ -82,6 +85,18 @@ func contendWriterMain(raw string) int {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	out := bufio.NewWriter(os.Stdout)
+	if spec.Gate {
+		if err := db.Ping(); err != nil {
+			fmt.Fprintln(os.Stderr, "writer open:", err)
+			return 2
+		}
+		fmt.Fprintln(out, "ready")
+		out.Flush()
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			fmt.Fprintln(os.Stderr, "writer gate:", err)
+			return 2
+		}
+	}
 	for i := range spec.Rows {
 		if _, err := db.Exec("INSERT INTO " + spec.Table + "(v) VALUES(randomblob(1500))"); err != nil {
 			fmt.Fprintln(os.Stderr, "writer insert:", err)
@@ -108,6 +123,8 @@ type contendWriter struct {
 	commits   int
 	continued int
 	missed    int
+	ready     chan struct{} // closed at the writer's "ready" (Gate)
+	gate      io.WriteCloser
 	done      chan error
 }
 
@@ -126,7 +143,44 @@ func (w *contendWriter) misses() int {
 // startWriter starts a writer process.
 func startWriter(t *testing.T, e *env, path, table string, rows int, bypass bool) *contendWriter {
 	t.Helper()
-	spec, err := json.Marshal(contendSpec{Config: json.RawMessage(testutil.ConfigJSON(t, e.cfg)), Path: path, Table: table, Rows: rows, Bypass: bypass})
+	return startWriterSpec(t, e, contendSpec{Path: path, Table: table, Rows: rows, Bypass: bypass})
+}
+
+// startWriters starts one writer process per table, each inserting rows,
+// and lets them insert only once every one of them has opened the
+// database: their commits overlap however slowly a loaded machine starts
+// processes (started one after the other, the first could finish before
+// the next one's first commit, and no capture continue from another
+// process's commit).
+func startWriters(t *testing.T, e *env, path string, rows int, tables ...string) []*contendWriter {
+	t.Helper()
+	var ws []*contendWriter
+	for _, tb := range tables {
+		ws = append(ws, startWriterSpec(t, e, contendSpec{Path: path, Table: tb, Rows: rows, Gate: true}))
+	}
+	for _, w := range ws {
+		select {
+		case <-w.ready:
+		case err := <-w.done:
+			t.Fatalf("writer exited before it was ready: %v", err)
+		case <-time.After(5 * time.Minute):
+			t.Fatal("writer never ready")
+		}
+	}
+	for _, w := range ws {
+		if _, err := io.WriteString(w.gate, "go\n"); err != nil {
+			t.Fatalf("release writer: %v", err)
+		}
+		w.gate.Close()
+	}
+	return ws
+}
+
+// startWriterSpec starts a writer process doing s with e's configuration.
+func startWriterSpec(t *testing.T, e *env, s contendSpec) *contendWriter {
+	t.Helper()
+	s.Config = json.RawMessage(testutil.ConfigJSON(t, e.cfg))
+	spec, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +191,23 @@ func startWriter(t *testing.T, e *env, path, table string, rows int, bypass bool
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := &contendWriter{cmd: cmd, ready: make(chan struct{}), done: make(chan error, 1)}
+	if s.Gate {
+		if w.gate, err = cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w := &contendWriter{cmd: cmd, done: make(chan error, 1)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
+			if len(f) == 1 && f[0] == "ready" {
+				close(w.ready)
+				continue
+			}
 			if len(f) != 2 {
 				continue
 			}
@@ -267,10 +330,7 @@ func contendEnv(t *testing.T) *env {
 func TestContendedWritersReplicaExact(t *testing.T) {
 	e := contendEnv(t)
 	path := contendSetup(t, e, "a", "b", "c")
-	var ws []*contendWriter
-	for _, tb := range []string{"a", "b", "c"} {
-		ws = append(ws, startWriter(t, e, path, tb, 150, false))
-	}
+	ws := startWriters(t, e, path, 150, "a", "b", "c")
 	continued, missed := 0, 0
 	for _, w := range ws {
 		w.wait(t)

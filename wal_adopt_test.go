@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/replicator"
@@ -19,7 +18,7 @@ import (
 // the old one must be closed first.
 func (e *env) restartReplicator(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
 	defer cancel()
 	if err := e.r.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -30,7 +29,7 @@ func (e *env) restartReplicator(t testing.TB) {
 	}
 	e.r = r
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), closeBound)
 		defer cancel()
 		if err := r.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)

@@ -62,7 +62,12 @@ func restoreEquals(t *testing.T, s blob.Store, m *manifest.Manifest, data []byte
 func TestHistoryInterval(t *testing.T) {
 	mem := newMemStore()
 	s := &historyCounter{Store: mem}
-	const interval = 300 * time.Millisecond
+	// Versions must come faster than one per interval for "fewer history
+	// objects than versions" to be visible: with 300 ms, under -race on a
+	// loaded machine, a version took 570 ms to upload and every one of the
+	// 3 went to history. Four intervals of load at 2 s leave room for
+	// versions 3 times slower than that.
+	const interval = 2 * time.Second
 	c, root := newTestCopier(t, s, func(o *Options) {
 		o.Interval = 10 * time.Millisecond
 		o.HistoryInterval = interval
@@ -72,7 +77,7 @@ func TestHistoryInterval(t *testing.T) {
 	data := randomBytes(8*testChunk, 7)
 	began := time.Now()
 	var seq uint64
-	for time.Since(began) < 1500*time.Millisecond {
+	for time.Since(began) < 4*interval {
 		seq++
 		data[27] = byte(seq)
 		data[int(seq%7+1)*testChunk+5] ^= 0xff

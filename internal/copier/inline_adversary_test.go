@@ -24,7 +24,7 @@ import (
 // history.
 func TestInline_FailuresAndRestartDuringCommits(t *testing.T) {
 	s := newMemStore()
-	db := newInlineDB(t, s, "adv", func(o *Options) { o.HistoryInterval = 150 * time.Millisecond })
+	db := newInlineDB(t, s, "adv") // history objects by flushes below
 	states := map[uint64][]byte{db.seq: append([]byte(nil), db.data...)}
 	var mu sync.Mutex
 	r := rand.New(rand.NewPCG(7, 8))
@@ -63,7 +63,7 @@ func TestInline_FailuresAndRestartDuringCommits(t *testing.T) {
 			_ = db.c.Close(ctx) // dies mid-stream
 			c2, _ := newTestCopier(t, s, func(o *Options) {
 				o.SpoolDir = db.root
-				o.HistoryInterval = 150 * time.Millisecond
+				o.HistoryInterval = time.Hour
 				o.Interval = 10 * time.Millisecond
 			})
 			db.c = c2
@@ -82,6 +82,16 @@ func TestInline_FailuresAndRestartDuringCommits(t *testing.T) {
 		states[db.seq] = append([]byte(nil), db.data...)
 		db.c.Notify(K("adv"))
 		time.Sleep(time.Duration(r.IntN(30)) * time.Millisecond)
+		if i%6 == 5 {
+			// A flush: its history object (a new delta base). A short
+			// history interval instead wrote every version to history
+			// under -race on a loaded machine (each check outlasted it):
+			// no latest carried inline chunks. The injected failures may
+			// make it fail.
+			if err := db.c.Upload(context.Background(), K("adv")); err != nil {
+				t.Logf("flush after version %d: %v", db.seq, err)
+			}
+		}
 		check()
 	}
 	if inlined == 0 {

@@ -32,8 +32,8 @@ func TestInline_TwoTargetsPacksFailuresRestart(t *testing.T) {
 	targets := []namedStore{a, b}
 	mutate := func(o *Options) {
 		o.Targets = []blob.Store{a, b}
-		o.PackBytes = 0 // default: packs on
-		o.HistoryInterval = 120 * time.Millisecond
+		o.PackBytes = 0               // default: packs on
+		o.HistoryInterval = time.Hour // history objects by flushes below
 		o.Interval = 10 * time.Millisecond
 	}
 	db := newInlineDB(t, a, "two", mutate)
@@ -99,6 +99,16 @@ func TestInline_TwoTargetsPacksFailuresRestart(t *testing.T) {
 		states[db.seq] = append([]byte(nil), db.data...)
 		db.c.Notify(K("two"))
 		time.Sleep(time.Duration(r.IntN(30)) * time.Millisecond)
+		if i%6 == 5 {
+			// A flush: its history object (a new delta base). A short
+			// history interval instead wrote every version to history
+			// under -race on a loaded machine (each check outlasted it):
+			// no latest carried inline chunks. The injected failures may
+			// make it fail.
+			if err := db.c.Upload(context.Background(), K("two")); err != nil {
+				t.Logf("flush after version %d: %v", db.seq, err)
+			}
+		}
 		check()
 	}
 	t.Logf("latest carried inline chunks %d times, pack locations %d times (of 80 reads)", inlined, packed)

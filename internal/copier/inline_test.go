@@ -185,7 +185,12 @@ func TestInline_StoredBeforeHistory(t *testing.T) {
 		s := newMemStore()
 		interval := time.Hour
 		if !flush {
-			interval = 300 * time.Millisecond
+			// Long enough that version 2 (and, after its history
+			// object, version 3) is uploaded within it of the previous
+			// history object on a loaded machine: with 300 ms, under
+			// -race, version 2 went to history at once, carrying nothing
+			// inline.
+			interval = 3 * time.Second
 		}
 		db := newInlineDB(t, s, "hist", func(o *Options) { o.HistoryInterval = interval })
 		db.commit(3)
@@ -199,7 +204,7 @@ func TestInline_StoredBeforeHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			waitFor(t, 10*time.Second, "the history object", func() bool { return hasHistory(s, K("hist"), 2) })
+			waitFor(t, 30*time.Second, "the history object", func() bool { return hasHistory(s, K("hist"), 2) })
 		}
 		obj, ok := s.get(names.ManifestKey(K("hist"), 2))
 		if !ok {

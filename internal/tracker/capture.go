@@ -68,6 +68,14 @@ import (
 // the spool's flock (see the state machine above).
 const captureLockWait = 20 * time.Millisecond
 
+// captureWALLockWait bounds the same wait for CaptureWAL: verneuilctl sync,
+// verify and the copier daemon, which hold only a WAL read lock of their
+// own and stall no writer while they wait. A live writer's process takes
+// the spool's flock for each commit's capture and build; on a loaded
+// machine those holds leave gaps that a 20 ms wait rarely met, and
+// verneuilctl verify failed "capture deferred" after all its attempts.
+const captureWALLockWait = 5 * time.Second
+
 // ErrDeferred says that a capture could not take the spool in time, or
 // that a sliced rescan saw the file change, and left its work to the next
 // capture (the next read transaction through the VFS). Flush wraps it
@@ -118,7 +126,12 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 // lockForCapture takes buildMu and the spool's flock, waiting at most
 // captureLockWait for both; ErrDeferred when they stay busy.
 func (db *DB) lockForCapture() (unlock func(), err error) {
-	deadline := time.Now().Add(captureLockWait)
+	return db.lockForCaptureWithin(captureLockWait)
+}
+
+// lockForCaptureWithin is lockForCapture waiting at most wait.
+func (db *DB) lockForCaptureWithin(wait time.Duration) (unlock func(), err error) {
+	deadline := time.Now().Add(wait)
 	for !db.buildMu.TryLock() {
 		if !time.Now().Before(deadline) {
 			return nil, ErrDeferred

@@ -282,7 +282,7 @@ func (s *WALSnapshot) stagedCovers(id []byte) bool {
 func (db *DB) captureWALSnapshot(snap *WALSnapshot) error {
 	db.waitSliced(true)
 	db.stopWALSliced()
-	unlock, err := db.lockForCapture()
+	unlock, err := db.lockForCaptureWithin(captureWALLockWait)
 	if err != nil {
 		return err
 	}
