@@ -40,7 +40,9 @@ import (
 // touchAfter) until the cache is at evictTo of max, sparing its own pack
 // being appended to. A process appending to a pack that another deleted
 // notices it (the link count is 0) and starts a new pack. The cache can
-// exceed max by what other processes added since this one last looked.
+// exceed max by what other processes added since this one last looked;
+// each looks again whenever it starts a pack, so that is at most about a
+// pack (packMax) and a chunk per process.
 //
 // Chunk files of the earlier layout (DIR/chunks/HH/HASH, one file per
 // chunk) are removed by the first process that writes to the cache.
@@ -259,21 +261,23 @@ func (c *diskCache) put(h manifest.Hash, data []byte) {
 		c.removeLegacy()
 		c.evict()
 	}
-	n, err := c.append(h, data)
+	n, newPack, err := c.append(h, data)
 	if err != nil {
 		c.writeFailed(err)
 		return
 	}
 	c.size += n
-	if c.size > c.max {
+	if c.size > c.max || newPack {
+		// Looking again at each new pack (at most packMax of this
+		// process's writes apart) bounds what the others added unseen.
 		c.evict()
 	}
 }
 
 // append writes the record of h at the end of the process's pack, starting
 // a new pack when there is none, it is full or it was deleted. It returns
-// the bytes added.
-func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
+// the bytes added, and whether it started a new pack.
+func (c *diskCache) append(h manifest.Hash, data []byte) (n int64, newPack bool, err error) {
 	hdr := encodeHeader(h, len(data))
 	size := int64(len(hdr) + len(data))
 	if p := c.cur; p != nil && (p.end > 0 && p.end+size > c.packMax || !p.linked()) {
@@ -282,17 +286,18 @@ func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
 	if c.cur == nil {
 		p, err := createPack(c.packDir)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		c.mu.Lock()
 		c.packs[p.name] = p
 		c.mu.Unlock()
 		c.cur = p
+		newPack = true
 	}
 	// Two writes rather than a copy of the chunk: a reader sees the record
 	// only once the file reaches its end, and verifies the data anyway.
 	p := c.cur
-	_, err := p.f.WriteAt(hdr, p.end)
+	_, err = p.f.WriteAt(hdr, p.end)
 	if err == nil {
 		_, err = p.f.WriteAt(data, p.end+recordHeader)
 	}
@@ -304,13 +309,13 @@ func (c *diskCache) append(h manifest.Hash, data []byte) (int64, error) {
 		if terr := p.f.Truncate(p.end); terr != nil {
 			c.retire()
 		}
-		return 0, fmt.Errorf("append to %s: %w", p.name, err)
+		return 0, newPack, fmt.Errorf("append to %s: %w", p.name, err)
 	}
 	c.mu.Lock()
 	c.index[h] = loc{p: p, off: p.end + recordHeader, n: len(data)}
 	p.end += size
 	c.mu.Unlock()
-	return size, nil
+	return size, newPack, nil
 }
 
 // retire stops appending to the current pack; it stays readable (as the
