@@ -416,13 +416,9 @@ func (db *DB) check(src Source, ino uint64) error {
 	if verified {
 		return nil
 	}
-	xattr, err := src.Xattr()
+	xattr, header, err := readState(src)
 	if err != nil {
-		xattr = nil // unsupported: identity falls back to the header
-	}
-	header := make([]byte, HeaderLen)
-	if err := src.ReadAt(header, 0); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return err
 	}
 	if IsWAL(header) {
 		return db.walCheck()

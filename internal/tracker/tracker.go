@@ -608,12 +608,8 @@ func (m *Manager) Flush(ctx context.Context) error {
 func (m *Manager) recheck(db *DB, src Source) error {
 	deadline := time.Now().Add(5*m.opts.BuildDelay + 500*time.Millisecond)
 	for {
-		xattr, err := src.Xattr()
+		xattr, header, err := readState(src)
 		if err != nil {
-			xattr = nil // unsupported: identity falls back to the header
-		}
-		header := make([]byte, HeaderLen)
-		if err := src.ReadAt(header, 0); err != nil {
 			return nil // cannot tell; the flush reports what it can
 		}
 		// The Source does not know the inode: compare what follows it.
@@ -652,6 +648,21 @@ func identity(ino uint64, xattr, header []byte) []byte {
 	id = append(id, byte(len(xattr)))
 	id = append(id, xattr...)
 	return append(id, header...)
+}
+
+// readState reads what a file state's identity is made of, besides the
+// inode: the version xattr (nil when absent or unsupported: identity falls
+// back to the header) and the first HeaderLen bytes.
+func readState(src Source) (xattr, header []byte, err error) {
+	xattr, err = src.Xattr()
+	if err != nil {
+		xattr = nil
+	}
+	header = make([]byte, HeaderLen)
+	if err := src.ReadAt(header, 0); err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	return xattr, header, nil
 }
 
 // Identity returns the identity of a file state as the tracker computes it

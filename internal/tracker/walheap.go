@@ -71,7 +71,7 @@ func (db *DB) walHeapCapture(src Source, ev Event) error {
 	sameGen := st != nil && st.pos.salt == start.salt && st.pos.pageSize == start.pageSize &&
 		st.pos.bigEnd == start.bigEnd
 	if sameGen && st.pos.mx > 0 {
-		if sameGen, err = walFrameIs(wal, st.pos); err != nil {
+		if sameGen, err = walFrameIsKept(wal, st.pos, st.read.frame(st.pos.mx)); err != nil {
 			return err
 		}
 	}
@@ -145,13 +145,9 @@ func (db *DB) walHeapNoFrame(src Source, st *walState, remembered bool, ev Event
 		db.setWAL(st)
 		return nil
 	}
-	xattr, err := src.Xattr()
+	xattr, header, err := readState(src)
 	if err != nil {
-		xattr = nil // unsupported: identity falls back to the header
-	}
-	header := make([]byte, HeaderLen)
-	if err := src.ReadAt(header, 0); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return err
 	}
 	cur := identity(ev.Ino, xattr, header)
 	db.mu.Lock()
@@ -195,24 +191,18 @@ func walHeapStart(wal *os.File) (walPos, error) {
 	return walGenerationStart(wal, hint) // validates magic, version, checksum
 }
 
-// walFrameIs reports whether frame pos.mx of the -wal is still the last
-// frame of pos: its salts and checksums are pos's and, when the checksums
-// before it are known, its page data still gives them (a -wal cut in the
-// middle of that frame, then written past by SQLite, has a hole there).
-func walFrameIs(wal io.ReaderAt, pos walPos) (bool, error) {
-	return walFrameIsKept(wal, pos, nil)
-}
-
 // frameScratch holds the buffers walFrameIsKept reads a frame into: a
 // commit's capture needs one for a moment, and a buffer kept per database
 // would cost every idle WAL database its size.
 var frameScratch = sync.Pool{New: func() any { return new([]byte) }}
 
-// walFrameIsKept is walFrameIs, given the bytes of frame pos.mx as an
-// earlier capture validated them (header and page; nil when not kept):
-// when the -wal still holds exactly those bytes the frame is whole, with
-// no checksum to compute; otherwise the frame is checked as walFrameIs
-// does.
+// walFrameIsKept reports whether frame pos.mx of the -wal is still the
+// last frame of pos: its salts and checksums are pos's and, when the
+// checksums before it are known, its page data still gives them (a -wal
+// cut in the middle of that frame, then written past by SQLite, has a hole
+// there). kept is the frame's bytes (header and page) as an earlier
+// capture validated them, nil when not kept: when the -wal still holds
+// exactly those bytes the frame is whole, with no checksum to compute.
 func walFrameIsKept(wal io.ReaderAt, pos walPos, kept []byte) (bool, error) {
 	n := walFrameHdrLen
 	if pos.prevOK {
