@@ -9,12 +9,12 @@ import (
 	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 )
 
-// TestProto_WALCommitDetection (prototype, branch wal-proto): the shim
+// TestWALCommitDetection: the shim
 // counts a WAL commit at the release of the WAL write lock exactly when a
 // transaction committed frames: not for rollbacks, reads or checkpoints,
 // once for a multi-statement transaction, and after a TRUNCATE checkpoint
 // (counted as a reset) the restart-then-commit is a commit again.
-func TestProto_WALCommitDetection(t *testing.T) {
+func TestWALCommitDetection(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	path := filepath.Join(e.dir, "wal.db")
