@@ -1,0 +1,415 @@
+//go:build cgo
+
+package ext
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of testutil.WALReference
+
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
+)
+
+// pySuitePython is the interpreter whose own sqlite3 tests are run: Debian's
+// (extension loading enabled, SQLite 3.40 from libsqlite3), never a python3
+// earlier on PATH.
+const pySuitePython = "/usr/bin/python3"
+
+// pySuiteMode is one way of running the suite; both runs of a mode (plain
+// and verneuil) run it the same way.
+type pySuiteMode struct {
+	name    string
+	files   bool   // sqlite3.connect(":memory:") opens a new file instead
+	journal string // PRAGMA journal_mode=JOURNAL on every file connection
+}
+
+var pySuiteModes = []pySuiteMode{
+	{name: "default"},
+	{name: "wal", journal: "wal"},
+	{name: "files", files: true},
+	{name: "files-wal", files: true, journal: "wal"},
+}
+
+// pySuiteDefaultModes are the modes a plain `go test` runs (make test);
+// VERNEUIL_PY_SUITE_MODES="all" or a list of names runs others
+// (make python-suite runs all).
+var pySuiteDefaultModes = []string{"default", "wal", "files"}
+
+// TestPythonSQLiteSuite runs CPython's own sqlite3 tests
+// (`/usr/bin/python3 -m test test_sqlite3 -v`, installed by
+// scripts/install-python-suite.sh) twice per mode, at the same time: plain,
+// and with libverneuil.so loaded before the suite starts and
+// "make_default": true, so that every connection the suite opens (also in
+// the child processes it starts) uses the replicating VFS, replicating to a
+// local target. The two runs must fail the same tests (and run and skip as
+// many); then the replicas are checked: every database the suite deletes
+// was restored with `verneuilctl restore` just before and compared byte for
+// byte (testdata/pysuite/sitecustomize.py), and in the "files" modes every
+// database file left at the end is compared with its restored replica.
+// docs/TESTING.md describes it; VERNEUIL_PY_SUITE_OUT=DIR keeps the logs,
+// the spool and the store there.
+func TestPythonSQLiteSuite(t *testing.T) {
+	py := pySuiteInterpreter(t)
+	modes := pySuiteSelected(t)
+	out := os.Getenv("VERNEUIL_PY_SUITE_OUT")
+	if out == "" {
+		out = t.TempDir()
+	} else {
+		var err error
+		if out, err = filepath.Abs(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl := testutil.Verneuilctl(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			dir := filepath.Join(out, m.name)
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			runPySuiteMode(t, py, ctl, m, dir)
+		})
+	}
+}
+
+// pySuiteInterpreter returns /usr/bin/python3 when it can run the suite
+// and load extensions; otherwise the test is skipped (failed with CI=true).
+func pySuiteInterpreter(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(pySuitePython, "-c",
+		"import sqlite3, test.test_sqlite3; sqlite3.connect(':memory:').enable_load_extension").CombinedOutput()
+	need(t, err == nil, "%s cannot run test.test_sqlite3 with extension loading (scripts/install-python-suite.sh): %v %s",
+		pySuitePython, err, strings.TrimSpace(string(out)))
+	return pySuitePython
+}
+
+// pySuiteSelected returns the modes VERNEUIL_PY_SUITE_MODES names ("all",
+// or names separated by spaces or commas), else pySuiteDefaultModes.
+func pySuiteSelected(t *testing.T) []pySuiteMode {
+	t.Helper()
+	names := pySuiteDefaultModes
+	if v := strings.TrimSpace(os.Getenv("VERNEUIL_PY_SUITE_MODES")); v == "all" {
+		names = nil
+		for _, m := range pySuiteModes {
+			names = append(names, m.name)
+		}
+	} else if v != "" {
+		names = strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' })
+	}
+	var modes []pySuiteMode
+	for _, n := range names {
+		i := slices.IndexFunc(pySuiteModes, func(m pySuiteMode) bool { return m.name == n })
+		if i < 0 {
+			t.Fatalf("VERNEUIL_PY_SUITE_MODES: unknown mode %q (all, default, wal, files, files-wal)", n)
+		}
+		modes = append(modes, pySuiteModes[i])
+	}
+	return modes
+}
+
+// pyRun is one run of the suite.
+type pyRun struct {
+	name    string // "plain" or "verneuil"
+	dir     string // its directory: TMPDIR tmp/, files/, check/, the log
+	log     string // its output, stdout and stderr interleaved
+	output  string
+	err     error // from Wait
+	elapsed time.Duration
+}
+
+func runPySuiteMode(t *testing.T, py, ctl string, m pySuiteMode, dir string) {
+	e := newEnvIn(t, filepath.Join(dir, "verneuil"), map[string]any{"make_default": true})
+	runs := []*pyRun{
+		{name: "plain", dir: filepath.Join(dir, "plain")},
+		{name: "verneuil", dir: e.dir},
+	}
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		env := pySuiteEnv(t, e, m, r.dir)
+		if r.name == "verneuil" {
+			env = append(env, "VERNEUIL_PY_SUITE_EXT="+soPath,
+				"VERNEUIL_PY_SUITE_CHECK="+testutil.MkdirAll(t, filepath.Join(r.dir, "check")),
+				"VERNEUIL_PY_SUITE_CTL="+ctl)
+		}
+		wg.Go(func() { r.run(py, env) })
+	}
+	wg.Wait()
+
+	outcomes := map[string]pyOutcome{}
+	for _, r := range runs {
+		o, err := parsePyOutcome(r.output)
+		if err != nil || r.err != nil && o.result == "" {
+			t.Fatalf("%s run (%s, %v): %v, %v; the end of its output:\n%s", r.name, r.log, r.elapsed.Round(time.Millisecond),
+				r.err, err, tail(r.output, 40))
+		}
+		outcomes[r.name] = o
+		t.Logf("%s: %d tests, %d failed, %d skipped, regrtest %s, %v (%s)", r.name, o.ran, len(o.failures),
+			o.skipped, o.result, r.elapsed.Round(time.Millisecond), r.log)
+	}
+	for _, f := range outcomes["plain"].failures {
+		t.Logf("fails in both runs: %s", f)
+	}
+	if d := comparePyOutcomes(outcomes["plain"], outcomes["verneuil"]); len(d) > 0 {
+		for _, line := range d {
+			for _, r := range runs {
+				if f, ok := strings.CutPrefix(line, "fails with "+r.name+" only: "); ok {
+					line += "\n" + pyFailureBlock(r.output, f)
+				}
+			}
+			t.Error(line)
+		}
+		t.Errorf("the plain and verneuil runs differ (logs: %s, %s)", runs[0].log, runs[1].log)
+	}
+	checkPySuiteReplicas(t, e, m, runs[1])
+}
+
+// pySuiteEnv is the environment of a run in dir: e's (HOME, VERNEUIL_HOME,
+// VERNEUIL_CONFIG in the verneuil run's directory; unused without the
+// extension), without PYTHON* variables, with the sitecustomize and the
+// mode's variables.
+func pySuiteEnv(t *testing.T, e *env, m pySuiteMode, dir string) []string {
+	t.Helper()
+	site, err := filepath.Abs(filepath.Join("testdata", "pysuite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, kv := range e.environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "PYTHON") && k != "TMPDIR" {
+			out = append(out, kv)
+		}
+	}
+	out = append(out, "PYTHONPATH="+site, "TMPDIR="+testutil.MkdirAll(t, filepath.Join(dir, "tmp")))
+	if m.files {
+		out = append(out, "VERNEUIL_PY_SUITE_FILES="+testutil.MkdirAll(t, filepath.Join(dir, "files")))
+	}
+	if m.journal != "" {
+		out = append(out, "VERNEUIL_PY_SUITE_JOURNAL="+m.journal)
+	}
+	return out
+}
+
+func (r *pyRun) run(py string, env []string) {
+	r.log = filepath.Join(r.dir, "suite.log")
+	f, err := os.Create(r.log)
+	if err != nil {
+		r.err = err
+		return
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-m", "test", "test_sqlite3", "-v")
+	cmd.Dir, cmd.Env = r.dir, env
+	var buf bytes.Buffer
+	w := &lockedWriter{w: f, buf: &buf}
+	cmd.Stdout, cmd.Stderr = w, w
+	start := time.Now()
+	r.err = cmd.Run()
+	r.elapsed = time.Since(start)
+	r.output = buf.String()
+}
+
+// lockedWriter writes the run's output to its log file and keeps a copy.
+type lockedWriter struct {
+	mu  sync.Mutex
+	w   *os.File
+	buf *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	return l.w.Write(p)
+}
+
+// pyUnlinkCheck is one line of check/unlink-checks.jsonl.
+type pyUnlinkCheck struct {
+	Path        string `json:"path"`
+	Test        string `json:"test"`   // the test deleting it
+	Result      string `json:"result"` // identical, different, skipped, restore-failed, error
+	Error       string `json:"error"`
+	Flush       string `json:"flush"` // PRAGMA verneuil_flush: "ok"
+	Key         string `json:"key"`   // PRAGMA verneuil_manifest_name
+	JournalMode string `json:"journal_mode"`
+	Restored    string `json:"restored"` // kept when different
+	Source      string `json:"source"`
+	Stderr      string `json:"stderr"` // of a failed restore
+}
+
+// checkPySuiteReplicas checks what the verneuil run r replicated: the
+// checks made before each deletion, then (after `verneuilctl flush`
+// drained what the suite's processes left in the spool) the replicas in
+// the target and, in the files modes, every database file left.
+func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
+	checks := readPyUnlinkChecks(t, filepath.Join(r.dir, "check", "unlink-checks.jsonl"))
+	counts := map[string]int{}
+	keys := map[string]bool{}
+	for _, c := range checks {
+		counts[c.Result]++
+		switch {
+		case c.Result == "skipped":
+		case c.Result != "identical" || c.Flush != "ok" || c.Key == "":
+			t.Errorf("replica of %s (deleted by %s) checked before the deletion: %s %s (flush %q, key %q) %s %s%s",
+				c.Path, c.Test, c.Result, c.Error, c.Flush, c.Key, c.Restored, c.Source, c.Stderr)
+		default:
+			keys[c.Key] = true
+		}
+	}
+	t.Logf("replicas checked before the suite deleted their database: %v (%d databases)", counts, len(keys))
+	if counts["identical"] == 0 {
+		t.Errorf("no replica was checked before a deletion: the suite deletes databases it wrote (%s)", r.log)
+	}
+
+	testutil.MustCtl(t, e.config, "flush")
+	var listed []struct{ Key string }
+	if err := json.Unmarshal([]byte(testutil.MustCtl(t, e.config, "list", "--json")), &listed); err != nil {
+		t.Fatalf("verneuilctl list --json: %v", err)
+	}
+	store := testutil.OpenFileStore(t, e.store)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	versions := 0
+	for _, l := range listed {
+		v, err := restore.Versions(ctx, store, l.Key)
+		if err != nil {
+			t.Errorf("versions of %s: %v", l.Key, err)
+		}
+		versions += len(v)
+		delete(keys, l.Key)
+	}
+	for k := range keys {
+		t.Errorf("verneuilctl list does not list %s, checked during the run", k)
+	}
+	t.Logf("target: %d replicas, %d versions in their histories", len(listed), versions)
+	if m.files {
+		comparePySuiteFiles(t, ctx, store, filepath.Join(r.dir, "files"))
+	}
+}
+
+func readPyUnlinkChecks(t *testing.T, path string) []pyUnlinkCheck {
+	t.Helper()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []pyUnlinkCheck
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var c pyUnlinkCheck
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("%s: %v: %q", path, err, sc.Text())
+		}
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// comparePySuiteFiles compares every SQLite database in dir (the files
+// the "files" modes opened for :memory:) with its latest replica: byte for
+// byte against what a TRUNCATE checkpoint of the file and its -wal leaves
+// (testutil.WALReference; the file itself in rollback-journal mode).
+func comparePySuiteFiles(t *testing.T, ctx context.Context, s blob.Store, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var same, empty int
+	var bad []string
+	restored := filepath.Join(t.TempDir(), "restored.db")
+	for _, de := range ents {
+		name := de.Name()
+		if !de.Type().IsRegular() || !strings.HasSuffix(name, ".db") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		key := testutil.ReplicaKey(t, testHost, path)
+		if !hasSQLiteMagic(path) {
+			// Opened and never written: no commit, so no replica, or the
+			// replica of an empty file (a write transaction that wrote
+			// no page), which must then be empty too.
+			if _, err := restore.Latest(ctx, s, key); errors.Is(err, blob.ErrNotFound) {
+				empty++
+				continue
+			}
+		}
+		ref := testutil.WALReference(t, path)
+		mf, err := restore.Latest(ctx, s, key)
+		if err == nil {
+			err = restore.ToFile(ctx, s, mf, restored)
+		}
+		switch {
+		case err != nil:
+			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
+		case !sameBytes(t, restored, ref):
+			bad = append(bad, fmt.Sprintf("%s: replica differs: %s", name, testutil.DescribeDiff(restored, ref)))
+		default:
+			same++
+		}
+	}
+	t.Logf("database files left by the suite: %d byte-identical to their replica, %d never written (no replica)", same, empty)
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if same == 0 {
+		t.Errorf("no database file in %s: the files mode wrote nothing", dir)
+	}
+}
+
+func hasSQLiteMagic(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 16)
+	n, _ := f.Read(b)
+	return string(b[:n]) == "SQLite format 3\x00"
+}
+
+func sameBytes(t *testing.T, a, b string) bool {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
