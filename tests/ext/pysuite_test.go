@@ -194,7 +194,9 @@ func pySuiteEnv(t *testing.T, e *env, m pySuiteMode, dir string) []string {
 			out = append(out, kv)
 		}
 	}
-	out = append(out, "PYTHONPATH="+site, "TMPDIR="+testutil.MkdirAll(t, filepath.Join(dir, "tmp")))
+	// No __pycache__ in testdata/pysuite; the standard library's are there.
+	out = append(out, "PYTHONPATH="+site, "PYTHONDONTWRITEBYTECODE=1",
+		"TMPDIR="+testutil.MkdirAll(t, filepath.Join(dir, "tmp")))
 	if m.files {
 		out = append(out, "VERNEUIL_PY_SUITE_FILES="+testutil.MkdirAll(t, filepath.Join(dir, "files")))
 	}
