@@ -3,12 +3,8 @@
 package ext
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +16,6 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of testutil.WALReference
 
-	"github.com/verneuil-go/verneuil/internal/blob"
-	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -36,6 +30,11 @@ type pySuiteMode struct {
 	name    string
 	files   bool   // sqlite3.connect(":memory:") opens a new file instead
 	journal string // PRAGMA journal_mode=JOURNAL on every file connection
+	// targetDown: the verneuil run's target directory does not exist
+	// while the suite runs (writes are spooled, flushes fail); it is
+	// created afterwards, and `verneuilctl flush` must then replicate
+	// everything.
+	targetDown bool
 }
 
 var pySuiteModes = []pySuiteMode{
@@ -43,6 +42,7 @@ var pySuiteModes = []pySuiteMode{
 	{name: "wal", journal: "wal"},
 	{name: "files", files: true},
 	{name: "files-wal", files: true, journal: "wal"},
+	{name: "files-target-down", files: true, targetDown: true},
 }
 
 // pySuiteDefaultModes are the modes a plain `go test` runs (make test);
@@ -115,7 +115,7 @@ func pySuiteSelected(t *testing.T) []pySuiteMode {
 	for _, n := range names {
 		i := slices.IndexFunc(pySuiteModes, func(m pySuiteMode) bool { return m.name == n })
 		if i < 0 {
-			t.Fatalf("VERNEUIL_PY_SUITE_MODES: unknown mode %q (all, default, wal, files, files-wal)", n)
+			t.Fatalf("VERNEUIL_PY_SUITE_MODES: unknown mode %q (all, default, wal, files, files-wal, files-target-down)", n)
 		}
 		modes = append(modes, pySuiteModes[i])
 	}
@@ -134,6 +134,11 @@ type pyRun struct {
 
 func runPySuiteMode(t *testing.T, py, ctl string, m pySuiteMode, dir string) {
 	e := newEnvIn(t, filepath.Join(dir, "verneuil"), map[string]any{"make_default": true})
+	if m.targetDown {
+		if err := os.Remove(e.store); err != nil {
+			t.Fatal(err)
+		}
+	}
 	runs := []*pyRun{
 		{name: "plain", dir: filepath.Join(dir, "plain")},
 		{name: "verneuil", dir: e.dir},
@@ -239,172 +244,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.buf.Write(p)
 	return l.w.Write(p)
-}
-
-// pyUnlinkCheck is one line of check/unlink-checks.jsonl.
-type pyUnlinkCheck struct {
-	Path        string `json:"path"`
-	Test        string `json:"test"`   // the test deleting it
-	Result      string `json:"result"` // identical, different, skipped, restore-failed, error
-	Error       string `json:"error"`
-	Flush       string `json:"flush"` // PRAGMA verneuil_flush: "ok"
-	Key         string `json:"key"`   // PRAGMA verneuil_manifest_name
-	JournalMode string `json:"journal_mode"`
-	Restored    string `json:"restored"` // kept when different
-	Source      string `json:"source"`
-	Stderr      string `json:"stderr"` // of a failed restore
-}
-
-// checkPySuiteReplicas checks what the verneuil run r replicated: the
-// checks made before each deletion, then (after `verneuilctl flush`
-// drained what the suite's processes left in the spool) the replicas in
-// the target and, in the files modes, every database file left.
-func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
-	checks := readPyUnlinkChecks(t, filepath.Join(r.dir, "check", "unlink-checks.jsonl"))
-	counts := map[string]int{}
-	keys := map[string]bool{}
-	for _, c := range checks {
-		counts[c.Result]++
-		switch {
-		case c.Result == "skipped":
-		case c.Result != "identical" || c.Flush != "ok" || c.Key == "":
-			t.Errorf("replica of %s (deleted by %s) checked before the deletion: %s %s (flush %q, key %q) %s %s%s",
-				c.Path, c.Test, c.Result, c.Error, c.Flush, c.Key, c.Restored, c.Source, c.Stderr)
-		default:
-			keys[c.Key] = true
-		}
-	}
-	t.Logf("replicas checked before the suite deleted their database: %v (%d databases)", counts, len(keys))
-	if counts["identical"] == 0 {
-		t.Errorf("no replica was checked before a deletion: the suite deletes databases it wrote (%s)", r.log)
-	}
-
-	testutil.MustCtl(t, e.config, "flush")
-	var listed []struct{ Key string }
-	if err := json.Unmarshal([]byte(testutil.MustCtl(t, e.config, "list", "--json")), &listed); err != nil {
-		t.Fatalf("verneuilctl list --json: %v", err)
-	}
-	store := testutil.OpenFileStore(t, e.store)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	versions := 0
-	for _, l := range listed {
-		v, err := restore.Versions(ctx, store, l.Key)
-		if err != nil {
-			t.Errorf("versions of %s: %v", l.Key, err)
-		}
-		versions += len(v)
-		delete(keys, l.Key)
-	}
-	for k := range keys {
-		t.Errorf("verneuilctl list does not list %s, checked during the run", k)
-	}
-	t.Logf("target: %d replicas, %d versions in their histories", len(listed), versions)
-	if m.files {
-		comparePySuiteFiles(t, ctx, store, filepath.Join(r.dir, "files"))
-	}
-}
-
-func readPyUnlinkChecks(t *testing.T, path string) []pyUnlinkCheck {
-	t.Helper()
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []pyUnlinkCheck
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var c pyUnlinkCheck
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatalf("%s: %v: %q", path, err, sc.Text())
-		}
-		out = append(out, c)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// comparePySuiteFiles compares every SQLite database in dir (the files
-// the "files" modes opened for :memory:) with its latest replica: byte for
-// byte against what a TRUNCATE checkpoint of the file and its -wal leaves
-// (testutil.WALReference; the file itself in rollback-journal mode).
-func comparePySuiteFiles(t *testing.T, ctx context.Context, s blob.Store, dir string) {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var same, empty int
-	var bad []string
-	restored := filepath.Join(t.TempDir(), "restored.db")
-	for _, de := range ents {
-		name := de.Name()
-		if !de.Type().IsRegular() || !strings.HasSuffix(name, ".db") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		key := testutil.ReplicaKey(t, testHost, path)
-		if !hasSQLiteMagic(path) {
-			// Opened and never written: no commit, so no replica, or the
-			// replica of an empty file (a write transaction that wrote
-			// no page), which must then be empty too.
-			if _, err := restore.Latest(ctx, s, key); errors.Is(err, blob.ErrNotFound) {
-				empty++
-				continue
-			}
-		}
-		ref := testutil.WALReference(t, path)
-		mf, err := restore.Latest(ctx, s, key)
-		if err == nil {
-			err = restore.ToFile(ctx, s, mf, restored)
-		}
-		switch {
-		case err != nil:
-			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-		case !sameBytes(t, restored, ref):
-			bad = append(bad, fmt.Sprintf("%s: replica differs: %s", name, testutil.DescribeDiff(restored, ref)))
-		default:
-			same++
-		}
-	}
-	t.Logf("database files left by the suite: %d byte-identical to their replica, %d never written (no replica)", same, empty)
-	for _, b := range bad {
-		t.Error(b)
-	}
-	if same == 0 {
-		t.Errorf("no database file in %s: the files mode wrote nothing", dir)
-	}
-}
-
-func hasSQLiteMagic(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, 16)
-	n, _ := f.Read(b)
-	return string(b[:n]) == "SQLite format 3\x00"
-}
-
-func sameBytes(t *testing.T, a, b string) bool {
-	t.Helper()
-	x, err := os.ReadFile(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := os.ReadFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Equal(x, y)
 }
 
 // tail returns the last n lines of s.
