@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -169,6 +170,9 @@ func runPySuiteMode(t *testing.T, py, ctl string, m pySuiteMode, dir string) {
 	for _, f := range outcomes["plain"].failures {
 		t.Logf("fails in both runs: %s", f)
 	}
+	for msg, n := range verneuilLogSummary(runs[1].output) {
+		t.Logf("verneuil logged %d× %s", n, msg)
+	}
 	if d := comparePyOutcomes(outcomes["plain"], outcomes["verneuil"]); len(d) > 0 {
 		for _, line := range d {
 			for _, r := range runs {
@@ -244,6 +248,18 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.buf.Write(p)
 	return l.w.Write(p)
+}
+
+var verneuilLogRE = regexp.MustCompile(`level=(WARN|ERROR) msg="((?:[^"\\]|\\.)*)"`)
+
+// verneuilLogSummary counts the library's warnings and errors (log/slog's
+// text lines on the host's stderr) by level and message.
+func verneuilLogSummary(out string) map[string]int {
+	n := map[string]int{}
+	for _, m := range verneuilLogRE.FindAllStringSubmatch(out, -1) {
+		n[m[1]+" "+m[2]]++
+	}
+	return n
 }
 
 // tail returns the last n lines of s.
