@@ -30,7 +30,7 @@ const pySuitePython = "/usr/bin/python3"
 type pySuiteMode struct {
 	name    string
 	files   bool   // sqlite3.connect(":memory:") opens a new file instead
-	journal string // PRAGMA journal_mode=JOURNAL on every file connection
+	pragmas string // run on every new connection to a file ("P1;P2"), e.g. "journal_mode=wal"
 	// targetDown: the verneuil run's target directory does not exist
 	// while the suite runs (writes are spooled, flushes fail); it is
 	// created afterwards, and `verneuilctl flush` must then replicate
@@ -40,10 +40,15 @@ type pySuiteMode struct {
 
 var pySuiteModes = []pySuiteMode{
 	{name: "default"},
-	{name: "wal", journal: "wal"},
+	{name: "wal", pragmas: "journal_mode=wal"},
 	{name: "files", files: true},
-	{name: "files-wal", files: true, journal: "wal"},
+	{name: "files-wal", files: true, pragmas: "journal_mode=wal"},
 	{name: "files-target-down", files: true, targetDown: true},
+	// The wal-index in heap memory (exclusive locking when the WAL opens).
+	{name: "files-exclusive-wal", files: true, pragmas: "locking_mode=exclusive;journal_mode=wal"},
+	// Small pages and a one-page cache: transactions spill pages to the
+	// file before they commit (or roll back).
+	{name: "files-spill", files: true, pragmas: "page_size=512;cache_size=1"},
 }
 
 // pySuiteDefaultModes are the modes a plain `go test` runs (make test);
@@ -105,10 +110,7 @@ func pySuiteSelected(t *testing.T) []pySuiteMode {
 	t.Helper()
 	names := pySuiteDefaultModes
 	if v := strings.TrimSpace(os.Getenv("VERNEUIL_PY_SUITE_MODES")); v == "all" {
-		names = nil
-		for _, m := range pySuiteModes {
-			names = append(names, m.name)
-		}
+		names = pySuiteModeNames()
 	} else if v != "" {
 		names = strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' })
 	}
@@ -116,11 +118,19 @@ func pySuiteSelected(t *testing.T) []pySuiteMode {
 	for _, n := range names {
 		i := slices.IndexFunc(pySuiteModes, func(m pySuiteMode) bool { return m.name == n })
 		if i < 0 {
-			t.Fatalf("VERNEUIL_PY_SUITE_MODES: unknown mode %q (all, default, wal, files, files-wal, files-target-down)", n)
+			t.Fatalf("VERNEUIL_PY_SUITE_MODES: unknown mode %q (all, or one of %v)", n, pySuiteModeNames())
 		}
 		modes = append(modes, pySuiteModes[i])
 	}
 	return modes
+}
+
+func pySuiteModeNames() []string {
+	var names []string
+	for _, m := range pySuiteModes {
+		names = append(names, m.name)
+	}
+	return names
 }
 
 // pyRun is one run of the suite.
@@ -209,8 +219,12 @@ func pySuiteEnv(t *testing.T, e *env, m pySuiteMode, dir string) []string {
 	if m.files {
 		out = append(out, "VERNEUIL_PY_SUITE_FILES="+testutil.MkdirAll(t, filepath.Join(dir, "files")))
 	}
-	if m.journal != "" {
-		out = append(out, "VERNEUIL_PY_SUITE_JOURNAL="+m.journal)
+	pragmas := m.pragmas
+	if v, ok := os.LookupEnv("VERNEUIL_PY_SUITE_PRAGMAS"); ok {
+		pragmas = v
+	}
+	if pragmas != "" {
+		out = append(out, "VERNEUIL_PY_SUITE_PRAGMAS="+pragmas)
 	}
 	return out
 }

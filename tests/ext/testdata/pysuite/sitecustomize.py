@@ -16,10 +16,12 @@
 #                              DIR/mem-PID-N.db instead, so that the tests
 #                              written against in-memory databases write
 #                              files (both runs of the "files" modes)
-# VERNEUIL_PY_SUITE_JOURNAL=M  every sqlite3.connect of a file database runs
-#                              PRAGMA journal_mode=M first (both runs of the
-#                              "wal" modes); a failure is ignored (the test
-#                              then runs in the file's journal mode)
+# VERNEUIL_PY_SUITE_PRAGMAS=P  every sqlite3.connect of a file database runs
+#                              these pragmas first ("P1;P2": e.g.
+#                              "page_size=512;journal_mode=wal"; both runs of
+#                              the modes that set some); a failure is
+#                              ignored (the test then runs with the file's
+#                              settings)
 # VERNEUIL_PY_SUITE_CHECK=DIR  with VERNEUIL_PY_SUITE_CTL=verneuilctl: check
 #                              the replica of every SQLite database the
 #                              suite deletes, just before os.unlink or
@@ -66,21 +68,22 @@ def _load_verneuil(ext):
         boot.close()
 
 
-def _wrap_connect(files, journal):
+def _wrap_connect(files, pragmas):
     import itertools
 
     seq = itertools.count()
-    pragma = "PRAGMA journal_mode=%s" % journal if journal else None
+    pragmas = ["PRAGMA " + p.strip() for p in (pragmas or "").split(";") if p.strip()]
 
     def connect(database, *args, **kwargs):
         if files and isinstance(database, (str, bytes)) and database in (":memory:", b":memory:"):
             database = os.path.join(files, "mem-%d-%d.db" % (os.getpid(), next(seq)))
         con = _real_connect(database, *args, **kwargs)
-        if pragma and database not in (":memory:", b":memory:", "", b""):
-            try:
-                sqlite3.Connection.execute(con, pragma).close()
-            except sqlite3.Error:
-                pass
+        if database not in (":memory:", b":memory:", "", b""):
+            for pragma in pragmas:
+                try:
+                    sqlite3.Connection.execute(con, pragma).close()
+                except sqlite3.Error:
+                    pass
         return con
 
     connect.__doc__ = _real_connect.__doc__
@@ -244,7 +247,7 @@ except Exception as e:  # reported as site.py reports a failing sitecustomize
 
 if os.environ.get("VERNEUIL_PY_SUITE_EXT"):
     _load_verneuil(os.environ["VERNEUIL_PY_SUITE_EXT"])
-if os.environ.get("VERNEUIL_PY_SUITE_FILES") or os.environ.get("VERNEUIL_PY_SUITE_JOURNAL"):
-    _wrap_connect(os.environ.get("VERNEUIL_PY_SUITE_FILES"), os.environ.get("VERNEUIL_PY_SUITE_JOURNAL"))
+if os.environ.get("VERNEUIL_PY_SUITE_FILES") or os.environ.get("VERNEUIL_PY_SUITE_PRAGMAS"):
+    _wrap_connect(os.environ.get("VERNEUIL_PY_SUITE_FILES"), os.environ.get("VERNEUIL_PY_SUITE_PRAGMAS"))
 if os.environ.get("VERNEUIL_PY_SUITE_CHECK") and os.environ.get("VERNEUIL_PY_SUITE_CTL"):
     _UnlinkCheck(os.environ["VERNEUIL_PY_SUITE_CHECK"], os.environ["VERNEUIL_PY_SUITE_CTL"]).install()
