@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
+	_ "github.com/verneuil-go/verneuil/internal/blob/fileblob" // file:// targets
+	_ "github.com/verneuil-go/verneuil/internal/blob/s3blob"   // s3:// targets
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
@@ -59,9 +62,9 @@ func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
 	if err := json.Unmarshal([]byte(testutil.MustCtl(t, e.config, "list", "--json")), &listed); err != nil {
 		t.Fatalf("verneuilctl list --json: %v", err)
 	}
-	store := testutil.OpenFileStore(t, e.store)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	store := openPySuiteTarget(t, ctx, e)
 	versions := 0
 	for _, l := range listed {
 		v, err := restore.Versions(ctx, store, l.Key)
@@ -88,6 +91,23 @@ func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
 			t.Errorf("no database file was compared: the files mode wrote nothing")
 		}
 	}
+}
+
+// openPySuiteTarget opens the first target of e's configuration, closed at
+// the end of the test.
+func openPySuiteTarget(t *testing.T, ctx context.Context, e *env) blob.Store {
+	t.Helper()
+	cfg, err := config.Load(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := cfg.Targets[0]
+	s, err := blob.Open(ctx, tg.URL, blob.Options{Endpoint: tg.Endpoint, Region: tg.Region, PathStyle: tg.PathStyle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // evalPyUnlinkChecks counts the checks by result and returns the replica

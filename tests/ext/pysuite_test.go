@@ -17,6 +17,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of testutil.WALReference
 
+	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
@@ -36,6 +37,10 @@ type pySuiteMode struct {
 	// created afterwards, and `verneuilctl flush` must then replicate
 	// everything.
 	targetDown bool
+	// s3: the verneuil run replicates to a real S3 server (versitygw on
+	// the loopback interface, internal/blob/s3test) instead of a local
+	// directory.
+	s3 bool
 }
 
 var pySuiteModes = []pySuiteMode{
@@ -49,6 +54,7 @@ var pySuiteModes = []pySuiteMode{
 	// Small pages and a one-page cache: transactions spill pages to the
 	// file before they commit (or roll back).
 	{name: "files-spill", files: true, pragmas: "page_size=512;cache_size=1"},
+	{name: "files-s3", files: true, s3: true},
 }
 
 // pySuiteDefaultModes are the modes a plain `go test` runs (make test);
@@ -144,7 +150,13 @@ type pyRun struct {
 }
 
 func runPySuiteMode(t *testing.T, py, ctl string, m pySuiteMode, dir string) {
-	e := newEnvIn(t, filepath.Join(dir, "verneuil"), map[string]any{"make_default": true})
+	cfg := map[string]any{"make_default": true}
+	if m.s3 {
+		endpoint, bucket := s3test.Start(t) // AWS_* credentials in the environment
+		cfg["targets"] = []map[string]any{{"url": "s3://" + bucket + "/pysuite", "endpoint": endpoint,
+			"region": s3test.Region, "path_style": true}}
+	}
+	e := newEnvIn(t, filepath.Join(dir, "verneuil"), cfg)
 	if m.targetDown {
 		if err := os.Remove(e.store); err != nil {
 			t.Fatal(err)
