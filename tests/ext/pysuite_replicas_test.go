@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,10 +59,7 @@ func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
 		testutil.MkdirAll(t, e.store)
 	}
 	testutil.MustCtl(t, e.config, "flush")
-	var listed []struct{ Key string }
-	if err := json.Unmarshal([]byte(testutil.MustCtl(t, e.config, "list", "--json")), &listed); err != nil {
-		t.Fatalf("verneuilctl list --json: %v", err)
-	}
+	listed := listPyReplicas(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	store := openPySuiteTarget(t, ctx, e)
@@ -91,6 +89,18 @@ func checkPySuiteReplicas(t *testing.T, e *env, m pySuiteMode, r *pyRun) {
 			t.Errorf("no database file was compared: the files mode wrote nothing")
 		}
 	}
+}
+
+// pyReplica is an entry of `verneuilctl list --json`.
+type pyReplica struct{ Key, Name string }
+
+func listPyReplicas(t *testing.T, e *env) []pyReplica {
+	t.Helper()
+	var listed []pyReplica
+	if err := json.Unmarshal([]byte(testutil.MustCtl(t, e.config, "list", "--json")), &listed); err != nil {
+		t.Fatalf("verneuilctl list --json: %v", err)
+	}
+	return listed
 }
 
 // openPySuiteTarget opens the first target of e's configuration, closed at
@@ -164,10 +174,9 @@ func readPyUnlinkChecks(t *testing.T, path string) []pyUnlinkCheck {
 
 // comparePyFiles compares every database file *.db in dir (the files the
 // "files" modes opened for :memory:) with its latest replica in s, byte
-// for byte, against what a TRUNCATE checkpoint of the file and its -wal
-// leaves (testutil.WALReference; the file itself in rollback-journal
-// mode). A file that was never written (no SQLite header) may have no
-// replica (counted in empty).
+// for byte, against the file's committed state (committedState). A file
+// that was never written (no SQLite header) may have no replica (counted
+// in empty).
 func comparePyFiles(t *testing.T, ctx context.Context, s blob.Store, dir string) (same, empty int, problems []string) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -191,7 +200,7 @@ func comparePyFiles(t *testing.T, ctx context.Context, s blob.Store, dir string)
 				continue
 			}
 		}
-		ref := testutil.WALReference(t, path)
+		ref := committedState(t, path)
 		mf, err := restore.Latest(ctx, s, key)
 		if err == nil {
 			err = restore.ToFile(ctx, s, mf, restored)
@@ -230,4 +239,55 @@ func sameBytes(t *testing.T, a, b string) bool {
 		t.Fatal(err)
 	}
 	return bytes.Equal(x, y)
+}
+
+// committedState returns a copy of the database at path in the state its
+// last commit left, which its replica must hold byte for byte (no process
+// may be using it): the file, its -wal and its -journal are copied to a
+// scratch directory and the copy is opened through unix, which rolls back
+// a hot journal (a transaction a killed process left) and recovers the
+// WAL; then a TRUNCATE checkpoint writes the WAL's committed frames into
+// the file (docs/ARCHITECTURE.md, the byte-exactness invariant of WAL
+// mode).
+func committedState(t *testing.T, path string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "ref.db")
+	for _, sfx := range []string{"", "-wal", "-journal"} {
+		data, err := os.ReadFile(path + sfx)
+		if errors.Is(err, os.ErrNotExist) && sfx != "" {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst+sfx, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite3", "file:"+dst+"?vfs=unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, busy, logFrames, ckpt int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		t.Fatalf("read the copy of %s: %v", path, err)
+	}
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil || busy != 0 {
+		t.Fatalf("checkpoint the copy of %s: busy=%d %v", path, busy, err)
+	}
+	return dst
+}
+
+// hotJournal reports whether path has a -journal that SQLite would roll
+// back: one that starts with the journal header's magic number.
+func hotJournal(path string) bool {
+	f, err := os.Open(path + "-journal")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 8)
+	n, _ := f.Read(b)
+	return n == 8 && string(b) == "\xd9\xd5\x05\xf9\x20\xa1\x63\xd7"
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +43,9 @@ type pySuiteMode struct {
 	// the loopback interface, internal/blob/s3test) instead of a local
 	// directory.
 	s3 bool
+	// kill: the verneuil run alone, SIGKILLed at a random moment
+	// (runPySuiteKilled).
+	kill bool
 }
 
 var pySuiteModes = []pySuiteMode{
@@ -55,6 +60,9 @@ var pySuiteModes = []pySuiteMode{
 	// file before they commit (or roll back).
 	{name: "files-spill", files: true, pragmas: "page_size=512;cache_size=1"},
 	{name: "files-s3", files: true, s3: true},
+	// Killed at a random moment; spilling transactions leave uncommitted
+	// pages in the file beside a hot journal when the kill lands in one.
+	{name: "files-killed", files: true, kill: true, pragmas: "page_size=512;cache_size=1"},
 }
 
 // pySuiteDefaultModes are the modes a plain `go test` runs (make test);
@@ -93,6 +101,10 @@ func TestPythonSQLiteSuite(t *testing.T) {
 			dir := filepath.Join(out, m.name)
 			if err := os.RemoveAll(dir); err != nil {
 				t.Fatal(err)
+			}
+			if m.kill {
+				runPySuiteKilled(t, py, ctl, m, dir)
+				return
 			}
 			runPySuiteMode(t, py, ctl, m, dir)
 		})
@@ -147,6 +159,11 @@ type pyRun struct {
 	output  string
 	err     error // from Wait
 	elapsed time.Duration
+
+	// killWhen, when set, is polled every 5 ms while the run goes on:
+	// once it returns true the run's process group is SIGKILLed.
+	killWhen func() bool
+	killed   atomic.Bool // it was
 }
 
 func runPySuiteMode(t *testing.T, py, ctl string, m pySuiteMode, dir string) {
@@ -253,11 +270,38 @@ func (r *pyRun) run(py string, env []string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, "-m", "test", "test_sqlite3", "-v")
 	cmd.Dir, cmd.Env = r.dir, env
+	// Its own process group, so that a timeout or a kill ends the child
+	// processes the suite starts too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return killGroup(cmd) }
 	var buf bytes.Buffer
 	w := &lockedWriter{w: f, buf: &buf}
 	cmd.Stdout, cmd.Stderr = w, w
 	start := time.Now()
-	r.err = cmd.Run()
+	if r.err = cmd.Start(); r.err != nil {
+		return
+	}
+	if r.killWhen != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					if r.killWhen() {
+						r.killed.Store(true)
+						killGroup(cmd)
+						return
+					}
+				}
+			}
+		}()
+	}
+	r.err = cmd.Wait()
 	r.elapsed = time.Since(start)
 	r.output = buf.String()
 }
