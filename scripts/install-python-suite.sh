@@ -79,7 +79,7 @@ if [ ! -s "$ORIG" ]; then
 fi
 
 # Debian's patches, when their tarball came too, must leave the tests alone.
-for d in "$CACHE"/src/"${SRCPKG}_$UPSTREAM"-*.debian.tar.xz; do
+for d in "$CACHE/src/${SRCPKG}_$UPSTREAM"-*.debian.tar.xz; do
 	[ -f "$d" ] || continue
 	if tar -xJOf "$d" --wildcards 'debian/patches/*' 2>/dev/null | grep -q 'Lib/test/test_sqlite3/'; then
 		die "$d patches Lib/test/test_sqlite3: extract it with dpkg-source instead"
