@@ -5,6 +5,7 @@ package ext
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -76,5 +77,35 @@ func TestPySuiteExtensionLoadFailure(t *testing.T) {
 	}
 	if _, err := parsePyOutcome(r.output); err == nil || !strings.Contains(err.Error(), "did not finish") {
 		t.Fatalf("parsePyOutcome of that run: %v, want \"did not finish\"", err)
+	}
+}
+
+// An output directory that already holds a folder of a mode's name, not
+// made by a run, is refused, not emptied; a run's own is replaced.
+func TestPreparePyRunDir(t *testing.T) {
+	out := t.TempDir()
+	mine := filepath.Join(out, "files")
+	precious := filepath.Join(mine, "notes.txt")
+	testutil.MkdirAll(t, mine)
+	if err := os.WriteFile(precious, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := preparePyRunDir(mine); err == nil || !strings.Contains(err.Error(), "VERNEUIL_PY_SUITE_OUT") {
+		t.Fatalf("preparePyRunDir of a foreign directory: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(precious); err != nil {
+		t.Fatalf("the foreign directory's file: %v", err)
+	}
+	run := filepath.Join(out, "default")
+	for i := range 2 {
+		if err := preparePyRunDir(run); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if err := os.WriteFile(filepath.Join(run, "suite.log"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(run); len(ents) != 2 {
+		t.Fatalf("a run's directory after a second run holds %d entries, want the marker and one log", len(ents))
 	}
 }

@@ -5,6 +5,8 @@ package ext
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of testutil.WALReference
+	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of committedState and integrityCheck
 
 	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/testutil"
@@ -99,7 +101,7 @@ func TestPythonSQLiteSuite(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			dir := filepath.Join(out, m.name)
-			if err := os.RemoveAll(dir); err != nil {
+			if err := preparePyRunDir(dir); err != nil {
 				t.Fatal(err)
 			}
 			if m.kill {
@@ -109,6 +111,32 @@ func TestPythonSQLiteSuite(t *testing.T) {
 			runPySuiteMode(t, py, ctl, m, dir)
 		})
 	}
+}
+
+// pyRunMarker marks a directory as a mode's run directory, which the next
+// run may remove.
+const pyRunMarker = ".python-suite-run"
+
+// preparePyRunDir empties dir for a run: it removes a previous run's
+// directory (one holding pyRunMarker) and refuses any other existing
+// directory, so that a VERNEUIL_PY_SUITE_OUT pointing at the wrong place
+// (a home directory with a "files" folder) loses nothing.
+func preparePyRunDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, pyRunMarker)); err != nil {
+			return fmt.Errorf("%s exists and is not a directory of an earlier run (no %s): set VERNEUIL_PY_SUITE_OUT to another directory",
+				dir, pyRunMarker)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, pyRunMarker), nil, 0o644)
 }
 
 // pySuiteInterpreter returns /usr/bin/python3 when it can run the suite
