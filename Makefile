@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench snapbench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench snapbench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice python-suite clean
 
 all: build ext
 
@@ -108,6 +108,18 @@ sqlite-tcl:
 
 sqlite-tcl-slice:
 	bash scripts/sqlite-tcl/run.sh slice
+
+# python-suite runs CPython's own sqlite3 tests (Debian's /usr/bin/python3,
+# test.test_sqlite3) plain and with libverneuil.so loaded as the default
+# VFS, in every mode, and fails if the sets of failing tests differ or a
+# replica differs from its database (docs/TESTING.md); logs, spools and
+# stores stay in .cache/python-suite/run. make test runs the default, wal
+# and files modes (TestPythonSQLiteSuite in tests/ext).
+python-suite:
+	sh scripts/install-python-suite.sh
+	VERNEUIL_PY_SUITE_MODES="$${VERNEUIL_PY_SUITE_MODES:-all}" \
+	VERNEUIL_PY_SUITE_OUT="$${VERNEUIL_PY_SUITE_OUT:-$(CURDIR)/.cache/python-suite/run}" \
+		$(GO) test -count=1 -v -timeout 30m -run '^TestPythonSQLiteSuite$$' ./tests/ext/
 
 # crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
 crash:

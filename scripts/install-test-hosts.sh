@@ -3,8 +3,10 @@
 # (tests/ext) load libverneuil.so into: Debian's sqlite3 shell, its
 # libsqlite3-dev (headers and libsqlite3.so for the C host, built with gcc)
 # and python3 (whose sqlite3 module supports load_extension); zsh, for the
-# test of verneuilctl's zsh completion (cmd/verneuilctl). Idempotent:
-# does nothing when everything is present. Needs root (or sudo) for apt-get.
+# test of verneuilctl's zsh completion (cmd/verneuilctl); then CPython's
+# sqlite3 tests for TestPythonSQLiteSuite (scripts/install-python-suite.sh).
+# Idempotent: does nothing when everything is present. Needs root (or sudo)
+# for apt-get.
 set -eu
 
 PKGS="sqlite3 libsqlite3-dev python3 gcc libc6-dev zsh"
@@ -17,15 +19,16 @@ for p in $PKGS; do
 done
 if [ -z "$missing" ]; then
 	echo "test hosts already installed: $PKGS"
-	exit 0
+else
+	SUDO=""
+	if [ "$(id -u)" -ne 0 ]; then
+		SUDO="sudo"
+	fi
+	echo "installing:$missing"
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	# shellcheck disable=SC2086 # word splitting of the package list is intended
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+	echo "installed:$missing"
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-	SUDO="sudo"
-fi
-echo "installing:$missing"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-# shellcheck disable=SC2086 # word splitting of the package list is intended
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
-echo "installed:$missing"
+sh "$(dirname "$0")/install-python-suite.sh"

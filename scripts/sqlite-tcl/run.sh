@@ -103,38 +103,9 @@ AS_ROOT=0
 
 # ---------------------------------------------------------------- packages
 
-# enable_deb_src writes deb-src twins of the existing apt sources (deb822
-# .sources files and one-line sources.list entries), so that no mirror name
-# is ever typed here, and updates the package lists.
-enable_deb_src() {
-	local f out changed=0
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		case "$f" in */verneuil-deb-src-*) continue ;; esac
-		grep -q '^Types:.*deb-src' "$f" && return 0
-		grep -q '^Types: *deb *$' "$f" || continue
-		out=/etc/apt/sources.list.d/verneuil-deb-src-$(basename "$f")
-		if [ ! -f "$out" ]; then
-			sed 's/^Types: *deb *$/Types: deb-src/' "$f" >"$out"
-			changed=1
-		fi
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		case "$f" in */verneuil-deb-src-*) continue ;; esac
-		grep -q '^deb-src ' "$f" && return 0
-		grep -q '^deb ' "$f" || continue
-		out=/etc/apt/sources.list.d/verneuil-deb-src-$(basename "$f")
-		if [ ! -f "$out" ]; then
-			sed -n 's/^deb /deb-src /p' "$f" >"$out"
-			changed=1
-		fi
-	done
-	if [ $changed -eq 1 ] || ! apt-cache showsrc sqlite3 >/dev/null 2>&1; then
-		log "apt-get update (deb-src enabled)"
-		apt-get update -qq
-	fi
-}
+# enable_deb_src writes deb-src twins of the existing apt sources and
+# updates the package lists (scripts/enable-deb-src.sh).
+enable_deb_src() { sh "$ROOT/scripts/enable-deb-src.sh" sqlite3; }
 
 ensure_packages() {
 	local missing=() p

@@ -119,7 +119,12 @@ type env struct {
 // hostname testHost, and the keys of extra (which may override those).
 func newEnv(t *testing.T, extra map[string]any) *env {
 	t.Helper()
-	dir := t.TempDir()
+	return newEnvIn(t, t.TempDir(), extra)
+}
+
+// newEnvIn is newEnv in the directory dir (created if missing).
+func newEnvIn(t *testing.T, dir string, extra map[string]any) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir, store: filepath.Join(dir, "store"), spool: filepath.Join(dir, "spool"),
 		home: filepath.Join(dir, "home")}
 	for _, d := range []string{e.store, e.home} {
