@@ -1,0 +1,279 @@
+// Command mattnsuite runs the test suite of github.com/mattn/go-sqlite3
+// (the SQLite driver the library is built on) twice from one test binary:
+// once with SQLite's unix VFS as the default, once with verneuil as the
+// default VFS ("make_default": true) replicating to a local file://
+// target, and fails when the two passes' outcomes differ (failing, skipped
+// or run tests) or when a replica differs from its database.
+//
+// It copies the driver's package from the module cache (the version
+// go.mod requires) into WORK/src, adds testdata/zz_verneuil_harness_test.go
+// (an external test package that starts verneuil in TestMain: the driver's
+// in-package tests cannot import verneuil, which imports the driver), joins
+// the copy and this module in WORK/go.work, builds the test binary once and
+// runs it under go tool test2json in each pass. After the verneuil pass it
+// counts the target's manifests and restores every replica whose database
+// is still there or was kept by the harness (it hard-links each file the
+// suite creates under TMPDIR, so that its last content outlives the test
+// that removes it), comparing them byte for byte.
+//
+//	go run ./tests/mattnsuite [-tags T] [-run REGEXP] [-work DIR] [-sequential]
+//
+// docs/TESTING.md (mattn/go-sqlite3's suite) has the results and timings.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// harnessName is the harness's file name in the copy: "zz" sorts it last,
+// so the driver's own files and tests keep their order.
+const harnessName = "zz_verneuil_harness_test.go"
+
+//go:embed testdata/zz_verneuil_harness_test.go
+var harnessSource []byte
+
+// replicaHost is the hostname of the verneuil pass's replica names.
+const replicaHost = "mattn-suite"
+
+type options struct {
+	gobin      string
+	work       string
+	tags       string
+	run        string
+	timeout    time.Duration
+	sequential bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.gobin, "go", envOr("GO", "go"), "the go command")
+	flag.StringVar(&o.work, "work", "", "working directory (default <repo>/.cache/mattn-suite; keep it fixed: a new one rebuilds SQLite)")
+	flag.StringVar(&o.tags, "tags", "", "build tags for the driver, e.g. \"sqlite_vtable sqlite_preupdate_hook\"")
+	flag.StringVar(&o.run, "run", "", "run only the tests matching this regular expression (go test -run)")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of each pass (go test -timeout)")
+	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "mattn-suite: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	code, err := run(context.Background(), o)
+	if err != nil {
+		logf("%v", err)
+		if code == 0 {
+			code = 2
+		}
+	}
+	os.Exit(code)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "mattn-suite: "+format+"\n", args...)
+}
+
+// pass is one run of the suite's binary.
+type pass struct {
+	mode    string // "plain" or "verneuil"
+	dir     string // WORK/MODE: tmp/, keep/, spool/, store/, events.json, report.json
+	elapsed time.Duration
+	result  *passResult
+	report  harnessReport
+	err     error
+}
+
+// harnessReport mirrors the harness's report (testdata).
+type harnessReport struct {
+	Mode       string   `json:"mode"`
+	Probe      string   `json:"probe"`
+	ProbeError string   `json:"probe_error"`
+	ProbePath  string   `json:"probe_path"`
+	Kept       int      `json:"kept"`
+	WatchDirs  int      `json:"watch_dirs"`
+	WatchError []string `json:"watch_errors"`
+	StartError string   `json:"start_error"`
+	FlushError string   `json:"flush_error"`
+	CloseError string   `json:"close_error"`
+	ExitCode   int      `json:"exit_code"`
+}
+
+// run returns 0 when the passes agree and replication is proven, 1 when
+// they do not, and 2 with an error when the suite could not be run.
+func run(ctx context.Context, o options) (int, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return 2, err
+	}
+	root, err := moduleRoot(wd)
+	if err != nil {
+		return 2, err
+	}
+	if o.work == "" {
+		o.work = filepath.Join(root, ".cache", "mattn-suite")
+	}
+	if o.work, err = filepath.Abs(o.work); err != nil {
+		return 2, err
+	}
+	lock, err := lockWork(o.work)
+	if err != nil {
+		return 2, err
+	}
+	defer lock.Close()
+
+	modDir, version, err := locateDriver(o.gobin, root)
+	if err != nil {
+		return 2, err
+	}
+	logf("%s %s (tags %q), work directory %s", driverModule, version, o.tags, o.work)
+	src := filepath.Join(o.work, "src")
+	gowork, err := prepareSource(modDir, src, root, harnessSource)
+	if err != nil {
+		return 2, err
+	}
+	bin := filepath.Join(o.work, "mattn.test")
+	start := time.Now()
+	args := []string{"test", "-c", "-o", bin}
+	if o.tags != "" {
+		args = append(args, "-tags", o.tags)
+	}
+	if _, err := goCmd(o.gobin, src, []string{"GOWORK=" + gowork}, append(args, ".")...); err != nil {
+		return 2, fmt.Errorf("build the suite: %w", err)
+	}
+	logf("built the test binary in %.1f s", time.Since(start).Seconds())
+
+	passes := []*pass{
+		{mode: "plain", dir: filepath.Join(o.work, "plain")},
+		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil")},
+	}
+	var wg sync.WaitGroup
+	for _, p := range passes {
+		if o.sequential {
+			p.run(ctx, o, bin, src)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(ctx, o, bin, src)
+		}()
+	}
+	wg.Wait()
+	for _, p := range passes {
+		if p.err != nil {
+			return 2, fmt.Errorf("%s pass: %w", p.mode, p.err)
+		}
+		logf("%-8s pass: %5.1f s, %s; package %s", p.mode, p.elapsed.Seconds(), p.result.counts(), orNone(p.result.Package))
+		if failed := p.result.with(outcomeFail); len(failed) > 0 {
+			logf("%-8s pass: failing: %s", p.mode, strings.Join(failed, " "))
+		}
+	}
+	return judge(ctx, passes[0], passes[1]), nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no result)"
+	}
+	return s
+}
+
+// config is the verneuil pass's configuration.
+func (p *pass) config() string {
+	cfg := map[string]any{
+		"spool_dir":    filepath.Join(p.dir, "spool"),
+		"make_default": true,
+		"targets":      []map[string]string{{"url": "file://" + filepath.Join(p.dir, "store")}},
+		"hostname":     replicaHost,
+		"cache_dir":    filepath.Join(p.dir, "cache"),
+	}
+	data, _ := json.Marshal(cfg)
+	return string(data)
+}
+
+// run runs the test binary once in p's mode, under go tool test2json.
+func (p *pass) run(ctx context.Context, o options, bin, src string) {
+	p.err = p.runErr(ctx, o, bin, src)
+}
+
+func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
+	if err := os.RemoveAll(p.dir); err != nil {
+		return err
+	}
+	for _, d := range []string{"tmp", "keep", "spool", "store", "cache"} {
+		if err := os.MkdirAll(filepath.Join(p.dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VERNEUIL_") || strings.HasPrefix(kv, "TMPDIR=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		"TMPDIR="+filepath.Join(p.dir, "tmp"),
+		"VERNEUIL_MATTN_MODE="+p.mode,
+		"VERNEUIL_MATTN_KEEP="+filepath.Join(p.dir, "keep"),
+		"VERNEUIL_MATTN_REPORT="+filepath.Join(p.dir, "report.json"),
+		"VERNEUIL_HOME="+filepath.Join(p.dir, "home"),
+	)
+	if p.mode == "verneuil" {
+		env = append(env, "VERNEUIL_CONFIG="+p.config())
+	}
+	args := []string{"tool", "test2json", "-p", driverModule, "-t", bin,
+		"-test.v=test2json", "-test.count=1", "-test.paniconexit0", "-test.timeout=" + o.timeout.String()}
+	if o.run != "" {
+		args = append(args, "-test.run="+o.run)
+	}
+	events, err := os.Create(filepath.Join(p.dir, "events.json"))
+	if err != nil {
+		return err
+	}
+	defer events.Close()
+	cmd := exec.CommandContext(ctx, o.gobin, args...)
+	cmd.Dir = src
+	cmd.Env = env
+	cmd.Stdout = events
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	runErr := cmd.Run()
+	p.elapsed = time.Since(start)
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
+		return fmt.Errorf("go tool test2json: %w", runErr)
+	}
+	if _, err := events.Seek(0, 0); err != nil {
+		return err
+	}
+	if p.result, err = parseEvents(events); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(p.dir, "report.json"))
+	if err != nil {
+		// The binary died before TestMain returned: the outcomes say how.
+		p.report = harnessReport{Mode: p.mode, StartError: "no harness report: " + err.Error(), ExitCode: -1}
+		return nil
+	}
+	if err := json.Unmarshal(data, &p.report); err != nil {
+		return fmt.Errorf("harness report: %w", err)
+	}
+	return nil
+}
