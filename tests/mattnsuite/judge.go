@@ -10,7 +10,10 @@ import (
 // judge compares the two passes and checks the verneuil pass's replicas;
 // it prints what it finds and returns the exit code: 0 when the passes
 // agree and every replica that can be compared is byte-identical.
-func judge(ctx context.Context, plain, vern *pass) int {
+// fullSuite says that every test ran (no -run): then the harness must
+// have kept at least one of the suite's own databases and its replica
+// must have been compared.
+func judge(ctx context.Context, plain, vern *pass, fullSuite bool) int {
 	problems := harnessProblems(plain)
 	problems = append(problems, harnessProblems(vern)...)
 
@@ -30,7 +33,7 @@ func judge(ctx context.Context, plain, vern *pass) int {
 			len(vern.result.Tests), len(vern.result.with(outcomeFail)), len(vern.result.with(outcomeSkip)))
 	}
 
-	problems = append(problems, replicationProblems(ctx, vern)...)
+	problems = append(problems, replicationProblems(ctx, vern, fullSuite)...)
 	for _, p := range problems {
 		logf("FAIL: %s", p)
 	}
@@ -78,7 +81,7 @@ func harnessProblems(p *pass) []string {
 // replicationProblems proves that the verneuil pass replicated: the
 // target holds manifests, and every replica whose database can still be
 // read is byte-identical to it.
-func replicationProblems(ctx context.Context, vern *pass) []string {
+func replicationProblems(ctx context.Context, vern *pass, fullSuite bool) []string {
 	store := filepath.Join(vern.dir, "store")
 	counts, err := countStore(store)
 	if err != nil {
@@ -104,8 +107,13 @@ func replicationProblems(ctx context.Context, vern *pass) []string {
 		probe = resolved
 	}
 	probeChecked := false
+	keptEqual := 0
+	keep := filepath.Join(vern.dir, "keep") + string(filepath.Separator)
 	for _, c := range checks {
 		n[c.Status]++
+		if c.Status == replicaEqual && strings.HasPrefix(c.Local, keep) {
+			keptEqual++
+		}
 		switch c.Status {
 		case replicaDiffers, replicaError:
 			problems = append(problems, fmt.Sprintf("replica %s (%s) %s: %s", c.Name, c.Local, c.Status, c.Detail))
@@ -118,6 +126,9 @@ func replicationProblems(ctx context.Context, vern *pass) []string {
 		n[replicaEqual], n[replicaDiffers], n[replicaError], n[replicaGone])
 	if n[replicaEqual] == 0 {
 		problems = append(problems, "no replica could be compared with its database")
+	}
+	if fullSuite && keptEqual == 0 {
+		problems = append(problems, "none of the suite's own databases was kept and compared (is the harness's watcher working?)")
 	}
 	if !probeChecked {
 		problems = append(problems, "the probe database "+probe+" was not replicated identically")

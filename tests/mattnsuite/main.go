@@ -184,7 +184,7 @@ func run(ctx context.Context, o options) (int, error) {
 			logf("%-8s pass: failing: %s", p.mode, strings.Join(failed, " "))
 		}
 	}
-	return judge(ctx, passes[0], passes[1]), nil
+	return judge(ctx, passes[0], passes[1], o.run == ""), nil
 }
 
 func orNone(s string) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // storeCounts is what a local target holds.
@@ -110,6 +111,11 @@ func checkReplicas(ctx context.Context, l replicaLayout) ([]replicaCheck, error)
 		return nil, err
 	}
 	defer store.Close()
+	scratch, err := os.MkdirTemp("", "mattn-suite-restore-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
 	dbs, err := os.ReadDir(filepath.Join(l.Store, "dbs"))
 	if err != nil {
 		return nil, fmt.Errorf("replicas: %w", err)
@@ -140,66 +146,32 @@ func checkReplicas(ctx context.Context, l replicaLayout) ([]replicaCheck, error)
 			checks = append(checks, c)
 			continue
 		}
-		c.Status, c.Detail = compareReplica(ctx, store, key, c.Local)
+		c.Status, c.Detail = compareReplica(ctx, store, key, c.Local, scratch)
 		checks = append(checks, c)
 	}
 	sort.Slice(checks, func(i, j int) bool { return checks[i].Name < checks[j].Name })
 	return checks, nil
 }
 
-// compareReplica restores the latest version of key and compares it with
-// the file at local.
-func compareReplica(ctx context.Context, store *fileblob.Store, key, local string) (status, detail string) {
+// compareReplica restores the latest version of key into scratch and
+// compares it with the file at local.
+func compareReplica(ctx context.Context, store *fileblob.Store, key, local, scratch string) (status, detail string) {
 	m, err := restore.Latest(ctx, store, key)
 	if err != nil {
 		return replicaError, err.Error()
 	}
-	restored := &memFile{}
-	if err := restore.Write(ctx, store, m, restored, 1); err != nil {
+	restored := filepath.Join(scratch, "restored.db")
+	defer os.Remove(restored)
+	if err := restore.ToFile(ctx, store, m, restored); err != nil {
 		return replicaError, err.Error()
 	}
-	got := restored.bytes(m.Length)
-	want, err := os.ReadFile(local)
-	if err != nil {
+	got, errGot := os.ReadFile(restored)
+	want, errWant := os.ReadFile(local)
+	if err := errors.Join(errGot, errWant); err != nil {
 		return replicaError, err.Error()
 	}
 	if bytes.Equal(got, want) {
 		return replicaEqual, fmt.Sprintf("%d bytes, version %d", len(want), m.Seq)
 	}
-	return replicaDiffers, describeDifference(got, want)
-}
-
-// describeDifference says how the replica differs from the file.
-func describeDifference(replica, file []byte) string {
-	n := min(len(replica), len(file))
-	first := n
-	for i := range n {
-		if replica[i] != file[i] {
-			first = i
-			break
-		}
-	}
-	return fmt.Sprintf("replica %d bytes, file %d bytes, first difference at byte %d", len(replica), len(file), first)
-}
-
-// memFile is an io.WriterAt into memory.
-type memFile struct{ b []byte }
-
-func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("negative offset %d", off)
-	}
-	if end := int(off) + len(p); end > len(f.b) {
-		f.b = append(f.b, make([]byte, end-len(f.b))...)
-	}
-	copy(f.b[off:], p)
-	return len(p), nil
-}
-
-// bytes returns the first n bytes written (zeros where nothing was).
-func (f *memFile) bytes(n int64) []byte {
-	if int64(len(f.b)) < n {
-		f.b = append(f.b, make([]byte, int(n)-len(f.b))...)
-	}
-	return f.b[:n]
+	return replicaDiffers, "replica vs file: " + testutil.DescribeDiff(restored, local)
 }
