@@ -12,10 +12,10 @@ import (
 // agree and every replica that can be compared is byte-identical.
 // fullSuite says that every test ran (no -run): then the harness must
 // have kept at least one of the suite's own databases and its replica
-// must have been compared.
-func judge(ctx context.Context, plain, vern *pass, fullSuite bool) int {
-	problems := harnessProblems(plain)
-	problems = append(problems, harnessProblems(vern)...)
+// must have been compared. earlier are problems found before (-outage).
+func judge(ctx context.Context, plain, vern *pass, fullSuite bool, earlier ...string) int {
+	problems := append(harnessProblems(plain), harnessProblems(vern)...)
+	problems = append(problems, earlier...)
 
 	diffs := compareOutcomes(plain.result, vern.result)
 	for _, d := range diffs {
@@ -27,6 +27,9 @@ func judge(ctx context.Context, plain, vern *pass, fullSuite bool) int {
 	if plain.result.Package != vern.result.Package {
 		problems = append(problems, fmt.Sprintf("package outcome differs: plain %s, verneuil %s",
 			orNone(plain.result.Package), orNone(vern.result.Package)))
+	}
+	if len(vern.result.Tests) == 0 {
+		problems = append(problems, "no test ran (check -run)")
 	}
 	if len(diffs) == 0 {
 		logf("outcomes identical: %d tests, same %d failing, same %d skipped",
@@ -61,6 +64,9 @@ func harnessProblems(p *pass) []string {
 	}
 	want := map[string]string{"plain": "", "verneuil": "ok"}[p.mode]
 	switch {
+	case p.outage && p.mode == "verneuil" && strings.Contains(r.ProbeError, "verneuil_flush: ") &&
+		strings.Contains(r.ProbeError, "target unavailable"):
+		// The pragma was verneuil's, and failed as the outage requires.
 	case r.ProbeError != "":
 		add("default-VFS probe: %s", r.ProbeError)
 	case r.Probe != want:
@@ -69,10 +75,13 @@ func harnessProblems(p *pass) []string {
 	for _, w := range r.WatchError {
 		add("%s", w)
 	}
-	if r.FlushError != "" {
+	switch {
+	case p.outage && r.FlushError == "":
+		add("flush succeeded while the target was unavailable")
+	case !p.outage && r.FlushError != "":
 		add("flush: %s", r.FlushError)
 	}
-	if r.CloseError != "" {
+	if r.CloseError != "" && !p.outage {
 		add("close: %s", r.CloseError)
 	}
 	return out

@@ -12,6 +12,7 @@ func TestHarnessProblems(t *testing.T) {
 	tests := []struct {
 		name   string
 		mode   string
+		outage bool
 		report harnessReport
 		want   []string // substrings of the problems, in order
 	}{
@@ -49,6 +50,27 @@ func TestHarnessProblems(t *testing.T) {
 			want: []string{"inotify queue overflow", "flush: target unavailable", "close: deadline exceeded"},
 		},
 		{
+			name:   "outage: the probe's flush and the final flush fail",
+			mode:   "verneuil",
+			outage: true,
+			report: harnessReport{Mode: "verneuil", ProbeError: "PRAGMA verneuil_flush: verneuil_flush: upload x: target unavailable: gone",
+				FlushError: "flush x: target unavailable", CloseError: "target unavailable"},
+		},
+		{
+			name:   "outage: a flush that succeeds is wrong",
+			mode:   "verneuil",
+			outage: true,
+			report: harnessReport{Mode: "verneuil", ProbeError: "PRAGMA verneuil_flush: verneuil_flush: target unavailable"},
+			want:   []string{"flush succeeded while the target was unavailable"},
+		},
+		{
+			name:   "outage: the probe must still reach verneuil",
+			mode:   "verneuil",
+			outage: true,
+			report: harnessReport{Mode: "verneuil", ProbeError: "CREATE TABLE: disk I/O error", FlushError: "target unavailable"},
+			want:   []string{"default-VFS probe: CREATE TABLE: disk I/O error"},
+		},
+		{
 			name:   "probe error",
 			mode:   "verneuil",
 			report: harnessReport{Mode: "verneuil", ProbeError: "PRAGMA verneuil_flush: disk I/O error"},
@@ -57,7 +79,7 @@ func TestHarnessProblems(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := harnessProblems(&pass{mode: tc.mode, report: tc.report})
+			got := harnessProblems(&pass{mode: tc.mode, report: tc.report, outage: tc.outage})
 			if len(got) != len(tc.want) {
 				t.Fatalf("problems = %q, want %d matching %q", got, len(tc.want), tc.want)
 			}

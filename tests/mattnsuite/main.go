@@ -53,6 +53,7 @@ type options struct {
 	run        string
 	timeout    time.Duration
 	sequential bool
+	outage     bool
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&o.run, "run", "", "run only the tests matching this regular expression (go test -run)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of each pass (go test -timeout)")
 	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
+	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "mattn-suite: unexpected arguments %q\n", flag.Args())
@@ -93,6 +95,7 @@ func logf(format string, args ...any) {
 type pass struct {
 	mode    string // "plain" or "verneuil"
 	dir     string // WORK/MODE: tmp/, keep/, spool/, store/, events.json, report.json
+	outage  bool   // the target does not exist while the suite runs
 	elapsed time.Duration
 	result  *passResult
 	report  harnessReport
@@ -153,14 +156,15 @@ func run(ctx context.Context, o options) (int, error) {
 	if o.tags != "" {
 		args = append(args, "-tags", o.tags)
 	}
-	if _, err := goCmd(o.gobin, src, []string{"GOWORK=" + gowork}, append(args, ".")...); err != nil {
+	env := []string{"GOWORK=" + gowork, "GOFLAGS=" + workspaceGoflags(os.Getenv("GOFLAGS"))}
+	if _, err := goCmd(o.gobin, src, env, append(args, ".")...); err != nil {
 		return 2, fmt.Errorf("build the suite: %w", err)
 	}
 	logf("built the test binary in %.1f s", time.Since(start).Seconds())
 
 	passes := []*pass{
 		{mode: "plain", dir: filepath.Join(o.work, "plain")},
-		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil")},
+		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), outage: o.outage},
 	}
 	var wg sync.WaitGroup
 	for _, p := range passes {
@@ -184,7 +188,11 @@ func run(ctx context.Context, o options) (int, error) {
 			logf("%-8s pass: failing: %s", p.mode, strings.Join(failed, " "))
 		}
 	}
-	return judge(ctx, passes[0], passes[1], o.run == ""), nil
+	var earlier []string
+	if o.outage {
+		earlier = catchUp(o.gobin, root, passes[1])
+	}
+	return judge(ctx, passes[0], passes[1], o.run == "", earlier...), nil
 }
 
 func orNone(s string) string {
@@ -203,6 +211,10 @@ func (p *pass) config() string {
 		"hostname":     replicaHost,
 		"cache_dir":    filepath.Join(p.dir, "cache"),
 	}
+	if p.outage {
+		// Fail the harness's final flush soon: the target is missing.
+		cfg["flush_timeout"] = "3s"
+	}
 	data, _ := json.Marshal(cfg)
 	return string(data)
 }
@@ -216,7 +228,11 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 	if err := os.RemoveAll(p.dir); err != nil {
 		return err
 	}
-	for _, d := range []string{"tmp", "keep", "spool", "store", "cache"} {
+	dirs := []string{"tmp", "keep", "spool", "cache"}
+	if !p.outage {
+		dirs = append(dirs, "store")
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(p.dir, d), 0o700); err != nil {
 			return err
 		}

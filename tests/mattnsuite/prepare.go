@@ -51,19 +51,39 @@ func goModLine(gomod []byte, verb string) string {
 	return ""
 }
 
-// goCmd runs the go command in dir with extra environment variables and
-// returns its standard output.
+// goCmd runs the go command (gobin) in dir with extra environment
+// variables and returns its standard output.
 func goCmd(gobin, dir string, env []string, args ...string) (string, error) {
-	cmd := exec.Command(gobin, args...)
+	return command(gobin, dir, env, args...)
+}
+
+// command runs a program in dir with extra environment variables and
+// returns its standard output; an error carries its standard error.
+func command(bin, dir string, env []string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("%s %s: %w\n%s", gobin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("%s %s: %w\n%s", bin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// workspaceGoflags drops -mod flags from GOFLAGS: the copy is built in
+// workspace mode, where -mod=mod (set by some environments for the
+// repository's own builds) is an error.
+func workspaceGoflags(goflags string) string {
+	var keep []string
+	for _, f := range strings.Fields(goflags) {
+		if f == "-mod" || strings.HasPrefix(f, "-mod=") || f == "--mod" || strings.HasPrefix(f, "--mod=") {
+			continue
+		}
+		keep = append(keep, f)
+	}
+	return strings.Join(keep, " ")
 }
 
 // locateDriver returns the directory and version of the driver module the

@@ -141,3 +141,19 @@ func TestLockWork(t *testing.T) {
 	}
 	again.Close()
 }
+
+func TestWorkspaceGoflags(t *testing.T) {
+	tests := map[string]string{
+		"":                        "",
+		"-mod=mod":                "",
+		"-mod=vendor -trimpath":   "-trimpath",
+		"-race -mod=readonly -v":  "-race -v",
+		"--mod=mod -tags=x":       "-tags=x",
+		"-modfile=x.mod -count=1": "-modfile=x.mod -count=1",
+	}
+	for in, want := range tests {
+		if got := workspaceGoflags(in); got != want {
+			t.Errorf("workspaceGoflags(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
