@@ -16,7 +16,11 @@
 // suite creates under TMPDIR, so that its last content outlives the test
 // that removes it), comparing them byte for byte.
 //
-//	go run ./tests/mattnsuite [-tags T] [-run REGEXP] [-work DIR] [-sequential]
+//	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-outage] [-work DIR] [-sequential]
+//
+// -outage keeps the verneuil pass's target missing while the suite runs
+// (every write must still succeed, the final flush must fail), then
+// creates it, runs verneuilctl flush and checks the replicas.
 //
 // docs/TESTING.md (mattn/go-sqlite3's suite) has the results and timings.
 package main
@@ -54,6 +58,7 @@ type options struct {
 	timeout    time.Duration
 	sequential bool
 	outage     bool
+	race       bool
 }
 
 func main() {
@@ -64,6 +69,7 @@ func main() {
 	flag.StringVar(&o.run, "run", "", "run only the tests matching this regular expression (go test -run)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of each pass (go test -timeout)")
 	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
+	flag.BoolVar(&o.race, "race", false, "build the test binary with the race detector (driver, verneuil and tests)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -144,7 +150,7 @@ func run(ctx context.Context, o options) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	logf("%s %s (tags %q), work directory %s", driverModule, version, o.tags, o.work)
+	logf("%s %s (tags %q, race %v), work directory %s", driverModule, version, o.tags, o.race, o.work)
 	src := filepath.Join(o.work, "src")
 	gowork, err := prepareSource(modDir, src, root, harnessSource)
 	if err != nil {
@@ -155,6 +161,9 @@ func run(ctx context.Context, o options) (int, error) {
 	args := []string{"test", "-c", "-o", bin}
 	if o.tags != "" {
 		args = append(args, "-tags", o.tags)
+	}
+	if o.race {
+		args = append(args, "-race")
 	}
 	env := []string{"GOWORK=" + gowork, "GOFLAGS=" + workspaceGoflags(os.Getenv("GOFLAGS"))}
 	if _, err := goCmd(o.gobin, src, env, append(args, ".")...); err != nil {
