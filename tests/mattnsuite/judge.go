@@ -10,10 +10,11 @@ import (
 // judge compares the two passes and checks the verneuil pass's replicas;
 // it prints what it finds and returns the exit code: 0 when the passes
 // agree and every replica that can be compared is byte-identical.
-// fullSuite says that every test ran (no -run): then the harness must
-// have kept at least one of the suite's own databases and its replica
-// must have been compared. earlier are problems found before (-outage).
-func judge(ctx context.Context, plain, vern *pass, fullSuite bool, earlier ...string) int {
+// requireKept says that every test ran (no -run) with the harness keeping
+// files: then at least one of the suite's own databases must have been
+// kept and its replica compared. earlier are problems found before
+// (-outage).
+func judge(ctx context.Context, plain, vern *pass, requireKept bool, earlier ...string) int {
 	problems := append(harnessProblems(plain), harnessProblems(vern)...)
 	problems = append(problems, earlier...)
 
@@ -36,7 +37,7 @@ func judge(ctx context.Context, plain, vern *pass, fullSuite bool, earlier ...st
 			len(vern.result.Tests), len(vern.result.with(outcomeFail)), len(vern.result.with(outcomeSkip)))
 	}
 
-	problems = append(problems, replicationProblems(ctx, vern, fullSuite)...)
+	problems = append(problems, replicationProblems(ctx, vern, requireKept)...)
 	for _, p := range problems {
 		logf("FAIL: %s", p)
 	}
@@ -90,7 +91,7 @@ func harnessProblems(p *pass) []string {
 // replicationProblems proves that the verneuil pass replicated: the
 // target holds manifests, and every replica whose database can still be
 // read is byte-identical to it.
-func replicationProblems(ctx context.Context, vern *pass, fullSuite bool) []string {
+func replicationProblems(ctx context.Context, vern *pass, requireKept bool) []string {
 	store := filepath.Join(vern.dir, "store")
 	counts, err := countStore(store)
 	if err != nil {
@@ -136,7 +137,7 @@ func replicationProblems(ctx context.Context, vern *pass, fullSuite bool) []stri
 	if n[replicaEqual] == 0 {
 		problems = append(problems, "no replica could be compared with its database")
 	}
-	if fullSuite && keptEqual == 0 {
+	if requireKept && keptEqual == 0 {
 		problems = append(problems, "none of the suite's own databases was kept and compared (is the harness's watcher working?)")
 	}
 	if !probeChecked {

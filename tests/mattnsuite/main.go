@@ -16,7 +16,7 @@
 // suite creates under TMPDIR, so that its last content outlives the test
 // that removes it), comparing them byte for byte.
 //
-//	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-outage] [-work DIR] [-sequential]
+//	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-outage] [-no-keep] [-work DIR] [-sequential]
 //
 // -outage keeps the verneuil pass's target missing while the suite runs
 // (every write must still succeed, the final flush must fail), then
@@ -59,6 +59,7 @@ type options struct {
 	sequential bool
 	outage     bool
 	race       bool
+	noKeep     bool
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of each pass (go test -timeout)")
 	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
 	flag.BoolVar(&o.race, "race", false, "build the test binary with the race detector (driver, verneuil and tests)")
+	flag.BoolVar(&o.noKeep, "no-keep", false, "do not hard-link the files the suite creates (removed databases' inodes are then reused, as without the harness; only databases still in place are compared)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -102,6 +104,7 @@ type pass struct {
 	mode    string // "plain" or "verneuil"
 	dir     string // WORK/MODE: tmp/, keep/, spool/, store/, events.json, report.json
 	outage  bool   // the target does not exist while the suite runs
+	keep    bool   // the harness hard-links the files the suite creates
 	elapsed time.Duration
 	result  *passResult
 	report  harnessReport
@@ -172,8 +175,8 @@ func run(ctx context.Context, o options) (int, error) {
 	logf("built the test binary in %.1f s", time.Since(start).Seconds())
 
 	passes := []*pass{
-		{mode: "plain", dir: filepath.Join(o.work, "plain")},
-		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), outage: o.outage},
+		{mode: "plain", dir: filepath.Join(o.work, "plain"), keep: !o.noKeep},
+		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), keep: !o.noKeep, outage: o.outage},
 	}
 	var wg sync.WaitGroup
 	for _, p := range passes {
@@ -201,7 +204,7 @@ func run(ctx context.Context, o options) (int, error) {
 	if o.outage {
 		earlier = catchUp(o.gobin, root, passes[1])
 	}
-	return judge(ctx, passes[0], passes[1], o.run == "", earlier...), nil
+	return judge(ctx, passes[0], passes[1], o.run == "" && !o.noKeep, earlier...), nil
 }
 
 func orNone(s string) string {
@@ -256,10 +259,12 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 	env = append(env,
 		"TMPDIR="+filepath.Join(p.dir, "tmp"),
 		"VERNEUIL_MATTN_MODE="+p.mode,
-		"VERNEUIL_MATTN_KEEP="+filepath.Join(p.dir, "keep"),
 		"VERNEUIL_MATTN_REPORT="+filepath.Join(p.dir, "report.json"),
 		"VERNEUIL_HOME="+filepath.Join(p.dir, "home"),
 	)
+	if p.keep {
+		env = append(env, "VERNEUIL_MATTN_KEEP="+filepath.Join(p.dir, "keep"))
+	}
 	if p.mode == "verneuil" {
 		env = append(env, "VERNEUIL_CONFIG="+p.config())
 	}
