@@ -121,7 +121,7 @@ func replicationProblems(ctx context.Context, vern *pass, requireKept bool) []st
 	keep := filepath.Join(vern.dir, "keep") + string(filepath.Separator)
 	for _, c := range checks {
 		n[c.Status]++
-		if c.Status == replicaEqual && strings.HasPrefix(c.Local, keep) {
+		if c.Status == replicaEqual && strings.HasPrefix(c.Local, keep) && c.Name != replicaHost+":"+probe {
 			keptEqual++
 		}
 		switch c.Status {

@@ -142,6 +142,17 @@ func TestJudgeSuiteDatabasesCompared(t *testing.T) {
 	if problems := replicationProblems(context.Background(), vern, false); len(problems) != 0 {
 		t.Fatalf("with -run: problems = %q", problems)
 	}
+	// The probe kept by the watcher does not count as one of the suite's.
+	if err := os.MkdirAll(filepath.Join(keep, "probe"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(probe, filepath.Join(keep, "probe", "probe.db")); err != nil {
+		t.Fatal(err)
+	}
+	if problems := replicationProblems(context.Background(), vern, true); len(problems) != 1 ||
+		!strings.Contains(problems[0], "none of the suite's own databases") {
+		t.Fatalf("with only the probe kept: problems = %q", problems)
+	}
 	if err := os.Link(suiteDB, filepath.Join(keep, filepath.Base(suiteDB))); err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +162,10 @@ func TestJudgeSuiteDatabasesCompared(t *testing.T) {
 	if problems := replicationProblems(context.Background(), vern, true); len(problems) != 0 {
 		t.Fatalf("with a kept database: problems = %q", problems)
 	}
-	if err := os.Remove(probe); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{probe, filepath.Join(keep, "probe", "probe.db")} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if problems := replicationProblems(context.Background(), vern, true); len(problems) != 1 ||
 		!strings.Contains(problems[0], "the probe database") {

@@ -186,7 +186,9 @@ func startKeepWatcher(root, keep string) (*keepWatcher, error) {
 		return nil, fmt.Errorf("keep watcher: inotify_init1: %w", err)
 	}
 	w := &keepWatcher{root: root, keep: keep, fd: fd, dirs: map[int32]string{}, done: make(chan struct{})}
-	if err := w.addDir("."); err != nil {
+	// What root holds already (the probe) is not the suite's: watch it
+	// without handling its entries.
+	if err := w.addDir(".", false); err != nil {
 		syscall.Close(fd)
 		return nil, err
 	}
@@ -194,23 +196,23 @@ func startKeepWatcher(root, keep string) (*keepWatcher, error) {
 	return w, nil
 }
 
-// addDir watches root/rel, then handles what it already holds (created
-// before the watch was in place).
-func (w *keepWatcher) addDir(rel string) error {
+// addDir watches root/rel, then, with existing, handles what it already
+// holds (created before the watch was in place).
+func (w *keepWatcher) addDir(rel string, existing bool) error {
 	dir := filepath.Join(w.root, rel)
 	wd, err := syscall.InotifyAddWatch(w.fd, dir, keepWatchMask)
 	if err != nil {
 		return fmt.Errorf("keep watcher: watch %s: %w", dir, err)
 	}
 	w.dirs[int32(wd)] = rel
+	if !existing {
+		return nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil // removed already
 	}
 	for _, e := range entries {
-		if rel == "." && e.Name() == filepath.Base(w.keep) && filepath.Dir(w.keep) == w.root {
-			continue
-		}
 		w.handle(filepath.Join(rel, e.Name()), e.IsDir())
 	}
 	return nil
@@ -218,7 +220,7 @@ func (w *keepWatcher) addDir(rel string) error {
 
 func (w *keepWatcher) handle(rel string, isDir bool) {
 	if isDir {
-		if err := w.addDir(rel); err != nil && !errors.Is(err, syscall.ENOENT) {
+		if err := w.addDir(rel, true); err != nil && !errors.Is(err, syscall.ENOENT) {
 			w.problems = append(w.problems, err.Error())
 		}
 		return
