@@ -16,7 +16,8 @@
 // suite creates under TMPDIR, so that its last content outlives the test
 // that removes it), comparing them byte for byte.
 //
-//	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-outage] [-no-keep] [-work DIR] [-sequential]
+//	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-shuffle on|SEED]
+//	                          [-outage] [-no-keep] [-work DIR] [-sequential]
 //
 // -outage keeps the verneuil pass's target missing while the suite runs
 // (every write must still succeed, the final flush must fail), then
@@ -35,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +62,7 @@ type options struct {
 	outage     bool
 	race       bool
 	noKeep     bool
+	shuffle    string
 }
 
 func main() {
@@ -71,11 +74,16 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of each pass (go test -timeout)")
 	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
 	flag.BoolVar(&o.race, "race", false, "build the test binary with the race detector (driver, verneuil and tests)")
+	flag.StringVar(&o.shuffle, "shuffle", "off", "\"on\" or a seed: run the tests in a random order, the same in both passes (go test -shuffle)")
 	flag.BoolVar(&o.noKeep, "no-keep", false, "do not hard-link the files the suite creates (removed databases' inodes are then reused, as without the harness; only databases still in place are compared)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "mattn-suite: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if err := o.resolveShuffle(); err != nil {
+		fmt.Fprintf(os.Stderr, "mattn-suite: -shuffle %q: want off, on or an integer seed\n", o.shuffle)
 		os.Exit(2)
 	}
 	code, err := run(context.Background(), o)
@@ -86,6 +94,20 @@ func main() {
 		}
 	}
 	os.Exit(code)
+}
+
+// resolveShuffle replaces -shuffle on by a seed, so that both passes run
+// the tests in the same order.
+func (o *options) resolveShuffle() error {
+	switch o.shuffle {
+	case "off":
+		return nil
+	case "on":
+		o.shuffle = strconv.FormatInt(time.Now().UnixNano(), 10)
+		return nil
+	}
+	_, err := strconv.ParseInt(o.shuffle, 10, 64)
+	return err
 }
 
 func envOr(name, def string) string {
@@ -124,6 +146,7 @@ type harnessReport struct {
 	FlushError string   `json:"flush_error"`
 	CloseError string   `json:"close_error"`
 	ExitCode   int      `json:"exit_code"`
+	complete   bool     // read from the harness (not made up for a missing one)
 }
 
 // run returns 0 when the passes agree and replication is proven, 1 when
@@ -153,7 +176,7 @@ func run(ctx context.Context, o options) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	logf("%s %s (tags %q, race %v), work directory %s", driverModule, version, o.tags, o.race, o.work)
+	logf("%s %s (tags %q, race %v, shuffle %s), work directory %s", driverModule, version, o.tags, o.race, o.shuffle, o.work)
 	src := filepath.Join(o.work, "src")
 	gowork, err := prepareSource(modDir, src, root, harnessSource)
 	if err != nil {
@@ -201,8 +224,14 @@ func run(ctx context.Context, o options) (int, error) {
 		}
 	}
 	var earlier []string
-	if o.outage {
-		earlier = catchUp(o.gobin, root, passes[1])
+	switch vern := passes[1]; {
+	case o.outage:
+		earlier = catchUp(o.gobin, root, vern)
+	case !vern.report.complete:
+		// The binary died before the harness's final flush: what the
+		// suite committed must still be in the spool.
+		logf("verneuil pass: the test binary ended without its harness report; uploading its spool with verneuilctl flush")
+		earlier = drainSpool(o.gobin, root, vern, false)
 	}
 	return judge(ctx, passes[0], passes[1], o.run == "" && !o.noKeep, earlier...), nil
 }
@@ -269,7 +298,8 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 		env = append(env, "VERNEUIL_CONFIG="+p.config())
 	}
 	args := []string{"tool", "test2json", "-p", driverModule, "-t", bin,
-		"-test.v=test2json", "-test.count=1", "-test.paniconexit0", "-test.timeout=" + o.timeout.String()}
+		"-test.v=test2json", "-test.count=1", "-test.shuffle=" + o.shuffle,
+		"-test.paniconexit0", "-test.timeout=" + o.timeout.String()}
 	if o.run != "" {
 		args = append(args, "-test.run="+o.run)
 	}
@@ -305,5 +335,6 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 	if err := json.Unmarshal(data, &p.report); err != nil {
 		return fmt.Errorf("harness report: %w", err)
 	}
+	p.report.complete = true
 	return nil
 }

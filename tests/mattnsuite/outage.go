@@ -24,27 +24,34 @@ func catchUp(gobin, root string, vern *pass) []string {
 	if err := os.Mkdir(store, 0o700); err != nil {
 		return []string{"outage: " + err.Error()}
 	}
+	first, _, _ := strings.Cut(vern.report.FlushError, "\n")
+	logf("outage: the harness's final flush failed as it should (%d databases; the first: %s)",
+		strings.Count(vern.report.FlushError, "\n")+1, shorten(first, 300))
+	return drainSpool(gobin, root, vern, true)
+}
+
+// drainSpool runs verneuilctl flush (built from this checkout) with the
+// verneuil pass's configuration, as a later process would; with
+// requireUpload, it must have uploaded something.
+func drainSpool(gobin, root string, vern *pass, requireUpload bool) []string {
 	ctl := filepath.Join(filepath.Dir(vern.dir), "verneuilctl")
 	if _, err := goCmd(gobin, root, []string{"GOWORK=off"}, "build", "-o", ctl, "./cmd/verneuilctl"); err != nil {
-		return []string{"outage: build verneuilctl: " + err.Error()}
+		return []string{"build verneuilctl: " + err.Error()}
 	}
 	out, err := command(ctl, vern.dir, []string{"VERNEUIL_CONFIG=" + vern.config()}, "flush", "--json")
 	if err != nil {
-		return []string{"outage: verneuilctl flush: " + err.Error()}
+		return []string{"verneuilctl flush: " + err.Error()}
 	}
 	var res struct {
 		Databases int   `json:"databases"`
 		Manifests int64 `json:"manifests"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return []string{fmt.Sprintf("outage: verneuilctl flush printed %q: %v", out, err)}
+		return []string{fmt.Sprintf("verneuilctl flush printed %q: %v", out, err)}
 	}
-	first, _, _ := strings.Cut(vern.report.FlushError, "\n")
-	logf("outage: the harness's final flush failed as it should (%d databases; the first: %s)",
-		strings.Count(vern.report.FlushError, "\n")+1, shorten(first, 300))
-	logf("outage: verneuilctl flush then uploaded %d databases, %d manifests", res.Databases, res.Manifests)
-	if res.Manifests == 0 {
-		return []string{"outage: verneuilctl flush uploaded no manifest"}
+	logf("verneuilctl flush uploaded %d databases, %d manifests", res.Databases, res.Manifests)
+	if requireUpload && res.Manifests == 0 {
+		return []string{"verneuilctl flush uploaded no manifest"}
 	}
 	return nil
 }
