@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/config"
 )
 
 // harnessCheckTest is a test file run next to the harness in
@@ -109,7 +111,7 @@ func TestHarnessKeepsAndReports(t *testing.T) {
 	}
 	cfg, err := json.Marshal(map[string]any{
 		"spool_dir": filepath.Join(dir, "spool"), "make_default": true, "hostname": "harness-check",
-		"targets": []map[string]string{{"url": "file://" + store}}, "log_level": "error",
+		"targets": []map[string]string{{"url": config.FileURL(store)}}, "log_level": "error",
 	})
 	if err != nil {
 		t.Fatal(err)

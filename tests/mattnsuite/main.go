@@ -40,6 +40,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/verneuil-go/verneuil/internal/config"
 )
 
 // harnessName is the harness's file name in the copy: "zz" sorts it last,
@@ -248,7 +250,7 @@ func (p *pass) config() string {
 	cfg := map[string]any{
 		"spool_dir":    filepath.Join(p.dir, "spool"),
 		"make_default": true,
-		"targets":      []map[string]string{{"url": "file://" + filepath.Join(p.dir, "store")}},
+		"targets":      []map[string]string{{"url": config.FileURL(filepath.Join(p.dir, "store"))}},
 		"hostname":     replicaHost,
 		"cache_dir":    filepath.Join(p.dir, "cache"),
 	}

@@ -13,6 +13,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/names"
 )
 
@@ -30,7 +31,7 @@ func replicateAs(t *testing.T, host, store, spool string, dbs ...string) {
 	t.Helper()
 	cfg, err := json.Marshal(map[string]any{
 		"spool_dir": spool,
-		"targets":   []map[string]string{{"url": "file://" + store}},
+		"targets":   []map[string]string{{"url": config.FileURL(store)}},
 		"hostname":  host,
 		"log_level": "error",
 	})
