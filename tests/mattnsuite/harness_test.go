@@ -101,7 +101,7 @@ func TestHarnessKeepsAndReports(t *testing.T) {
 		"go.sum":         string(gosum),
 		harnessName:      string(harnessSource),
 		"check_test.go":  harnessCheckTest,
-		"../go.work":     "go " + goDirective(mustRead(t, filepath.Join(root, "go.mod"))) + "\n\nuse (\n\t" + mod + "\n\t" + root + "\n)\n",
+		"../go.work":     goWork(goDirective(mustRead(t, filepath.Join(root, "go.mod"))), mod, root),
 		"../tmp/.exists": "",
 	})
 	tmp, keep, report := filepath.Join(dir, "tmp"), filepath.Join(dir, "keep"), filepath.Join(dir, "report.json")

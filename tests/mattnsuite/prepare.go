@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -181,11 +182,22 @@ func prepareSource(src, dst, root string, harness []byte) (gowork string, err er
 		return "", fmt.Errorf("%s/go.mod has no go directive", root)
 	}
 	gowork = filepath.Join(filepath.Dir(dst), "go.work")
-	work := fmt.Sprintf("go %s\n\nuse (\n\t%s\n\t%s\n)\n", gover, dst, root)
-	if err := os.WriteFile(gowork, []byte(work), 0o644); err != nil {
+	if err := os.WriteFile(gowork, []byte(goWork(gover, dst, root)), 0o644); err != nil {
 		return "", err
 	}
 	return gowork, nil
+}
+
+// goWork is a go.work file using the module directories dirs; they are
+// quoted, as a checkout path may hold spaces.
+func goWork(gover string, dirs ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "go %s\n\nuse (\n", gover)
+	for _, d := range dirs {
+		fmt.Fprintf(&b, "\t%s\n", strconv.Quote(d))
+	}
+	b.WriteString(")\n")
+	return b.String()
 }
 
 func copyFile(src, dst string) error {

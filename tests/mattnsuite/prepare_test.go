@@ -56,7 +56,7 @@ func TestGoModLines(t *testing.T) {
 
 func TestPrepareSource(t *testing.T) {
 	dir := t.TempDir()
-	mod, root, dst := filepath.Join(dir, "modcache"), filepath.Join(dir, "repo"), filepath.Join(dir, "work", "src")
+	mod, root, dst := filepath.Join(dir, "modcache"), filepath.Join(dir, "my repo"), filepath.Join(dir, "work", "src")
 	writeFiles(t, mod, map[string]string{
 		"go.mod":             "module github.com/mattn/go-sqlite3\n\ngo 1.21\n",
 		"sqlite3.go":         "package sqlite3\n",
@@ -94,7 +94,7 @@ func TestPrepareSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "go 1.26.0\n\nuse (\n\t" + dst + "\n\t" + root + "\n)\n"; string(work) != want {
+	if want := "go 1.26.0\n\nuse (\n\t\"" + dst + "\"\n\t\"" + root + "\"\n)\n"; string(work) != want {
 		t.Errorf("go.work = %q, want %q", work, want)
 	}
 }
