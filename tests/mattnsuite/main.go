@@ -17,7 +17,7 @@
 // that removes it), comparing them byte for byte.
 //
 //	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-shuffle on|SEED]
-//	                          [-outage] [-no-keep] [-work DIR] [-sequential]
+//	                          [-config JSON] [-outage] [-no-keep] [-work DIR] [-sequential]
 //
 // -outage keeps the verneuil pass's target missing while the suite runs
 // (every write must still succeed, the final flush must fail), then
@@ -65,6 +65,7 @@ type options struct {
 	race       bool
 	noKeep     bool
 	shuffle    string
+	extra      string
 }
 
 func main() {
@@ -77,11 +78,16 @@ func main() {
 	flag.BoolVar(&o.sequential, "sequential", false, "run the two passes one after the other (default: at the same time)")
 	flag.BoolVar(&o.race, "race", false, "build the test binary with the race detector (driver, verneuil and tests)")
 	flag.StringVar(&o.shuffle, "shuffle", "off", "\"on\" or a seed: run the tests in a random order, the same in both passes (go test -shuffle)")
+	flag.StringVar(&o.extra, "config", "", "more keys of the verneuil pass's configuration, as a JSON object, e.g. '{\"flush_on_close\": true}'")
 	flag.BoolVar(&o.noKeep, "no-keep", false, "do not hard-link the files the suite creates (removed databases' inodes are then reused, as without the harness; only databases still in place are compared)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "mattn-suite: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if _, err := extraConfig(o.extra); err != nil {
+		fmt.Fprintf(os.Stderr, "mattn-suite: -config: %v\n", err)
 		os.Exit(2)
 	}
 	if err := o.resolveShuffle(); err != nil {
@@ -129,6 +135,7 @@ type pass struct {
 	dir     string // WORK/MODE: tmp/, keep/, spool/, store/, events.json, report.json
 	outage  bool   // the target does not exist while the suite runs
 	keep    bool   // the harness hard-links the files the suite creates
+	extra   string // more configuration keys (-config)
 	elapsed time.Duration
 	result  *passResult
 	report  harnessReport
@@ -178,7 +185,8 @@ func run(ctx context.Context, o options) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	logf("%s %s (tags %q, race %v, shuffle %s), work directory %s", driverModule, version, o.tags, o.race, o.shuffle, o.work)
+	logf("%s %s (tags %q, race %v, shuffle %s, extra configuration %q), work directory %s",
+		driverModule, version, o.tags, o.race, o.shuffle, o.extra, o.work)
 	src := filepath.Join(o.work, "src")
 	gowork, err := prepareSource(modDir, src, root, harnessSource)
 	if err != nil {
@@ -201,7 +209,7 @@ func run(ctx context.Context, o options) (int, error) {
 
 	passes := []*pass{
 		{mode: "plain", dir: filepath.Join(o.work, "plain"), keep: !o.noKeep},
-		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), keep: !o.noKeep, outage: o.outage},
+		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), keep: !o.noKeep, outage: o.outage, extra: o.extra},
 	}
 	var wg sync.WaitGroup
 	for _, p := range passes {
@@ -258,8 +266,32 @@ func (p *pass) config() string {
 		// Fail the harness's final flush soon: the target is missing.
 		cfg["flush_timeout"] = "3s"
 	}
+	extra, _ := extraConfig(p.extra) // checked by main
+	for k, v := range extra {
+		cfg[k] = v
+	}
 	data, _ := json.Marshal(cfg)
 	return string(data)
+}
+
+// extraConfig parses -config: a JSON object whose keys are added to the
+// verneuil pass's configuration (and checked by verneuil.Start with it).
+// The keys that place the pass's files and make verneuil the default are
+// the program's.
+func extraConfig(spec string) (map[string]any, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(spec), &m); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	for _, k := range []string{"spool_dir", "make_default", "targets", "hostname", "cache_dir", "names"} {
+		if _, ok := m[k]; ok {
+			return nil, fmt.Errorf("%q is set by mattn-suite", k)
+		}
+	}
+	return m, nil
 }
 
 // run runs the test binary once in p's mode, under go tool test2json.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/config"
@@ -26,5 +28,40 @@ func TestPassConfigEscapesPaths(t *testing.T) {
 		if !cfg.MakeDefault || cfg.Hostname != replicaHost {
 			t.Errorf("make_default %v, hostname %q", cfg.MakeDefault, cfg.Hostname)
 		}
+	}
+}
+
+func TestExtraConfig(t *testing.T) {
+	tests := []struct {
+		spec, wantErr string
+		want          map[string]any
+	}{
+		{spec: ""},
+		{spec: `{"flush_on_close": true, "upload_interval": "50ms"}`, want: map[string]any{"flush_on_close": true, "upload_interval": "50ms"}},
+		{spec: `{"targets": []}`, wantErr: `"targets" is set by mattn-suite`},
+		{spec: `{"make_default": false}`, wantErr: `"make_default" is set by mattn-suite`},
+		{spec: `[1]`, wantErr: "not a JSON object"},
+	}
+	for _, tc := range tests {
+		got, err := extraConfig(tc.spec)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("extraConfig(%s) = %v, want error %q", tc.spec, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("extraConfig(%s) = %v, %v; want %v", tc.spec, got, err, tc.want)
+		}
+	}
+	// The keys reach the configuration verneuil parses; a typo is caught there.
+	p := &pass{mode: "verneuil", dir: "/srv/w/verneuil", extra: `{"flush_on_close": true}`}
+	cfg, err := config.Load(p.config())
+	if err != nil || !cfg.FlushOnClose {
+		t.Fatalf("config with flush_on_close: %+v, %v", cfg, err)
+	}
+	p.extra = `{"flush_on_closee": true}`
+	if _, err := config.Load(p.config()); err == nil || !strings.Contains(err.Error(), "did you mean") {
+		t.Fatalf("a misspelt key: %v", err)
 	}
 }
