@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/config"
@@ -50,6 +51,10 @@ const harnessName = "zz_verneuil_harness_test.go"
 
 //go:embed testdata/zz_verneuil_harness_test.go
 var harnessSource []byte
+
+// passGrace is how long a pass may run past -timeout: the harness's final
+// flush and close (bounded at 2 minutes each) and the process's exit.
+var passGrace = 5 * time.Minute
 
 // replicaHost is the hostname of the verneuil pass's replica names.
 const replicaHost = "mattn-suite"
@@ -342,16 +347,27 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 		return err
 	}
 	defer events.Close()
+	// -test.timeout bounds the tests, not the harness's flush and close
+	// after them: past this bound the pass's process group (test2json and
+	// the test binary) is killed.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout+passGrace)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, o.gobin, args...)
 	cmd.Dir = src
 	cmd.Env = env
 	cmd.Stdout = events
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	runErr := cmd.Run()
 	p.elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		logf("%s pass: killed after %s (-timeout %s plus %s for the harness)", p.mode, p.elapsed.Round(time.Second), o.timeout, passGrace)
+	}
 	var exitErr *exec.ExitError
-	if runErr != nil && !errors.As(runErr, &exitErr) {
+	if runErr != nil && !errors.As(runErr, &exitErr) && ctx.Err() == nil {
 		return fmt.Errorf("go tool test2json: %w", runErr)
 	}
 	if _, err := events.Seek(0, 0); err != nil {

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/config"
 )
@@ -63,5 +69,49 @@ func TestExtraConfig(t *testing.T) {
 	p.extra = `{"flush_on_closee": true}`
 	if _, err := config.Load(p.config()); err == nil || !strings.Contains(err.Error(), "did you mean") {
 		t.Fatalf("a misspelt key: %v", err)
+	}
+}
+
+// TestPassKilledPastItsBound: a pass whose process (here a stand-in for
+// the go command that hangs, with a child of its own) outlives -timeout
+// plus the grace is killed with its whole process group, and reported as
+// a pass without a harness report rather than hanging the run.
+func TestPassKilledPastItsBound(t *testing.T) {
+	dir := t.TempDir()
+	childPid := filepath.Join(dir, "child.pid")
+	fakeGo := filepath.Join(dir, "go")
+	script := "#!/bin/sh\nsleep 1000 &\necho $! > " + childPid + "\nsleep 1000\n"
+	if err := os.WriteFile(fakeGo, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer func(g time.Duration) { passGrace = g }(passGrace)
+	passGrace = 0
+	p := &pass{mode: "verneuil", dir: filepath.Join(dir, "verneuil")}
+	p.run(context.Background(), options{gobin: fakeGo, timeout: time.Second, shuffle: "off"}, "mattn.test", dir)
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	if len(p.result.Tests) != 0 || p.report.complete || !strings.Contains(p.report.StartError, "no harness report") {
+		t.Fatalf("result %+v, report %+v", p.result, p.report)
+	}
+	data, err := os.ReadFile(childPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Killed: gone, or a zombie waiting for a reaper.
+	for i := 0; ; i++ {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			break
+		}
+		if i == 1000 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the pass's child %d survived the kill: %s", pid, stat)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
