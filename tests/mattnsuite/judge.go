@@ -17,6 +17,7 @@ import (
 func judge(ctx context.Context, plain, vern *pass, requireKept bool, earlier ...string) int {
 	problems := append(harnessProblems(plain), harnessProblems(vern)...)
 	problems = append(problems, earlier...)
+	problems = append(problems, leftoverProblems(plain, vern)...)
 
 	diffs := compareOutcomes(plain.result, vern.result)
 	for _, d := range diffs {

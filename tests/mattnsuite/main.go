@@ -137,7 +137,7 @@ func logf(format string, args ...any) {
 // pass is one run of the suite's binary.
 type pass struct {
 	mode    string // "plain" or "verneuil"
-	dir     string // WORK/MODE: tmp/, keep/, spool/, store/, events.json, report.json
+	dir     string // WORK/MODE: tmp/, wd/, keep/, spool/, store/, events.json, report.json
 	outage  bool   // the target does not exist while the suite runs
 	keep    bool   // the harness hard-links the files the suite creates
 	extra   string // more configuration keys (-config)
@@ -219,13 +219,13 @@ func run(ctx context.Context, o options) (int, error) {
 	var wg sync.WaitGroup
 	for _, p := range passes {
 		if o.sequential {
-			p.run(ctx, o, bin, src)
+			p.run(ctx, o, bin)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.run(ctx, o, bin, src)
+			p.run(ctx, o, bin)
 		}()
 	}
 	wg.Wait()
@@ -300,15 +300,17 @@ func extraConfig(spec string) (map[string]any, error) {
 }
 
 // run runs the test binary once in p's mode, under go tool test2json.
-func (p *pass) run(ctx context.Context, o options, bin, src string) {
-	p.err = p.runErr(ctx, o, bin, src)
+func (p *pass) run(ctx context.Context, o options, bin string) {
+	p.err = p.runErr(ctx, o, bin)
 }
 
-func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
+func (p *pass) runErr(ctx context.Context, o options, bin string) error {
 	if err := os.RemoveAll(p.dir); err != nil {
 		return err
 	}
-	dirs := []string{"tmp", "keep", "spool", "cache"}
+	// wd is the tests' working directory, where some of them create
+	// databases: one per pass, as the passes run at the same time.
+	dirs := []string{"tmp", "wd", "keep", "spool", "cache"}
 	if !p.outage {
 		dirs = append(dirs, "store")
 	}
@@ -353,7 +355,7 @@ func (p *pass) runErr(ctx context.Context, o options, bin, src string) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout+passGrace)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.gobin, args...)
-	cmd.Dir = src
+	cmd.Dir = filepath.Join(p.dir, "wd")
 	cmd.Env = env
 	cmd.Stdout = events
 	cmd.Stderr = os.Stderr

@@ -87,7 +87,7 @@ func TestPassKilledPastItsBound(t *testing.T) {
 	defer func(g time.Duration) { passGrace = g }(passGrace)
 	passGrace = 0
 	p := &pass{mode: "verneuil", dir: filepath.Join(dir, "verneuil")}
-	p.run(context.Background(), options{gobin: fakeGo, timeout: time.Second, shuffle: "off"}, "mattn.test", dir)
+	p.run(context.Background(), options{gobin: fakeGo, timeout: time.Second, shuffle: "off"}, "mattn.test")
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
