@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // harnessCheckTest is a test file run next to the harness in
@@ -156,7 +157,7 @@ func TestHarnessKeepsAndReports(t *testing.T) {
 	if data := mustRead(t, filepath.Join(keep, "again.db")); !strings.Contains(string(data), "new") || strings.Contains(string(data), "old") {
 		t.Errorf("again.db: the kept link is not the newer file")
 	}
-	checks, err := checkReplicas(t.Context(), replicaLayout{Store: store, Host: "harness-check", Tmp: tmp, Keep: keep})
+	checks, err := checkReplicas(t.Context(), replicaLayout{Store: testutil.OpenFileStore(t, store), Host: "harness-check", Tmp: tmp, Keep: keep})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,15 +93,19 @@ func harnessProblems(p *pass) []string {
 // target holds manifests, and every replica whose database can still be
 // read is byte-identical to it.
 func replicationProblems(ctx context.Context, vern *pass, requireKept bool) []string {
-	store := filepath.Join(vern.dir, "store")
-	counts, err := countStore(store)
+	store, err := vern.openTarget(ctx)
+	if err != nil {
+		return []string{"open the target: " + err.Error()}
+	}
+	defer store.Close()
+	counts, err := countStore(ctx, store)
 	if err != nil {
 		return []string{"count manifests: " + err.Error()}
 	}
 	logf("target %s: %d databases, %d latest manifests, %d history manifests; harness kept %d files from %d directories",
 		store, counts.Databases, counts.Latest, counts.History, vern.report.Kept, vern.report.WatchDirs)
 	if counts.Latest == 0 {
-		return []string{"nothing was replicated: no manifest in " + store}
+		return []string{fmt.Sprintf("nothing was replicated: no manifest in %s", store)}
 	}
 	tmp, err := filepath.EvalSymlinks(filepath.Join(vern.dir, "tmp"))
 	if err != nil {

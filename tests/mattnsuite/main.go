@@ -17,7 +17,7 @@
 // that removes it), comparing them byte for byte.
 //
 //	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-shuffle on|SEED]
-//	                          [-config JSON] [-outage] [-no-keep] [-work DIR] [-sequential]
+//	                          [-config JSON] [-s3] [-outage] [-no-keep] [-work DIR] [-sequential]
 //
 // -outage keeps the verneuil pass's target missing while the suite runs
 // (every write must still succeed, the final flush must fail), then
@@ -42,7 +42,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/blob/s3test"
 	"github.com/verneuil-go/verneuil/internal/config"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 // harnessName is the harness's file name in the copy: "zz" sorts it last,
@@ -51,6 +54,9 @@ const harnessName = "zz_verneuil_harness_test.go"
 
 //go:embed testdata/zz_verneuil_harness_test.go
 var harnessSource []byte
+
+// s3Bucket is the bucket of -s3.
+const s3Bucket = "mattn-suite"
 
 // passGrace is how long a pass may run past -timeout: the harness's final
 // flush and close (bounded at 2 minutes each) and the process's exit.
@@ -71,6 +77,7 @@ type options struct {
 	noKeep     bool
 	shuffle    string
 	extra      string
+	s3         bool
 }
 
 func main() {
@@ -84,6 +91,7 @@ func main() {
 	flag.BoolVar(&o.race, "race", false, "build the test binary with the race detector (driver, verneuil and tests)")
 	flag.StringVar(&o.shuffle, "shuffle", "off", "\"on\" or a seed: run the tests in a random order, the same in both passes (go test -shuffle)")
 	flag.StringVar(&o.extra, "config", "", "more keys of the verneuil pass's configuration, as a JSON object, e.g. '{\"flush_on_close\": true}'")
+	flag.BoolVar(&o.s3, "s3", false, "replicate the verneuil pass to a loopback S3 server (versitygw: scripts/install-s3-server.sh) instead of a local directory")
 	flag.BoolVar(&o.noKeep, "no-keep", false, "do not hard-link the files the suite creates (removed databases' inodes are then reused, as without the harness; only databases still in place are compared)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
@@ -93,6 +101,10 @@ func main() {
 	}
 	if _, err := extraConfig(o.extra); err != nil {
 		fmt.Fprintf(os.Stderr, "mattn-suite: -config: %v\n", err)
+		os.Exit(2)
+	}
+	if o.s3 && o.outage {
+		fmt.Fprintln(os.Stderr, "mattn-suite: -outage needs the local target: not with -s3")
 		os.Exit(2)
 	}
 	if err := o.resolveShuffle(); err != nil {
@@ -141,6 +153,7 @@ type pass struct {
 	outage  bool   // the target does not exist while the suite runs
 	keep    bool   // the harness hard-links the files the suite creates
 	extra   string // more configuration keys (-config)
+	s3      string // endpoint of the S3 server replicated to ("": the local target)
 	elapsed time.Duration
 	result  *passResult
 	report  harnessReport
@@ -190,8 +203,8 @@ func run(ctx context.Context, o options) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	logf("%s %s (tags %q, race %v, shuffle %s, extra configuration %q), work directory %s",
-		driverModule, version, o.tags, o.race, o.shuffle, o.extra, o.work)
+	logf("%s %s (tags %q, race %v, shuffle %s, extra configuration %q, s3 %v), work directory %s",
+		driverModule, version, o.tags, o.race, o.shuffle, o.extra, o.s3, o.work)
 	src := filepath.Join(o.work, "src")
 	gowork, err := prepareSource(modDir, src, root, harnessSource)
 	if err != nil {
@@ -215,6 +228,22 @@ func run(ctx context.Context, o options) (int, error) {
 	passes := []*pass{
 		{mode: "plain", dir: filepath.Join(o.work, "plain"), keep: !o.noKeep},
 		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), keep: !o.noKeep, outage: o.outage, extra: o.extra},
+	}
+	if o.s3 {
+		dir := filepath.Join(o.work, "s3")
+		if err := os.RemoveAll(dir); err != nil {
+			return 2, err
+		}
+		// Exports the server's AWS_* credentials, which the passes inherit.
+		srv, err := s3test.StartServer(ctx, dir, s3Bucket)
+		if err != nil {
+			return 2, err
+		}
+		defer func() {
+			logf("S3 server %s: %d requests", srv.Endpoint, srv.Requests.Load())
+			srv.Stop()
+		}()
+		passes[1].s3 = srv.Endpoint
 	}
 	var wg sync.WaitGroup
 	for _, p := range passes {
@@ -263,9 +292,13 @@ func (p *pass) config() string {
 	cfg := map[string]any{
 		"spool_dir":    filepath.Join(p.dir, "spool"),
 		"make_default": true,
-		"targets":      []map[string]string{{"url": config.FileURL(filepath.Join(p.dir, "store"))}},
+		"targets":      []map[string]any{{"url": config.FileURL(filepath.Join(p.dir, "store"))}},
 		"hostname":     replicaHost,
 		"cache_dir":    filepath.Join(p.dir, "cache"),
+	}
+	if p.s3 != "" {
+		cfg["targets"] = []map[string]any{{"url": "s3://" + s3Bucket + "/replicas", "endpoint": p.s3,
+			"region": s3test.Region, "path_style": true}}
 	}
 	if p.outage {
 		// Fail the harness's final flush soon: the target is missing.
@@ -277,6 +310,23 @@ func (p *pass) config() string {
 	}
 	data, _ := json.Marshal(cfg)
 	return string(data)
+}
+
+// openTarget opens the verneuil pass's target as its configuration
+// names it.
+func (p *pass) openTarget(ctx context.Context) (blob.Store, error) {
+	cfg, err := config.Load(p.config())
+	if err != nil {
+		return nil, err
+	}
+	stores, err := replicator.OpenTargets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores[1:] {
+		s.Close()
+	}
+	return stores[0], nil
 }
 
 // extraConfig parses -config: a JSON object whose keys are added to the
@@ -311,7 +361,7 @@ func (p *pass) runErr(ctx context.Context, o options, bin string) error {
 	// wd is the tests' working directory, where some of them create
 	// databases: one per pass, as the passes run at the same time.
 	dirs := []string{"tmp", "wd", "keep", "spool", "cache"}
-	if !p.outage {
+	if !p.outage && p.s3 == "" {
 		dirs = append(dirs, "store")
 	}
 	for _, d := range dirs {

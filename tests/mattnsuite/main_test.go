@@ -115,3 +115,15 @@ func TestPassKilledPastItsBound(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestPassConfigS3(t *testing.T) {
+	p := &pass{mode: "verneuil", dir: "/srv/w/verneuil", s3: "http://127.0.0.1:9000"}
+	cfg, err := config.Load(p.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := cfg.Targets[0]
+	if len(cfg.Targets) != 1 || tg.URL != "s3://"+s3Bucket+"/replicas" || tg.Endpoint != p.s3 || !tg.PathStyle {
+		t.Fatalf("targets = %+v", cfg.Targets)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 // TestCatchUp: a process commits while its target is missing and exits
@@ -61,7 +62,7 @@ func TestCatchUp(t *testing.T) {
 	if problems := catchUp(envOr("GO", "go"), root, vern); len(problems) != 0 {
 		t.Fatalf("catchUp: %q", problems)
 	}
-	checks, err := checkReplicas(ctx, replicaLayout{Store: filepath.Join(vern.dir, "store"), Host: replicaHost, Tmp: tmp, Keep: filepath.Join(vern.dir, "keep")})
+	checks, err := checkReplicas(ctx, replicaLayout{Store: testutil.OpenFileStore(t, filepath.Join(vern.dir, "store")), Host: replicaHost, Tmp: tmp, Keep: filepath.Join(vern.dir, "keep")})
 	if err != nil {
 		t.Fatal(err)
 	}

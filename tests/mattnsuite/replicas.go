@@ -5,21 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
+	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
-// storeCounts is what a local target holds.
+// storeCounts is what a target holds.
 type storeCounts struct {
-	// Databases is the number of dbs/KEY directories.
+	// Databases is the number of databases (dbs/KEY/ prefixes).
 	Databases int
 	// Latest is the number of dbs/KEY/latest manifests.
 	Latest int
@@ -27,30 +26,37 @@ type storeCounts struct {
 	History int
 }
 
-// countStore counts the replicas and manifests of the local target at dir.
-func countStore(dir string) (storeCounts, error) {
-	var c storeCounts
-	dbs, err := os.ReadDir(filepath.Join(dir, "dbs"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
+// storeDatabases lists the target's objects under dbs/ and returns each
+// database key with the names of its objects (latest, manifests/SEQ).
+func storeDatabases(ctx context.Context, s blob.Store) (map[string][]string, error) {
+	keys, err := s.List(ctx, "dbs/")
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s, err)
 	}
+	dbs := map[string][]string{}
+	for _, k := range keys {
+		db, object, ok := strings.Cut(strings.TrimPrefix(k, "dbs/"), "/")
+		if ok {
+			dbs[db] = append(dbs[db], object)
+		}
+	}
+	return dbs, nil
+}
+
+// countStore counts the replicas and manifests of a target.
+func countStore(ctx context.Context, s blob.Store) (storeCounts, error) {
+	var c storeCounts
+	dbs, err := storeDatabases(ctx, s)
 	if err != nil {
 		return c, err
 	}
-	for _, db := range dbs {
-		if !db.IsDir() {
-			continue
-		}
+	for _, objects := range dbs {
 		c.Databases++
-		if fi, err := os.Stat(filepath.Join(dir, "dbs", db.Name(), "latest")); err == nil && fi.Mode().IsRegular() {
-			c.Latest++
-		}
-		hist, err := os.ReadDir(filepath.Join(dir, "dbs", db.Name(), "manifests"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return c, err
-		}
-		for _, h := range hist {
-			if h.Type().IsRegular() {
+		for _, o := range objects {
+			switch {
+			case o == "latest":
+				c.Latest++
+			case strings.HasPrefix(o, "manifests/"):
 				c.History++
 			}
 		}
@@ -77,10 +83,10 @@ type replicaCheck struct {
 // replicaLayout says where a pass's databases were and where their last
 // contents were kept.
 type replicaLayout struct {
-	Store string // root of the local target
-	Host  string // the configured hostname
-	Tmp   string // TMPDIR of the pass, symlinks resolved
-	Keep  string // where the harness hard-linked the files created under Tmp
+	Store blob.Store // the target
+	Host  string     // the configured hostname
+	Tmp   string     // TMPDIR of the pass, symlinks resolved
+	Keep  string     // where the harness hard-linked the files created under Tmp
 }
 
 // localFor returns the file holding the last content of the database at
@@ -106,26 +112,17 @@ func isRegular(path string) bool {
 // checkReplicas restores the latest version of every replica in the
 // store and compares it byte for byte with the database's last content.
 func checkReplicas(ctx context.Context, l replicaLayout) ([]replicaCheck, error) {
-	store, err := fileblob.OpenDir(l.Store, false)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
 	scratch, err := os.MkdirTemp("", "mattn-suite-restore-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(scratch)
-	dbs, err := os.ReadDir(filepath.Join(l.Store, "dbs"))
+	dbs, err := storeDatabases(ctx, l.Store)
 	if err != nil {
 		return nil, fmt.Errorf("replicas: %w", err)
 	}
 	var checks []replicaCheck
-	for _, db := range dbs {
-		if !db.IsDir() {
-			continue
-		}
-		key := db.Name()
+	for key := range dbs {
 		c := replicaCheck{Name: key}
 		name, err := names.NameFromKey(key)
 		if err != nil {
@@ -146,7 +143,7 @@ func checkReplicas(ctx context.Context, l replicaLayout) ([]replicaCheck, error)
 			checks = append(checks, c)
 			continue
 		}
-		c.Status, c.Detail = compareReplica(ctx, store, key, c.Local, scratch)
+		c.Status, c.Detail = compareReplica(ctx, l.Store, key, c.Local, scratch)
 		checks = append(checks, c)
 	}
 	sort.Slice(checks, func(i, j int) bool { return checks[i].Name < checks[j].Name })
@@ -155,7 +152,7 @@ func checkReplicas(ctx context.Context, l replicaLayout) ([]replicaCheck, error)
 
 // compareReplica restores the latest version of key into scratch and
 // compares it with the file at local.
-func compareReplica(ctx context.Context, store *fileblob.Store, key, local, scratch string) (status, detail string) {
+func compareReplica(ctx context.Context, store blob.Store, key, local, scratch string) (status, detail string) {
 	m, err := restore.Latest(ctx, store, key)
 	if err != nil {
 		return replicaError, err.Error()

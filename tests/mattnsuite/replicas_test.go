@@ -15,6 +15,7 @@ import (
 	"github.com/verneuil-go/verneuil"
 	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/testutil"
 )
 
 const testHost = "mattn-suite-test"
@@ -82,19 +83,20 @@ func TestCheckReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeDir := filepath.Join(dir, "store")
 	l := replicaLayout{
-		Store: filepath.Join(dir, "store"),
-		Host:  testHost,
-		Tmp:   filepath.Join(dir, "tmp"),
-		Keep:  filepath.Join(dir, "keep"),
+		Host: testHost,
+		Tmp:  filepath.Join(dir, "tmp"),
+		Keep: filepath.Join(dir, "keep"),
 	}
-	for _, d := range []string{l.Store, l.Tmp, l.Keep, filepath.Join(l.Tmp, "sub"), filepath.Join(l.Keep, "sub")} {
+	for _, d := range []string{storeDir, l.Tmp, l.Keep, filepath.Join(l.Tmp, "sub"), filepath.Join(l.Keep, "sub")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
+	l.Store = testutil.OpenFileStore(t, storeDir)
 	path := func(name string) string { return filepath.Join(l.Tmp, name) }
-	replicate(t, l.Store, filepath.Join(dir, "spool"),
+	replicate(t, storeDir, filepath.Join(dir, "spool"),
 		path("inplace.db"), path("sub/kept.db"), path("removed.db"), path("changed.db"), path("corrupt.db"))
 
 	// sub/kept.db: removed by its test after the harness linked it.
@@ -118,7 +120,7 @@ func TestCheckReplicas(t *testing.T) {
 	}
 	f.Close()
 	// corrupt.db: the store answers a damaged latest manifest.
-	latest := filepath.Join(l.Store, names.LatestKey(names.Key(names.Replica(testHost, path("corrupt.db")))))
+	latest := filepath.Join(storeDir, names.LatestKey(names.Key(names.Replica(testHost, path("corrupt.db")))))
 	data, err := os.ReadFile(latest)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +130,7 @@ func TestCheckReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	counts, err := countStore(l.Store)
+	counts, err := countStore(context.Background(), l.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,10 +172,8 @@ func TestCheckReplicasForeignHost(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	key := names.Key(names.Replica("elsewhere", "/data/app.db"))
-	if err := os.MkdirAll(filepath.Join(store, "dbs", key), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	checks, err := checkReplicas(context.Background(), replicaLayout{Store: store, Host: testHost, Tmp: dir, Keep: dir})
+	writeFiles(t, filepath.Join(store, "dbs", key), map[string]string{"latest": "a manifest"})
+	checks, err := checkReplicas(context.Background(), replicaLayout{Store: testutil.OpenFileStore(t, store), Host: testHost, Tmp: dir, Keep: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestCheckReplicasForeignHost(t *testing.T) {
 }
 
 func TestCountStoreEmpty(t *testing.T) {
-	counts, err := countStore(t.TempDir())
+	counts, err := countStore(context.Background(), testutil.OpenFileStore(t, t.TempDir()))
 	if err != nil || counts != (storeCounts{}) {
 		t.Fatalf("countStore(empty) = %+v, %v", counts, err)
 	}
