@@ -13,6 +13,7 @@ func TestHarnessProblems(t *testing.T) {
 		name   string
 		mode   string
 		outage bool
+		faults bool
 		report harnessReport
 		want   []string // substrings of the problems, in order
 	}{
@@ -71,6 +72,25 @@ func TestHarnessProblems(t *testing.T) {
 			want:   []string{"default-VFS probe: CREATE TABLE: disk I/O error"},
 		},
 		{
+			name:   "injected faults: a flush that gave up is not a problem by itself",
+			mode:   "verneuil",
+			faults: true,
+			report: harnessReport{Mode: "verneuil", Probe: "ok", FlushError: "gave up after 6 attempts", CloseError: "gave up"},
+		},
+		{
+			name:   "injected faults: the probe's flush may give up too",
+			mode:   "verneuil",
+			faults: true,
+			report: harnessReport{Mode: "verneuil", ProbeError: "PRAGMA verneuil_flush: verneuil_flush: upload x: gave up after 6 attempts"},
+		},
+		{
+			name:   "injected faults: the probe must still reach verneuil",
+			mode:   "verneuil",
+			faults: true,
+			report: harnessReport{Mode: "verneuil", ProbeError: "CREATE TABLE probe: disk I/O error"},
+			want:   []string{"default-VFS probe: CREATE TABLE probe: disk I/O error"},
+		},
+		{
 			name:   "probe error",
 			mode:   "verneuil",
 			report: harnessReport{Mode: "verneuil", ProbeError: "PRAGMA verneuil_flush: disk I/O error"},
@@ -79,7 +99,7 @@ func TestHarnessProblems(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := harnessProblems(&pass{mode: tc.mode, report: tc.report, outage: tc.outage})
+			got := harnessProblems(&pass{mode: tc.mode, report: tc.report, outage: tc.outage, faults: tc.faults})
 			if len(got) != len(tc.want) {
 				t.Fatalf("problems = %q, want %d matching %q", got, len(tc.want), tc.want)
 			}

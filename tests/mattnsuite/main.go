@@ -17,7 +17,8 @@
 // that removes it), comparing them byte for byte.
 //
 //	go run ./tests/mattnsuite [-tags T] [-race] [-run REGEXP] [-shuffle on|SEED]
-//	                          [-config JSON] [-s3] [-outage] [-no-keep] [-work DIR] [-sequential]
+//	                          [-config JSON] [-s3 [-s3-faults RATE]] [-outage] [-no-keep]
+//	                          [-work DIR] [-sequential]
 //
 // -outage keeps the verneuil pass's target missing while the suite runs
 // (every write must still succeed, the final flush must fail), then
@@ -78,6 +79,7 @@ type options struct {
 	shuffle    string
 	extra      string
 	s3         bool
+	s3Faults   float64
 }
 
 func main() {
@@ -92,6 +94,7 @@ func main() {
 	flag.StringVar(&o.shuffle, "shuffle", "off", "\"on\" or a seed: run the tests in a random order, the same in both passes (go test -shuffle)")
 	flag.StringVar(&o.extra, "config", "", "more keys of the verneuil pass's configuration, as a JSON object, e.g. '{\"flush_on_close\": true}'")
 	flag.BoolVar(&o.s3, "s3", false, "replicate the verneuil pass to a loopback S3 server (versitygw: scripts/install-s3-server.sh) instead of a local directory")
+	flag.Float64Var(&o.s3Faults, "s3-faults", 0, "with -s3: this fraction of the verneuil pass's requests (0-1) get a 503, a 500 or a connection reset (before or after the server handled them) from a proxy; off for the checks")
 	flag.BoolVar(&o.noKeep, "no-keep", false, "do not hard-link the files the suite creates (removed databases' inodes are then reused, as without the harness; only databases still in place are compared)")
 	flag.BoolVar(&o.outage, "outage", false, "keep the verneuil pass's target unavailable during the suite, then create it, run verneuilctl flush and check the replicas")
 	flag.Parse()
@@ -101,6 +104,10 @@ func main() {
 	}
 	if _, err := extraConfig(o.extra); err != nil {
 		fmt.Fprintf(os.Stderr, "mattn-suite: -config: %v\n", err)
+		os.Exit(2)
+	}
+	if o.s3Faults < 0 || o.s3Faults >= 1 || (o.s3Faults > 0 && !o.s3) {
+		fmt.Fprintln(os.Stderr, "mattn-suite: -s3-faults takes a fraction in [0, 1) and needs -s3")
 		os.Exit(2)
 	}
 	if o.s3 && o.outage {
@@ -154,6 +161,7 @@ type pass struct {
 	keep    bool   // the harness hard-links the files the suite creates
 	extra   string // more configuration keys (-config)
 	s3      string // endpoint of the S3 server replicated to ("": the local target)
+	faults  bool   // s3 is a proxy injecting faults: the final flush may fail
 	elapsed time.Duration
 	result  *passResult
 	report  harnessReport
@@ -229,6 +237,7 @@ func run(ctx context.Context, o options) (int, error) {
 		{mode: "plain", dir: filepath.Join(o.work, "plain"), keep: !o.noKeep},
 		{mode: "verneuil", dir: filepath.Join(o.work, "verneuil"), keep: !o.noKeep, outage: o.outage, extra: o.extra},
 	}
+	var proxy *faultProxy
 	if o.s3 {
 		dir := filepath.Join(o.work, "s3")
 		if err := os.RemoveAll(dir); err != nil {
@@ -244,6 +253,13 @@ func run(ctx context.Context, o options) (int, error) {
 			srv.Stop()
 		}()
 		passes[1].s3 = srv.Endpoint
+		if o.s3Faults > 0 {
+			if proxy, err = startFaultProxy(srv.Endpoint, o.s3Faults, uint64(time.Now().UnixNano())); err != nil {
+				return 2, err
+			}
+			defer proxy.stop()
+			passes[1].s3, passes[1].faults = proxy.URL, true
+		}
 	}
 	var wg sync.WaitGroup
 	for _, p := range passes {
@@ -258,6 +274,11 @@ func run(ctx context.Context, o options) (int, error) {
 		}()
 	}
 	wg.Wait()
+	if proxy != nil {
+		// The checks that follow read the store without faults.
+		proxy.setRate(0)
+		logf("fault proxy: %d requests; injected %v", proxy.requests.Load(), proxy.injected())
+	}
 	for _, p := range passes {
 		if p.err != nil {
 			return 2, fmt.Errorf("%s pass: %w", p.mode, p.err)
@@ -275,6 +296,12 @@ func run(ctx context.Context, o options) (int, error) {
 		// The binary died before the harness's final flush: what the
 		// suite committed must still be in the spool.
 		logf("verneuil pass: the test binary ended without its harness report; uploading its spool with verneuilctl flush")
+		earlier = drainSpool(o.gobin, root, vern, false)
+	case vern.faults && (vern.report.FlushError != "" || vern.report.CloseError != ""):
+		// A flush gives up on a request after a few failed attempts, and
+		// says so; what it did not upload must still be in the spool.
+		first, _, _ := strings.Cut(vern.report.FlushError+vern.report.CloseError, "\n")
+		logf("verneuil pass: the final flush failed under faults (%s); uploading the spool with verneuilctl flush, faults off", shorten(first, 300))
 		earlier = drainSpool(o.gobin, root, vern, false)
 	}
 	return judge(ctx, passes[0], passes[1], o.run == "" && !o.noKeep, earlier...), nil
