@@ -102,20 +102,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mattn-suite: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
 	}
-	if _, err := extraConfig(o.extra); err != nil {
-		fmt.Fprintf(os.Stderr, "mattn-suite: -config: %v\n", err)
-		os.Exit(2)
-	}
-	if o.s3Faults < 0 || o.s3Faults >= 1 || (o.s3Faults > 0 && !o.s3) {
-		fmt.Fprintln(os.Stderr, "mattn-suite: -s3-faults takes a fraction in [0, 1) and needs -s3")
-		os.Exit(2)
-	}
-	if o.s3 && o.outage {
-		fmt.Fprintln(os.Stderr, "mattn-suite: -outage needs the local target: not with -s3")
-		os.Exit(2)
-	}
-	if err := o.resolveShuffle(); err != nil {
-		fmt.Fprintf(os.Stderr, "mattn-suite: -shuffle %q: want off, on or an integer seed\n", o.shuffle)
+	if err := o.validate(); err != nil {
+		logf("%v", err)
 		os.Exit(2)
 	}
 	code, err := run(context.Background(), o)
@@ -128,18 +116,31 @@ func main() {
 	os.Exit(code)
 }
 
-// resolveShuffle replaces -shuffle on by a seed, so that both passes run
-// the tests in the same order.
-func (o *options) resolveShuffle() error {
+// validate checks the flags together, and replaces -shuffle on by a
+// seed, so that both passes run the tests in the same order.
+func (o *options) validate() error {
+	if _, err := extraConfig(o.extra); err != nil {
+		return fmt.Errorf("-config: %w", err)
+	}
+	if o.s3Faults < 0 || o.s3Faults >= 1 || (o.s3Faults > 0 && !o.s3) {
+		return fmt.Errorf("-s3-faults %v: want a fraction in [0, 1), with -s3", o.s3Faults)
+	}
+	if o.s3 && o.outage {
+		return errors.New("-outage needs the local target: not with -s3")
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("-timeout %s: want a positive duration", o.timeout)
+	}
 	switch o.shuffle {
 	case "off":
-		return nil
 	case "on":
 		o.shuffle = strconv.FormatInt(time.Now().UnixNano(), 10)
-		return nil
+	default:
+		if _, err := strconv.ParseInt(o.shuffle, 10, 64); err != nil {
+			return fmt.Errorf("-shuffle %q: want off, on or an integer seed", o.shuffle)
+		}
 	}
-	_, err := strconv.ParseInt(o.shuffle, 10, 64)
-	return err
+	return nil
 }
 
 func envOr(name, def string) string {

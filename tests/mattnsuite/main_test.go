@@ -127,3 +127,40 @@ func TestPassConfigS3(t *testing.T) {
 		t.Fatalf("targets = %+v", cfg.Targets)
 	}
 }
+
+func TestOptionsValidate(t *testing.T) {
+	ok := options{timeout: time.Minute, shuffle: "off"}
+	tests := []struct {
+		name    string
+		change  func(*options)
+		wantErr string
+	}{
+		{name: "defaults", change: func(*options) {}},
+		{name: "s3 with faults", change: func(o *options) { o.s3, o.s3Faults = true, 0.5 }},
+		{name: "faults without s3", change: func(o *options) { o.s3Faults = 0.5 }, wantErr: "with -s3"},
+		{name: "faults of 1", change: func(o *options) { o.s3, o.s3Faults = true, 1 }, wantErr: "fraction in [0, 1)"},
+		{name: "negative faults", change: func(o *options) { o.s3, o.s3Faults = true, -0.1 }, wantErr: "fraction"},
+		{name: "outage on S3", change: func(o *options) { o.s3, o.outage = true, true }, wantErr: "-outage needs the local target"},
+		{name: "bad shuffle", change: func(o *options) { o.shuffle = "sometimes" }, wantErr: "-shuffle"},
+		{name: "seeded shuffle", change: func(o *options) { o.shuffle = "42" }},
+		{name: "reserved config key", change: func(o *options) { o.extra = `{"spool_dir": "/x"}` }, wantErr: "-config"},
+		{name: "zero timeout", change: func(o *options) { o.timeout = 0 }, wantErr: "-timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ok
+			tc.change(&o)
+			err := o.validate()
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("validate = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+	o := options{timeout: time.Minute, shuffle: "on"}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strconv.ParseInt(o.shuffle, 10, 64); err != nil {
+		t.Fatalf("-shuffle on became %q, not a seed", o.shuffle)
+	}
+}
