@@ -97,8 +97,12 @@ func TestHarnessKeepsAndReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, version, err := locateDriver(envOr("GO", "go"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
 	writeFiles(t, mod, map[string]string{
-		"go.mod":         "module example.com/harnesscheck\n\ngo 1.21\n\nrequire github.com/mattn/go-sqlite3 v1.14.53\n",
+		"go.mod":         "module example.com/harnesscheck\n\ngo 1.21\n\nrequire " + driverModule + " " + version + "\n",
 		"go.sum":         string(gosum),
 		harnessName:      string(harnessSource),
 		"check_test.go":  harnessCheckTest,
