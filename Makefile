@@ -19,7 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 
-.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench snapbench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice python-suite clean
+.PHONY: all build ext demo docs install uninstall test deps vet lint tidy-check fmt-check test-go test-asan crash bench s3bench snapbench fuzz gcbench bench-litestream bench-litestream-quick sqlite-tcl sqlite-tcl-slice python-suite mattn-suite clean
 
 all: build ext
 
@@ -97,6 +97,7 @@ test-asan:
 test: deps fmt-check tidy-check vet lint build
 	$(MAKE) sqlite-tcl-slice
 	$(MAKE) test-go
+	$(MAKE) mattn-suite
 	$(MAKE) test-asan
 	$(MAKE) fuzz FUZZTIME=5s
 
@@ -120,6 +121,14 @@ python-suite:
 	VERNEUIL_PY_SUITE_MODES="$${VERNEUIL_PY_SUITE_MODES:-all}" \
 	VERNEUIL_PY_SUITE_OUT="$${VERNEUIL_PY_SUITE_OUT:-$(CURDIR)/.cache/python-suite/run}" \
 		$(GO) test -count=1 -v -timeout 30m -run '^TestPythonSQLiteSuite$$' ./tests/ext/
+
+# The test suite of github.com/mattn/go-sqlite3 (the driver the library is
+# built on), run from one test binary with unix and with verneuil as the
+# default VFS; fails if the outcomes differ or a replica differs from its
+# database (docs/TESTING.md). MATTN_SUITE_FLAGS e.g. "-outage" or
+# "-tags sqlite_vtable".
+mattn-suite:
+	$(GO) run ./tests/mattnsuite $(MATTN_SUITE_FLAGS)
 
 # crash runs the SIGKILL crash loop for 1,000 iterations (CI runs 50).
 crash:
