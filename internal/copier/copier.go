@@ -145,6 +145,13 @@ type Options struct {
 	// PackMinChunks new chunks sends them in packs of at most this many
 	// bytes (pack.go); default DefaultPackBytes, negative: no packs.
 	PackBytes int
+	// RepackThreshold and RepackBytes drive repacking (repack.go): the
+	// live records of packs under RepackThreshold percent live are
+	// re-sent in new packs, at most RepackBytes of them per upload.
+	// Defaults DefaultRepackThreshold and 2×PackBytes; a negative
+	// threshold never repacks.
+	RepackThreshold int
+	RepackBytes     int
 	// MaxAttempts bounds the attempts of one request (transient errors);
 	// default DefaultMaxAttempts.
 	MaxAttempts int
@@ -218,6 +225,7 @@ type Copier struct {
 	limit   *rate.Limiter
 	stats   stats
 	known   *knownSet
+	sizes   *packSizes     // sizes of packs (repack.go)
 	schemes []atomic.Int32 // per target: how to predict the version of a write
 	conds   []atomic.Int32 // per target: whether it enforces conditional writes (safety.go)
 	probeMu sync.Mutex     // one conditional-write probe at a time
@@ -369,6 +377,7 @@ func New(opts Options) *Copier {
 		opts.InlineChunks = DefaultInlineChunks
 	}
 	opts.PackBytes = min(opts.PackBytes, manifest.MaxPackSize)
+	repackDefaults(&opts)
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
@@ -406,6 +415,7 @@ func New(opts Options) *Copier {
 		log:     opts.Logger,
 		limit:   newLimiter(opts.RateLimit, opts.RateBurst),
 		known:   newKnownSet(opts.KnownChunks, opts.KnownChunkTTL),
+		sizes:   &packSizes{},
 		schemes: make([]atomic.Int32, len(opts.Targets)),
 		conds:   make([]atomic.Int32, len(opts.Targets)),
 		dbs:     map[string]*dbState{},

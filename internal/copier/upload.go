@@ -102,6 +102,9 @@ type attempt struct {
 	storeOK atomic.Bool // a store request succeeded
 	sync    bool        // a synchronous upload (flush): history too
 	placed  placements  // chunks found or sent in packs (pack.go)
+	// repacked: the manifest being published moved records to new
+	// packs, so it is published full (repack.go)
+	repacked bool
 
 	latestMu   sync.Mutex // guards the two below (pack.go)
 	latestRead bool
@@ -436,6 +439,9 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 		}
 	}
 	if m, enc, err = withLocations(m, enc, up, locs); err != nil {
+		return nil, 0, err
+	}
+	if m, enc, err = c.repack(ctx, at, m, enc); err != nil {
 		return nil, 0, err
 	}
 	if m, enc, err = withInline(m, enc, inline); err != nil {

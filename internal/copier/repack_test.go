@@ -1,0 +1,183 @@
+package copier
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/manifest"
+	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
+)
+
+// Repacking tests (repack.go): a bulk-loaded database whose pages are
+// then rewritten at random keeps the packs its latest version references
+// near its own size, and every version restores byte for byte.
+
+const (
+	repackChunks    = 64                  // chunks of the test database
+	repackPackBytes = 16 * (testChunk + 1) // 16 chunks a pack
+)
+
+// churn is a database bulk-loaded in packs and then rewritten at random,
+// one version per step, uploaded by a copier.
+type churn struct {
+	t    *testing.T
+	s    blob.Store
+	c    *Copier
+	root string
+	name string
+	key  string
+	data []byte
+	seq  uint64
+	rng  *rand.Rand
+	want map[uint64][]byte // every version's bytes
+}
+
+// newChurn bulk-loads the database (version 1) through a copier on s
+// with the repacking options mutate sets.
+func newChurn(t *testing.T, s blob.Store, name string, mutate ...func(*Options)) *churn {
+	t.Helper()
+	opts := append([]func(*Options){func(o *Options) { o.PackBytes = repackPackBytes }}, mutate...)
+	c, root := newTestCopier(t, s, opts...)
+	data := randomBytes(repackChunks*testChunk, 40)
+	clear(data[100:testChunk]) // chunk 0 (inline in manifests) mostly zeros, as SQLite's
+	w := &churn{t: t, s: s, c: c, root: root, name: name, key: names.Key(name), data: data,
+		rng: rand.New(rand.NewPCG(41, 42)), want: map[uint64][]byte{}}
+	w.commit()
+	return w
+}
+
+// commit stages and uploads the current bytes as the next version.
+func (w *churn) commit() {
+	w.t.Helper()
+	w.seq++
+	w.data[24] = byte(w.seq) // the change counter
+	stageNamed(w.t, w.root, w.key, w.name, w.seq, w.data)
+	if err := w.c.Upload(context.Background(), w.key); err != nil {
+		w.t.Fatalf("upload version %d: %v", w.seq, err)
+	}
+	w.want[w.seq] = bytes.Clone(w.data)
+}
+
+// rewrite replaces n random chunks (not chunk 0) with new bytes.
+func (w *churn) rewrite(n int) {
+	for range n {
+		i := 1 + w.rng.IntN(repackChunks-1)
+		copy(w.data[i*testChunk:(i+1)*testChunk], randomBytes(testChunk, w.rng.Uint64()))
+	}
+}
+
+// step rewrites chunks and commits: a mix of small versions (their
+// chunks go as chunk objects) and larger ones (a pack each).
+func (w *churn) step(v int) {
+	w.rewrite([]int{6, 2, 9, 1, 5, 12}[v%6])
+	w.commit()
+}
+
+// latest returns the store's latest manifest.
+func (w *churn) latest() *manifest.Manifest {
+	w.t.Helper()
+	m, err := restore.Latest(context.Background(), w.s, w.key)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return m
+}
+
+// referencedPackBytes sums the sizes of the packs m places chunks in.
+func referencedPackBytes(t *testing.T, s blob.Store, m *manifest.Manifest) int64 {
+	t.Helper()
+	var n int64
+	for _, p := range m.PackNames() {
+		b, err := s.Get(context.Background(), names.PackKey(p.String()))
+		if err != nil {
+			t.Fatalf("pack %s of version %d: %v", p, m.Seq, err)
+		}
+		n += int64(len(b))
+	}
+	return n
+}
+
+// checkAll restores every version (its history object) and latest, byte
+// for byte.
+func (w *churn) checkAll() {
+	w.t.Helper()
+	for seq, want := range w.want {
+		checkStored(w.t, w.s, w.key, seq, want)
+	}
+	if _, got := restored(w.t, w.s, w.name); !bytes.Equal(got, w.data) {
+		w.t.Fatal("latest restored differently")
+	}
+}
+
+// checkStored restores version seq of key from its history object in s
+// and compares it with want.
+func checkStored(t *testing.T, s blob.Store, key string, seq uint64, want []byte) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := restore.Version(ctx, s, key, seq)
+	if err != nil {
+		t.Fatalf("version %d: %v", seq, err)
+	}
+	f := memFile{make([]byte, m.Length)}
+	if err := restore.Write(ctx, s, m, &f, 4); err != nil {
+		t.Fatalf("restore version %d: %v", seq, err)
+	}
+	if !bytes.Equal(f.b, want) {
+		t.Fatalf("version %d restored differently", seq)
+	}
+}
+
+// TestRepack_BoundsReferencedPacks: with repacking (the default
+// threshold), the packs the latest version references stay within twice
+// the database's size plus one pack after every version; with repacking
+// off they do not. Every version restores byte for byte either way.
+func TestRepack_BoundsReferencedPacks(t *testing.T) {
+	const versions = 80
+	dbBytes := int64(repackChunks * testChunk)
+	bound := 2*dbBytes + repackPackBytes
+	for _, tc := range []struct {
+		name      string
+		threshold int
+	}{{"default", 0}, {"off", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newChurn(t, newMemStore(), "test:repack-"+tc.name, func(o *Options) { o.RepackThreshold = tc.threshold })
+			var worst int64
+			over := 0
+			for v := range versions {
+				w.step(v)
+				n := referencedPackBytes(t, w.s, w.latest())
+				worst = max(worst, n)
+				if n > bound {
+					over++
+				}
+			}
+			st := w.c.Stats()
+			t.Logf("threshold %s: referenced pack bytes at worst %d (%.2f× the database; bound %d), %d of %d versions over the bound; %d repacks, %d packs left, %d bytes re-sent, %d errors",
+				tc.name, worst, float64(worst)/float64(dbBytes), bound, over, versions, st.Repacks, st.RepackedPacks, st.RepackedBytes, st.RepackErrors)
+			w.checkAll()
+			if st.RepackErrors != 0 {
+				t.Errorf("%d repack errors", st.RepackErrors)
+			}
+			switch tc.name {
+			case "default":
+				if over > 0 {
+					t.Errorf("the latest version referenced more than %d bytes of packs after %d of %d versions (worst %d)", bound, over, versions, worst)
+				}
+				if st.Repacks == 0 {
+					t.Error("no version was repacked")
+				}
+			case "off":
+				if over == 0 {
+					t.Errorf("without repacking the workload stayed within the bound (worst %d): it does not test repacking", worst)
+				}
+				if st.Repacks != 0 {
+					t.Errorf("%d repacks with repacking off", st.Repacks)
+				}
+			}
+		})
+	}
+}
