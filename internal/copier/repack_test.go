@@ -17,7 +17,7 @@ import (
 // near its own size, and every version restores byte for byte.
 
 const (
-	repackChunks    = 64                  // chunks of the test database
+	repackChunks    = 64                   // chunks of the test database
 	repackPackBytes = 16 * (testChunk + 1) // 16 chunks a pack
 )
 
