@@ -99,9 +99,10 @@ type Snapshot struct {
 	// published as latest because the store (or the upload record) holds
 	// a newer state of the database.
 	Resequenced, Superseded int64
-	// Repacks counts versions published with chunks moved out of packs
-	// that were mostly dead (repack.go); RepackedPacks the packs they
-	// left, RepackedBytes the bytes of the records re-sent, and
+	// Repacks counts the uploads that moved the live records of mostly
+	// dead packs to new packs in every target (repack.go), the version
+	// then published with their new locations; RepackedPacks the packs
+	// they left, RepackedBytes the bytes of the records re-sent, and
 	// RepackErrors the repacks given up (a failed or corrupt read, a
 	// missing pack, a failed PUT: the version kept the old locations).
 	Repacks, RepackedPacks, RepackedBytes, RepackErrors int64
