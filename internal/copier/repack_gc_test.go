@@ -126,15 +126,13 @@ func TestRepack_GCAndStoredBytes(t *testing.T) {
 				}
 			}
 			m := w.latest()
-			if _, got := restored(t, s, w.name); string(got) != string(w.data) {
-				t.Fatal("latest restored differently after the collection")
-			}
+			w.checkLatest(s)
 			seqs, err := restore.Versions(ctx, s, w.key)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, seq := range seqs {
-				checkStored(t, s, w.key, seq, w.want[seq])
+				checkStored(t, s, w.key, seq, w.version(seq))
 			}
 			st := w.c.Stats()
 			t.Logf("repacking %s: before gc %d bytes stored (%d in %d packs); after gc %d bytes stored (%d in %d packs, %d deleted), latest references %d bytes of packs; database %d bytes; %d repacks",

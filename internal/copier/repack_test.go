@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -24,16 +25,18 @@ const (
 // churn is a database bulk-loaded in packs and then rewritten at random,
 // one version per step, uploaded by a copier.
 type churn struct {
-	t    *testing.T
-	s    blob.Store
-	c    *Copier
-	root string
-	name string
-	key  string
-	data []byte
-	seq  uint64
-	rng  *rand.Rand
-	want map[uint64][]byte // every version's bytes
+	t      *testing.T
+	s      blob.Store
+	c      *Copier
+	root   string
+	name   string
+	key    string
+	chunks [][]byte // the database, never changed in place
+	data   []byte   // the bytes of the version last staged
+	seq    uint64
+	rng    *rand.Rand
+	want   map[uint64][][]byte    // every version's chunks
+	prev   map[manifest.Hash]bool // the chunks of the version last staged
 }
 
 // newChurn bulk-loads the database (version 1) through a copier on s
@@ -44,8 +47,11 @@ func newChurn(t *testing.T, s blob.Store, name string, mutate ...func(*Options))
 	c, root := newTestCopier(t, s, opts...)
 	data := randomBytes(repackChunks*testChunk, 40)
 	clear(data[100:testChunk]) // chunk 0 (inline in manifests) mostly zeros, as SQLite's
-	w := &churn{t: t, s: s, c: c, root: root, name: name, key: names.Key(name), data: data,
-		rng: rand.New(rand.NewPCG(41, 42)), want: map[uint64][]byte{}}
+	w := &churn{t: t, s: s, c: c, root: root, name: name, key: names.Key(name),
+		rng: rand.New(rand.NewPCG(41, 42)), want: map[uint64][][]byte{}}
+	for i := range repackChunks {
+		w.chunks = append(w.chunks, data[i*testChunk:(i+1)*testChunk])
+	}
 	w.commit()
 	return w
 }
@@ -53,20 +59,40 @@ func newChurn(t *testing.T, s blob.Store, name string, mutate ...func(*Options))
 // commit stages and uploads the current bytes as the next version.
 func (w *churn) commit() {
 	w.t.Helper()
-	w.seq++
-	w.data[24] = byte(w.seq) // the change counter
-	stageNamed(w.t, w.root, w.key, w.name, w.seq, w.data)
+	w.stage()
 	if err := w.c.Upload(context.Background(), w.key); err != nil {
 		w.t.Fatalf("upload version %d: %v", w.seq, err)
 	}
-	w.want[w.seq] = bytes.Clone(w.data)
+	w.remember()
+}
+
+// remember records the version last staged as one to restore.
+func (w *churn) remember() { w.want[w.seq] = slices.Clone(w.chunks) }
+
+// version returns the bytes of version seq.
+func (w *churn) version(seq uint64) []byte { return bytes.Join(w.want[seq], nil) }
+
+// stage stages the current bytes as the next version, as the tracker
+// does: only the chunks the previous version did not have.
+func (w *churn) stage() {
+	w.t.Helper()
+	w.seq++
+	c0 := bytes.Clone(w.chunks[0])
+	c0[24] = byte(w.seq) // the change counter
+	w.chunks[0] = c0
+	w.data = bytes.Join(w.chunks, nil)
+	prev := w.prev
+	m := stageSome(w.t, w.root, w.key, w.name, w.seq, w.data, func(h manifest.Hash) bool { return !prev[h] })
+	w.prev = make(map[manifest.Hash]bool, len(m.Chunks))
+	for _, h := range m.Chunks {
+		w.prev[h] = true
+	}
 }
 
 // rewrite replaces n random chunks (not chunk 0) with new bytes.
 func (w *churn) rewrite(n int) {
 	for range n {
-		i := 1 + w.rng.IntN(repackChunks-1)
-		copy(w.data[i*testChunk:(i+1)*testChunk], randomBytes(testChunk, w.rng.Uint64()))
+		w.chunks[1+w.rng.IntN(repackChunks-1)] = randomBytes(testChunk, w.rng.Uint64())
 	}
 }
 
@@ -105,11 +131,27 @@ func referencedPackBytes(t *testing.T, s blob.Store, m *manifest.Manifest) int64
 // for byte.
 func (w *churn) checkAll() {
 	w.t.Helper()
-	for seq, want := range w.want {
-		checkStored(w.t, w.s, w.key, seq, want)
+	for seq := range w.want {
+		checkStored(w.t, w.s, w.key, seq, w.version(seq))
 	}
-	if _, got := restored(w.t, w.s, w.name); !bytes.Equal(got, w.data) {
-		w.t.Fatal("latest restored differently")
+	w.checkLatest(w.s)
+}
+
+// checkLatest restores the latest version from s (which may be another
+// view of the store w uploads to) and compares it with the current bytes.
+func (w *churn) checkLatest(s blob.Store) {
+	w.t.Helper()
+	ctx := context.Background()
+	m, err := restore.Latest(ctx, s, w.key)
+	if err != nil {
+		w.t.Fatalf("%s: latest: %v", s, err)
+	}
+	f := memFile{make([]byte, m.Length)}
+	if err := restore.Write(ctx, s, m, &f, 4); err != nil {
+		w.t.Fatalf("%s: restore latest (version %d): %v", s, m.Seq, err)
+	}
+	if !bytes.Equal(f.b, w.data) {
+		w.t.Fatalf("%s: latest (version %d) restored differently", s, m.Seq)
 	}
 }
 
