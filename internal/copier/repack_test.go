@@ -223,3 +223,95 @@ func TestRepack_BoundsReferencedPacks(t *testing.T) {
 		})
 	}
 }
+
+// TestRepack_WorthTheFullManifest: a repack publishes a full manifest
+// (a new delta base), so with delta manifests on it is done only when
+// the packs it leaves free at least that manifest's size; with full
+// manifests only it costs nothing more and is done. Here the dead records
+// are a few bytes each (compressible chunks) and chunk 0, inline in every
+// full manifest, is incompressible.
+func TestRepack_WorthTheFullManifest(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fullEvery int
+		repacked  bool
+	}{{"deltas", 0, false}, {"full only", 1, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMemStore()
+			name := "test:repack-worth"
+			key := names.Key(name)
+			c, root := newTestCopier(t, s, func(o *Options) { o.PackBytes = repackPackBytes; o.FullEvery = tc.fullEvery })
+			data := randomBytes(8*testChunk, 50)
+			for i := 1; i < 8; i++ {
+				clear(data[i*testChunk : (i+1)*testChunk])
+				data[i*testChunk] = byte(i) // distinct, compressible
+			}
+			for seq := uint64(1); seq <= 2; seq++ {
+				if seq == 2 {
+					for i := 1; i <= 5; i++ {
+						data[i*testChunk+1] = 0xee // 5 of the 7 records die
+					}
+				}
+				stageNamed(t, root, key, name, seq, data)
+				if err := c.Upload(context.Background(), key); err != nil {
+					t.Fatal(err)
+				}
+				checkStored(t, s, key, seq, data)
+			}
+			if got := c.Stats().Repacks > 0; got != tc.repacked {
+				t.Errorf("repacked %v, want %v", got, tc.repacked)
+			}
+		})
+	}
+}
+
+// TestRepack_DedupLearnsNewLocations: after a repack, a version that
+// moves a repacked chunk to another index places it in the new pack, not
+// the old one: through the known set in the same process, through the
+// upload record in a new one. (Placing it in the old pack would keep
+// that pack referenced, and alive, for as long as the chunk lives.)
+func TestRepack_DedupLearnsNewLocations(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore()
+	w := newChurn(t, s, "test:repack-dedup")
+	m1 := w.latest()
+	old := m1.Locs[m1.Chunks[20]].Pack
+	// Rewrite every chunk of chunk 20's pack but 20 and 21: its pack is
+	// then mostly dead.
+	for i := 1; i < repackChunks; i++ {
+		if l, ok := m1.Locs[m1.Chunks[i]]; ok && l.Pack == old && i != 20 && i != 21 {
+			w.chunks[i] = randomBytes(testChunk, uint64(1000+i))
+		}
+	}
+	w.commit()
+	m2 := w.latest()
+	if w.c.Stats().Repacks == 0 || m2.Locs[m2.Chunks[20]].Pack == old {
+		t.Fatalf("version 2: %d repacks, chunk 20 still in its old pack", w.c.Stats().Repacks)
+	}
+	moved := m2.Locs[m2.Chunks[20]].Pack
+	// Version 3 copies chunk 20 to index 30 (same process: known set).
+	w.chunks[30] = w.chunks[20]
+	w.commit()
+	m3 := w.latest()
+	if got := m3.Locs[m3.Chunks[30]].Pack; got != moved {
+		t.Errorf("version 3 places the moved chunk in pack %s, want the repacked one %s (old: %s)", got, moved, old)
+	}
+	// Version 4, by a new process (upload record), copies chunk 21.
+	c2 := New(Options{SpoolDir: w.root, Targets: []blob.Store{s}, RateLimit: 10000, PackBytes: repackPackBytes})
+	defer c2.Close(ctx)
+	w.c = c2
+	w.chunks[31] = w.chunks[21]
+	w.commit()
+	m4 := w.latest()
+	if got := m4.Locs[m4.Chunks[31]].Pack; got != moved {
+		t.Errorf("version 4 places the moved chunk in pack %s, want the repacked one %s (old: %s)", got, moved, old)
+	}
+	for _, m := range []*manifest.Manifest{m3, m4} {
+		for _, p := range m.PackNames() {
+			if p == old {
+				t.Errorf("version %d still references the repacked pack %s", m.Seq, old)
+			}
+		}
+	}
+	w.checkAll()
+}
