@@ -135,9 +135,9 @@ func TestRepack_GCAndStoredBytes(t *testing.T) {
 				checkStored(t, s, w.key, seq, w.version(seq))
 			}
 			st := w.c.Stats()
-			t.Logf("repacking %s: before gc %d bytes stored (%d in %d packs); after gc %d bytes stored (%d in %d packs, %d deleted), latest references %d bytes of packs; database %d bytes; %d repacks",
+			t.Logf("repacking %s: before gc %d bytes stored (%d in %d packs); after gc %d bytes stored (%d in %d packs, %d deleted), latest references %d bytes of packs; database %d bytes; uploaded %d bytes of new chunks and %d of manifests, %d repacks re-sent %d bytes",
 				tc.name, beforeAll, beforePacks, packsBefore, all, packs, len(left), sum.PacksDeleted,
-				referencedPackBytes(t, s, m), repackChunks*testChunk, st.Repacks)
+				referencedPackBytes(t, s, m), repackChunks*testChunk, st.BytesUploaded, st.ManifestBytes, st.Repacks, st.RepackedBytes)
 			if tc.name == "default" && sum.PacksDeleted == 0 {
 				t.Error("the collection deleted no pack: the repacked ones should have aged out")
 			}
