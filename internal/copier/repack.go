@@ -54,6 +54,9 @@ const (
 	// repackRunGap is the largest hole between two live records of a
 	// pack that one ranged GET reads through.
 	repackRunGap = 256 << 10
+	// repackMaxRun bounds one such GET (but for a single record), and
+	// so the bytes each of the packParallelism reads holds.
+	repackMaxRun = 4 << 20
 	// packSizesLimit bounds the pack sizes a process remembers (about
 	// 40 bytes each); past it they are forgotten and asked again.
 	packSizesLimit = 1 << 16
@@ -187,9 +190,9 @@ func packUses(m *manifest.Manifest) map[manifest.Hash]*packUse {
 // bytes are under the threshold, least live first, within the bounds,
 // when together they free at least cost bytes (the full manifest that
 // publishing their new locations costs, when versions are otherwise
-// deltas). A pack's size is the one this
-// process knows, else the first target's answer to a stat (at most
-// RepackMaxPacks per upload), else at least the end of its last record
+// deltas). A pack's size is the one this process knows, else the first
+// target's answer to a stat (at most RepackMaxPacks per upload,
+// packParallelism at a time), else at least the end of its last record
 // that m references: an underestimate, which only repacks less.
 func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Manifest, cost int) []*packUse {
 	uses := packUses(m)
@@ -200,18 +203,23 @@ func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Mani
 	slices.SortFunc(all, func(a, b *packUse) int {
 		return cmp.Or(cmp.Compare(a.live*b.maxEnd, b.live*a.maxEnd), bytes.Compare(a.pack[:], b.pack[:]))
 	})
-	stats := 0
+	var unknown []*packUse
+	for _, u := range all {
+		if size, ok := c.sizes.get(u.pack); ok {
+			u.size = size
+		} else if len(unknown) < RepackMaxPacks && u.live*100 < threshold*manifest.MaxPackSize {
+			unknown = append(unknown, u)
+		}
+	}
+	// Errors are the pack's own (statPack): nothing to return.
+	_ = runParallel(c, ctx, unknown, packParallelism, func(u *packUse) string { return "stat pack " + u.pack.String() },
+		func(ctx context.Context, u *packUse) error {
+			u.size = c.statPack(ctx, at, u.pack)
+			return nil
+		})
 	var cands []*packUse
 	for _, u := range all {
-		if u.live*100 >= threshold*manifest.MaxPackSize {
-			continue // live under the threshold of no pack
-		}
-		size, ok := c.sizes.get(u.pack)
-		if !ok && stats < RepackMaxPacks {
-			stats++
-			size, ok = c.statPack(ctx, at, u.pack)
-		}
-		u.size = max(size, u.maxEnd)
+		u.size = max(u.size, u.maxEnd)
 		if u.live*100 < threshold*u.size {
 			cands = append(cands, u)
 		}
@@ -238,15 +246,15 @@ func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Mani
 	return chosen
 }
 
-// statPack asks the first target for the size of pack h. A store that
-// cannot tell, or fails, leaves it unknown; a pack that is missing is
-// logged and counted (the versions that reference it cannot be
-// restored; nothing is repacked from it).
-func (c *Copier) statPack(ctx context.Context, at *attempt, h manifest.Hash) (int64, bool) {
+// statPack asks the first target for the size of pack h (0: unknown). A
+// store that cannot tell, or fails, leaves it unknown; a pack that is
+// missing is logged and counted (the versions that reference it cannot
+// be restored; nothing is repacked from it).
+func (c *Copier) statPack(ctx context.Context, at *attempt, h manifest.Hash) int64 {
 	t := c.opts.Targets[0]
 	st, ok := t.(blob.Stater)
 	if !ok {
-		return 0, false
+		return 0
 	}
 	var info blob.ObjectInfo
 	err := c.do(ctx, at, func(ctx context.Context) (err error) {
@@ -257,13 +265,13 @@ func (c *Copier) statPack(ctx context.Context, at *attempt, h manifest.Hash) (in
 	case errors.Is(err, blob.ErrNotFound):
 		c.stats.repackErrors.Add(1)
 		c.log.Warn("a pack the version being published references is missing", "db", at.st.key, "pack", h, "target", t.String())
-		return 0, false
+		return 0
 	case err != nil:
-		return 0, false
+		return 0
 	}
 	size := min(max(info.Size, 0), manifest.MaxPackSize)
 	c.sizes.add(h, size)
-	return size, true
+	return size
 }
 
 // repackRecords reads the live records of the chosen packs from the
@@ -321,7 +329,8 @@ func (c *Copier) readLive(ctx context.Context, at *attempt, u *packUse) error {
 	for start := 0; start < len(u.recs); {
 		off := int64(u.recs[start].loc.Offset)
 		end := start + 1
-		for end < len(u.recs) && int64(u.recs[end].loc.Offset)-u.recs[end-1].loc.End() <= repackRunGap {
+		for end < len(u.recs) && int64(u.recs[end].loc.Offset)-u.recs[end-1].loc.End() <= repackRunGap &&
+			u.recs[end].loc.End()-off <= repackMaxRun {
 			end++
 		}
 		n := u.recs[end-1].loc.End() - off

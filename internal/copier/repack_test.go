@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
@@ -314,4 +315,66 @@ func TestRepack_DedupLearnsNewLocations(t *testing.T) {
 		}
 	}
 	w.checkAll()
+}
+
+// rangeRecorder records the lengths of the ranged GETs made to a store.
+type rangeRecorder struct {
+	blob.Store
+	mu   sync.Mutex
+	lens []int64
+}
+
+func (r *rangeRecorder) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	r.mu.Lock()
+	r.lens = append(r.lens, n)
+	r.mu.Unlock()
+	return r.Store.GetRange(ctx, key, off, n)
+}
+
+// TestRepack_ReadRuns: the live records of a pack are read in runs of
+// nearby records, no run (one GET, held in memory) longer than
+// repackMaxRun, and every record comes back verified with its bytes.
+func TestRepack_ReadRuns(t *testing.T) {
+	mem := newMemStore()
+	rec := &rangeRecorder{Store: mem}
+	c := New(Options{SpoolDir: t.TempDir(), Targets: []blob.Store{rec}, RateLimit: 10000})
+	defer c.Close(context.Background())
+	// A 96-chunk pack (6 MiB of incompressible records); every other
+	// record is live: holes of one record, read through.
+	var b manifest.PackBuilder
+	chunks := map[manifest.Hash][]byte{}
+	var order []manifest.Hash
+	for i := range 96 {
+		data := randomBytes(testChunk, uint64(500+i))
+		h := manifest.HashOf(data)
+		chunks[h] = data
+		order = append(order, h)
+		b.Add(h, manifest.EncodeChunk(data))
+	}
+	obj, name, locs := b.Finish()
+	if err := mem.Put(context.Background(), names.PackKey(name.String()), obj); err != nil {
+		t.Fatal(err)
+	}
+	u := &packUse{pack: name}
+	for i := 0; i < len(order); i += 2 {
+		h := order[i]
+		u.recs = append(u.recs, liveRecord{hash: h, loc: locs[h], index: i + 1, n: testChunk})
+	}
+	if err := c.readLive(context.Background(), &attempt{st: &dbState{key: "k"}}, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range u.recs {
+		got, err := manifest.DecodeChunk(r.raw, r.hash, testChunk)
+		if err != nil || !bytes.Equal(got, chunks[r.hash]) {
+			t.Fatalf("record of chunk %d: %v", r.index, err)
+		}
+	}
+	if len(rec.lens) < 2 {
+		t.Errorf("%d GETs for 6 MiB of live records and holes, want several runs", len(rec.lens))
+	}
+	for _, n := range rec.lens {
+		if n > repackMaxRun {
+			t.Errorf("a GET of %d bytes, over the %d of a run", n, repackMaxRun)
+		}
+	}
 }
