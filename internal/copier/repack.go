@@ -98,6 +98,19 @@ func (p *packSizes) add(h manifest.Hash, n int64) {
 	p.m[h] = n
 }
 
+// missingPack is the size remembered for a pack found missing in the
+// first target: it is logged and counted once (the versions that
+// reference it cannot be restored from there, which gc reports as
+// missing chunks) and this process never tries to repack it again.
+const missingPack = -1
+
+// packMissing remembers pack h missing from t (for the process's
+// lifetime: a pack does not come back) and logs it.
+func (c *Copier) packMissing(at *attempt, h manifest.Hash, t blob.Store) {
+	c.sizes.add(h, missingPack)
+	c.log.Warn("a pack the version being published references is missing; not repacking it", "db", at.st.key, "pack", h, "target", t.String())
+}
+
 // liveRecord is a record of a pack that the version references.
 type liveRecord struct {
 	hash  manifest.Hash
@@ -163,17 +176,11 @@ func (c *Copier) repack(ctx context.Context, at *attempt, m *manifest.Manifest, 
 	return &p, penc, nil
 }
 
-// packUses groups the located chunks of m by pack, in no order.
+// packUses sums, per pack, the records m references (one per located
+// hash), without listing them: a large database has many.
 func packUses(m *manifest.Manifest) map[manifest.Hash]*packUse {
 	uses := map[manifest.Hash]*packUse{}
-	seen := make(map[manifest.Hash]bool, len(m.Locs))
-	for i := 1; i < len(m.Chunks); i++ {
-		h := m.Chunks[i]
-		l, ok := m.Locs[h]
-		if !ok || seen[h] {
-			continue
-		}
-		seen[h] = true
+	for _, l := range m.Locs {
 		u := uses[l.Pack]
 		if u == nil {
 			u = &packUse{pack: l.Pack}
@@ -181,9 +188,28 @@ func packUses(m *manifest.Manifest) map[manifest.Hash]*packUse {
 		}
 		u.live += int64(l.Length)
 		u.maxEnd = max(u.maxEnd, l.End())
-		u.recs = append(u.recs, liveRecord{hash: h, loc: l, index: i, n: manifest.ChunkLen(i, m.Length, m.ChunkSize)})
 	}
 	return uses
+}
+
+// listRecords fills in the records m references in the chosen packs,
+// each at its chunk's first index.
+func listRecords(m *manifest.Manifest, chosen []*packUse) {
+	in := make(map[manifest.Hash]*packUse, len(chosen))
+	for _, u := range chosen {
+		in[u.pack] = u
+	}
+	seen := map[manifest.Hash]bool{}
+	for i := 1; i < len(m.Chunks); i++ {
+		h := m.Chunks[i]
+		l, ok := m.Locs[h]
+		if !ok || in[l.Pack] == nil || seen[h] {
+			continue
+		}
+		seen[h] = true
+		u := in[l.Pack]
+		u.recs = append(u.recs, liveRecord{hash: h, loc: l, index: i, n: manifest.ChunkLen(i, m.Length, m.ChunkSize)})
+	}
 }
 
 // chooseRepack returns the packs of m to repack: those whose referenced
@@ -206,7 +232,7 @@ func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Mani
 	var unknown []*packUse
 	for _, u := range all {
 		if size, ok := c.sizes.get(u.pack); ok {
-			u.size = size
+			u.size = size // missingPack when found missing
 		} else if len(unknown) < RepackMaxPacks && u.live*100 < threshold*manifest.MaxPackSize {
 			unknown = append(unknown, u)
 		}
@@ -219,6 +245,9 @@ func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Mani
 		})
 	var cands []*packUse
 	for _, u := range all {
+		if u.size == missingPack {
+			continue
+		}
 		u.size = max(u.size, u.maxEnd)
 		if u.live*100 < threshold*u.size {
 			cands = append(cands, u)
@@ -243,13 +272,13 @@ func (c *Copier) chooseRepack(ctx context.Context, at *attempt, m *manifest.Mani
 	if len(chosen) == 0 || freed < int64(cost) {
 		return nil
 	}
+	listRecords(m, chosen)
 	return chosen
 }
 
-// statPack asks the first target for the size of pack h (0: unknown). A
-// store that cannot tell, or fails, leaves it unknown; a pack that is
-// missing is logged and counted (the versions that reference it cannot
-// be restored; nothing is repacked from it).
+// statPack asks the first target for the size of pack h (0: unknown,
+// missingPack: not there). A store that cannot tell, or fails, leaves
+// it unknown.
 func (c *Copier) statPack(ctx context.Context, at *attempt, h manifest.Hash) int64 {
 	t := c.opts.Targets[0]
 	st, ok := t.(blob.Stater)
@@ -264,8 +293,8 @@ func (c *Copier) statPack(ctx context.Context, at *attempt, h manifest.Hash) int
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		c.stats.repackErrors.Add(1)
-		c.log.Warn("a pack the version being published references is missing", "db", at.st.key, "pack", h, "target", t.String())
-		return 0
+		c.packMissing(at, h, t)
+		return missingPack
 	case err != nil:
 		return 0
 	}
@@ -339,6 +368,9 @@ func (c *Copier) readLive(ctx context.Context, at *attempt, u *packUse) error {
 			run, err = t.GetRange(ctx, key, off, n)
 			return err
 		})
+		if errors.Is(err, blob.ErrNotFound) {
+			c.packMissing(at, u.pack, t)
+		}
 		if err != nil {
 			return fmt.Errorf("read pack %s in %s: %w", u.pack, t, err)
 		}

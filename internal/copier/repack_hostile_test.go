@@ -15,6 +15,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/gc"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
+	"github.com/verneuil-go/verneuil/internal/restore"
 	"github.com/verneuil-go/verneuil/internal/retention"
 )
 
@@ -110,6 +111,9 @@ func TestRepack_HostileReads(t *testing.T) {
 				b[len(b)/2] ^= 0x10
 			}
 			return b, nil
+		},
+		"not found": func(key string, _ []byte) ([]byte, error) {
+			return nil, fmt.Errorf("injected: %s: %w", key, blob.ErrNotFound)
 		},
 		"truncated": func(_ string, b []byte) ([]byte, error) { return b[:len(b)/2], nil },
 		"empty":     func(string, []byte) ([]byte, error) { return []byte{}, nil },
@@ -404,4 +408,69 @@ func TestRepack_LatestOnlyWithInline(t *testing.T) {
 	if kept >= len(w.want) {
 		t.Error("every version has a history object: the test does not exercise latest-only versions")
 	}
+}
+
+// statCounter counts the stats of each key.
+type statCounter struct {
+	blob.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *statCounter) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
+	s.mu.Lock()
+	s.n[key]++
+	s.mu.Unlock()
+	return s.Store.(blob.Stater).Stat(ctx, key)
+}
+
+// TestRepack_MissingPack: a pack the latest version references is gone
+// from the store (a damaged target). A new process finds it missing when
+// it asks for its size: it logs and counts it once, asks once, never
+// reads it, and keeps publishing versions that place its chunks where
+// they were (a restore fails on them with not found, never returns other
+// bytes), while it repacks the other packs.
+func TestRepack_MissingPack(t *testing.T) {
+	ctx := context.Background()
+	fb, err := fileblob.OpenDir(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newChurn(t, fb, "test:repack-missing", func(o *Options) { o.RepackThreshold = -1 })
+	for v := range 12 {
+		w.step(v)
+	}
+	m := w.latest()
+	gone := m.PackNames()[0] // any pack of it
+	if err := fb.Delete(ctx, names.PackKey(gone.String())); err != nil {
+		t.Fatal(err)
+	}
+	sc := &statCounter{Store: fb, n: map[string]int{}}
+	c2 := New(Options{SpoolDir: w.root, Targets: []blob.Store{sc}, RateLimit: 10000, PackBytes: repackPackBytes})
+	defer c2.Close(ctx)
+	w.c = c2
+	for range 20 {
+		w.rewrite(1) // small versions: the gone pack's chunks mostly stay
+		w.commit()
+	}
+	st := c2.Stats()
+	if st.RepackErrors != 1 {
+		t.Errorf("%d repack errors, want the missing pack counted once", st.RepackErrors)
+	}
+	if n := sc.n[names.PackKey(gone.String())]; n != 1 {
+		t.Errorf("the missing pack was asked about %d times, want once", n)
+	}
+	m = w.latest()
+	still := false
+	for _, p := range m.PackNames() {
+		still = still || p == gone
+	}
+	if !still {
+		t.Fatal("the latest version no longer references the missing pack: the test does not test it")
+	}
+	f := memFile{make([]byte, m.Length)}
+	if err := restore.Write(ctx, fb, m, &f, 4); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("restore of a version whose pack is missing: %v, want not found", err)
+	}
+	t.Logf("%d repacks beside the missing pack", st.Repacks)
 }
