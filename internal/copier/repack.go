@@ -135,7 +135,7 @@ type packUse struct {
 // returns an error only when ctx is done.
 func (c *Copier) repack(ctx context.Context, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, error) {
 	at.repacked = false
-	if c.opts.RepackThreshold <= 0 || c.opts.PackBytes <= 0 || len(m.Locs) == 0 {
+	if c.opts.RepackThreshold <= 0 || c.opts.PackBytes <= 0 || len(m.Locs) == 0 || len(c.opts.Targets) == 0 {
 		return m, enc, nil
 	}
 	cost := len(enc) // the new base

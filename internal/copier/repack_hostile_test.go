@@ -12,11 +12,9 @@ import (
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/blob/fileblob"
-	"github.com/verneuil-go/verneuil/internal/gc"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/names"
 	"github.com/verneuil-go/verneuil/internal/restore"
-	"github.com/verneuil-go/verneuil/internal/retention"
 )
 
 // Repacking against a hostile or failing store: whatever a read, a stat
@@ -152,7 +150,6 @@ func TestRepack_HostileReads(t *testing.T) {
 // repacked; a collection of the first target then deletes the pack the
 // failed repack left, and every pack left is referenced.
 func TestRepack_FailedPutLeavesOnlyGarbage(t *testing.T) {
-	ctx := context.Background()
 	fb, err := fileblob.OpenDir(t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
@@ -188,8 +185,8 @@ func TestRepack_FailedPutLeavesOnlyGarbage(t *testing.T) {
 		t.Fatal("no repack once PUTs succeed again")
 	}
 	orphans := 0
-	for k := range failed {
-		if ok, _ := fb.Exists(ctx, k); ok && !keptPacks(t, fb, w.key)[k] {
+	for k := range unreferencedPacks(t, fb) {
+		if failed[k] {
 			orphans++
 		}
 	}
@@ -197,16 +194,7 @@ func TestRepack_FailedPutLeavesOnlyGarbage(t *testing.T) {
 		t.Fatal("no pack of a failed repack left in the first target: the test does not test garbage")
 	}
 	w.checkAll()
-	ageAll(t, fb, 48*time.Hour)
-	if _, err := gc.Run(ctx, fb, gc.Options{Policy: retention.Policy{KeepLast: 1}, Grace: time.Hour, TempDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
-	kept := keptPacks(t, fb, w.key)
-	for _, p := range objects(t, fb, "packs/") {
-		if !kept[p] {
-			t.Errorf("%s, referenced by no kept manifest, survived the collection", p)
-		}
-	}
+	collectKeepingLatest(t, fb)
 	for _, s := range []blob.Store{fb, second} {
 		w.checkLatest(s)
 	}
@@ -260,9 +248,9 @@ func TestRepack_KilledBeforeManifest(t *testing.T) {
 		t.Fatal("no version was repacked")
 	}
 	orphan := ""
-	latest := keptPacks(t, fb, w.key)
+	unreferenced := unreferencedPacks(t, fb)
 	for _, k := range put {
-		if strings.HasPrefix(k, "packs/") && !latest[k] {
+		if unreferenced[k] {
 			orphan = k
 		}
 	}
@@ -277,16 +265,7 @@ func TestRepack_KilledBeforeManifest(t *testing.T) {
 	}
 	w.remember()
 	w.checkLatest(fb)
-	ageAll(t, fb, 48*time.Hour)
-	if _, err := gc.Run(ctx, fb, gc.Options{Policy: retention.Policy{KeepLast: 1}, Grace: time.Hour, TempDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
-	kept := keptPacks(t, fb, w.key)
-	for _, p := range objects(t, fb, "packs/") {
-		if !kept[p] {
-			t.Errorf("%s, referenced by no kept manifest, survived the collection", p)
-		}
-	}
+	collectKeepingLatest(t, fb)
 	w.checkLatest(fb)
 }
 
