@@ -57,8 +57,8 @@ const (
 	// repackMaxRun bounds one such GET (but for a single record), and
 	// so the bytes each of the packParallelism reads holds.
 	repackMaxRun = 4 << 20
-	// packSizesLimit bounds the pack sizes a process remembers (about
-	// 40 bytes each); past it they are forgotten and asked again.
+	// packSizesLimit bounds the pack sizes a process remembers (under
+	// 100 bytes each); past it they are forgotten and asked again.
 	packSizesLimit = 1 << 16
 )
 
