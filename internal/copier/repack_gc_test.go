@@ -16,7 +16,7 @@ import (
 
 // storedBytes sums the sizes of the objects in s (the figure
 // docs/BENCHMARKS.md quotes), and of those under packs/.
-func storedBytes(t *testing.T, s *fileblob.Store) (all, packs int64) {
+func storedBytes(t testing.TB, s *fileblob.Store) (all, packs int64) {
 	t.Helper()
 	err := s.Walk(context.Background(), "", func(page []blob.ObjectInfo) error {
 		for _, o := range page {

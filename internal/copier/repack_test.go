@@ -26,7 +26,7 @@ const (
 // churn is a database bulk-loaded in packs and then rewritten at random,
 // one version per step, uploaded by a copier.
 type churn struct {
-	t      *testing.T
+	t      testing.TB
 	s      blob.Store
 	c      *Copier
 	root   string
@@ -36,7 +36,7 @@ type churn struct {
 	data   []byte   // the bytes of the version last staged
 	seq    uint64
 	rng    *rand.Rand
-	want   map[uint64][][]byte    // every version's chunks
+	want   map[uint64][][]byte    // every version's chunks (nil: not kept)
 	prev   map[manifest.Hash]bool // the chunks of the version last staged
 }
 
@@ -46,11 +46,20 @@ func newChurn(t *testing.T, s blob.Store, name string, mutate ...func(*Options))
 	t.Helper()
 	opts := append([]func(*Options){func(o *Options) { o.PackBytes = repackPackBytes }}, mutate...)
 	c, root := newTestCopier(t, s, opts...)
-	data := randomBytes(repackChunks*testChunk, 40)
+	w := loadChurn(t, c, root, s, name, repackChunks)
+	w.want = map[uint64][][]byte{}
+	w.remember()
+	return w
+}
+
+// loadChurn bulk-loads a database of n random chunks as version 1
+// through c, whose spool is root and target s.
+func loadChurn(t testing.TB, c *Copier, root string, s blob.Store, name string, n int) *churn {
+	t.Helper()
+	data := randomBytes(n*testChunk, 40)
 	clear(data[100:testChunk]) // chunk 0 (inline in manifests) mostly zeros, as SQLite's
-	w := &churn{t: t, s: s, c: c, root: root, name: name, key: names.Key(name),
-		rng: rand.New(rand.NewPCG(41, 42)), want: map[uint64][][]byte{}}
-	for i := range repackChunks {
+	w := &churn{t: t, s: s, c: c, root: root, name: name, key: names.Key(name), rng: rand.New(rand.NewPCG(41, 42))}
+	for i := range n {
 		w.chunks = append(w.chunks, data[i*testChunk:(i+1)*testChunk])
 	}
 	w.commit()
@@ -68,7 +77,11 @@ func (w *churn) commit() {
 }
 
 // remember records the version last staged as one to restore.
-func (w *churn) remember() { w.want[w.seq] = slices.Clone(w.chunks) }
+func (w *churn) remember() {
+	if w.want != nil {
+		w.want[w.seq] = slices.Clone(w.chunks)
+	}
+}
 
 // version returns the bytes of version seq.
 func (w *churn) version(seq uint64) []byte { return bytes.Join(w.want[seq], nil) }
@@ -93,7 +106,7 @@ func (w *churn) stage() {
 // rewrite replaces n random chunks (not chunk 0) with new bytes.
 func (w *churn) rewrite(n int) {
 	for range n {
-		w.chunks[1+w.rng.IntN(repackChunks-1)] = randomBytes(testChunk, w.rng.Uint64())
+		w.chunks[1+w.rng.IntN(len(w.chunks)-1)] = randomBytes(testChunk, w.rng.Uint64())
 	}
 }
 
@@ -115,7 +128,7 @@ func (w *churn) latest() *manifest.Manifest {
 }
 
 // referencedPackBytes sums the sizes of the packs m places chunks in.
-func referencedPackBytes(t *testing.T, s blob.Store, m *manifest.Manifest) int64 {
+func referencedPackBytes(t testing.TB, s blob.Store, m *manifest.Manifest) int64 {
 	t.Helper()
 	var n int64
 	for _, p := range m.PackNames() {
@@ -158,7 +171,7 @@ func (w *churn) checkLatest(s blob.Store) {
 
 // checkStored restores version seq of key from its history object in s
 // and compares it with want.
-func checkStored(t *testing.T, s blob.Store, key string, seq uint64, want []byte) {
+func checkStored(t testing.TB, s blob.Store, key string, seq uint64, want []byte) {
 	t.Helper()
 	ctx := context.Background()
 	m, err := restore.Version(ctx, s, key, seq)
