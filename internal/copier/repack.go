@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
@@ -132,8 +133,11 @@ type packUse struct {
 // repack re-sends the live records of m's sparse packs in new packs (see
 // above) and returns m and its encoding with their new locations, or as
 // they were when nothing is worth repacking or repacking failed. It
-// returns an error only when ctx is done.
-func (c *Copier) repack(ctx context.Context, at *attempt, m *manifest.Manifest, enc []byte) (*manifest.Manifest, []byte, error) {
+// returns an error only when ctx is done. It gives up once the upload
+// attempt that began at began is half way to its publish deadline
+// (GCGrace/4, upload.go): a slow repack must not make every attempt
+// start again.
+func (c *Copier) repack(ctx context.Context, at *attempt, m *manifest.Manifest, enc []byte, began time.Time) (*manifest.Manifest, []byte, error) {
 	at.repacked = false
 	if c.opts.RepackThreshold <= 0 || c.opts.PackBytes <= 0 || len(m.Locs) == 0 || len(c.opts.Targets) == 0 {
 		return m, enc, nil
@@ -142,14 +146,22 @@ func (c *Copier) repack(ctx context.Context, at *attempt, m *manifest.Manifest, 
 	if c.opts.FullEvery <= 1 {
 		cost = 0 // every version is full anyway
 	}
-	chosen := c.chooseRepack(ctx, at, m, cost)
+	rctx, cancel := context.WithDeadline(ctx, began.Add(c.opts.GCGrace/8))
+	defer cancel()
+	if rctx.Err() != nil {
+		return m, enc, nil // the chunks took the time: no repack this once
+	}
+	chosen := c.chooseRepack(rctx, at, m, cost)
 	if len(chosen) == 0 {
 		return m, enc, nil
 	}
-	moved, err := c.repackRecords(ctx, at, m, chosen)
+	moved, err := c.repackRecords(rctx, at, m, chosen)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("repack: %w", err)
+		}
+		if rctx.Err() != nil {
+			err = fmt.Errorf("gave up at half the upload's publish deadline (gc_grace/8 = %v): %w", c.opts.GCGrace/8, err)
 		}
 		c.stats.repackErrors.Add(1)
 		c.log.Warn("repacking failed; publishing the version with the old locations of its chunks", "db", at.st.key, "seq", m.Seq, "err", err)

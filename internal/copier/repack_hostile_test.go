@@ -453,3 +453,42 @@ func TestRepack_MissingPack(t *testing.T) {
 	}
 	t.Logf("%d repacks beside the missing pack", st.Repacks)
 }
+
+// TestRepack_SlowStoreGivesUp: reads of packs become slower than half
+// the publish deadline (gc_grace/4): the repack gives up there and the
+// version is published with its old locations, instead of the attempt
+// outlasting the deadline and starting again (with the same slow repack)
+// for as long as the store stays slow.
+func TestRepack_SlowStoreGivesUp(t *testing.T) {
+	const grace = 4 * time.Second // repacks give up after 500 ms
+	mem := newMemStore()
+	h := &hostileStore{Store: mem}
+	w := newChurn(t, h, "test:repack-slow", func(o *Options) { o.GCGrace = grace })
+	for v := range 10 {
+		w.step(v)
+	}
+	h.set(func(h *hostileStore) {
+		h.onRange = func(_ string, b []byte) ([]byte, error) {
+			time.Sleep(grace / 8 * 6 / 5)
+			return b, nil
+		}
+	})
+	before := w.c.Stats()
+	for v := range 15 {
+		w.step(v) // fails the test if the upload does not end
+	}
+	st := w.c.Stats()
+	if st.RepackErrors == before.RepackErrors || st.Repacks != before.Repacks {
+		t.Fatalf("with slow reads: %d repack errors and %d repacks more; want some errors and no repack",
+			st.RepackErrors-before.RepackErrors, st.Repacks-before.Repacks)
+	}
+	h.set(func(h *hostileStore) { h.onRange = nil })
+	for v := range 15 {
+		w.step(v)
+	}
+	if w.c.Stats().Repacks == st.Repacks {
+		t.Error("no repack once reads were fast again")
+	}
+	w.s = mem
+	w.checkAll()
+}

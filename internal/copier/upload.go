@@ -441,7 +441,7 @@ func (c *Copier) uploadOnce(ctx context.Context, d *spool.Dir, at *attempt) (*ma
 	if m, enc, err = withLocations(m, enc, up, locs); err != nil {
 		return nil, 0, err
 	}
-	if m, enc, err = c.repack(ctx, at, m, enc); err != nil {
+	if m, enc, err = c.repack(ctx, at, m, enc, began); err != nil {
 		return nil, 0, err
 	}
 	if m, enc, err = withInline(m, enc, inline); err != nil {
