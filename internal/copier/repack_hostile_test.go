@@ -492,3 +492,72 @@ func TestRepack_SlowStoreGivesUp(t *testing.T) {
 	w.s = mem
 	w.checkAll()
 }
+
+// TestRepack_FailureDuringConcurrentCommit: while an upload repacks, the
+// application commits again (the next version is staged as the new pack
+// goes up), and then the upload fails before its manifest is published.
+// The next upload publishes the newer version, byte for byte; the pack
+// of the failed repack is garbage that a collection deletes, and nothing
+// a kept manifest references is missing.
+func TestRepack_FailureDuringConcurrentCommit(t *testing.T) {
+	fb, err := fileblob.OpenDir(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostileStore{Store: fb}
+	w := newChurn(t, h, "test:repack-concurrent")
+	for v := range 10 {
+		w.step(v)
+	}
+	var (
+		mu        sync.Mutex
+		committed bool
+		failed    bool
+	)
+	h.set(func(h *hostileStore) {
+		h.onPut = func(key string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case strings.HasPrefix(key, "packs/") && !committed:
+				// A commit lands while the repacked pack goes up.
+				committed = true
+				w.rewrite(2)
+				w.stage()
+			case committed && !failed && strings.HasPrefix(key, "dbs/"):
+				failed = true
+				return fmt.Errorf("injected: %w", blob.ErrPermanent)
+			}
+			return nil
+		}
+	})
+	for range 30 {
+		w.rewrite(1)
+		w.stage()
+		err := w.c.Upload(context.Background(), w.key)
+		mu.Lock()
+		done := failed
+		mu.Unlock()
+		if done {
+			if err == nil {
+				t.Fatal("the upload succeeded although its manifest write failed")
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.remember()
+	}
+	if !failed {
+		t.Fatal("no repack happened to fail: the test does not test it")
+	}
+	h.set(func(h *hostileStore) { h.onPut = nil })
+	if err := w.c.Upload(context.Background(), w.key); err != nil {
+		t.Fatal(err)
+	}
+	w.remember()
+	w.checkAll()
+	collectKeepingLatest(t, fb)
+	w.checkLatest(fb)
+}
