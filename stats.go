@@ -37,6 +37,12 @@ type Stats struct {
 	// (clock skew, docs/FORMAT.md); Superseded the staged manifests not
 	// published because the store holds a newer state of the database.
 	Resequenced, Superseded int64
+	// Repacks counts uploads that moved the records the latest version
+	// still references out of mostly dead packs into new ones
+	// (docs/FORMAT.md, "Repacking"); RepackedPacks the packs they left,
+	// RepackedBytes the bytes re-sent, RepackErrors the repacks given up
+	// (the version kept its old locations).
+	Repacks, RepackedPacks, RepackedBytes, RepackErrors int64
 	// Panics counts panics recovered in the background uploads (each
 	// failed the upload it happened in, which is retried).
 	Panics int64
@@ -114,6 +120,7 @@ func statsOf(s copier.Snapshot) Stats {
 		Scans: s.Scans, ScanErrors: s.ScanErrors,
 		SpoolsScanned: s.SpoolsScanned, DirtyScanned: s.DirtyScanned,
 		Resequenced: s.Resequenced, Superseded: s.Superseded, Panics: s.Panics,
+		Repacks: s.Repacks, RepackedPacks: s.RepackedPacks, RepackedBytes: s.RepackedBytes, RepackErrors: s.RepackErrors,
 		LagN: s.Lag.N, LagSum: s.Lag.Sum, LagMax: s.Lag.Max,
 		Databases: s.Databases, PendingDatabases: s.PendingDatabases, FailingDatabases: s.FailingDatabases,
 		SpoolBytes:          s.SpoolBytes,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
 func init() {
@@ -69,11 +70,14 @@ func runCopier(ctx context.Context, a *app, args []string) error {
 	}
 	defer closeAll()
 	log := a.log.With("component", "copier")
+	packBytes, repack := replicator.Packing(cfg)
 	c := copier.New(copier.Options{
 		SpoolDir:        cfg.SpoolDir,
 		Targets:         stores,
 		Workers:         *workers,
 		FullEvery:       cfg.MaxDeltaChain,
+		PackBytes:       packBytes,
+		RepackThreshold: repack,
 		KeepRecords:     true, // per-database metrics of every spool
 		Interval:        cfg.UploadInterval.Duration(),
 		ScanInterval:    *scanInterval,
@@ -171,6 +175,10 @@ func writeCopierMetrics(w metricWriter, c *copier.Copier, h *healer, perDB bool,
 	w.Counter("verneuil_copier_dirty_spools_scanned_total", "Spools the scans examined because they were marked dirty.", float64(s.DirtyScanned))
 	w.Counter("verneuil_copier_resequenced_total", "Manifests renumbered after the stored version because a clock was behind (clock skew).", float64(s.Resequenced))
 	w.Counter("verneuil_copier_superseded_total", "Staged manifests not published as latest because the store held a newer state or another writer's.", float64(s.Superseded))
+	w.Counter("verneuil_copier_repacks_total", "Uploads that moved the live records of mostly dead packs to new packs.", float64(s.Repacks))
+	w.Counter("verneuil_copier_repacked_packs_total", "Packs left by repacks (no longer referenced by the latest version).", float64(s.RepackedPacks))
+	w.Counter("verneuil_copier_repacked_bytes_total", "Bytes of pack records re-sent by repacks (per target).", float64(s.RepackedBytes))
+	w.Counter("verneuil_copier_repack_errors_total", "Repacks given up (a failed or corrupt read, a missing pack, a failed PUT); the version kept its old locations.", float64(s.RepackErrors))
 	w.Histogram("verneuil_replication_lag_seconds", "Time from commit to manifest visible in every target.",
 		copier.LagBuckets, s.Lag.Counts, s.Lag.Sum)
 	w.Gauge("verneuil_spool_databases", "Databases in the spool directory.", float64(s.Databases))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/verneuil-go/verneuil/internal/copier"
+	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
 )
 
@@ -42,8 +43,10 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	}
 	defer closeAll()
 	start := time.Now()
+	packBytes, repack := replicator.Packing(cfg)
 	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: a.log.With("component", "copier")})
+		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: a.log.With("component", "copier"),
+		PackBytes: packBytes, RepackThreshold: repack})
 	uploaded := func() int64 { return c.Stats().BytesUploaded }
 	p := a.startProgress("flush", uploaded, uploadTotal(cfg.SpoolDir, nil, uploaded))
 	err = c.UploadAll(ctx)

@@ -125,6 +125,12 @@ type Config struct {
 	GCInterval Duration  `json:"gc_interval"` // verneuilctl copier runs gc this often; 0 (default): never
 	Retention  Retention `json:"retention"`   // which versions verneuilctl gc keeps
 
+	// RepackThreshold: a copier re-sends the records a version still
+	// references of a pack under this percentage live in a new pack
+	// (docs/FORMAT.md, "Repacking"); default 50; 0: never. Read it
+	// with RepackThresholdOrDefault.
+	RepackThreshold *int `json:"repack_threshold"`
+
 	// The read-replica VFS verneuil_snapshot (README, docs/CONFIG.md).
 	SnapshotRefreshInterval Duration `json:"snapshot_refresh_interval"` // min time between two checks of a database's latest version; default 1s
 	SnapshotTimeout         Duration `json:"snapshot_timeout"`          // bound of each blob-store request of a replica read; default 30s

@@ -37,6 +37,7 @@ var topKeys = []string{
 	"upload_interval", "scan_interval", "copier_workers", "rate_limit",
 	"rate_burst", "flush_timeout", "flush_on_close", "hostname", "names",
 	"log_level", "log_format", "replicate", "gc_grace", "gc_interval", "retention", "max_delta_chain", "history_interval", "pack_bytes",
+	"repack_threshold",
 	"snapshot_refresh_interval",
 	"snapshot_timeout", "snapshot_memory_cache", "snapshot_disk_cache",
 }
@@ -108,6 +109,16 @@ func decode(data []byte, c *Config) error {
 				return err
 			}
 			c.PackBytes = &n
+			return nil
+		case "repack_threshold":
+			if isNull(v) {
+				return nil
+			}
+			n := 0
+			if err := decodeInt(path, v, &n); err != nil {
+				return err
+			}
+			c.RepackThreshold = &n
 			return nil
 		case "history_interval":
 			var d Duration

@@ -70,6 +70,9 @@ func (c *Config) Validate() error {
 	if err := c.validatePackBytes(); err != nil {
 		return err
 	}
+	if err := c.validateRepackThreshold(); err != nil {
+		return err
+	}
 	if n := c.MaxDeltaChain; n < 1 || n > MaxMaxDeltaChain {
 		return fmt.Errorf("config: max_delta_chain: %d is out of range 1..%d", n, MaxMaxDeltaChain)
 	}

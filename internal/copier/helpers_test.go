@@ -277,6 +277,13 @@ func stage(t testing.TB, root, key string, seq uint64, data []byte) *manifest.Ma
 // check: names.Key(name) == key).
 func stageNamed(t testing.TB, root, key, name string, seq uint64, data []byte) *manifest.Manifest {
 	t.Helper()
+	return stageSome(t, root, key, name, seq, data, nil)
+}
+
+// stageSome is stageNamed staging only the chunks staged reports true
+// for (all when it is nil), as the tracker stages only changed chunks.
+func stageSome(t testing.TB, root, key, name string, seq uint64, data []byte, staged func(manifest.Hash) bool) *manifest.Manifest {
+	t.Helper()
 	d, err := spool.Open(root, key, spool.Info{Path: "/data/" + key + ".db", Name: name})
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +304,7 @@ func stageNamed(t testing.TB, root, key, name string, seq uint64, data []byte) *
 			m.Chunk0 = bytes.Clone(c)
 			continue
 		}
-		if h == manifest.ZeroChunkHash(len(c)) {
+		if h == manifest.ZeroChunkHash(len(c)) || (staged != nil && !staged(h)) {
 			continue
 		}
 		if err := d.StageChunk(h, c); err != nil {

@@ -204,6 +204,12 @@ func (c *Copier) publishable(ctx context.Context, at *attempt, due bool, m *mani
 	pub.wires = make([][]byte, len(c.opts.Targets))
 	pub.latests = make([][]byte, len(c.opts.Targets))
 	for ti := range c.opts.Targets {
+		if at.repacked {
+			// New locations of unchanged chunks: a delta could not
+			// say them (repack.go).
+			pub.wires[ti], pub.latests[ti] = pub.plainEnc, pub.plainEnc
+			continue
+		}
 		pub.wires[ti], pub.latests[ti] = c.wireEncoding(at.st, ti, pub.plain, pub.plainEnc)
 	}
 	pub.hist = due || c.startsBase(pub.latests, pub.plainEnc)

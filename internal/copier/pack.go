@@ -211,6 +211,7 @@ func (c *Copier) uploadPack(ctx context.Context, d *spool.Dir, at *attempt, m *m
 		}
 	}
 	failpoint.Hit("upload-mid-chunks")
+	c.sizes.add(name, int64(len(obj)))
 	c.stats.packs.Add(1)
 	c.stats.chunks.Add(int64(len(g)))
 	c.stats.chunkBytes.Add(int64(len(obj)))

@@ -23,6 +23,8 @@ func (c *Copier) Stats() Snapshot {
 		Scans: s.scans.Load(), ScanErrors: s.scanErrors.Load(),
 		SpoolsScanned: s.scanned.Load(), DirtyScanned: s.scanDirty.Load(),
 		Resequenced: s.resequenced.Load(), Superseded: s.superseded.Load(),
+		Repacks: s.repacks.Load(), RepackedPacks: s.repackedPacks.Load(),
+		RepackedBytes: s.repackedBytes.Load(), RepackErrors: s.repackErrors.Load(),
 		Lag: lag, LagCounts: lag.Counts, LagSum: lag.Sum, LagN: lag.N, LagMax: lag.Max,
 		KnownChunks: c.known.len(), Panics: s.panics.Load(),
 	}

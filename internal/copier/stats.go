@@ -57,6 +57,8 @@ type stats struct {
 	scans, scanErrors                atomic.Int64
 	scanned, scanDirty               atomic.Int64
 	resequenced, superseded          atomic.Int64
+	repacks, repackedPacks           atomic.Int64
+	repackedBytes, repackErrors      atomic.Int64
 	panics                           atomic.Int64
 
 	mu  sync.Mutex
@@ -97,6 +99,13 @@ type Snapshot struct {
 	// published as latest because the store (or the upload record) holds
 	// a newer state of the database.
 	Resequenced, Superseded int64
+	// Repacks counts the uploads that moved the live records of mostly
+	// dead packs to new packs in every target (repack.go), the version
+	// then published with their new locations; RepackedPacks the packs
+	// they left, RepackedBytes the bytes of the records re-sent, and
+	// RepackErrors the repacks given up (a failed or corrupt read, a
+	// missing pack, a failed PUT: the version kept the old locations).
+	Repacks, RepackedPacks, RepackedBytes, RepackErrors int64
 
 	// Lag is the replication-lag histogram over every published manifest.
 	Lag Histogram

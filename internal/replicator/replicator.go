@@ -160,12 +160,14 @@ func newReplicator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		r.closeStores()
 		return nil, fmt.Errorf("create spool directory: %w", err)
 	}
+	packBytes, repack := Packing(cfg)
 	r.copier = copier.New(copier.Options{
 		SpoolDir:        cfg.SpoolDir,
 		Targets:         stores,
 		Workers:         cfg.CopierWorkers,
 		FullEvery:       cfg.MaxDeltaChain,
-		PackBytes:       packBytes(cfg.PackBytesOrDefault()),
+		PackBytes:       packBytes,
+		RepackThreshold: repack,
 		Interval:        cfg.UploadInterval.Duration(),
 		ScanInterval:    cfg.ScanInterval.Duration(),
 		RateLimit:       cfg.RateLimit,
@@ -336,10 +338,16 @@ func ReplicaName(cfg *config.Config, path, hostname string) (name, key string, e
 	return name, names.Key(name), nil
 }
 
-// packBytes maps pack_bytes to the copier's option (0: no packs).
-func packBytes(n int) int {
-	if n == 0 {
-		return -1
+// Packing returns the copier's PackBytes and RepackThreshold options
+// for cfg's pack_bytes and repack_threshold, whose 0 (no packs, no
+// repacking) is negative there (0 takes the copier's default).
+func Packing(cfg *config.Config) (packBytes, repackThreshold int) {
+	packBytes, repackThreshold = cfg.PackBytesOrDefault(), cfg.RepackThresholdOrDefault()
+	if packBytes == 0 {
+		packBytes = -1
 	}
-	return n
+	if repackThreshold == 0 {
+		repackThreshold = -1
+	}
+	return packBytes, repackThreshold
 }
