@@ -109,7 +109,7 @@ func replicationProblems(ctx context.Context, vern *pass, requireKept bool) []st
 	if counts.Latest == 0 {
 		return []string{fmt.Sprintf("nothing was replicated: no manifest in %s", store)}
 	}
-	tmp, err := filepath.EvalSymlinks(filepath.Join(vern.dir, "tmp"))
+	tmp, err := filepath.EvalSymlinks(filepath.Join(vern.dir, passTmpDir))
 	if err != nil {
 		return []string{err.Error()}
 	}

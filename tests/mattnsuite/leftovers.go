@@ -42,7 +42,7 @@ func leftovers(dir string) ([]string, error) {
 // as unix.
 func leftoverProblems(plain, vern *pass) []string {
 	var problems []string
-	for _, sub := range []string{"tmp", "wd"} {
+	for _, sub := range []string{passTmpDir, "wd"} {
 		a, errA := leftovers(filepath.Join(plain.dir, sub))
 		b, errB := leftovers(filepath.Join(vern.dir, sub))
 		if errA != nil || errB != nil {

@@ -49,6 +49,10 @@ import (
 	"github.com/verneuil-go/verneuil/internal/replicator"
 )
 
+// passTmpDir is the directory, in a pass's own directory, that is the
+// suite's TMPDIR (where it creates its databases).
+const passTmpDir = "tmp"
+
 // harnessName is the harness's file name in the copy: "zz" sorts it last,
 // so the driver's own files and tests keep their order.
 const harnessName = "zz_verneuil_harness_test.go"
@@ -388,7 +392,7 @@ func (p *pass) runErr(ctx context.Context, o options, bin string) error {
 	}
 	// wd is the tests' working directory, where some of them create
 	// databases: one per pass, as the passes run at the same time.
-	dirs := []string{"tmp", "wd", "keep", "spool", "cache"}
+	dirs := []string{passTmpDir, "wd", "keep", "spool", "cache"}
 	if !p.outage && p.s3 == "" {
 		dirs = append(dirs, "store")
 	}
@@ -405,7 +409,7 @@ func (p *pass) runErr(ctx context.Context, o options, bin string) error {
 		env = append(env, kv)
 	}
 	env = append(env,
-		"TMPDIR="+filepath.Join(p.dir, "tmp"),
+		"TMPDIR="+filepath.Join(p.dir, passTmpDir),
 		"VERNEUIL_MATTN_MODE="+p.mode,
 		"VERNEUIL_MATTN_REPORT="+filepath.Join(p.dir, "report.json"),
 		"VERNEUIL_HOME="+filepath.Join(p.dir, "home"),

@@ -116,13 +116,16 @@ func locateDriver(gobin, root string) (dir, version string, err error) {
 	return dir, version, nil
 }
 
+// workLockFile is the file in the work directory whose flock one run holds.
+const workLockFile = "lock"
+
 // lockWork takes an exclusive lock on work/lock for the whole run, so that
 // two runs do not rebuild and clear each other's directories.
 func lockWork(work string) (*os.File, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(work, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(work, workLockFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
