@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/verneuil-go/verneuil/internal/blob"
+	"github.com/verneuil-go/verneuil/internal/config"
 	"github.com/verneuil-go/verneuil/internal/copier"
 	"github.com/verneuil-go/verneuil/internal/replicator"
 	"github.com/verneuil-go/verneuil/internal/spool"
@@ -43,10 +45,7 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	}
 	defer closeAll()
 	start := time.Now()
-	packBytes, repack := replicator.Packing(cfg)
-	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: a.log.With("component", "copier"),
-		PackBytes: packBytes, RepackThreshold: repack})
+	c := copier.New(oneShotCopierOptions(cfg, stores, a.log))
 	uploaded := func() int64 { return c.Stats().BytesUploaded }
 	p := a.startProgress("flush", uploaded, uploadTotal(cfg.SpoolDir, nil, uploaded))
 	err = c.UploadAll(ctx)
@@ -103,4 +102,14 @@ func checkSpooled(root string, log *slog.Logger) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// oneShotCopierOptions are the options of the copiers that `flush` and
+// `sync --take-over` run once over the spool: the configuration's upload
+// settings, at S3's request rate rather than the library's default.
+func oneShotCopierOptions(cfg *config.Config, stores []blob.Store, log *slog.Logger) copier.Options {
+	packBytes, repack := replicator.Packing(cfg)
+	return copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
+		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(),
+		Logger: log.With("component", "copier"), PackBytes: packBytes, RepackThreshold: repack}
 }

@@ -154,10 +154,9 @@ func takeOverAll(ctx context.Context, cfg *config.Config, paths []string, log *s
 		return err
 	}
 	defer closeAll()
-	packBytes, repack := replicator.Packing(cfg)
-	c := copier.New(copier.Options{SpoolDir: cfg.SpoolDir, Targets: stores, RateLimit: 1000, RateBurst: 1000,
-		GCGrace: cfg.GCGrace.Duration(), FullEvery: cfg.MaxDeltaChain, HistoryInterval: cfg.HistoryEvery(), Logger: log.With("component", "copier"), TakeOver: true,
-		PackBytes: packBytes, RepackThreshold: repack})
+	opts := oneShotCopierOptions(cfg, stores, log)
+	opts.TakeOver = true
+	c := copier.New(opts)
 	var errs []error
 	for _, p := range paths {
 		_, key, err := replicator.ReplicaName(cfg, p, "")
