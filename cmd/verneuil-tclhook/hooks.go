@@ -106,6 +106,13 @@ func (h *hooks) Release(id uint64) {
 	}
 }
 
+// DBID and WALQueued let the VFS queue WAL commits (internal/tracker/
+// walqueue.go): the checker sees them at the capture or build that takes
+// them.
+func (h *hooks) DBID(id uint64) uint64 { return h.trk.DBID(id) }
+
+func (h *hooks) WALQueued(id uint64, drain bool) { h.trk.WALQueued(id, drain) }
+
 func (h *hooks) Pragma(id uint64, src tracker.Source, name, arg string) (string, error) {
 	return h.trk.Pragma(id, src, name, arg)
 }

@@ -196,6 +196,7 @@ func newReplicator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 	}
 	r.tracker = tracker.New(tracker.Options{
 		SpoolDir:     cfg.SpoolDir,
+		WALQueues:    sqlite3vfs.WALQueueFor,
 		ChunkSize:    cfg.ChunkSize,
 		Hostname:     cfg.Hostname,
 		Names:        cfg.Names,

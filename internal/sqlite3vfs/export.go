@@ -33,8 +33,11 @@ func recovered(where string) {
 // (0: not replicated). When the hooks know the database's spool directory,
 // *zSpool receives it, allocated with malloc for the caller to free.
 //
+// *dbID receives the id of the handle's database when the hooks give one
+// (dbIDs): its connections share a queue of WAL commits (shimwalqueue.c).
+//
 //export verneuilGoOpen
-func verneuilGoOpen(zPath *C.char, zSpool **C.char) (h C.uint64_t) {
+func verneuilGoOpen(zPath *C.char, zSpool **C.char, dbID *C.uint64_t) (h C.uint64_t) {
 	defer recovered("open")
 	hk := current()
 	if hk == nil {
@@ -46,7 +49,32 @@ func verneuilGoOpen(zPath *C.char, zSpool **C.char) (h C.uint64_t) {
 			*zSpool = C.CString(dir)
 		}
 	}
+	if ids, ok := hk.(dbIDs); ok && id != 0 {
+		*dbID = C.uint64_t(ids.DBID(id))
+	}
 	return C.uint64_t(id)
+}
+
+// dbIDs is implemented by Hooks whose databases take WAL commits queued by
+// the VFS (*tracker.Manager): DBID returns the id of the database of handle
+// h (0: none), WALQueued is told when a database's queue receives its
+// first commit since the tracker last took it (drain false), or grows
+// past the size the tracker applies in the background (drain true).
+type dbIDs interface {
+	DBID(h uint64) uint64
+	WALQueued(h uint64, drain bool)
+}
+
+// verneuilGoWALQueued is called by shimwalqueue.c when the queue of the
+// database of handle h receives its first commit since it was taken, or
+// grows past the size that is applied in the background (drain).
+//
+//export verneuilGoWALQueued
+func verneuilGoWALQueued(h C.uint64_t, drain C.int) {
+	defer recovered("wal queued")
+	if ids, ok := current().(dbIDs); ok {
+		ids.WALQueued(uint64(h), drain != 0)
+	}
 }
 
 //export verneuilGoClose

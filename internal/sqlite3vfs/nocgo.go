@@ -31,7 +31,11 @@ func Register(string, bool, int) error { return ErrNoCgo }
 type Stats struct {
 	Commits, Rollbacks, Checks, XattrErrors, JournalsPaired, SliceHolds int64
 	WALCommits, WALResets, WALLastMxFrame                               int64
+	WALQueued, WALQueueTakes                                            int64
 }
+
+// WALQueueFor is nil without cgo: no commit is queued by a VFS.
+func WALQueueFor(uint64) tracker.WALQueue { return nil }
 
 // ReadStats returns zeros without cgo.
 func ReadStats() Stats { return Stats{} }

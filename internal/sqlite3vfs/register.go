@@ -111,6 +111,10 @@ type Stats struct {
 	// WALResets the holds that only restarted or emptied the WAL;
 	// WALLastMxFrame is the WAL's last committed frame at the last one.
 	WALCommits, WALResets, WALLastMxFrame int64
+	// WALQueued counts WAL commits queued without a Go call, and
+	// WALQueueTakes the queues of such commits the tracker took
+	// (shimwalqueue.c).
+	WALQueued, WALQueueTakes int64
 }
 
 // ReadStats returns the shim's counters.
@@ -118,7 +122,7 @@ func ReadStats() Stats {
 	var s C.vshim_stats
 	C.vshim_get_stats(&s)
 	return Stats{int64(s.commits), int64(s.rollbacks), int64(s.checks), int64(s.xattrErrors), int64(s.journalsPaired), int64(s.sliceHolds),
-		int64(s.walCommits), int64(s.walResets), int64(s.walLastMxFrame)}
+		int64(s.walCommits), int64(s.walResets), int64(s.walLastMxFrame), int64(s.walQueued), int64(s.walQueueTakes)}
 }
 
 // source reads the database through SQLite's unix file during a capture.

@@ -369,6 +369,7 @@ static int vClose(sqlite3_file *f){
       capture(p, VSHIM_COMMIT);
     }
     if( !vshimForked ) verneuilGoClose(p->handle);
+    vshimWalQDetach(p);
     p->handle = 0;
   }else if( p->isJournal ){
     if( p->isPairedWal ) vshimWalHeapClose(p);
@@ -669,7 +670,8 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
    && !sqlite3_uri_boolean(zName, "nolock", 0)
    && !sqlite3_uri_boolean(zName, "immutable", 0) ){
     char *zSpool = 0;
-    uint64_t h = verneuilGoOpen((char*)zName, &zSpool);
+    uint64_t dbID = 0;
+    uint64_t h = verneuilGoOpen((char*)zName, &zSpool, &dbID);
     if( zSpool ){
       if( h ) p->zMarker = vshimRegisterMarker(zName, zSpool);
       free(zSpool);
@@ -686,6 +688,7 @@ static int vOpen(sqlite3_vfs *pVfs, const char *zName, sqlite3_file *f,
       p->readOnly = (outFlags & SQLITE_OPEN_READONLY)!=0;
       p->nPath = (int)strlen(zName);
       p->base.pMethods = &gTrackIo;
+      vshimWalQAttach(p, dbID);
       vshimLinkMain(p);
     }
   }else if( zName && (flags & SQLITE_OPEN_MAIN_JOURNAL) ){

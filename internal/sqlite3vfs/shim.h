@@ -76,8 +76,24 @@ typedef struct vshim_stats {
   int64_t walCommits;  /* write-lock holds that ended with new commits */
   int64_t walResets;   /* write-lock holds that restarted or emptied the WAL without a commit */
   int64_t walLastMxFrame; /* mxFrame after the last detected commit */
+  int64_t walQueued;   /* WAL commits queued without a Go call (shimwalqueue.c) */
+  int64_t walQueueTakes; /* queues of commits Go took */
 } vshim_stats;
 void vshim_get_stats(vshim_stats *out);
+
+/* WAL commits queued without a Go call (shimwalqueue.c). vshim_walq_take
+** hands Go the queued commits of a database (1 when there were some) and,
+** unless keep is set, disables queueing until vshim_walq_enable. */
+typedef struct vshim_walq {
+  unsigned char from[48], to[48]; /* wal-index headers before and after them */
+  int nCommit;
+  int ok;
+  int64_t lastNs;                 /* CLOCK_REALTIME of the last one */
+  unsigned char *aFrames;         /* the frames after from, malloc'd */
+  int64_t nFrames;
+} vshim_walq;
+int vshim_walq_take(uint64_t id, int keep, vshim_walq *out);
+void vshim_walq_enable(uint64_t id, const unsigned char *pos, const uint32_t *aChunk, int nChunk, int chunkShift);
 
 /* Make the VFS named zName the default (tests restore "unix"). */
 int vshim_make_default(const char *zName);

@@ -86,6 +86,8 @@ struct VFile {
   int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable, 3: not recording */
   unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
   int64_t walBufStart, nWalBuf, nWalBufAlloc;
+  int walBufWhole;          /* the hold's first write started within the file */
+  struct VWalQ *pWalQ;      /* main: its database's queue of commits (shimwalqueue.c) */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -124,6 +126,12 @@ VSHIM_HIDDEN void vshimWalHeapOpen(VFile *pWal, const char *zWal);
 VSHIM_HIDDEN void vshimWalHeapClose(VFile *pWal);
 VSHIM_HIDDEN void vshimWalHeapUnlock(VFile *p, int e);
 VSHIM_HIDDEN void vshimWalHeapPhaseTwo(VFile *p);
+/* WAL commits queued without a Go call (shimwalqueue.c). */
+VSHIM_HIDDEN void vshimWalQAttach(VFile *p, uint64_t id);
+VSHIM_HIDDEN void vshimWalQDetach(VFile *p);
+VSHIM_HIDDEN int vshimWalQOffer(VFile *p, const unsigned char *prior, const unsigned char *now, VFile *pW);
+VSHIM_HIDDEN void vshimWalQDisable(VFile *p);
+VSHIM_HIDDEN void vshimWalQueueStats(vshim_stats *out);
 /* Open -wal files and their descriptors (shimwalfile.c). */
 VSHIM_HIDDEN int vshimFindFd(sqlite3_file *pReal, const char *zPath);
 VSHIM_HIDDEN void vshimListLock(void);

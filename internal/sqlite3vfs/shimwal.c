@@ -42,6 +42,7 @@ void vshimWalStats(vshim_stats *out){
   out->walCommits = __atomic_load_n(&gWalCommits, __ATOMIC_RELAXED);
   out->walResets = __atomic_load_n(&gWalResets, __ATOMIC_RELAXED);
   out->walLastMxFrame = __atomic_load_n(&gWalLastMx, __ATOMIC_RELAXED);
+  vshimWalQueueStats(out);
 }
 
 /* Copy the wal-index header; 0 when the two copies disagree (a writer
@@ -94,6 +95,11 @@ static void walWriterDone(VFile *p, int priorKnown){
   ** before. Else a duplicate of a descriptor; -1: Go opens the -wal by
   ** name. */
   pW = priorKnown ? vshimWalWrittenFile(p) : 0;
+  if( ok && priorKnown && pW && vshimWalQOffer(p, p->walPrior, now, pW) ){
+    memcpy(p->walPrior, now, WALIDX_HDR);  /* queued: no Go call */
+    return;
+  }
+  vshimWalQDisable(p);  /* Go takes the queue before this capture */
   if( pW && pW->fd>=0 ){
     walFd = pW->fd;
   }else{

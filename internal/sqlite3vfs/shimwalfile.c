@@ -37,6 +37,7 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -61,6 +62,11 @@ static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o){
   int64_t end;
   if( p->walBufState>=2 || n<=0 ) return;
   if( p->walBufState==0 ){
+    /* A first write past the end of the file would leave a hole: the
+    ** -wal was cut behind SQLite's back (shimwalqueue.c does not queue
+    ** such a hold: Go checks the frames in the file). */
+    struct stat st;
+    p->walBufWhole = p->fd>=0 && fstat(p->fd, &st)==0 && o<=st.st_size;
     p->walBufStart = o;
     p->nWalBuf = 0;
     p->walBufState = 1;

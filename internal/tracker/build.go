@@ -38,6 +38,9 @@ func (db *DB) build() (err error) {
 	db.buildMu.Lock()
 	defer db.buildMu.Unlock()
 	db.mu.Lock()
+	// The VFS's queued commits apply to these chunk copies: taken with
+	// them, which stops the queueing until the next capture.
+	db.takeWALQueueLocked(false)
 	p := db.pending
 	db.pending, db.pendingBytes = nil, 0
 	db.mu.Unlock()

@@ -92,6 +92,10 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 			err = fmt.Errorf("panic in capture: %v", r)
 		}
 	}()
+	// Commits the VFS queued come before this event (walqueue.go).
+	db.mu.Lock()
+	db.takeWALQueueLocked(false)
+	db.mu.Unlock()
 	if ev.Kind == Commit || ev.Kind == Rollback || ev.Kind == Rescan {
 		db.setWAL(nil) // rollback mode again: a later WAL generation starts unknown
 	}
@@ -401,6 +405,7 @@ func (db *DB) copyDirty(src Source, ev Event, size int64, run *slicedRun, st *St
 	db.lastID = vid
 	db.lastLen = size
 	db.lastSeq = seq
+	db.lastHeader = header
 	db.verified = true
 	done = true
 	db.m.schedule(db)

@@ -56,6 +56,14 @@ type DB struct {
 	chain    *chainLog
 	chainErr error
 
+	// id identifies the database to the VFS (Manager.DBID); walq is its
+	// queue of WAL commits (walqueue.go), nil without one. lastHeader is
+	// the database header of the state last captured (guarded by mu).
+	id         uint64
+	walq       WALQueue
+	lastHeader []byte
+	draining   atomic.Bool // a drainWALQueue goroutine runs
+
 	// buildMu serialises building, rescans and publishing; base is the
 	// version the next build applies pending copies to.
 	buildMu sync.Mutex

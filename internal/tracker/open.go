@@ -73,7 +73,10 @@ func (m *Manager) loadDB(canon, name, key string) (*DB, error) {
 		}
 	}
 	db := &DB{m: m, path: canon, name: name, key: key, spool: sp,
-		log: m.log.With("db", canon)}
+		log: m.log.With("db", canon), id: lastDBID.Add(1)}
+	if m.opts.WALQueues != nil {
+		db.walq = m.opts.WALQueues(db.id)
+	}
 	// The spool was created for another file that still exists: another
 	// process may replicate it under this name (a names collision it
 	// cannot see), or it is a copy left behind by a move. Only a warning:

@@ -142,6 +142,9 @@ type Options struct {
 	// process starts tracking the database, before the spool's manifest is
 	// adopted (the copier drops an upload record made for other targets).
 	CheckSpool func(*spool.Dir) error
+	// WALQueues, when set, returns the VFS's queue of WAL commits of the
+	// database with the given id (walqueue.go).
+	WALQueues func(id uint64) WALQueue
 }
 
 // Manager tracks every replicated database of the process.
@@ -167,6 +170,9 @@ type Manager struct {
 // the VFS keeps a connection's handle across a Close and a new Start, so a
 // handle is never reused, and one from an earlier Manager is refused.
 var lastHandle atomic.Uint64
+
+// lastDBID numbers tracked databases, for every Manager of the process.
+var lastDBID atomic.Uint64
 
 // New returns a Manager with defaults applied. Start launches its builders.
 func New(opts Options) *Manager {

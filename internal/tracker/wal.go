@@ -138,6 +138,8 @@ type walState struct {
 	// read holds the frames the last extend read and validated (walread.go):
 	// the view takes their pages from memory, not from the -wal again.
 	read frameBuf
+	// ino is the database file's inode at the capture (its identity).
+	ino uint64
 }
 
 // errWALChain says that the -wal does not hold the frames the wal-index
@@ -183,11 +185,8 @@ func walGenerationStart(wal io.ReaderAt, now walPos) (walPos, error) {
 func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 	ps := now.pageSize
 	frameLen := walFrameHdrLen + ps
-	s1, s2 := st.pos.ck[0], st.pos.ck[1]
-	be := binary.BigEndian
+	r := frameRun{s1: st.pos.ck[0], s2: st.pos.ck[1]}
 	var pages []uint32
-	var commitSize uint32
-	var prev [2]uint32 // the checksums before the last frame read
 	want := int64(now.mx-min(now.mx, st.pos.mx)) * int64(frameLen)
 	buf := st.read.reset(max(frameLen, int(min(want, int64(walReadBatch/frameLen*frameLen)))))
 	for f := st.pos.mx + 1; f <= now.mx; {
@@ -201,36 +200,89 @@ func (st *walState) extend(wal io.ReaderAt, now walPos) ([]uint32, error) {
 			}
 			return nil, fmt.Errorf("read WAL frames %d-%d: %w", f, f+k-1, err)
 		}
-		for i := uint32(0); i < k; i++ {
-			fr := b[int(i)*frameLen : int(i+1)*frameLen]
-			pg := be.Uint32(fr)
-			if pg == 0 || [8]byte(fr[8:16]) != now.salt {
-				return nil, fmt.Errorf("frame %d: %w", f+i, errWALChain)
-			}
-			p1, p2 := s1, s2
-			s1, s2 = walChecksum(fr[:8], now.bigEnd, s1, s2)
-			s1, s2 = walChecksum(fr[walFrameHdrLen:], now.bigEnd, s1, s2)
-			if s1 != be.Uint32(fr[16:]) || s2 != be.Uint32(fr[20:]) {
-				return nil, fmt.Errorf("frame %d checksum: %w", f+i, errWALChain)
-			}
-			st.frames[pg] = f + i
-			pages = append(pages, pg)
-			commitSize = be.Uint32(fr[4:])
-			prev = [2]uint32{p1, p2}
+		var err error
+		if pages, err = st.validate(b, f, now, &r, pages); err != nil {
+			return nil, err
 		}
 		st.read.hold(f, k, frameLen)
 		f += k
 	}
-	if now.mx > st.pos.mx && (commitSize != now.nPage || [2]uint32{s1, s2} != now.ck) {
-		return nil, fmt.Errorf("last frame %d is not the header's commit: %w", now.mx, errWALChain)
+	if err := st.finish(now, &r); err != nil {
+		return nil, err
+	}
+	return pages, nil
+}
+
+// extendFrom is extend for frames b already in memory (all those after
+// st.pos up to now.mx): they are validated where they are, and only the
+// last is kept (walFrameIsKept compares with it).
+func (st *walState) extendFrom(b []byte, now walPos) ([]uint32, error) {
+	frameLen := walFrameHdrLen + now.pageSize
+	if now.mx <= st.pos.mx || int64(len(b)) != int64(now.mx-st.pos.mx)*int64(frameLen) {
+		return nil, fmt.Errorf("%d bytes are not frames %d-%d: %w", len(b), st.pos.mx+1, now.mx, errWALChain)
+	}
+	st.read.forget()
+	r := frameRun{s1: st.pos.ck[0], s2: st.pos.ck[1]}
+	pages, err := st.validate(b, st.pos.mx+1, now, &r, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.finish(now, &r); err != nil {
+		return nil, err
+	}
+	copy(st.read.reset(frameLen), b[len(b)-frameLen:])
+	st.read.hold(now.mx, 1, frameLen)
+	return pages, nil
+}
+
+// frameRun is the state of a validation of consecutive frames.
+type frameRun struct {
+	s1, s2     uint32    // the checksums after the last frame validated
+	prev       [2]uint32 // and before it
+	commitSize uint32    // its commit size (0: not a commit frame)
+	n          int       // frames validated
+}
+
+// validate checks the whole frames b, the first of which is frame f, as
+// SQLite's recovery does (page number, salts, checksum chain), adds them
+// to st.frames and appends their pages to pages.
+func (st *walState) validate(b []byte, f uint32, now walPos, r *frameRun, pages []uint32) ([]uint32, error) {
+	frameLen := walFrameHdrLen + now.pageSize
+	be := binary.BigEndian
+	for i := uint32(0); int(i+1)*frameLen <= len(b); i++ {
+		fr := b[int(i)*frameLen : int(i+1)*frameLen]
+		pg := be.Uint32(fr)
+		if pg == 0 || [8]byte(fr[8:16]) != now.salt {
+			return nil, fmt.Errorf("frame %d: %w", f+i, errWALChain)
+		}
+		p1, p2 := r.s1, r.s2
+		r.s1, r.s2 = walChecksum(fr[:8], now.bigEnd, r.s1, r.s2)
+		r.s1, r.s2 = walChecksum(fr[walFrameHdrLen:], now.bigEnd, r.s1, r.s2)
+		if r.s1 != be.Uint32(fr[16:]) || r.s2 != be.Uint32(fr[20:]) {
+			return nil, fmt.Errorf("frame %d checksum: %w", f+i, errWALChain)
+		}
+		st.frames[pg] = f + i
+		pages = append(pages, pg)
+		r.commitSize = be.Uint32(fr[4:])
+		r.prev = [2]uint32{p1, p2}
+		r.n++
+	}
+	return pages, nil
+}
+
+// finish checks that the frames validated end with now's commit, and
+// makes now the position of st.
+func (st *walState) finish(now walPos, r *frameRun) error {
+	if now.mx > st.pos.mx && (r.commitSize != now.nPage || [2]uint32{r.s1, r.s2} != now.ck) {
+		return fmt.Errorf("last frame %d is not the header's commit: %w", now.mx, errWALChain)
 	}
 	if now.mx > st.pos.mx {
-		now.prevCk, now.prevOK = prev, true
+		now.prevCk, now.prevOK = r.prev, true
 	} else {
 		now.prevCk, now.prevOK = st.pos.prevCk, st.pos.prevOK && now.same(st.pos)
 	}
 	st.pos = now
-	return pages, nil
+	return nil
 }
 
 // walView is the committed state at a WAL position: the database file
@@ -405,7 +457,13 @@ func (db *DB) walCapture(src Source, ev Event) (err error) {
 	if err != nil {
 		return err
 	}
-	db.setWAL(st)
+	st.ino = ev.Ino
+	db.mu.Lock()
+	db.wal = st
+	// The commits that continue this position may be queued by the VFS
+	// (walqueue.go).
+	db.enableWALQueueLocked(st, ev.WALNow, dirty)
+	db.mu.Unlock()
 	return nil
 }
 
