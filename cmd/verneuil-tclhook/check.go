@@ -15,6 +15,7 @@ import (
 	"github.com/verneuil-go/verneuil/internal/blob"
 	"github.com/verneuil-go/verneuil/internal/manifest"
 	"github.com/verneuil-go/verneuil/internal/restore"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"github.com/verneuil-go/verneuil/internal/tracker"
 )
 
@@ -377,8 +378,13 @@ func (c *checker) fail(path string, err error) {
 // writeStats rewrites stats.PID: one line of "key=value" counters.
 func (c *checker) writeStats() {
 	s := c.stats
-	line := fmt.Sprintf("commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d failures=%d bytes=%d bytes_unchanged=%d sampled_out=%d check_ms=%d\n",
-		s.commits, s.checked, s.checkedWAL, s.walUnchecked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.bytesUnchanged, s.sampledOut, s.elapsed.Milliseconds())
+	// WAL commits the VFS queued (no capture call: not counted in
+	// commits, checked with the capture or build that applies them) and
+	// queues the tracker dropped (read from the -wal instead).
+	_, _, dropped := tracker.WALQueueStats()
+	line := fmt.Sprintf("commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d failures=%d bytes=%d bytes_unchanged=%d sampled_out=%d check_ms=%d wal_queued=%d wal_queue_dropped=%d\n",
+		s.commits, s.checked, s.checkedWAL, s.walUnchecked, s.captureFailed, s.tooLarge, s.failures, s.bytes, s.bytesUnchanged, s.sampledOut, s.elapsed.Milliseconds(),
+		sqlite3vfs.ReadStats().WALQueued, dropped)
 	// Fixed width, so that a shorter line never leaves a tail behind.
 	line = fmt.Sprintf("%-255s\n", line[:len(line)-1])
 	_, _ = c.statsF.WriteAt([]byte(line), 0)

@@ -75,7 +75,13 @@ static VFile *findMainOfJournalLocked(const char *zJournal){
   return findMainLocked(zJournal, "-journal", SQLITE_LOCK_RESERVED);
 }
 
-/* gListMutex for the list of -wal files (shimwalfile.c): one mutex is
+/* A tracked main file named zFile without its suffix zSuffix, or 0; the
+** caller holds gListMutex (vshimListLock). */
+VFile *vshimFindMainLocked(const char *zFile, const char *zSuffix){
+  return findMainLocked(zFile, zSuffix, SQLITE_LOCK_NONE);
+}
+
+/* gListMutex for the lists of -wal files (shimwalfile.c): one mutex is
 ** held across fork(). */
 void vshimListLock(void){ pthread_mutex_lock(&gListMutex); }
 void vshimListUnlock(void){ pthread_mutex_unlock(&gListMutex); }
@@ -238,13 +244,20 @@ void vshimMarkRescan(const char *zMarker){
 ** so that the child's copy is consistent and unlocked. Only the forking
 ** thread exists in the child: the pins and condition waiters of the
 ** parent's other threads are dropped there. */
-static void beforeFork(void){ pthread_mutex_lock(&gListMutex); }
-static void parentAfterFork(void){ pthread_mutex_unlock(&gListMutex); }
+static void beforeFork(void){
+  pthread_mutex_lock(&gListMutex);
+  vshimWalQForkLock(1);  /* the queues' list: the child closes files too */
+}
+static void parentAfterFork(void){
+  vshimWalQForkLock(0);
+  pthread_mutex_unlock(&gListMutex);
+}
 static void childAfterFork(void){
   VFile *p;
   vshimForked = 1;
   for(p=gMainList; p; p=p->pNextMain) p->nPin = 0;
   pthread_cond_init(&gUnpinned, 0);
+  vshimWalQForkLock(0);
   pthread_mutex_unlock(&gListMutex);
 }
 

@@ -87,7 +87,8 @@ struct VFile {
   unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
   int64_t walBufStart, nWalBuf, nWalBufAlloc;
   int walBufWhole;          /* the hold's first write started within the file */
-  struct VWalQ *pWalQ;      /* main: its database's queue of commits (shimwalqueue.c) */
+  struct VWalQ *pWalQ;      /* main, and -wal of a replicated database: its database's
+                            ** queue of commits and list of -wal files (shimwalqueue.c) */
 };
 
 VSHIM_HIDDEN extern int vshimForked;  /* in a child of fork() without exec: no Go */
@@ -132,6 +133,10 @@ VSHIM_HIDDEN void vshimWalQDetach(VFile *p);
 VSHIM_HIDDEN int vshimWalQOffer(VFile *p, const unsigned char *prior, const unsigned char *now, VFile *pW);
 VSHIM_HIDDEN void vshimWalQDisable(VFile *p);
 VSHIM_HIDDEN void vshimWalQueueStats(vshim_stats *out);
+VSHIM_HIDDEN VFile **vshimWalQFiles(struct VWalQ *q);
+VSHIM_HIDDEN void vshimWalQRef(struct VWalQ *q);
+VSHIM_HIDDEN void vshimWalQForkLock(int lock);
+VSHIM_HIDDEN VFile *vshimFindMainLocked(const char *zFile, const char *zSuffix);
 /* Open -wal files and their descriptors (shimwalfile.c). */
 VSHIM_HIDDEN int vshimFindFd(sqlite3_file *pReal, const char *zPath);
 VSHIM_HIDDEN void vshimListLock(void);

@@ -4,8 +4,11 @@
 ** every commit.
 **
 ** Every connection of a tracked database in WAL mode opens the -wal
-** through this VFS; the list holds each such file with unix's descriptor
-** (when fstat proves it is the file), under the list mutex (shimfiles.c).
+** through this VFS; the database's list (kept with its queue of commits,
+** shimwalqueue.c, so that a commit looks at its own database's files only,
+** however many databases the process has open) holds each such file with
+** unix's descriptor (when fstat proves it is the file), under the list
+** mutex (shimfiles.c).
 **
 **   - Written bytes: when a connection is granted the WAL write lock, the
 **     -wal files of its database forget what they recorded (a -wal records
@@ -47,8 +50,6 @@ SQLITE_EXTENSION_INIT3
 
 #define WALBUF_MAX (1<<20)   /* bytes of one hold's writes kept for Go */
 #define WALBUF_KEPT (1<<18)  /* a larger buffer is freed at the next hold */
-
-static VFile *gWalList = 0;  /* open -wal files, under vshimListLock */
 
 /* Whether the -wal file p belongs to the main file pMain. */
 static int isWalOf(VFile *p, VFile *pMain){
@@ -114,12 +115,15 @@ static int wClose(sqlite3_file *f){
     vshimUnlinkJournal(p);
   }
   vshimListLock();
-  for(pp=&gWalList; *pp; pp=&(*pp)->pNextWal){
-    if( *pp==p ){ *pp = p->pNextWal; break; }
+  if( p->isWal ){
+    for(pp=vshimWalQFiles(p->pWalQ); *pp; pp=&(*pp)->pNextWal){
+      if( *pp==p ){ *pp = p->pNextWal; break; }
+    }
   }
   p->isWal = 0;
   p->fd = -1;
   vshimListUnlock();
+  vshimWalQDetach(p);
   free(p->aWalBuf);
   p->aWalBuf = 0;
   p->nWalBufAlloc = p->nWalBuf = 0;
@@ -134,17 +138,26 @@ static const sqlite3_io_methods gWalIo = {
 };
 
 /* A -wal file zName opened (pReal is open): remember it and its
-** descriptor, and record its writes. */
+** descriptor in the list of its database's -wal files (that of the queue
+** of a tracked main file of the same name: only replicated databases have
+** one), and record its writes. */
 void vshimLinkWal(VFile *p, const char *zName){
+  VFile *pMain;
   p->zPath = zName;
   p->nPath = (int)strlen(zName);
   p->fd = vshimFindFd(p->pReal, zName);
   p->base.pMethods = &gWalIo;
   p->walBufState = 3;  /* records nothing until a grant of its database */
   vshimListLock();
-  p->isWal = 1;
-  p->pNextWal = gWalList;
-  gWalList = p;
+  pMain = vshimFindMainLocked(zName, "-wal");
+  if( pMain && pMain->pWalQ ){
+    VFile **pp = vshimWalQFiles(pMain->pWalQ);
+    p->pWalQ = pMain->pWalQ;
+    vshimWalQRef(p->pWalQ);
+    p->isWal = 1;
+    p->pNextWal = *pp;
+    *pp = p;
+  }
   vshimListUnlock();
 }
 
@@ -152,8 +165,9 @@ void vshimLinkWal(VFile *p, const char *zName){
 ** the -wal files of its database forget what they recorded. */
 void vshimWalHoldStart(VFile *pMain){
   VFile *p;
+  if( pMain->pWalQ==0 || vshimForked ) return;
   vshimListLock();
-  for(p=gWalList; p; p=p->pNextWal){
+  for(p=*vshimWalQFiles(pMain->pWalQ); p; p=p->pNextWal){
     if( !isWalOf(p, pMain) ) continue;
     p->walBufState = 0;
     if( p->nWalBufAlloc>WALBUF_KEPT ){  /* a long transaction's */
@@ -169,8 +183,9 @@ void vshimWalHoldStart(VFile *pMain){
 ** was granted (the committing connection's own), or 0. */
 VFile *vshimWalWrittenFile(VFile *pMain){
   VFile *p;
+  if( pMain->pWalQ==0 ) return 0;
   vshimListLock();
-  for(p=gWalList; p; p=p->pNextWal){
+  for(p=*vshimWalQFiles(pMain->pWalQ); p; p=p->pNextWal){
     if( (p->walBufState==1 || p->walBufState==2) && isWalOf(p, pMain) ) break;
   }
   vshimListUnlock();
@@ -183,8 +198,9 @@ VFile *vshimWalWrittenFile(VFile *pMain){
 int vshimDupWalFd(VFile *pMain){
   VFile *p;
   int fd = -1;
+  if( pMain->pWalQ==0 ) return -1;
   vshimListLock();
-  for(p=gWalList; p; p=p->pNextWal){
+  for(p=*vshimWalQFiles(pMain->pWalQ); p; p=p->pNextWal){
     if( p->fd>=0 && isWalOf(p, pMain) ){
       fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
       break;

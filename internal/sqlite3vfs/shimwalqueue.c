@@ -70,6 +70,7 @@ struct VWalQ {
   unsigned char start[WALIDX_HDR]; /* position before the first queued commit */
   int nCommit;               /* commits queued */
   int64_t lastNs;            /* CLOCK_REALTIME of the last queued commit */
+  VFile *pWalFiles;          /* -wal files of the database (shimwalfile.c, gListMutex) */
   int armed;                 /* Go scheduled a build since the last take that disabled */
   int drainAsked;            /* Go was asked to drain since the last take */
 };
@@ -101,7 +102,30 @@ void vshimWalQAttach(VFile *p, uint64_t id){
   p->pWalQ = q;
 }
 
-/* Detaches p; the last file frees the queue (Go took it at the close). */
+/* The -wal files of the queue's database (shimwalfile.c): the list's head,
+** guarded by gListMutex (vshimListLock). */
+VFile **vshimWalQFiles(VWalQ *q){
+  return &q->pWalFiles;
+}
+
+/* The fork handlers (shimfiles.c) hold the list of queues across fork(). */
+void vshimWalQForkLock(int lock){
+  if( lock ){
+    pthread_mutex_lock(&gQListMu);
+  }else{
+    pthread_mutex_unlock(&gQListMu);
+  }
+}
+
+/* A -wal file of the queue's database takes a reference to it. */
+void vshimWalQRef(VWalQ *q){
+  pthread_mutex_lock(&gQListMu);
+  q->nRef++;
+  pthread_mutex_unlock(&gQListMu);
+}
+
+/* Detaches p (a main file, or a -wal that took a reference); the last
+** one frees the queue (Go took it at the close). */
 void vshimWalQDetach(VFile *p){
   VWalQ *q = p->pWalQ, **pp;
   if( q==0 ) return;
@@ -115,7 +139,8 @@ void vshimWalQDetach(VFile *p){
     q = 0;
   }
   pthread_mutex_unlock(&gQListMu);
-  if( q ){
+  if( q && !vshimForked ){  /* a child leaves it: another thread of the
+                            ** parent may have held its mutex at fork() */
     pthread_mutex_destroy(&q->mu);
     free(q->aBuf);
     free(q);

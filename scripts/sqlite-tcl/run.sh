@@ -461,8 +461,8 @@ sum_stats() {
 	cat "$STATE"/stats.* 2>/dev/null | awk '
 		{ for (i = 1; i <= NF; i++) { split($i, kv, "="); s[kv[1]] += kv[2] } n++ }
 		END {
-			printf "processes=%d commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d sampled_out=%d failures=%d bytes_compared=%.0f wal_bytes_unchanged=%.0f check_seconds=%.1f\n",
-				n, s["commits"], s["checked"], s["checked_wal"], s["wal_unchecked"], s["capture_failed"], s["too_large"], s["sampled_out"], s["failures"], s["bytes"], s["bytes_unchanged"], s["check_ms"] / 1000
+			printf "processes=%d commits=%d checked=%d checked_wal=%d wal_unchecked=%d capture_failed=%d too_large=%d sampled_out=%d failures=%d bytes_compared=%.0f wal_bytes_unchanged=%.0f check_seconds=%.1f wal_queued=%d wal_queue_dropped=%d\n",
+				n, s["commits"], s["checked"], s["checked_wal"], s["wal_unchecked"], s["capture_failed"], s["too_large"], s["sampled_out"], s["failures"], s["bytes"], s["bytes_unchanged"], s["check_ms"] / 1000, s["wal_queued"], s["wal_queue_dropped"]
 		}'
 }
 

@@ -117,6 +117,29 @@ func TestPythonForkWithoutExec(t *testing.T) {
 	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
 }
 
+// TestPythonForkWithoutExecWAL: TestPythonForkWithoutExec in WAL mode,
+// with commits queued by the VFS before and after the fork (a child's
+// queue operations would deadlock on a mutex a parent thread held at
+// fork()): the parent's commits after the child's writes capture them,
+// and the replica is the database.
+func TestPythonForkWithoutExecWAL(t *testing.T) {
+	py := python(t)
+	e := newEnv(t, nil)
+	db := filepath.Join(e.dir, "forkwal.db")
+	script, err := filepath.Abs(filepath.Join("testdata", "fork_wal.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runHost("", py, script, soPath, db)
+	if r.exitCode() != 0 {
+		t.Fatalf("%s failed:\n%s", py, r)
+	}
+	if got, want := lines(r.stdout), []string{"ok", "450"}; !slices.Equal(got, want) {
+		t.Fatalf("stdout = %q, want %q\n%s", got, want, r)
+	}
+	e.checkReplica(testutil.ReplicaKey(t, testHost, db), db)
+}
+
 // TestRegression_ForkChildMarksRescan: a child forked without exec writes
 // with capture switched off; it leaves the rescan marker in the database's
 // spool directory (spool.RescanMarker), whether it writes through a
