@@ -94,8 +94,11 @@ func (db *DB) capture(src Source, ev Event) (err error) {
 	}()
 	// Commits the VFS queued come before this event (walqueue.go).
 	db.mu.Lock()
-	db.takeWALQueueLocked(false)
+	applied := db.takeWALQueueLocked(false)
 	db.mu.Unlock()
+	if applied {
+		db.m.schedule(db)
+	}
 	if ev.Kind == Commit || ev.Kind == Rollback || ev.Kind == Rescan {
 		db.setWAL(nil) // rollback mode again: a later WAL generation starts unknown
 	}

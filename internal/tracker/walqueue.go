@@ -70,15 +70,16 @@ func WALQueueStats() (applied, commits, discarded int64) {
 }
 
 // takeWALQueueLocked applies the database's queued WAL commits (see the
-// top of this file); keep leaves the queue enabled (a drain between
+// top of this file) and reports whether it did (the caller schedules a
+// build, unless it is one); keep leaves the queue enabled (a drain between
 // builds). db.mu is held.
-func (db *DB) takeWALQueueLocked(keep bool) {
+func (db *DB) takeWALQueueLocked(keep bool) (applied bool) {
 	if db.walq == nil {
-		return
+		return false
 	}
 	q, ok := db.walq.Take(keep)
 	if !ok {
-		return
+		return false
 	}
 	err := db.applyWALQueueLocked(q)
 	if q.Release != nil {
@@ -93,10 +94,11 @@ func (db *DB) takeWALQueueLocked(keep bool) {
 				q.Release()
 			}
 		}
-		return
+		return false
 	}
 	walQueueApplied.Add(1)
 	walQueueCommits.Add(int64(q.Commits))
+	return true
 }
 
 // drainWALQueue applies the queued commits of the database and leaves the
@@ -104,8 +106,11 @@ func (db *DB) takeWALQueueLocked(keep bool) {
 func (db *DB) drainWALQueue() {
 	defer db.draining.Store(false)
 	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.takeWALQueueLocked(true)
+	applied := db.takeWALQueueLocked(true)
+	db.mu.Unlock()
+	if applied {
+		db.m.schedule(db)
+	}
 }
 
 // queueDropped says why queued commits were not applied.
@@ -196,7 +201,6 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	p.length, p.seq, p.versionID, p.commitTime = size, seq, vid, q.Last
 	db.lastID, db.lastLen, db.lastSeq, db.lastHeader = vid, size, seq, header
 	db.verified = true
-	db.m.schedule(db)
 	return nil
 }
 
