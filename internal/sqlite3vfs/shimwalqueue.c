@@ -25,8 +25,10 @@
 **   - this connection wrote exactly the hold's frames, as one run (the
 **     -wal was not cut before them: shimwalfile.c checks that the first
 **     write of a hold starts within the file);
-**   - every frame's page lies in a chunk the queue allows, and the queue
-**     stays under VWALQ_MAX bytes.
+**   - every frame's page lies in a chunk the queue allows, or in a chunk
+**     wholly past the database's old end when every page it grew by has a
+**     frame (such chunks are allowed from then on), and the queue stays
+**     under VWALQ_MAX bytes.
 **
 ** The queue's position becomes the release's header. The first commit
 ** queued after Go took the queue calls Go once (verneuilGoWALQueued) so
@@ -54,6 +56,7 @@ SQLITE_EXTENSION_INIT3
 #define VWALQ_MAX (4<<20)     /* bytes of queued frames before Go is called */
 #define VWALQ_DRAIN (1<<18)   /* Go applies the queue in the background past this */
 #define VWALQ_CHUNKS 64       /* chunks a queue can allow */
+#define VWALQ_GROWTH 4096     /* pages a queued commit may grow the database by */
 #define WALIDX_HDR 48
 
 typedef struct VWalQ VWalQ;
@@ -169,6 +172,42 @@ static int chunkAllowed(VWalQ *q, uint32_t c){
   return 0;
 }
 
+/* Whether the nFrame frames a (frameLen bytes each, pages of ps bytes) of
+** a commit that takes the database from nOld to nNew pages write only
+** pages Go can apply from memory: pages of allowed chunks, and pages of
+** chunks that lie wholly past the old end when every page the database
+** grew by has a frame (a chunk with no old byte is made of frames alone).
+** Such new chunks become allowed. q->mu is held. */
+static int pagesAllowed(VWalQ *q, const unsigned char *a, int nFrame, int64_t frameLen, int ps,
+                        uint32_t nOld, uint32_t nNew){
+  unsigned char seen[VWALQ_GROWTH/8];
+  uint32_t grown = nNew - nOld, nSeen = 0, aNew[VWALQ_CHUNKS];
+  int i, nAdd = 0;
+  if( grown>VWALQ_GROWTH ) return 0;
+  memset(seen, 0, (grown+7)/8);
+  for(i=0; i<nFrame; i++){
+    uint32_t pg = u32be(a + i*frameLen);
+    uint32_t c;
+    if( pg==0 ) return 0;
+    c = (uint32_t)(((int64_t)(pg-1)*ps) >> q->chunkShift);
+    if( pg>nOld && pg<=nNew ){
+      uint32_t k = pg - nOld - 1;
+      if( !(seen[k/8] & (1<<(k%8))) ){ seen[k/8] |= 1<<(k%8); nSeen++; }
+    }
+    if( chunkAllowed(q, c) ) continue;
+    if( ((int64_t)c << q->chunkShift) < (int64_t)nOld*ps ) return 0;  /* old bytes */
+    if( nAdd>=VWALQ_CHUNKS || q->nChunk+nAdd>=VWALQ_CHUNKS ) return 0;
+    {
+      int j, dup = 0;
+      for(j=0; j<nAdd; j++) dup |= aNew[j]==c;
+      if( !dup ) aNew[nAdd++] = c;
+    }
+  }
+  if( nSeen!=grown ) return 0;
+  for(i=0; i<nAdd; i++) q->aChunk[q->nChunk++] = aNew[i];
+  return 1;
+}
+
 /* The write lock of the main file p is about to be released after a hold
 ** that changed the wal-index header from prior to now; pW is the -wal file
 ** that recorded this hold's writes. Returns 1 when the commit was queued
@@ -194,13 +233,10 @@ int vshimWalQOffer(VFile *p, const unsigned char *prior, const unsigned char *no
     pthread_mutex_unlock(&q->mu);
     return 0;
   }
-  for(i=0; i<nFrame; i++){
-    uint32_t pg = u32be(pW->aWalBuf + i*frameLen);
-    if( pg==0 || !chunkAllowed(q, (uint32_t)(((int64_t)(pg-1)*ps) >> q->chunkShift)) ){
-      q->enabled = 0;
-      pthread_mutex_unlock(&q->mu);
-      return 0;
-    }
+  if( !pagesAllowed(q, pW->aWalBuf, nFrame, frameLen, ps, u32n(prior, 20), u32n(now, 20)) ){
+    q->enabled = 0;
+    pthread_mutex_unlock(&q->mu);
+    return 0;
   }
   if( q->nBuf+n>q->nAlloc ){
     /* room for what is applied in the background, at once: no copy */

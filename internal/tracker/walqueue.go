@@ -144,7 +144,8 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	p := db.pending
 	// Before anything changes: every page the queue wrote up to the new
 	// size lies in a chunk copy held whole (or, for the last chunk, whole
-	// up to the old size), and every page the database grew by was
+	// up to the old size) or in a chunk wholly past the old end (made of
+	// the queue's frames alone), and every page the database grew by was
 	// written (else it reads from the file).
 	grown := int(to.nPage - from.nPage)
 	var seen map[uint32]bool
@@ -158,8 +159,9 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 		}
 		c := uint32(int64(pg-1) * int64(ps) / cs)
 		buf, ok := p.chunks[c]
-		if !ok || (len(buf) != manifest.ChunkLen(int(c), size, uint32(cs)) &&
-			len(buf) != manifest.ChunkLen(int(c), oldSize, uint32(cs))) {
+		if !ok && int64(c)*cs < oldSize || p.spilled[c] != (spillRef{}) ||
+			ok && len(buf) != manifest.ChunkLen(int(c), size, uint32(cs)) &&
+				len(buf) != manifest.ChunkLen(int(c), oldSize, uint32(cs)) {
 			return queueDropped("a queued page's chunk is not held whole")
 		}
 		if pg > from.nPage {
@@ -185,7 +187,8 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 		c := uint32(off / cs)
 		buf := p.chunks[c]
 		if n := manifest.ChunkLen(int(c), size, uint32(cs)); len(buf) < n {
-			// The last chunk grew: its new pages are all in the queue.
+			// The last chunk grew, or a chunk past the old end is new:
+			// its new pages are all in the queue.
 			db.pendingBytes += int64(n - len(buf))
 			buf = append(buf, make([]byte, n-len(buf))...)
 			p.chunks[c] = buf

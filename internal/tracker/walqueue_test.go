@@ -167,6 +167,31 @@ func TestWALQueue_AppliedAtBuild(t *testing.T) {
 	}
 }
 
+// TestWALQueue_NewChunks: queued commits that grow the database (1 KiB
+// pages, 64 pages a chunk) over the rest of chunk 0 and into chunks 1 and
+// 2, which the pending set has no copy of, make those chunks from their
+// frames alone; later queued commits rewrite pages of them.
+func TestWALQueue_NewChunks(t *testing.T) {
+	f := newQueueFixture(t)
+	grow := func(from, to uint32, fill byte) map[uint32]byte {
+		pages := map[uint32]byte{}
+		for pg := from; pg <= to; pg++ {
+			pages[pg] = fill + byte(pg)
+		}
+		return pages
+	}
+	f.queued(t, 70, grow(3, 70, 1))
+	f.queued(t, 140, grow(71, 140, 2))
+	f.queued(t, 140, map[uint32]byte{66: 3, 130: 4, 1: 5})
+	_, _, dropped := WALQueueStats()
+	if got, want := f.spool(t), f.w.state(f.file.data); !bytes.Equal(got, want) {
+		t.Fatalf("spool image (%d bytes) differs from the last queued commit's state (%d bytes)", len(got), len(want))
+	}
+	if _, _, d := WALQueueStats(); d != dropped {
+		t.Fatal("the queue was dropped")
+	}
+}
+
 // TestWALQueue_AppliedBeforeCapture: a capture takes the queued commits
 // before its own event, so that its commit is applied over them.
 func TestWALQueue_AppliedBeforeCapture(t *testing.T) {
