@@ -57,16 +57,14 @@ static int isWalOf(VFile *p, VFile *pMain){
       && memcmp(p->zPath+pMain->nPath, "-wal", 4)==0;
 }
 
-/* Records the write of b[0..n) at offset o into p's buffer. */
-static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o){
+/* Records the write of b[0..n) at offset o into p's buffer; whole says
+** whether o was within the file before the write (the hold's first write
+** only). */
+static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o, int whole){
   int64_t end;
   if( p->walBufState>=2 || n<=0 ) return;
   if( p->walBufState==0 ){
-    /* A first write past the end of the file would leave a hole: the
-    ** -wal was cut behind SQLite's back (shimwalqueue.c does not queue
-    ** such a hold: Go checks the frames in the file). */
-    struct stat st;
-    p->walBufWhole = p->fd>=0 && fstat(p->fd, &st)==0 && o<=st.st_size;
+    p->walBufWhole = whole;
     p->walBufStart = o;
     p->nWalBuf = 0;
     p->walBufState = 1;
@@ -91,9 +89,18 @@ static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o){
 
 static int wWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
-  int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+  int rc, whole = 0;
+  if( p->walBufState==0 ){
+    /* A first write past the end of the file would leave a hole: the
+    ** -wal was cut behind SQLite's back (shimwalqueue.c does not queue
+    ** such a hold: Go checks the frames in the file). The size is that
+    ** of before the write, which extends the file to cover o. */
+    struct stat st;
+    whole = p->fd>=0 && fstat(p->fd, &st)==0 && o<=st.st_size;
+  }
+  rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   if( rc==SQLITE_OK ){
-    recordWrite(p, b, n, o);
+    recordWrite(p, b, n, o, whole);
   }else if( p->walBufState!=3 ){
     p->walBufState = 2;
   }
