@@ -319,9 +319,14 @@ func TestWALQueue_ReplicatorCloseWithQueued(t *testing.T) {
 	}
 	got := e.wqRestored(t, path)
 	testutil.SameFile(t, got, ref)
-	// Commits after the close are not replicated; nothing fails.
+	// Commits after the close are not replicated; nothing fails, and
+	// nothing is queued for a tracker that is gone.
+	b := wqRead()
 	for i := range 10 {
 		mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
+	}
+	if n := wqRead().queued - b.queued; n != 0 {
+		t.Errorf("%d commits were queued after the Replicator closed", n)
 	}
 }
 
@@ -605,4 +610,67 @@ func TestWALQueue_CutWALIsNotQueued(t *testing.T) {
 	if n := wqRead().queued - b.queued; n != 0 {
 		t.Fatalf("the commit written past the end of the cut -wal was queued (%d)", n)
 	}
+}
+
+// TestWALQueue_ReplicatorCloseWithQueueEnabled: the Replicator is closed
+// right after a capture enabled the queue (nothing queued yet); commits
+// after the close must not be queued for the tracker that is gone (they
+// would accumulate, up to the queue's limit, until the connection closes).
+func TestWALQueue_ReplicatorCloseWithQueueEnabled(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "rce.db")
+	v := e.wqOpen(path)
+	wqWAL(t, v)
+	wqSeed(t, v, 500)
+	e.checkWALReplica(t, path)
+	before := wqRead()
+	for i := range 3 {
+		mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
+	}
+	wqMustQueue(t, before, "before")
+	e.checkWALReplica(t, path) // takes the queue
+	mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", 9) // a capture enables it again
+	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
+	defer cancel()
+	if err := e.r.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	b := wqRead()
+	for i := range 10 {
+		mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
+	}
+	if n := wqRead().queued - b.queued; n != 0 {
+		t.Errorf("%d commits were queued after the Replicator closed", n)
+	}
+}
+
+// TestWALQueue_GrowAfterShrink: a VACUUM shrinks the database by many
+// chunks (the capture leaves empty copies of the chunks past the new end,
+// which the queue may allow); commits queued after it grow the database
+// back into those chunks.
+func TestWALQueue_GrowAfterShrink(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "gs.db")
+	v := e.wqOpen(path)
+	wqWAL(t, v)
+	wqSeed(t, v, 6000) // about 700 KiB: 11 chunks
+	mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
+	e.checkWALReplica(t, path)
+	before := wqRead()
+	for round := range 3 {
+		mustExec(t, v, "DELETE FROM t WHERE id>=?", 500)
+		mustExec(t, v, "VACUUM")
+		for i := range 120 {
+			mustExec(t, v, "INSERT INTO t(id, v) VALUES(?, randomblob(?))", 500+i, 100+(i%7)*400)
+			if i%5 == 0 {
+				mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
+			}
+			if i%23 == 22 {
+				e.checkWALReplica(t, path)
+			}
+		}
+		e.checkWALReplica(t, path)
+		t.Logf("round %d", round)
+	}
+	wqMustQueue(t, before, "grow after shrink")
 }
