@@ -628,8 +628,10 @@ func TestWALQueue_ReplicatorCloseWithQueueEnabled(t *testing.T) {
 		mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
 	}
 	wqMustQueue(t, before, "before")
-	e.checkWALReplica(t, path) // takes the queue
-	mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", 9) // a capture enables it again
+	// The flush takes the queue; the capture of the next commit enables
+	// it again.
+	e.checkWALReplica(t, path)
+	mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", 9)
 	ctx, cancel := context.WithTimeout(context.Background(), closeBound)
 	defer cancel()
 	if err := e.r.Close(ctx); err != nil {
