@@ -676,3 +676,61 @@ func TestWALQueue_GrowAfterShrink(t *testing.T) {
 	}
 	wqMustQueue(t, before, "grow after shrink")
 }
+
+// TestWALQueue_MixedRandom: two verneuil connections and a plain unix one
+// on one database: random updates, inserts, deletes, checkpoints of every
+// kind, foreign commits; after a commit through the VFS the flushed
+// replica is the reference.
+func TestWALQueue_MixedRandom(t *testing.T) {
+	for _, seed := range []uint64{11, 12, 13} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			e := newEnv(t)
+			path := filepath.Join(e.dir, "m.db")
+			vs := []*sql.DB{e.wqOpen(path), e.wqOpen(path)}
+			wqWAL(t, vs[0])
+			wqSeed(t, vs[0], 1200)
+			u := wqUnix(t, path)
+			mustExec(t, vs[1], "PRAGMA wal_autocheckpoint=30")
+			e.checkWALReplica(t, path)
+			before := wqRead()
+			rng := rand.New(rand.NewPCG(seed, seed))
+			modes := []string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
+			for i := range 500 {
+				c := vs[rng.IntN(2)]
+				if rng.IntN(15) == 0 {
+					c = u
+				}
+				switch r := rng.IntN(40); {
+				case r == 0:
+					mustExec(t, c, "PRAGMA wal_checkpoint("+modes[rng.IntN(4)]+")")
+				case r < 3:
+					mustExec(t, c, "INSERT INTO t(v) VALUES(randomblob(?))", 20+rng.IntN(6000))
+				case r < 5:
+					mustExec(t, c, "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3)")
+				case r < 7:
+					tx, err := c.Begin()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for range 2 + rng.IntN(5) {
+						mustExec(t, tx, "UPDATE t SET v=randomblob(length(v)) WHERE id=?", rng.IntN(1200))
+					}
+					if rng.IntN(4) == 0 {
+						tx.Rollback()
+					} else if err := tx.Commit(); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					mustExec(t, c, "UPDATE t SET v=randomblob(100) WHERE id=?", rng.IntN(400))
+				}
+				if i%41 == 40 {
+					mustExec(t, vs[0], "UPDATE t SET v=randomblob(100) WHERE id=?", rng.IntN(400))
+					e.checkWALReplica(t, path)
+				}
+			}
+			mustExec(t, vs[1], "UPDATE t SET v=randomblob(100) WHERE id=1")
+			e.checkWALReplica(t, path)
+			wqMustQueue(t, before, "mixed")
+		})
+	}
+}
