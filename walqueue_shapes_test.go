@@ -6,6 +6,7 @@ package verneuil_test
 // savepoints (frames rewritten in place, checksums rewritten).
 
 import (
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -87,4 +88,38 @@ func TestWALQueue_SpillAndSavepoints(t *testing.T) {
 	}
 	wqMustQueue(t, b, "spill and savepoints")
 	e.checkWALReplica(t, path)
+}
+
+// TestWALQueue_JournalSizeLimit: journal_size_limit=0 makes SQLite
+// truncate the -wal after checkpoints and at restarts (legitimate cuts,
+// unlike a hostile one); two connections commit, checkpoint and restart.
+func TestWALQueue_JournalSizeLimit(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "jsl.db")
+	a, b := e.wqOpen(path), e.wqOpen(path)
+	wqWAL(t, a)
+	wqSeed(t, a, 800)
+	for _, c := range []*sql.DB{a, b} {
+		mustExec(t, c, "PRAGMA journal_size_limit=0")
+		mustExec(t, c, "PRAGMA wal_autocheckpoint=8")
+	}
+	e.checkWALReplica(t, path)
+	before := wqRead()
+	rng := rand.New(rand.NewPCG(8, 8))
+	modes := []string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
+	for i := range 300 {
+		c := a
+		if rng.IntN(3) == 0 {
+			c = b
+		}
+		if rng.IntN(12) == 0 {
+			mustExec(t, c, "PRAGMA wal_checkpoint("+modes[rng.IntN(4)]+")")
+		}
+		mustExec(t, c, "UPDATE t SET v=randomblob(100) WHERE id=?", rng.IntN(300))
+		if i%31 == 30 {
+			e.checkWALReplica(t, path)
+		}
+	}
+	e.checkWALReplica(t, path)
+	wqMustQueue(t, before, "journal_size_limit=0")
 }
