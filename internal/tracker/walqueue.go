@@ -199,7 +199,14 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	if c0, ok := p.chunks[0]; ok {
 		header = slices.Clone(c0[:HeaderLen])
 	}
-	seq := db.nextSeq(0)
+	// Numbered when its last commit was queued, as a capture at that
+	// commit would have (another process's later commit, captured at
+	// once, is numbered after it), not when the queue is taken.
+	var at uint64
+	if !q.Last.IsZero() && q.Last.UnixNano() > 0 {
+		at = uint64(q.Last.UnixNano())
+	}
+	seq := db.nextSeq(at)
 	vid := identity(st.ino, to.id(), header)
 	p.length, p.seq, p.versionID, p.commitTime = size, seq, vid, q.Last
 	db.lastID, db.lastLen, db.lastSeq, db.lastHeader = vid, size, seq, header
