@@ -26,6 +26,7 @@
 package tracker
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,9 @@ func (db *DB) takeWALQueueLocked(keep bool) (applied bool) {
 	if err != nil {
 		walQueueDiscarded.Add(1)
 		db.log.Debug("queued WAL commits not applied; the next capture reads them from the -wal", "commits", q.Commits, "err", err)
+		// Committed but not captured: a flush says so until the next
+		// capture (a commit through the VFS) publishes them.
+		db.lastErr = fmt.Errorf("%d queued WAL commits could not be applied (the next commit through the VFS captures them): %w", q.Commits, err)
 		if keep {
 			// What is queued from now on continues what was dropped.
 			if q, ok := db.walq.Take(false); ok && q.Release != nil {
@@ -158,9 +162,11 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 			continue // validated below; past the commit size, not part of it
 		}
 		c := uint32(int64(pg-1) * int64(ps) / cs)
-		buf, ok := p.chunks[c]
-		if !ok && int64(c)*cs < oldSize || p.spilled[c] != (spillRef{}) ||
-			ok && len(buf) != manifest.ChunkLen(int(c), size, uint32(cs)) &&
+		if int64(c)*cs >= oldSize {
+			// New: made of frames alone (a copy left from before a
+			// shrink is replaced).
+		} else if buf, ok := p.chunks[c]; !ok || p.spilled[c] != (spillRef{}) ||
+			len(buf) != manifest.ChunkLen(int(c), size, uint32(cs)) &&
 				len(buf) != manifest.ChunkLen(int(c), oldSize, uint32(cs)) {
 			return queueDropped("a queued page's chunk is not held whole")
 		}
@@ -177,6 +183,7 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 		db.wal = nil
 		return err
 	}
+	var made map[uint32]bool // chunks past the old end, made afresh
 	for f := range to.mx - from.mx {
 		fr := q.Frames[int(f)*frameLen : int(f+1)*frameLen]
 		pg := beUint32(fr)
@@ -186,9 +193,18 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 		off := int64(pg-1) * int64(ps)
 		c := uint32(off / cs)
 		buf := p.chunks[c]
-		if n := manifest.ChunkLen(int(c), size, uint32(cs)); len(buf) < n {
-			// The last chunk grew, or a chunk past the old end is new:
-			// its new pages are all in the queue.
+		n := manifest.ChunkLen(int(c), size, uint32(cs))
+		if int64(c)*cs >= oldSize && !made[c] {
+			// A chunk past the old end: every page of it is in the queue.
+			if made == nil {
+				made = map[uint32]bool{}
+			}
+			made[c] = true
+			db.pendingBytes += int64(n - len(buf))
+			buf = make([]byte, n)
+			p.chunks[c] = buf
+		} else if len(buf) < n {
+			// The last chunk grew: its new pages are all in the queue.
 			db.pendingBytes += int64(n - len(buf))
 			buf = append(buf, make([]byte, n-len(buf))...)
 			p.chunks[c] = buf

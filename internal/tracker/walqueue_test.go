@@ -239,6 +239,9 @@ func TestWALQueue_Dropped(t *testing.T) {
 			if _, _, d := WALQueueStats(); d != dropped+1 {
 				t.Fatalf("queues dropped: %d, want %d", d, dropped+1)
 			}
+			if err := f.db.Flush(context.Background()); err == nil {
+				t.Fatal("a flush after a dropped queue succeeded: its commits are not captured")
+			}
 			f.captured(t, 4, map[uint32]byte{1: 52, 4: 53})
 			if got, want := f.spool(t), f.w.state(f.file.data); !bytes.Equal(got, want) {
 				t.Fatal("the capture after a dropped queue does not publish the state")
