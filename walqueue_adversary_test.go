@@ -579,12 +579,14 @@ func wqDumpDB(t *testing.T, db *sql.DB, set int) string {
 	return string(s)
 }
 
-// TestWALQueue_CutWALIsNotQueued: a commit whose first frame is written
-// past the end of a -wal cut behind SQLite's back must not be queued
-// (shimwalqueue.c: "the -wal was not cut before them: shimwalfile.c checks
-// that the first write of a hold starts within the file"); Go is to check
-// the frames in the file instead.
-func TestWALQueue_CutWALIsNotQueued(t *testing.T) {
+// TestWALQueue_CutWALIsNotApplied: commits are queued, the -wal is cut
+// behind SQLite's back inside their frames, and one more commit is written
+// past the cut end (a hole of zeros). Its frames and the queued ones
+// validate in memory, but the -wal no longer holds them: the queue is not
+// applied (internal/tracker/walqueue.go, walHoldsQueue), the flush fails
+// (committed but not captured), and the replica stays the last flushed
+// state, never a state built from frames the file lost.
+func TestWALQueue_CutWALIsNotApplied(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "cut.db")
 	v := e.wqOpen(path)
@@ -592,6 +594,7 @@ func TestWALQueue_CutWALIsNotQueued(t *testing.T) {
 	wqSeed(t, v, 200)
 	mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
 	e.checkWALReplica(t, path)
+	flushed := e.wqRestored(t, path)
 	before := wqRead()
 	for i := range 4 {
 		mustExec(t, v, "UPDATE t SET v=randomblob(100) WHERE id=?", i)
@@ -607,8 +610,14 @@ func TestWALQueue_CutWALIsNotQueued(t *testing.T) {
 	}
 	b := wqRead()
 	mustExec(t, v, "UPDATE t SET v=zeroblob(100) WHERE id=?", 5)
-	if n := wqRead().queued - b.queued; n != 0 {
-		t.Fatalf("the commit written past the end of the cut -wal was queued (%d)", n)
+	if err := e.r.Flush(context.Background()); err == nil {
+		t.Fatal("flush succeeded although the queued commits could not be applied")
+	}
+	if d := wqRead().discarded - b.discarded; d == 0 {
+		t.Fatal("the queue was applied")
+	}
+	if got, want := testutil.FileSHA256(t, e.wqRestored(t, path)), testutil.FileSHA256(t, flushed); got != want {
+		t.Fatal("the replica is not the last flushed state")
 	}
 }
 

@@ -94,6 +94,9 @@ typedef struct vshim_walq {
 } vshim_walq;
 int vshim_walq_take(uint64_t id, int keep, vshim_walq *out);
 void vshim_walq_enable(uint64_t id, const unsigned char *pos, const uint32_t *aChunk, int nChunk, int chunkShift);
+/* A duplicate of the descriptor of an open -wal of the database (the caller
+** closes it), or -1. */
+int vshim_walq_dup_wal(uint64_t id);
 
 /* Make the VFS named zName the default (tests restore "unix"). */
 int vshim_make_default(const char *zName);

@@ -86,7 +86,6 @@ struct VFile {
   int walBufState;          /* 0: nothing written, 1: aWalBuf valid, 2: unusable, 3: not recording */
   unsigned char *aWalBuf;   /* bytes [walBufStart, walBufStart+nWalBuf) */
   int64_t walBufStart, nWalBuf, nWalBufAlloc;
-  int walBufWhole;          /* the hold's first write started within the file */
   struct VWalQ *pWalQ;      /* main, and -wal of a replicated database: its database's
                             ** queue of commits and list of -wal files (shimwalqueue.c) */
 };

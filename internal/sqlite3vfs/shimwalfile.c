@@ -40,7 +40,6 @@ SQLITE_EXTENSION_INIT3
 #endif
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,14 +57,11 @@ static int isWalOf(VFile *p, VFile *pMain){
       && memcmp(p->zPath+pMain->nPath, "-wal", 4)==0;
 }
 
-/* Records the write of b[0..n) at offset o into p's buffer; whole says
-** whether o was within the file before the write (the hold's first write
-** only). */
-static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o, int whole){
+/* Records the write of b[0..n) at offset o into p's buffer. */
+static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o){
   int64_t end;
   if( p->walBufState>=2 || n<=0 ) return;
   if( p->walBufState==0 ){
-    p->walBufWhole = whole;
     p->walBufStart = o;
     p->nWalBuf = 0;
     p->walBufState = 1;
@@ -90,18 +86,9 @@ static void recordWrite(VFile *p, const void *b, int n, sqlite3_int64 o, int who
 
 static int wWrite(sqlite3_file *f, const void *b, int n, sqlite3_int64 o){
   VFile *p = (VFile*)f;
-  int rc, whole = 0;
-  if( p->walBufState==0 ){
-    /* A first write past the end of the file would leave a hole: the
-    ** -wal was cut behind SQLite's back (shimwalqueue.c does not queue
-    ** such a hold: Go checks the frames in the file). The size is that
-    ** of before the write, which extends the file to cover o. */
-    struct stat st;
-    whole = p->fd>=0 && fstat(p->fd, &st)==0 && o<=st.st_size;
-  }
-  rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
+  int rc = p->pReal->pMethods->xWrite(p->pReal, b, n, o);
   if( rc==SQLITE_OK ){
-    recordWrite(p, b, n, o, whole);
+    recordWrite(p, b, n, o);
   }else if( p->walBufState!=3 ){
     p->walBufState = 2;
   }

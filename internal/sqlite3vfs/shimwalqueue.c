@@ -22,9 +22,7 @@
 **     other connection or process committed, restarted or truncated in
 **     between), and the release's header continues it in the same
 **     generation with the same database size;
-**   - this connection wrote exactly the hold's frames, as one run (the
-**     -wal was not cut before them: shimwalfile.c checks that the first
-**     write of a hold starts within the file);
+**   - this connection wrote exactly the hold's frames, as one run;
 **   - every frame's page lies in a chunk the queue allows, or in a chunk
 **     wholly past the database's old end when every page it grew by has a
 **     frame (such chunks are allowed from then on), and the queue stays
@@ -44,6 +42,7 @@ SQLITE_EXTENSION_INIT3
 # include "sqlite3.h"
 #endif
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,7 +216,7 @@ int vshimWalQOffer(VFile *p, const unsigned char *prior, const unsigned char *no
   int ps, nFrame, i, arm = 0;
   uint32_t mxPrior, mxNow;
   int64_t frameLen, n;
-  if( q==0 || pW==0 || pW->walBufState!=1 || !pW->walBufWhole ) return 0;
+  if( q==0 || pW==0 || pW->walBufState!=1 ) return 0;
   ps = pageSizeOf(now);
   if( ps<512 || ps>65536 || (ps & (ps-1))!=0 || pageSizeOf(prior)!=ps ) return 0;
   mxPrior = u32n(prior, 16);
@@ -329,6 +328,26 @@ int vshim_walq_take(uint64_t id, int keep, vshim_walq *out){
   pthread_mutex_unlock(&gQListMu);
   if( got ) __atomic_fetch_add(&gQueueTakes, 1, __ATOMIC_RELAXED);
   return got;
+}
+
+/* A duplicate of the descriptor of an open -wal of database id (Go closes
+** it), or -1: Go compares the frames it takes with the file's. */
+int vshim_walq_dup_wal(uint64_t id){
+  VWalQ *q;
+  VFile *p;
+  int fd = -1;
+  vshimListLock();              /* the queue's -wal list */
+  pthread_mutex_lock(&gQListMu); /* the queue stays */
+  q = findQueue(id);
+  for(p=q ? q->pWalFiles : 0; p; p=p->pNextWal){
+    if( p->fd>=0 ){
+      fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&gQListMu);
+  vshimListUnlock();
+  return fd;
 }
 
 /* Go enables queueing for database id from the wal-index header pos, for

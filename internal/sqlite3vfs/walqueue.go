@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"math/bits"
+	"os"
 	"time"
 	"unsafe"
 
@@ -47,6 +48,14 @@ func (q walQueue) Take(keep bool) (tracker.QueuedWAL, bool) {
 		out.Release = func() { C.free(unsafe.Pointer(p)) }
 	}
 	return out, true
+}
+
+func (q walQueue) OpenWAL() *os.File {
+	fd := C.vshim_walq_dup_wal(C.uint64_t(q.id))
+	if fd < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "-wal")
 }
 
 func (q walQueue) Enable(pos []byte, chunks []uint32, chunkSize int) {

@@ -26,7 +26,9 @@
 package tracker
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,9 @@ type WALQueue interface {
 	// Enable lets the VFS queue commits that continue the wal-index header
 	// pos and write only pages of chunks (chunkSize bytes each).
 	Enable(pos []byte, chunks []uint32, chunkSize int)
+	// OpenWAL returns a descriptor of the database's -wal (nil: none is
+	// open): the frames taken are compared with the file's.
+	OpenWAL() *os.File
 }
 
 // QueuedWAL is what Take returns.
@@ -177,6 +182,11 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	if len(seen) != grown {
 		return queueDropped("the database grew by pages the queue did not write")
 	}
+	if !db.walHoldsQueue(st, from, to, q.Frames) {
+		db.abortWALSlicedLocked()
+		db.wal = nil // the next capture rescans
+		return queueDropped("the -wal does not hold the queued frames (cut or written behind SQLite's back)")
+	}
 	if _, err := st.extendFrom(q.Frames, to); err != nil {
 		// st is unusable: the next capture rescans.
 		db.abortWALSlicedLocked()
@@ -230,6 +240,55 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	return nil
 }
 
+// walHoldsQueue compares the queued frames, and the remembered last frame
+// before them when it was kept, with the -wal's bytes. SQLite appends each
+// transaction's frames right after the last commit's, so a -wal cut behind
+// its back and then written past has a hole (zeros) that ends at a commit:
+// in these frames, when the cut came after the remembered position. The
+// WAL header is read after the frames: when its salts are no longer the
+// queue's, SQLite restarted the WAL (every frame was in the database file
+// by then) and may have written over the frames; nothing reads them again,
+// and the queue is applied from memory. So it is without a -wal open (the
+// last connection closed: SQLite checkpointed it). db.mu is held.
+func (db *DB) walHoldsQueue(st *walState, from, to walPos, frames []byte) bool {
+	f := db.walq.OpenWAL()
+	if f == nil {
+		return true
+	}
+	defer f.Close()
+	ps := to.pageSize
+	off := frameOffset(from.mx+1, ps)
+	kept := st.read.frame(from.mx)
+	if from.mx == 0 {
+		kept = nil
+	}
+	if kept != nil {
+		off -= int64(len(kept))
+	}
+	bp := frameScratch.Get().(*[]byte)
+	defer frameScratch.Put(bp)
+	if cap(*bp) < walCompareBatch {
+		*bp = make([]byte, walCompareBatch)
+	}
+	same := true
+	for _, want := range [][]byte{kept, frames} {
+		for len(want) > 0 && same {
+			b := (*bp)[:min(len(want), walCompareBatch)]
+			n, _ := f.ReadAt(b, off)
+			same = n == len(b) && bytes.Equal(b, want[:len(b)])
+			want, off = want[len(b):], off+int64(len(b))
+		}
+	}
+	h := make([]byte, walHdrLen)
+	if n, _ := f.ReadAt(h, 0); n != len(h) || [8]byte(h[16:24]) != to.salt {
+		return true // restarted (or emptied) since: the frames are gone
+	}
+	return same
+}
+
+// walCompareBatch is how many bytes of the -wal walHoldsQueue reads at once.
+const walCompareBatch = 64 << 10
+
 // enableWALQueueLocked lets the VFS queue the commits that continue st,
 // the state a WAL capture just left (pos: its wal-index header), for the
 // chunks the pending set holds whole, those of dirty first. db.mu is held.
@@ -258,21 +317,6 @@ func (db *DB) enableWALQueueLocked(st *walState, pos []byte, dirty []uint32) {
 	}
 	db.walq.Enable(pos, chunks, cs)
 }
-
-// queuedFrames reads queued frames b, which start at offset off of the -wal.
-type queuedFrames struct {
-	off int64
-	b   []byte
-}
-
-func (r *queuedFrames) ReadAt(p []byte, off int64) (int, error) {
-	if off < r.off || off-r.off+int64(len(p)) > int64(len(r.b)) {
-		return 0, errQueuedRange
-	}
-	return copy(p, r.b[off-r.off:]), nil
-}
-
-var errQueuedRange = queueDropped("read outside the queued frames")
 
 func beUint32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])

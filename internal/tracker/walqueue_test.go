@@ -20,6 +20,7 @@ type fakeQueue struct {
 	chunks  []uint32
 	queued  *QueuedWAL
 	takes   int
+	walPath string // the -wal OpenWAL opens ("": none)
 }
 
 func (q *fakeQueue) Take(keep bool) (QueuedWAL, bool) {
@@ -35,6 +36,18 @@ func (q *fakeQueue) Take(keep bool) (QueuedWAL, bool) {
 	q.queued = nil
 	q.takes++
 	return out, true
+}
+
+// OpenWAL opens the fixture's -wal (walPath), as the VFS lends one.
+func (q *fakeQueue) OpenWAL() *os.File {
+	if q.walPath == "" {
+		return nil
+	}
+	f, err := os.Open(q.walPath)
+	if err != nil {
+		return nil
+	}
+	return f
 }
 
 func (q *fakeQueue) Enable(pos []byte, chunks []uint32, chunkSize int) {
@@ -92,6 +105,7 @@ func newQueueFixture(t *testing.T) *queueFixture {
 		t.Fatal(err)
 	}
 	h := m.Open(dbPath)
+	q.walPath = dbPath + "-wal"
 	f := &queueFixture{
 		walFixture: &walFixture{m: m, db: m.DB(dbPath), h: h, file: &memFile{data: data}, walPath: dbPath + "-wal", logs: logs},
 		q:          q,
@@ -245,6 +259,43 @@ func TestWALQueue_Dropped(t *testing.T) {
 			f.captured(t, 4, map[uint32]byte{1: 52, 4: 53})
 			if got, want := f.spool(t), f.w.state(f.file.data); !bytes.Equal(got, want) {
 				t.Fatal("the capture after a dropped queue does not publish the state")
+			}
+		})
+	}
+}
+
+// TestWALQueue_HoleInWAL: the -wal was cut inside the queued frames behind
+// SQLite's back and written past (zeros up to the next commit's frames).
+// The queue is not applied (the published state stays the last captured
+// one, a flush fails) although its frames validate in memory: the file
+// would feed those zeros to every later read of those frames.
+func TestWALQueue_HoleInWAL(t *testing.T) {
+	for _, at := range []string{"in the remembered last frame", "in a queued frame"} {
+		t.Run(at, func(t *testing.T) {
+			f := newQueueFixture(t)
+			before := f.w.state(f.file.data)
+			frameLen := walFrameHdrLen + f.w.pageSize
+			end := walHdrLen + int(f.w.frames())*frameLen // the remembered last frame's end
+			f.queued(t, 3, map[uint32]byte{2: 80, 3: 81})
+			f.queued(t, 3, map[uint32]byte{1: 82})
+			hole := end - 100
+			if at == "in a queued frame" {
+				hole = end + frameLen + 200
+			}
+			wal := slices.Clone(f.w.wal)
+			clear(wal[hole : end+2*frameLen]) // up to the last commit's frame
+			if err := os.WriteFile(f.walPath, wal, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, _, dropped := WALQueueStats()
+			if got := f.spool(t); !bytes.Equal(got, before) {
+				t.Fatal("a queue the -wal does not hold changed the published state")
+			}
+			if _, _, d := WALQueueStats(); d != dropped+1 {
+				t.Fatalf("queues dropped: %d, want %d", d, dropped+1)
+			}
+			if err := f.db.Flush(context.Background()); err == nil {
+				t.Fatal("a flush after the dropped queue succeeded")
 			}
 		})
 	}
