@@ -280,6 +280,10 @@ func (s *WALSnapshot) stagedCovers(id []byte) bool {
 // state as a rescan numbered snap.seq (so that a later state captured
 // meanwhile by a writer, numbered after it, is never replaced by it).
 func (db *DB) captureWALSnapshot(snap *WALSnapshot) error {
+	// Commits queued by this process's connections come first (walqueue.go).
+	db.mu.Lock()
+	db.takeWALQueueLocked(false)
+	db.mu.Unlock()
 	db.waitSliced(true)
 	db.stopWALSliced()
 	unlock, err := db.lockForCaptureWithin(captureWALLockWait)
