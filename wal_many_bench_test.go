@@ -3,6 +3,7 @@ package verneuil_test
 import (
 	"database/sql"
 	"fmt"
+	"github.com/verneuil-go/verneuil/internal/sqlite3vfs"
 	"path/filepath"
 	"testing"
 )
@@ -40,7 +41,14 @@ func BenchmarkWALCommitManyOpen(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer stmt.Close()
+			s0 := sqlite3vfs.ReadStats()
 			b.ResetTimer()
+			defer func() {
+				if vfs == "verneuil" {
+					s1 := sqlite3vfs.ReadStats()
+					b.Logf("commits %d queued %d", s1.WALCommits-s0.WALCommits, s1.WALQueued-s0.WALQueued)
+				}
+			}()
 			for i := range b.N {
 				if _, err := stmt.Exec(i); err != nil {
 					b.Fatal(err)
