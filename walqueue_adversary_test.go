@@ -31,6 +31,16 @@ func (e *env) wqOpen(path string) *sql.DB {
 	return db
 }
 
+// wqSeeded opens path through verneuil (wqOpen), in WAL mode, with table t
+// of n rows (wqSeed).
+func (e *env) wqSeeded(t *testing.T, path string, n int) *sql.DB {
+	t.Helper()
+	db := e.wqOpen(path)
+	wqWAL(t, db)
+	wqSeed(t, db, n)
+	return db
+}
+
 // wqUnix opens one connection to path through the plain unix VFS.
 func wqUnix(t *testing.T, path string) *sql.DB {
 	t.Helper()
@@ -158,9 +168,7 @@ func TestWALQueue_ConnectionsAndCheckpoints(t *testing.T) {
 func TestWALQueue_ForeignWriterBetweenQueued(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "f.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 1000)
+	v := e.wqSeeded(t, path, 1000)
 	u := wqUnix(t, path)
 	e.checkWALReplica(t, path)
 	before := wqRead()
@@ -203,9 +211,7 @@ func TestWALQueue_ForeignWriterBetweenQueued(t *testing.T) {
 func TestWALQueue_GrowthAndShrink(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "g.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 50)
+	v := e.wqSeeded(t, path, 50)
 	mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
 	e.checkWALReplica(t, path)
 	before := wqRead()
@@ -302,9 +308,7 @@ func TestWALQueue_CloseWithQueued(t *testing.T) {
 func TestWALQueue_ReplicatorCloseWithQueued(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "rc.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 500)
+	v := e.wqSeeded(t, path, 500)
 	e.checkWALReplica(t, path)
 	before := wqRead()
 	for i := range 20 {
@@ -335,9 +339,7 @@ func TestWALQueue_ReplicatorCloseWithQueued(t *testing.T) {
 func TestWALQueue_ConcurrentFlush(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "cf.db")
-	setup := e.wqOpen(path)
-	wqWAL(t, setup)
-	wqSeed(t, setup, 1500)
+	setup := e.wqSeeded(t, path, 1500)
 	mustExec(t, setup, "PRAGMA wal_autocheckpoint=100")
 	e.checkWALReplica(t, path)
 	before := wqRead()
@@ -430,9 +432,7 @@ func TestWALQueue_DrainRacesSlowPath(t *testing.T) {
 func TestWALQueue_JournalModeSwitches(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "j.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 800)
+	v := e.wqSeeded(t, path, 800)
 	e.checkWALReplica(t, path)
 	before := wqRead()
 	rng := rand.New(rand.NewPCG(4, 4))
@@ -479,9 +479,7 @@ func TestWALQueue_HostileWALTruncate(t *testing.T) {
 		t.Run(fmt.Sprintf("extend=%v", extend), func(t *testing.T) {
 			e := newEnv(t)
 			path := filepath.Join(e.dir, "h.db")
-			v := e.wqOpen(path)
-			wqWAL(t, v)
-			wqSeed(t, v, 800)
+			v := e.wqSeeded(t, path, 800)
 			mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
 			e.checkWALReplica(t, path)
 			states := map[string]string{"last flushed": wqDumpDB(t, v, -1)}
@@ -589,9 +587,7 @@ func wqDumpDB(t *testing.T, db *sql.DB, set int) string {
 func TestWALQueue_CutWALIsNotApplied(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "cut.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 200)
+	v := e.wqSeeded(t, path, 200)
 	mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
 	e.checkWALReplica(t, path)
 	flushed := e.wqRestored(t, path)
@@ -628,9 +624,7 @@ func TestWALQueue_CutWALIsNotApplied(t *testing.T) {
 func TestWALQueue_ReplicatorCloseWithQueueEnabled(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "rce.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 500)
+	v := e.wqSeeded(t, path, 500)
 	e.checkWALReplica(t, path)
 	before := wqRead()
 	for i := range 3 {
@@ -662,9 +656,7 @@ func TestWALQueue_ReplicatorCloseWithQueueEnabled(t *testing.T) {
 func TestWALQueue_GrowAfterShrink(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(e.dir, "gs.db")
-	v := e.wqOpen(path)
-	wqWAL(t, v)
-	wqSeed(t, v, 6000) // about 700 KiB: 11 chunks
+	v := e.wqSeeded(t, path, 6000) // about 700 KiB: 11 chunks
 	mustExec(t, v, "PRAGMA wal_autocheckpoint=0")
 	e.checkWALReplica(t, path)
 	before := wqRead()

@@ -27,6 +27,7 @@ package tracker
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
@@ -162,7 +163,7 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 		seen = make(map[uint32]bool, grown)
 	}
 	for f := range to.mx - from.mx {
-		pg := beUint32(q.Frames[int(f)*frameLen:])
+		pg := binary.BigEndian.Uint32(q.Frames[int(f)*frameLen:])
 		if pg == 0 || pg > to.nPage {
 			continue // validated below; past the commit size, not part of it
 		}
@@ -196,7 +197,7 @@ func (db *DB) applyWALQueueLocked(q QueuedWAL) error {
 	var made map[uint32]bool // chunks past the old end, made afresh
 	for f := range to.mx - from.mx {
 		fr := q.Frames[int(f)*frameLen : int(f+1)*frameLen]
-		pg := beUint32(fr)
+		pg := binary.BigEndian.Uint32(fr)
 		if pg > to.nPage || st.frames[pg] != from.mx+1+f {
 			continue // past the commit size, or a later frame has the page
 		}
@@ -316,10 +317,6 @@ func (db *DB) enableWALQueueLocked(st *walState, pos []byte, dirty []uint32) {
 		}
 	}
 	db.walq.Enable(pos, chunks, cs)
-}
-
-func beUint32(b []byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // DBID returns the id of the database of handle h (0: none, or not
